@@ -1,0 +1,646 @@
+//! `ql_listener` and the vtables a C program plugs in.
+
+use std::ffi::c_void;
+use std::ptr;
+use std::slice;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of_result, try_out,
+    try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD, QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL,
+    QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLE,
+    QL_STAGE_HANDLER, QL_STAGE_PREPARE,
+};
+use crate::ffi::queue::ql_queue;
+use crate::listener::{Dequeued, Handler, Hooks, Listener, Queue, SentinelPut, Stage};
+
+/// The "queue-like object" of a listener: the program's own queue, as
+/// callbacks.
+///
+/// The library copies this struct. `ctx` must stay valid until the last
+/// listener using it has been freed; the library never frees it.
+///
+/// Threads: `dequeue` and `task_done` are called on the listener thread;
+/// `enqueue_sentinel` on the thread calling `ql_stop`, `ql_stop_timeout`,
+/// `ql_enqueue_sentinel` or `ql_listener_free`, possibly while `dequeue`
+/// runs on the listener thread. The queue itself must be thread-safe.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ql_queue_vtable {
+    /// Passed as the first argument of every callback.
+    pub ctx: *mut c_void,
+    /// Takes the next item. With `block`, waits until there is one (the
+    /// listener always passes true; `false` exists for `dequeue` hooks that
+    /// call it). Returns `QL_DEQUEUE_RECORD` after writing the record to
+    /// `*record_out`, or `QL_DEQUEUE_SENTINEL`, `QL_DEQUEUE_EMPTY`,
+    /// `QL_DEQUEUE_ERROR`. Required, unless the hooks override `dequeue`.
+    pub dequeue: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            block: bool,
+            record_out: *mut *mut c_void,
+        ) -> ql_dequeue_result,
+    >,
+    /// Puts the sentinel behind every queued item, without blocking:
+    /// `QL_ENQUEUE_OK`, `QL_ENQUEUE_FULL` (the library retries while a stop
+    /// waits) or `QL_ENQUEUE_ERROR`. Required, unless the hooks override
+    /// `enqueue_sentinel`.
+    pub enqueue_sentinel: Option<unsafe extern "C" fn(ctx: *mut c_void) -> ql_enqueue_result>,
+    /// Optional. Called once for every dequeued record, after every handler
+    /// saw it, and once for the sentinel with `record` NULL (Python's
+    /// `queue.task_done`).
+    pub task_done: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void)>,
+}
+
+/// One handler of a listener.
+///
+/// `ql_listener_new` copies the array of handlers; from then on the
+/// listener owns each `ctx` and calls `destroy(ctx)` (when set) once, from
+/// `ql_listener_free`. When `ql_listener_new` fails, nothing is called and
+/// `ctx` stays the caller's.
+///
+/// Threads: `handle` and `flush` run on the listener thread only, one call
+/// at a time for the whole listener, so a handler needs no lock of its own
+/// unless other code shares its `ctx`. `destroy` runs on the thread calling
+/// `ql_listener_free`, after the listener thread has ended.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ql_handler {
+    /// Passed as the first argument of every callback.
+    pub ctx: *mut c_void,
+    /// With `respect_handler_level`, the handler gets a record only when the
+    /// record's level is at least this; 0 (NOTSET) gets every record.
+    /// Ignored otherwise.
+    pub level: i32,
+    /// Handles one prepared record, which it borrows for the call. Returns 0,
+    /// or a nonzero code that is counted in `handler_errors` and told to
+    /// `on_error`; the next handler and the next records still run. Required.
+    pub handle: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
+    /// Optional. Flushes buffered output; called when the listener loop ends
+    /// (after the sentinel), before `ql_stop` returns.
+    pub flush: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// Optional. Frees `ctx`; called once by `ql_listener_free`.
+    pub destroy: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+}
+
+/// Overrides of the listener's steps, as a Python subclass overrides
+/// `QueueListener.dequeue`, `prepare`, `handle` and `enqueue_sentinel`.
+/// Every slot may be NULL for the default behaviour; the whole struct may be
+/// NULL for all defaults. Copied by `ql_listener_new`; `ctx` must stay valid
+/// until the listener is freed.
+///
+/// A record's life, in order: `dequeue` → `prepare` (exactly once) →
+/// `handle` or the handlers → `release` (only for a record `prepare`
+/// replaced) → the queue's `task_done` → `done`.
+///
+/// Threads: every hook runs on the listener thread, one call at a time,
+/// except `enqueue_sentinel`, which runs on the thread stopping the
+/// listener.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ql_hooks {
+    /// Passed as the first argument of every hook.
+    pub ctx: *mut c_void,
+    /// Replaces the queue's `dequeue`; same contract.
+    pub dequeue: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            block: bool,
+            record_out: *mut *mut c_void,
+        ) -> ql_dequeue_result,
+    >,
+    /// Prepares a record once, before any handler sees it. `*prepared_out`
+    /// holds `record` on entry; write another pointer there to replace the
+    /// record (never modify a record the producer still holds: make a new
+    /// one). Return 0, or nonzero to skip the record: no handler sees it,
+    /// `prepare_errors` counts it, `on_error` is told (`QL_STAGE_PREPARE`).
+    pub prepare: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            record: *mut c_void,
+            prepared_out: *mut *mut c_void,
+        ) -> i32,
+    >,
+    /// Replaces the dispatch to the handlers for each prepared record (the
+    /// library still calls `prepare` first). Return 0, or nonzero to count
+    /// a failure (`QL_STAGE_HANDLE`).
+    pub handle: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
+    /// Replaces the queue's `enqueue_sentinel`; same contract.
+    pub enqueue_sentinel: Option<unsafe extern "C" fn(ctx: *mut c_void) -> ql_enqueue_result>,
+    /// The level of a prepared record, compared with each handler's level
+    /// when `respect_handler_level` is true. Required then.
+    pub record_level: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
+    /// Takes back a record `prepare` made, after every handler saw it.
+    pub release: Option<unsafe extern "C" fn(ctx: *mut c_void, prepared: *mut c_void)>,
+    /// The last step of a dequeued record's life, after `task_done`: the
+    /// place to free records the program allocated. Not called for records
+    /// that never left the queue.
+    pub done: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void)>,
+    /// Told of every failure, then the listener goes on. `stage` says
+    /// where; `handler_index` is the failing handler's index for
+    /// `QL_STAGE_HANDLER`, else 0; `record` is the record involved (NULL for
+    /// `QL_STAGE_DEQUEUE`); `code` what the callback returned.
+    pub on_error: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            stage: ql_stage,
+            handler_index: usize,
+            record: *mut c_void,
+            code: i32,
+        ),
+    >,
+}
+
+/// Counters of a listener since it was made.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ql_stats {
+    /// Records dequeued and prepared, then dispatched to the handlers.
+    pub handled: u64,
+    /// Nonzero returns of handlers and of the `handle` hook.
+    pub handler_errors: u64,
+    /// Nonzero returns of `prepare` (those records reached no handler).
+    pub prepare_errors: u64,
+    /// `QL_DEQUEUE_ERROR` results of `dequeue`.
+    pub dequeue_errors: u64,
+}
+
+/// A listener: a queue, a list of handlers, hooks, and at most one thread
+/// (named `ql-listener`) taking records off the queue.
+///
+/// Threads: `ql_start`, `ql_stop`, `ql_stop_timeout`, `ql_enqueue_sentinel`,
+/// `ql_listener_is_running` and `ql_listener_stats` may be called from any
+/// thread, concurrently. `ql_listener_free` must be the last call on the
+/// listener, with no other call in progress.
+pub struct ql_listener {
+    inner: Listener<RawRecord>,
+}
+
+struct VtableQueue(ql_queue_vtable);
+// SAFETY: the C API requires the program's queue to be thread-safe and its
+// ctx to outlive the listener (documented on `ql_queue_vtable`).
+unsafe impl Send for VtableQueue {}
+// SAFETY: as above.
+unsafe impl Sync for VtableQueue {}
+
+fn dequeued(result: ql_dequeue_result, record: *mut c_void) -> Dequeued<RawRecord> {
+    match result {
+        QL_DEQUEUE_RECORD => Dequeued::Record(RawRecord(record)),
+        QL_DEQUEUE_SENTINEL => Dequeued::Sentinel,
+        QL_DEQUEUE_EMPTY => Dequeued::Empty,
+        _ => Dequeued::Error,
+    }
+}
+
+fn sentinel_put(result: ql_enqueue_result) -> SentinelPut {
+    match result {
+        QL_ENQUEUE_OK => SentinelPut::Ok,
+        QL_ENQUEUE_FULL => SentinelPut::Full,
+        _ => SentinelPut::Error,
+    }
+}
+
+type DequeueFn = unsafe extern "C" fn(*mut c_void, bool, *mut *mut c_void) -> ql_dequeue_result;
+
+fn call_dequeue(f: Option<DequeueFn>, ctx: *mut c_void, block: bool) -> Dequeued<RawRecord> {
+    let Some(f) = f else {
+        return Dequeued::Error;
+    };
+    let mut record = ptr::null_mut();
+    // SAFETY: a callback of the program's, called as its contract says.
+    let result = unsafe { f(ctx, block, &mut record) };
+    dequeued(result, record)
+}
+
+impl Queue<RawRecord> for VtableQueue {
+    fn dequeue(&self, block: bool) -> Dequeued<RawRecord> {
+        call_dequeue(self.0.dequeue, self.0.ctx, block)
+    }
+
+    fn enqueue_sentinel(&self) -> SentinelPut {
+        match self.0.enqueue_sentinel {
+            // SAFETY: as in `call_dequeue`.
+            Some(f) => sentinel_put(unsafe { f(self.0.ctx) }),
+            None => SentinelPut::Error,
+        }
+    }
+
+    fn task_done(&self, record: Option<&RawRecord>) {
+        if let Some(f) = self.0.task_done {
+            let record = record.map_or(ptr::null_mut(), |r| r.0);
+            // SAFETY: as in `call_dequeue`.
+            unsafe { f(self.0.ctx, record) }
+        }
+    }
+}
+
+struct CHooks(ql_hooks);
+// SAFETY: hooks run on the listener thread (and `enqueue_sentinel` on a
+// stopping thread), as documented on `ql_hooks`; ctx outlives the listener.
+unsafe impl Send for CHooks {}
+// SAFETY: as above.
+unsafe impl Sync for CHooks {}
+
+impl Hooks<RawRecord> for CHooks {
+    fn dequeue(&self, queue: &dyn Queue<RawRecord>, block: bool) -> Dequeued<RawRecord> {
+        match self.0.dequeue {
+            Some(f) => call_dequeue(Some(f), self.0.ctx, block),
+            None => queue.dequeue(block),
+        }
+    }
+
+    fn prepare(&self, record: &RawRecord) -> Result<Option<RawRecord>, i32> {
+        let Some(f) = self.0.prepare else {
+            return Ok(None);
+        };
+        let mut prepared = record.0;
+        // SAFETY: as in `call_dequeue`.
+        match unsafe { f(self.0.ctx, record.0, &mut prepared) } {
+            0 if prepared == record.0 => Ok(None),
+            0 => Ok(Some(RawRecord(prepared))),
+            code => Err(code),
+        }
+    }
+
+    fn handle(&self, record: &RawRecord) -> Option<Result<(), i32>> {
+        let f = self.0.handle?;
+        // SAFETY: as in `call_dequeue`.
+        Some(match unsafe { f(self.0.ctx, record.0) } {
+            0 => Ok(()),
+            code => Err(code),
+        })
+    }
+
+    fn enqueue_sentinel(&self, queue: &dyn Queue<RawRecord>) -> SentinelPut {
+        match self.0.enqueue_sentinel {
+            // SAFETY: as in `call_dequeue`.
+            Some(f) => sentinel_put(unsafe { f(self.0.ctx) }),
+            None => queue.enqueue_sentinel(),
+        }
+    }
+
+    fn record_level(&self, record: &RawRecord) -> Option<i32> {
+        let f = self.0.record_level?;
+        // SAFETY: as in `call_dequeue`.
+        Some(unsafe { f(self.0.ctx, record.0) })
+    }
+
+    fn release(&self, prepared: RawRecord) {
+        if let Some(f) = self.0.release {
+            // SAFETY: as in `call_dequeue`.
+            unsafe { f(self.0.ctx, prepared.0) }
+        }
+    }
+
+    fn done(&self, record: RawRecord) {
+        if let Some(f) = self.0.done {
+            // SAFETY: as in `call_dequeue`.
+            unsafe { f(self.0.ctx, record.0) }
+        }
+    }
+
+    fn on_error(&self, stage: Stage, record: Option<&RawRecord>, code: i32) {
+        let Some(f) = self.0.on_error else {
+            return;
+        };
+        let (stage, index) = match stage {
+            Stage::Dequeue => (QL_STAGE_DEQUEUE, 0),
+            Stage::Prepare => (QL_STAGE_PREPARE, 0),
+            Stage::Handle => (QL_STAGE_HANDLE, 0),
+            Stage::Handler(i) => (QL_STAGE_HANDLER, i),
+        };
+        let record = record.map_or(ptr::null_mut(), |r| r.0);
+        // SAFETY: as in `call_dequeue`.
+        unsafe { f(self.0.ctx, stage, index, record, code) }
+    }
+}
+
+struct CHandler(ql_handler);
+// SAFETY: handle/flush run on the listener thread one at a time and destroy
+// after it ended, as documented on `ql_handler`.
+unsafe impl Send for CHandler {}
+// SAFETY: as above.
+unsafe impl Sync for CHandler {}
+
+impl Handler<RawRecord> for CHandler {
+    fn level(&self) -> i32 {
+        self.0.level
+    }
+
+    fn handle(&self, record: &RawRecord) -> Result<(), i32> {
+        let Some(f) = self.0.handle else {
+            return Ok(()); // refused at creation; unreachable
+        };
+        // SAFETY: as in `call_dequeue`.
+        match unsafe { f(self.0.ctx, record.0) } {
+            0 => Ok(()),
+            code => Err(code),
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(f) = self.0.flush {
+            // SAFETY: as in `call_dequeue`.
+            unsafe { f(self.0.ctx) }
+        }
+    }
+}
+
+impl Drop for CHandler {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.destroy {
+            // SAFETY: the listener owns ctx and drops each handler once.
+            unsafe { f(self.0.ctx) }
+        }
+    }
+}
+
+/// Checks and copies the arguments shared by both constructors, then makes
+/// the listener on `queue`.
+///
+/// # Safety
+/// As `ql_listener_new`.
+unsafe fn new_listener(
+    queue: Arc<dyn Queue<RawRecord>>,
+    queue_slots: (bool, bool),
+    handlers: *const ql_handler,
+    handler_count: usize,
+    hooks: *const ql_hooks,
+    respect_handler_level: bool,
+    listener_out: *mut *mut ql_listener,
+) -> ql_status {
+    let out = try_out!(listener_out);
+    let handlers: &[ql_handler] = match handler_count {
+        0 => &[],
+        n => {
+            let first = try_ref!(handlers);
+            // SAFETY: the caller promises `handler_count` valid entries.
+            unsafe { slice::from_raw_parts(first, n) }
+        }
+    };
+    // SAFETY: NULL or valid, as the caller promises.
+    let hooks = unsafe { hooks.as_ref() }.copied().unwrap_or(ql_hooks {
+        ctx: ptr::null_mut(),
+        dequeue: None,
+        prepare: None,
+        handle: None,
+        enqueue_sentinel: None,
+        record_level: None,
+        release: None,
+        done: None,
+        on_error: None,
+    });
+    let (has_dequeue, has_enqueue_sentinel) = queue_slots;
+    if (!has_dequeue && hooks.dequeue.is_none())
+        || (!has_enqueue_sentinel && hooks.enqueue_sentinel.is_none())
+        || (respect_handler_level && hooks.record_level.is_none())
+        || handlers.iter().any(|h| h.handle.is_none())
+    {
+        return QL_ERR_INVALID;
+    }
+    let handlers = handlers
+        .iter()
+        .map(|h| Box::new(CHandler(*h)) as Box<dyn Handler<RawRecord>>)
+        .collect();
+    let listener = Listener::new(
+        queue,
+        handlers,
+        Box::new(CHooks(hooks)),
+        respect_handler_level,
+    );
+    *out = Box::into_raw(Box::new(ql_listener { inner: listener }));
+    QL_OK
+}
+
+/// Makes an idle listener on the program's own queue.
+///
+/// - `queue`: the queue vtable, copied. `dequeue` and `enqueue_sentinel`
+///   are required unless `hooks` overrides them.
+/// - `handlers`, `handler_count`: the handlers, in dispatch order, copied;
+///   the listener owns each handler's `ctx` from now on (see `ql_handler`).
+///   `handlers` may be NULL when `handler_count` is 0.
+/// - `hooks`: overrides, copied; NULL for Python's default behaviour.
+/// - `respect_handler_level`: filter records by handler level; then
+///   `hooks->record_level` is required.
+/// - `listener_out`: receives the listener on success only. The caller owns
+///   it and frees it with `ql_listener_free`.
+///
+/// Returns `QL_OK`; `QL_ERR_NULL` for a NULL `queue`, `listener_out`, or
+/// `handlers` with a nonzero count; `QL_ERR_INVALID` for a missing required
+/// slot. On failure nothing is kept and no callback is called. Nothing
+/// runs until `ql_start`. Any thread.
+///
+/// # Safety
+/// Each pointer must be NULL or valid for reading (`handlers` for
+/// `handler_count` entries; `listener_out` for one write). The callbacks
+/// and their `ctx` must follow the contracts of `ql_queue_vtable`,
+/// `ql_handler` and `ql_hooks`.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_new(
+    queue: *const ql_queue_vtable,
+    handlers: *const ql_handler,
+    handler_count: usize,
+    hooks: *const ql_hooks,
+    respect_handler_level: bool,
+    listener_out: *mut *mut ql_listener,
+) -> ql_status {
+    boundary(|| {
+        let queue = *try_ref!(queue);
+        let slots = (queue.dequeue.is_some(), queue.enqueue_sentinel.is_some());
+        // SAFETY: forwarded from our caller.
+        unsafe {
+            new_listener(
+                Arc::new(VtableQueue(queue)),
+                slots,
+                handlers,
+                handler_count,
+                hooks,
+                respect_handler_level,
+                listener_out,
+            )
+        }
+    })
+}
+
+/// Makes an idle listener on a built-in queue: `ql_listener_new` without
+/// writing a vtable.
+///
+/// The listener takes its own reference to `queue`, so the queue may be
+/// freed with `ql_queue_free` at any time; it lives until the listener is
+/// freed too. Arguments, results and ownership otherwise as
+/// `ql_listener_new` (`QL_ERR_NULL` for a NULL `queue`).
+///
+/// # Safety
+/// `queue` must be NULL or a live queue from `ql_queue_new`; the other
+/// arguments as for `ql_listener_new`.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_new_with_queue(
+    queue: *const ql_queue,
+    handlers: *const ql_handler,
+    handler_count: usize,
+    hooks: *const ql_hooks,
+    respect_handler_level: bool,
+    listener_out: *mut *mut ql_listener,
+) -> ql_status {
+    boundary(|| {
+        let queue = Arc::clone(&try_ref!(queue).inner);
+        // SAFETY: forwarded from our caller.
+        unsafe {
+            new_listener(
+                queue,
+                (true, true),
+                handlers,
+                handler_count,
+                hooks,
+                respect_handler_level,
+                listener_out,
+            )
+        }
+    })
+}
+
+/// Starts the listener thread, named `ql-listener`.
+///
+/// Returns `QL_OK`; `QL_ERR_ALREADY_STARTED` while the thread runs or
+/// another thread is stopping it (no second thread is made);
+/// `QL_ERR_THREAD` when the system cannot make a thread; `QL_ERR_NULL`.
+/// A listener whose loop ended by itself (its queue reported empty, or it
+/// reached a sentinel from `ql_enqueue_sentinel`) is joined and restarted.
+/// Start and stop may alternate any number of times. Any thread.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener.
+#[no_mangle]
+pub unsafe extern "C" fn ql_start(listener: *const ql_listener) -> ql_status {
+    boundary(|| status_of_result(try_ref!(listener).inner.start()))
+}
+
+/// Stops the listener: puts the sentinel behind every queued record, waits
+/// until the thread has handled all of them and flushed the handlers, and
+/// joins it.
+///
+/// Every record put before the call has been handled when it returns
+/// `QL_OK`. On a full bounded queue it waits until the sentinel gets in.
+/// A listener that is not running (never started, or already stopped) is
+/// left alone: `QL_OK`, nothing enqueued. A listener whose loop already
+/// ended (its queue reported empty) is joined without a sentinel. Several
+/// threads may stop at once: all return once the one thread is joined.
+///
+/// `QL_ERR_WOULD_DEADLOCK` from the listener thread itself (inside a
+/// handler or hook): nothing is enqueued, nothing changes. `QL_ERR_QUEUE`
+/// when the queue fails to take the sentinel (the listener keeps running).
+/// `QL_ERR_NULL`.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener.
+#[no_mangle]
+pub unsafe extern "C" fn ql_stop(listener: *const ql_listener) -> ql_status {
+    boundary(|| status_of_result(try_ref!(listener).inner.stop()))
+}
+
+/// `ql_stop` with a deadline of `timeout_ms` milliseconds.
+///
+/// `QL_ERR_TIMEOUT` when the sentinel could not get in, or the thread did
+/// not reach it, in time. The listener then keeps running and usable: if
+/// the sentinel got in, the thread ends when it reaches it, and a later
+/// `ql_stop` joins it without enqueuing another. Other results as
+/// `ql_stop`.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener.
+#[no_mangle]
+pub unsafe extern "C" fn ql_stop_timeout(
+    listener: *const ql_listener,
+    timeout_ms: u64,
+) -> ql_status {
+    boundary(|| {
+        let timeout = Duration::from_millis(timeout_ms);
+        status_of_result(try_ref!(listener).inner.stop_timeout(timeout))
+    })
+}
+
+/// Puts one sentinel on the queue now, without waiting, as Python's
+/// `QueueListener.enqueue_sentinel`.
+///
+/// The thread ends when it reaches the sentinel; records behind it wait for
+/// the next `ql_start`. A following `ql_stop` enqueues no second sentinel.
+/// Returns `QL_OK`, `QL_ERR_FULL` (nothing was put), `QL_ERR_QUEUE` or
+/// `QL_ERR_NULL`. Any thread, the listener thread included.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener.
+#[no_mangle]
+pub unsafe extern "C" fn ql_enqueue_sentinel(listener: *const ql_listener) -> ql_status {
+    boundary(|| status_of_result(try_ref!(listener).inner.enqueue_sentinel()))
+}
+
+/// Writes to `*running_out` whether the listener has a thread, from a
+/// successful `ql_start` until a stop joins it. Any thread.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener; `running_out` NULL or valid
+/// for one write.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_is_running(
+    listener: *const ql_listener,
+    running_out: *mut bool,
+) -> ql_status {
+    boundary(|| {
+        let listener = try_ref!(listener);
+        *try_out!(running_out) = listener.inner.is_running();
+        QL_OK
+    })
+}
+
+/// Writes the listener's counters to `*stats_out`. Any thread; each counter
+/// is read atomically, the set is not a single snapshot.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener; `stats_out` NULL or valid for
+/// one write.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_stats(
+    listener: *const ql_listener,
+    stats_out: *mut ql_stats,
+) -> ql_status {
+    boundary(|| {
+        let listener = try_ref!(listener);
+        let out = try_out!(stats_out);
+        let s = listener.inner.stats();
+        *out = ql_stats {
+            handled: s.handled,
+            handler_errors: s.handler_errors,
+            prepare_errors: s.prepare_errors,
+            dequeue_errors: s.dequeue_errors,
+        };
+        QL_OK
+    })
+}
+
+/// Stops the listener if it runs (as `ql_stop`, waiting as long as it
+/// takes), calls each handler's `destroy`, drops the listener's reference
+/// to a built-in queue, and frees the listener.
+///
+/// Returns `QL_OK`; NULL is a no-op returning `QL_OK`. From the listener's
+/// own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing.
+/// Records still queued stay on the queue. No other call on the listener
+/// may be in progress or follow.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener, not used again afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_free(listener: *mut ql_listener) -> ql_status {
+    boundary(|| {
+        if listener.is_null() {
+            return QL_OK;
+        }
+        // SAFETY: live, as the caller promises.
+        if unsafe { &*listener }.inner.is_listener_thread() {
+            return QL_ERR_WOULD_DEADLOCK;
+        }
+        // SAFETY: from `Box::into_raw` in `new_listener`, freed once.
+        drop(unsafe { Box::from_raw(listener) });
+        QL_OK
+    })
+}

@@ -1,0 +1,93 @@
+//! The C ABI: conversions, NULL checks, status codes and the panic
+//! boundary. No logic of its own lives here; everything a function does is a
+//! call into the engine ([`crate::listener`], [`crate::queue`]).
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_void};
+
+pub mod listener;
+pub mod queue;
+mod status;
+
+pub use status::*;
+
+/// A record as the C side sees it: an opaque pointer the program owns.
+///
+/// The library never reads or frees what it points to; it only moves the
+/// pointer from the queue to the hooks and handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord(pub *mut c_void);
+
+// SAFETY: the pointer is moved between threads, never dereferenced by the
+// library. The C API's documentation makes the program responsible for
+// records being usable from the listener thread.
+unsafe impl Send for RawRecord {}
+// SAFETY: as above; `&RawRecord` only gives out the pointer value.
+unsafe impl Sync for RawRecord {}
+
+/// Runs `body`, turning a panic into the return type's fallback value
+/// (`QL_ERR_PANIC` for a status). Every exported function's body goes
+/// through here, so no unwind ever crosses into C.
+pub(crate) fn boundary<T: Fallback>(body: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| T::fallback())
+}
+
+/// The value an exported function returns when its body panicked.
+pub(crate) trait Fallback {
+    fn fallback() -> Self;
+}
+
+impl Fallback for ql_status {
+    fn fallback() -> Self {
+        QL_ERR_PANIC
+    }
+}
+
+impl Fallback for *const c_char {
+    fn fallback() -> Self {
+        c"panic inside queue_listener".as_ptr()
+    }
+}
+
+impl Fallback for () {
+    fn fallback() -> Self {}
+}
+
+/// Returns `QL_ERR_NULL` from the enclosing function when a pointer is NULL,
+/// else gives the reference.
+macro_rules! try_ref {
+    ($ptr:expr) => {
+        // SAFETY: the caller promises the pointer is NULL or valid (each
+        // function's `# Safety` section).
+        match unsafe { $ptr.as_ref() } {
+            Some(r) => r,
+            None => return $crate::ffi::QL_ERR_NULL,
+        }
+    };
+}
+
+/// Returns `QL_ERR_NULL` from the enclosing function when an out-pointer is
+/// NULL, else gives the mutable reference.
+macro_rules! try_out {
+    ($ptr:expr) => {
+        // SAFETY: as in `try_ref!`, for a writable out-parameter.
+        match unsafe { $ptr.as_mut() } {
+            Some(r) => r,
+            None => return $crate::ffi::QL_ERR_NULL,
+        }
+    };
+}
+
+pub(crate) use {try_out, try_ref};
+
+/// The library's version, as in Cargo.toml ("MAJOR.MINOR.PATCH").
+///
+/// Returns a static NUL-terminated string; never NULL. Any thread.
+#[no_mangle]
+pub extern "C" fn ql_version() -> *const c_char {
+    boundary(|| {
+        const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+        V.as_ptr().cast()
+    })
+}

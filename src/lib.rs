@@ -1,0 +1,21 @@
+//! queue_listener: Python's `logging.handlers.QueueListener` for C and C++.
+//!
+//! The crate has two layers:
+//!
+//! * the engine, in safe Rust: [`listener`] holds the listener state machine
+//!   and the monitor loop (the whole life of a record), [`queue`] the
+//!   built-in bounded/unbounded queue;
+//! * [`ffi`], the C ABI: pointer conversion, NULL checks, status codes and
+//!   the panic boundary, and nothing else.
+//!
+//! The C header `include/queue_listener.h` is generated from [`ffi`] by
+//! cbindgen.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod ffi;
+pub mod listener;
+pub mod queue;
+
+pub use listener::{Dequeued, Error, Handler, Hooks, Listener, Queue, SentinelPut, Stage, Stats};
+pub use queue::ChannelQueue;

@@ -1,0 +1,585 @@
+//! The listener engine: the whole life of a record, in safe Rust.
+//!
+//! ```text
+//! producer ──put──▶ Queue ──dequeue──▶ monitor loop ──prepare (once)──▶ dispatch
+//!                                           │                              │
+//!                                           │        handler 0, 1, … (level filter when
+//!                                           │        respect_handler_level is on)
+//!                                           ▼
+//!                     task_done(record) ─▶ release(prepared) ─▶ done(record)
+//! ```
+//!
+//! A [`Listener`] owns one thread at a time, named `ql-listener`. The thread
+//! runs [`monitor`] until it takes the sentinel off the queue, or until
+//! `dequeue` reports [`Dequeued::Empty`]. [`Listener::stop`] puts the sentinel
+//! behind every record already queued and waits for the thread, so every
+//! record put before the stop is handled by the time it returns.
+//!
+//! Every step a Python subclass could override (`dequeue`, `prepare`,
+//! `handle`, `enqueue_sentinel`) is a method of [`Hooks`] with Python's
+//! default behaviour, so a plain listener uses [`DefaultHooks`].
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+/// What one `dequeue` produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Dequeued<R> {
+    /// A record, now owned by the listener until it is done with it.
+    Record(R),
+    /// The sentinel: the listener stops after acknowledging it.
+    Sentinel,
+    /// Nothing to take. Ends the monitor loop cleanly (Python's `queue.Empty`).
+    Empty,
+    /// The queue failed. Counted and reported; the loop goes on, unless a
+    /// stop was requested, in which case it ends.
+    Error,
+}
+
+/// What one attempt to put the sentinel produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentinelPut {
+    /// The sentinel is on the queue.
+    Ok,
+    /// The queue is full; the attempt can be repeated later.
+    Full,
+    /// The queue failed.
+    Error,
+}
+
+/// Errors of the listener's control functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// `start` on a listener whose thread is running or being stopped.
+    AlreadyStarted,
+    /// `stop` (or a drop) from the listener's own thread.
+    WouldDeadlock,
+    /// The queue had no room.
+    Full,
+    /// The deadline passed.
+    Timeout,
+    /// The queue reported an error.
+    Queue,
+    /// The operating system refused to create the thread.
+    Thread,
+    /// The listener thread panicked (only possible with Rust handlers or hooks).
+    Panicked,
+}
+
+/// The queue-like object a listener takes records from.
+///
+/// Implementations are shared between producers and the listener thread.
+pub trait Queue<R>: Send + Sync {
+    /// Takes one record. With `block`, waits until there is one.
+    fn dequeue(&self, block: bool) -> Dequeued<R>;
+    /// Tries once, without blocking, to put the sentinel.
+    fn enqueue_sentinel(&self) -> SentinelPut;
+    /// Acknowledges a dequeued record (`Some`) or the sentinel (`None`).
+    fn task_done(&self, _record: Option<&R>) {}
+}
+
+/// One handler in a listener's handler list.
+///
+/// Called only from the listener thread, one call at a time.
+pub trait Handler<R>: Send + Sync {
+    /// The handler's level; 0 passes every record.
+    fn level(&self) -> i32;
+    /// Handles one prepared record; `Err(code)` is counted and reported.
+    fn handle(&self, record: &R) -> Result<(), i32>;
+    /// Flushes buffered output. Called when the monitor loop ends.
+    fn flush(&self) {}
+}
+
+/// Where a failure happened, as told to [`Hooks::on_error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `dequeue` returned [`Dequeued::Error`].
+    Dequeue,
+    /// `prepare` failed; no handler saw the record.
+    Prepare,
+    /// The `handle` override failed.
+    Handle,
+    /// The handler at this index failed.
+    Handler(usize),
+}
+
+/// The overridable steps of a listener, with Python's behaviour as defaults.
+///
+/// Called from the listener thread, except `enqueue_sentinel`, which is
+/// called from the thread that stops the listener.
+pub trait Hooks<R>: Send + Sync {
+    /// Takes the next record; the default asks the queue.
+    fn dequeue(&self, queue: &dyn Queue<R>, block: bool) -> Dequeued<R> {
+        queue.dequeue(block)
+    }
+    /// Prepares a record once, before any handler sees it. `Ok(None)` keeps
+    /// the record, `Ok(Some(new))` replaces it (the new one goes to
+    /// [`Hooks::release`] after dispatch), `Err(code)` skips it.
+    fn prepare(&self, _record: &R) -> Result<Option<R>, i32> {
+        Ok(None)
+    }
+    /// Replaces the dispatch to the handlers; `None` means "not overridden".
+    fn handle(&self, _record: &R) -> Option<Result<(), i32>> {
+        None
+    }
+    /// Tries once to put the sentinel; the default asks the queue.
+    fn enqueue_sentinel(&self, queue: &dyn Queue<R>) -> SentinelPut {
+        queue.enqueue_sentinel()
+    }
+    /// The record's level for `respect_handler_level`; `None` passes all.
+    fn record_level(&self, _record: &R) -> Option<i32> {
+        None
+    }
+    /// Takes back a record that `prepare` made, after every handler saw it.
+    fn release(&self, _prepared: R) {}
+    /// Takes back a dequeued record, after `task_done`. The last step of a
+    /// record's life.
+    fn done(&self, _record: R) {}
+    /// Told of every failure; the listener goes on after it.
+    fn on_error(&self, _stage: Stage, _record: Option<&R>, _code: i32) {}
+}
+
+/// Python's behaviour for every hook.
+pub struct DefaultHooks;
+impl<R> Hooks<R> for DefaultHooks {}
+
+/// Counters of a listener, as read by [`Listener::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records dequeued and prepared successfully, then dispatched.
+    pub handled: u64,
+    /// Failures of handlers and of the `handle` override.
+    pub handler_errors: u64,
+    /// Failures of `prepare` (those records reached no handler).
+    pub prepare_errors: u64,
+    /// `dequeue` calls that reported an error.
+    pub dequeue_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    handled: AtomicU64,
+    handler_errors: AtomicU64,
+    prepare_errors: AtomicU64,
+    dequeue_errors: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+enum Run {
+    Idle,
+    Running {
+        handle: JoinHandle<()>,
+        id: ThreadId,
+    },
+    /// A thread is in `stop` and holds the join handle.
+    Stopping {
+        id: ThreadId,
+    },
+}
+
+struct Control {
+    run: Run,
+    /// The current thread's monitor loop has ended.
+    loop_done: bool,
+    /// A stop is under way; ends dequeue-error backoff early.
+    stop_requested: bool,
+    /// Sentinels put and not yet taken by a listener thread.
+    pending_sentinels: usize,
+    /// The last thread panicked.
+    panicked: bool,
+}
+
+struct Shared<R> {
+    queue: Arc<dyn Queue<R>>,
+    hooks: Box<dyn Hooks<R>>,
+    handlers: Vec<Box<dyn Handler<R>>>,
+    respect_handler_level: bool,
+    control: Mutex<Control>,
+    changed: Condvar,
+    counters: Counters,
+}
+
+thread_local! {
+    static ON_LISTENER_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on any listener thread. A put that would block there could wait for
+/// itself, so the built-in queue refuses it instead.
+pub fn on_listener_thread() -> bool {
+    ON_LISTENER_THREAD.with(Cell::get)
+}
+
+/// A `QueueListener`: a queue, a list of handlers, the hooks, and at most
+/// one running thread.
+pub struct Listener<R: Send + 'static> {
+    shared: Arc<Shared<R>>,
+}
+
+impl<R: Send + 'static> Listener<R> {
+    /// Makes an idle listener. Nothing runs until [`Listener::start`].
+    pub fn new(
+        queue: Arc<dyn Queue<R>>,
+        handlers: Vec<Box<dyn Handler<R>>>,
+        hooks: Box<dyn Hooks<R>>,
+        respect_handler_level: bool,
+    ) -> Self {
+        Listener {
+            shared: Arc::new(Shared {
+                queue,
+                hooks,
+                handlers,
+                respect_handler_level,
+                control: Mutex::new(Control {
+                    run: Run::Idle,
+                    loop_done: false,
+                    stop_requested: false,
+                    pending_sentinels: 0,
+                    panicked: false,
+                }),
+                changed: Condvar::new(),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Starts the listener thread.
+    ///
+    /// Fails with [`Error::AlreadyStarted`] while a thread runs or is being
+    /// stopped. A thread whose loop already ended by itself (the queue
+    /// reported empty, or a sentinel from [`Listener::enqueue_sentinel`]) is
+    /// joined first, so start needs no stop in between.
+    pub fn start(&self) -> Result<(), Error> {
+        let mut ctl = self.shared.lock();
+        match std::mem::replace(&mut ctl.run, Run::Idle) {
+            Run::Idle => {}
+            Run::Running { handle, .. } if ctl.loop_done => {
+                // The loop has ended and released the lock for the last time.
+                let _ = handle.join();
+            }
+            running => {
+                ctl.run = running;
+                return Err(Error::AlreadyStarted);
+            }
+        }
+        ctl.loop_done = false;
+        ctl.stop_requested = false;
+        ctl.panicked = false;
+        let shared = Arc::clone(&self.shared);
+        let handle = thread::Builder::new()
+            .name("ql-listener".into())
+            .spawn(move || monitor(shared))
+            .map_err(|_| Error::Thread)?;
+        let id = handle.thread().id();
+        ctl.run = Run::Running { handle, id };
+        Ok(())
+    }
+
+    /// Stops the listener, waiting as long as it takes.
+    ///
+    /// Puts the sentinel behind every queued record (retrying while the
+    /// queue is full), waits until the thread has handled everything before
+    /// it, and joins the thread. A listener that is not running is left
+    /// alone: `Ok`, nothing enqueued. Concurrent stops all return once the
+    /// thread is joined, by one of them.
+    pub fn stop(&self) -> Result<(), Error> {
+        self.stop_until(None)
+    }
+
+    /// [`Listener::stop`] with a deadline. On [`Error::Timeout`] the listener
+    /// is still running and usable; if the sentinel already went in, the
+    /// thread ends when it reaches it and a later stop joins it.
+    pub fn stop_timeout(&self, timeout: Duration) -> Result<(), Error> {
+        self.stop_until(Instant::now().checked_add(timeout))
+    }
+
+    /// Puts one sentinel without blocking, as Python's
+    /// `QueueListener.enqueue_sentinel`. The thread ends when it reaches it;
+    /// records behind it wait for the next start.
+    pub fn enqueue_sentinel(&self) -> Result<(), Error> {
+        let put = self.shared.hooks.enqueue_sentinel(&*self.shared.queue);
+        match put {
+            SentinelPut::Ok => {
+                self.shared.lock().pending_sentinels += 1;
+                Ok(())
+            }
+            SentinelPut::Full => Err(Error::Full),
+            SentinelPut::Error => Err(Error::Queue),
+        }
+    }
+
+    /// True from a successful start until the thread is joined.
+    pub fn is_running(&self) -> bool {
+        !matches!(self.shared.lock().run, Run::Idle)
+    }
+
+    /// True when called from this listener's own thread.
+    pub fn is_listener_thread(&self) -> bool {
+        let me = thread::current().id();
+        match self.shared.lock().run {
+            Run::Running { id, .. } | Run::Stopping { id } => id == me,
+            Run::Idle => false,
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        Stats {
+            handled: c.handled.load(Ordering::Relaxed),
+            handler_errors: c.handler_errors.load(Ordering::Relaxed),
+            prepare_errors: c.prepare_errors.load(Ordering::Relaxed),
+            dequeue_errors: c.dequeue_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn stop_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        let shared = &*self.shared;
+        let me = thread::current().id();
+        let mut ctl = shared.lock();
+        // Wait out a stop in progress in another thread; take over a run.
+        let (handle, id) = loop {
+            let id = match ctl.run {
+                Run::Idle => return Ok(()),
+                Run::Running { id, .. } | Run::Stopping { id } => id,
+            };
+            if id == me {
+                return Err(Error::WouldDeadlock);
+            }
+            match std::mem::replace(&mut ctl.run, Run::Stopping { id }) {
+                Run::Running { handle, .. } => break (handle, id),
+                stopping => ctl.run = stopping,
+            }
+            ctl = shared.wait(ctl, deadline).ok_or(Error::Timeout)?;
+        };
+        ctl.stop_requested = true;
+        // Put the sentinel, unless one is already on its way or the loop has
+        // ended by itself (then a sentinel would be left behind).
+        let mut backoff = Duration::from_micros(20);
+        while ctl.pending_sentinels == 0 && !ctl.loop_done {
+            drop(ctl);
+            let put = shared.hooks.enqueue_sentinel(&*shared.queue);
+            ctl = shared.lock();
+            let failed = match put {
+                SentinelPut::Ok => {
+                    ctl.pending_sentinels += 1;
+                    break;
+                }
+                SentinelPut::Error => Error::Queue,
+                SentinelPut::Full => match shared.wait_for(ctl, backoff, deadline) {
+                    Some(guard) => {
+                        ctl = guard;
+                        backoff = (backoff * 2).min(Duration::from_millis(5));
+                        continue;
+                    }
+                    None => {
+                        ctl = shared.lock();
+                        Error::Timeout
+                    }
+                },
+            };
+            ctl.stop_requested = false;
+            ctl.run = Run::Running { handle, id };
+            shared.changed.notify_all();
+            return Err(failed);
+        }
+        while !ctl.loop_done {
+            match shared.wait(ctl, deadline) {
+                Some(guard) => ctl = guard,
+                None => {
+                    ctl = shared.lock();
+                    if !ctl.loop_done {
+                        ctl.run = Run::Running { handle, id };
+                        shared.changed.notify_all();
+                        return Err(Error::Timeout);
+                    }
+                }
+            }
+        }
+        // The loop has ended; the thread only has to return.
+        let joined = handle.join();
+        let panicked = joined.is_err() || ctl.panicked;
+        ctl.run = Run::Idle;
+        shared.changed.notify_all();
+        if panicked {
+            Err(Error::Panicked)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<R: Send + 'static> Drop for Listener<R> {
+    /// Stops the listener first. From the listener's own thread this cannot
+    /// wait; the thread then keeps the shared state alive until it ends.
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+impl<R> Shared<R> {
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a change of the control state; `None` once the deadline passed.
+    fn wait<'a>(
+        &'a self,
+        guard: MutexGuard<'a, Control>,
+        deadline: Option<Instant>,
+    ) -> Option<MutexGuard<'a, Control>> {
+        match deadline {
+            None => Some(
+                self.changed
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner),
+            ),
+            Some(deadline) => {
+                let left = deadline.checked_duration_since(Instant::now())?;
+                let (guard, _) = self
+                    .changed
+                    .wait_timeout(guard, left)
+                    .unwrap_or_else(PoisonError::into_inner);
+                Some(guard)
+            }
+        }
+    }
+
+    /// Waits for a change or `pause`, whichever is first; `None` once the
+    /// deadline passed.
+    fn wait_for<'a>(
+        &'a self,
+        guard: MutexGuard<'a, Control>,
+        pause: Duration,
+        deadline: Option<Instant>,
+    ) -> Option<MutexGuard<'a, Control>> {
+        let now = Instant::now();
+        let until = now + pause;
+        let until = match deadline {
+            Some(d) if d <= now => return None,
+            Some(d) => d.min(until),
+            None => until,
+        };
+        self.wait(guard, Some(until)).or_else(|| Some(self.lock()))
+    }
+}
+
+/// Marks the loop as ended when the monitor returns or unwinds, so a stop
+/// never waits for a thread that is gone.
+struct LoopEnd<'a, R> {
+    shared: &'a Shared<R>,
+}
+
+impl<R> Drop for LoopEnd<'_, R> {
+    fn drop(&mut self) {
+        let mut ctl = self.shared.lock();
+        ctl.loop_done = true;
+        ctl.panicked = thread::panicking();
+        self.shared.changed.notify_all();
+    }
+}
+
+/// The listener thread: Python's `QueueListener._monitor`.
+fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
+    ON_LISTENER_THREAD.with(|on| on.set(true));
+    let _end = LoopEnd { shared: &shared };
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match shared.hooks.dequeue(&*shared.queue, true) {
+            Dequeued::Record(record) => {
+                backoff = Duration::from_millis(1);
+                shared.handle(&record);
+                shared.queue.task_done(Some(&record));
+                shared.hooks.done(record);
+            }
+            Dequeued::Sentinel => {
+                {
+                    let mut ctl = shared.lock();
+                    ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
+                }
+                shared.queue.task_done(None);
+                break;
+            }
+            Dequeued::Empty => break,
+            Dequeued::Error => {
+                Counters::bump(&shared.counters.dequeue_errors);
+                shared.hooks.on_error(Stage::Dequeue, None, 0);
+                // Back off so a broken queue does not spin; a stop ends the
+                // loop, since the sentinel may never come through.
+                let ctl = shared.lock();
+                if ctl.stop_requested {
+                    break;
+                }
+                let (ctl, _) = shared
+                    .changed
+                    .wait_timeout_while(ctl, backoff, |c| !c.stop_requested)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if ctl.stop_requested {
+                    break;
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+    for handler in &shared.handlers {
+        handler.flush();
+    }
+}
+
+impl<R> Shared<R> {
+    /// Python's `QueueListener.handle`: prepare once, then dispatch.
+    fn handle(&self, record: &R) {
+        let replaced = match self.hooks.prepare(record) {
+            Ok(replaced) => replaced,
+            Err(code) => {
+                Counters::bump(&self.counters.prepare_errors);
+                self.hooks.on_error(Stage::Prepare, Some(record), code);
+                return;
+            }
+        };
+        let prepared = replaced.as_ref().unwrap_or(record);
+        match self.hooks.handle(prepared) {
+            None => self.dispatch(prepared),
+            Some(Ok(())) => {}
+            Some(Err(code)) => {
+                Counters::bump(&self.counters.handler_errors);
+                self.hooks.on_error(Stage::Handle, Some(prepared), code);
+            }
+        }
+        Counters::bump(&self.counters.handled);
+        if let Some(replaced) = replaced {
+            self.hooks.release(replaced);
+        }
+    }
+
+    /// Hands the prepared record to every handler in order. With
+    /// `respect_handler_level`, a handler gets it only when the record's
+    /// level is at least the handler's; a handler at level 0 gets all.
+    fn dispatch(&self, record: &R) {
+        let level = if self.respect_handler_level {
+            self.hooks.record_level(record)
+        } else {
+            None
+        };
+        for (index, handler) in self.handlers.iter().enumerate() {
+            if let Some(level) = level {
+                let wanted = handler.level();
+                if wanted != 0 && level < wanted {
+                    continue;
+                }
+            }
+            if let Err(code) = handler.handle(record) {
+                Counters::bump(&self.counters.handler_errors);
+                self.hooks
+                    .on_error(Stage::Handler(index), Some(record), code);
+            }
+        }
+    }
+}
