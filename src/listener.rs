@@ -93,6 +93,19 @@ pub trait Handler<R>: Send + Sync {
     fn flush(&self) {}
 }
 
+/// A shared handler is a handler: the caller keeps a reference to read it.
+impl<R, H: Handler<R> + ?Sized> Handler<R> for Arc<H> {
+    fn level(&self) -> i32 {
+        (**self).level()
+    }
+    fn handle(&self, record: &R) -> Result<(), i32> {
+        (**self).handle(record)
+    }
+    fn flush(&self) {
+        (**self).flush()
+    }
+}
+
 /// Where a failure happened, as told to [`Hooks::on_error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -142,6 +155,34 @@ pub trait Hooks<R>: Send + Sync {
     fn on_error(&self, _stage: Stage, _record: Option<&R>, _code: i32) {}
 }
 
+/// Shared hooks are hooks, forwarding every method.
+impl<R, H: Hooks<R> + ?Sized> Hooks<R> for Arc<H> {
+    fn dequeue(&self, queue: &dyn Queue<R>, block: bool) -> Dequeued<R> {
+        (**self).dequeue(queue, block)
+    }
+    fn prepare(&self, record: &R) -> Result<Option<R>, i32> {
+        (**self).prepare(record)
+    }
+    fn handle(&self, record: &R) -> Option<Result<(), i32>> {
+        (**self).handle(record)
+    }
+    fn enqueue_sentinel(&self, queue: &dyn Queue<R>) -> SentinelPut {
+        (**self).enqueue_sentinel(queue)
+    }
+    fn record_level(&self, record: &R) -> Option<i32> {
+        (**self).record_level(record)
+    }
+    fn release(&self, prepared: R) {
+        (**self).release(prepared)
+    }
+    fn done(&self, record: R) {
+        (**self).done(record)
+    }
+    fn on_error(&self, stage: Stage, record: Option<&R>, code: i32) {
+        (**self).on_error(stage, record, code)
+    }
+}
+
 /// Python's behaviour for every hook.
 pub struct DefaultHooks;
 impl<R> Hooks<R> for DefaultHooks {}
@@ -187,8 +228,11 @@ enum Run {
 
 struct Control {
     run: Run,
-    /// The current thread's monitor loop has ended.
+    /// The current thread's monitor loop will dequeue no more (it may still
+    /// be flushing handlers).
     loop_done: bool,
+    /// The current thread has finished all its work and is about to return.
+    thread_done: bool,
     /// A stop is under way; ends dequeue-error backoff early.
     stop_requested: bool,
     /// Sentinels put and not yet taken by a listener thread.
@@ -240,6 +284,7 @@ impl<R: Send + 'static> Listener<R> {
                 control: Mutex::new(Control {
                     run: Run::Idle,
                     loop_done: false,
+                    thread_done: false,
                     stop_requested: false,
                     pending_sentinels: 0,
                     panicked: false,
@@ -260,8 +305,8 @@ impl<R: Send + 'static> Listener<R> {
         let mut ctl = self.shared.lock();
         match std::mem::replace(&mut ctl.run, Run::Idle) {
             Run::Idle => {}
-            Run::Running { handle, .. } if ctl.loop_done => {
-                // The loop has ended and released the lock for the last time.
+            Run::Running { handle, .. } if ctl.thread_done => {
+                // The thread has released the lock for the last time.
                 let _ = handle.join();
             }
             running => {
@@ -270,6 +315,7 @@ impl<R: Send + 'static> Listener<R> {
             }
         }
         ctl.loop_done = false;
+        ctl.thread_done = false;
         ctl.stop_requested = false;
         ctl.panicked = false;
         let shared = Arc::clone(&self.shared);
@@ -390,12 +436,12 @@ impl<R: Send + 'static> Listener<R> {
             shared.changed.notify_all();
             return Err(failed);
         }
-        while !ctl.loop_done {
+        while !ctl.thread_done {
             match shared.wait(ctl, deadline) {
                 Some(guard) => ctl = guard,
                 None => {
                     ctl = shared.lock();
-                    if !ctl.loop_done {
+                    if !ctl.thread_done {
                         ctl.run = Run::Running { handle, id };
                         shared.changed.notify_all();
                         return Err(Error::Timeout);
@@ -403,7 +449,7 @@ impl<R: Send + 'static> Listener<R> {
                 }
             }
         }
-        // The loop has ended; the thread only has to return.
+        // The thread has done its work; it only has to return.
         let joined = handle.join();
         let panicked = joined.is_err() || ctl.panicked;
         ctl.run = Run::Idle;
@@ -471,16 +517,17 @@ impl<R> Shared<R> {
     }
 }
 
-/// Marks the loop as ended when the monitor returns or unwinds, so a stop
+/// Marks the thread as done when the monitor returns or unwinds, so a stop
 /// never waits for a thread that is gone.
-struct LoopEnd<'a, R> {
+struct ThreadEnd<'a, R> {
     shared: &'a Shared<R>,
 }
 
-impl<R> Drop for LoopEnd<'_, R> {
+impl<R> Drop for ThreadEnd<'_, R> {
     fn drop(&mut self) {
         let mut ctl = self.shared.lock();
         ctl.loop_done = true;
+        ctl.thread_done = true;
         ctl.panicked = thread::panicking();
         self.shared.changed.notify_all();
     }
@@ -489,7 +536,7 @@ impl<R> Drop for LoopEnd<'_, R> {
 /// The listener thread: Python's `QueueListener._monitor`.
 fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     ON_LISTENER_THREAD.with(|on| on.set(true));
-    let _end = LoopEnd { shared: &shared };
+    let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
     loop {
         match shared.hooks.dequeue(&*shared.queue, true) {
@@ -528,6 +575,9 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
             }
         }
     }
+    // No more dequeues from here on: a stop now needs no sentinel.
+    shared.lock().loop_done = true;
+    shared.changed.notify_all();
     for handler in &shared.handlers {
         handler.flush();
     }

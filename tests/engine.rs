@@ -1,0 +1,388 @@
+//! The engine through its Rust API: the listener state machine and the
+//! monitor loop, with Rust queues, hooks and handlers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use queue_listener::listener::DefaultHooks;
+use queue_listener::{ChannelQueue, Dequeued, Error, Handler, Hooks, Listener, Queue, Stage};
+
+/// Records every record it handles, in order.
+#[derive(Default)]
+struct Collect {
+    level: i32,
+    seen: Mutex<Vec<u32>>,
+    flushes: Mutex<usize>,
+    flushed: Condvar,
+}
+
+impl Collect {
+    /// Waits until `flush` ran `n` times: the loop has ended by then.
+    fn wait_flushes(&self, n: usize) {
+        let g = self.flushes.lock().unwrap();
+        drop(self.flushed.wait_while(g, |f| *f < n).unwrap());
+    }
+}
+
+impl Handler<u32> for Collect {
+    fn level(&self) -> i32 {
+        self.level
+    }
+    fn handle(&self, record: &u32) -> Result<(), i32> {
+        self.seen.lock().unwrap().push(*record);
+        Ok(())
+    }
+    fn flush(&self) {
+        *self.flushes.lock().unwrap() += 1;
+        self.flushed.notify_all();
+    }
+}
+
+fn listener_on(
+    queue: &Arc<ChannelQueue<u32>>,
+    handlers: Vec<Box<dyn Handler<u32>>>,
+    hooks: Box<dyn Hooks<u32>>,
+    respect: bool,
+) -> Listener<u32> {
+    let queue: Arc<dyn Queue<u32>> = queue.clone();
+    Listener::new(queue, handlers, hooks, respect)
+}
+
+#[test]
+fn stop_returns_after_every_earlier_record_is_handled() {
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let collect = Arc::new(Collect::default());
+    let listener = listener_on(
+        &queue,
+        vec![Box::new(collect.clone())],
+        Box::new(DefaultHooks),
+        false,
+    );
+    listener.start().unwrap();
+    for i in 0..10_000 {
+        queue.put(i).unwrap();
+    }
+    listener.stop().unwrap();
+    assert_eq!(
+        *collect.seen.lock().unwrap(),
+        (0..10_000).collect::<Vec<_>>()
+    );
+    assert_eq!(queue.len(), 0, "the sentinel was consumed");
+    assert_eq!(listener.stats().handled, 10_000);
+}
+
+#[test]
+fn stop_when_idle_or_twice_enqueues_nothing() {
+    let queue = Arc::new(ChannelQueue::new(4).unwrap());
+    let listener = listener_on(&queue, vec![], Box::new(DefaultHooks), false);
+    listener.stop().unwrap();
+    assert_eq!(queue.len(), 0);
+    listener.start().unwrap();
+    listener.stop().unwrap();
+    listener.stop().unwrap();
+    assert_eq!(queue.len(), 0);
+}
+
+#[test]
+fn start_twice_is_refused() {
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let listener = listener_on(&queue, vec![], Box::new(DefaultHooks), false);
+    listener.start().unwrap();
+    assert_eq!(listener.start(), Err(Error::AlreadyStarted));
+    listener.stop().unwrap();
+    listener.start().unwrap();
+    listener.stop().unwrap();
+}
+
+/// A handler that stops its own listener from the listener thread.
+struct StopSelf {
+    listener: Mutex<Option<Arc<Listener<u32>>>>,
+    result: Mutex<Option<Result<(), Error>>>,
+}
+
+impl Handler<u32> for StopSelf {
+    fn level(&self) -> i32 {
+        0
+    }
+    fn handle(&self, _: &u32) -> Result<(), i32> {
+        let listener = self.listener.lock().unwrap().clone().unwrap();
+        *self.result.lock().unwrap() = Some(listener.stop());
+        Ok(())
+    }
+}
+
+#[test]
+fn stop_from_the_listener_thread_would_deadlock() {
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let stopper = Arc::new(StopSelf {
+        listener: Mutex::new(None),
+        result: Mutex::new(None),
+    });
+    let listener = Arc::new(listener_on(
+        &queue,
+        vec![Box::new(stopper.clone())],
+        Box::new(DefaultHooks),
+        false,
+    ));
+    *stopper.listener.lock().unwrap() = Some(listener.clone());
+    listener.start().unwrap();
+    queue.put(1).unwrap();
+    // The stop's sentinel is behind record 1, so the handler ran first.
+    listener.stop().unwrap();
+    assert_eq!(
+        *stopper.result.lock().unwrap(),
+        Some(Err(Error::WouldDeadlock))
+    );
+    assert_eq!(queue.len(), 0, "the refused stop put no sentinel");
+    stopper.listener.lock().unwrap().take();
+}
+
+/// A handler that waits at a gate until the test opens it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    entered: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+    fn wait_entered(&self, n: usize) {
+        let g = self.entered.lock().unwrap();
+        drop(self.changed.wait_while(g, |e| *e < n).unwrap());
+    }
+}
+
+impl Handler<u32> for Gate {
+    fn level(&self) -> i32 {
+        0
+    }
+    fn handle(&self, _: &u32) -> Result<(), i32> {
+        *self.entered.lock().unwrap() += 1;
+        self.changed.notify_all();
+        let g = self.open.lock().unwrap();
+        drop(self.changed.wait_while(g, |open| !*open).unwrap());
+        Ok(())
+    }
+}
+
+#[test]
+fn stop_timeout_on_a_full_queue_leaves_the_listener_running() {
+    let queue = Arc::new(ChannelQueue::new(2).unwrap());
+    let gate = Arc::new(Gate::default());
+    let listener = listener_on(
+        &queue,
+        vec![Box::new(gate.clone())],
+        Box::new(DefaultHooks),
+        false,
+    );
+    listener.start().unwrap();
+    queue.put(1).unwrap();
+    gate.wait_entered(1);
+    queue.put(2).unwrap();
+    queue.put(3).unwrap();
+    assert_eq!(
+        listener.stop_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    );
+    assert!(listener.is_running());
+    assert_eq!(queue.len(), 2, "no sentinel got in");
+    gate.open();
+    listener.stop().unwrap();
+    assert_eq!(listener.stats().handled, 3);
+}
+
+#[test]
+fn concurrent_stops_all_return_after_one_join() {
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let gate = Arc::new(Gate::default());
+    let listener = Arc::new(listener_on(
+        &queue,
+        vec![Box::new(gate.clone())],
+        Box::new(DefaultHooks),
+        false,
+    ));
+    listener.start().unwrap();
+    queue.put(1).unwrap();
+    gate.wait_entered(1);
+    let barrier = Arc::new(Barrier::new(5));
+    let stoppers: Vec<_> = (0..4)
+        .map(|_| {
+            let (l, b) = (listener.clone(), barrier.clone());
+            thread::spawn(move || {
+                b.wait();
+                l.stop()
+            })
+        })
+        .collect();
+    barrier.wait();
+    gate.open();
+    for s in stoppers {
+        assert_eq!(s.join().unwrap(), Ok(()));
+    }
+    assert!(!listener.is_running());
+    assert_eq!(queue.len(), 0, "exactly one sentinel was put and taken");
+}
+
+/// A queue that reports empty when it has nothing, like a non-blocking get.
+struct Draining(Mutex<Vec<u32>>, AtomicUsize);
+
+impl Queue<u32> for Draining {
+    fn dequeue(&self, _block: bool) -> Dequeued<u32> {
+        match self.0.lock().unwrap().pop() {
+            Some(r) => Dequeued::Record(r),
+            None => Dequeued::Empty,
+        }
+    }
+    fn enqueue_sentinel(&self) -> queue_listener::SentinelPut {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        queue_listener::SentinelPut::Ok
+    }
+}
+
+#[test]
+fn empty_ends_the_loop_and_stop_puts_no_sentinel() {
+    let queue = Arc::new(Draining(Mutex::new(vec![3, 2, 1]), AtomicUsize::new(0)));
+    let collect = Arc::new(Collect::default());
+    let q: Arc<dyn Queue<u32>> = queue.clone();
+    let listener = Listener::new(
+        q,
+        vec![Box::new(collect.clone())],
+        Box::new(DefaultHooks),
+        false,
+    );
+    listener.start().unwrap();
+    // Handlers are flushed once the loop has ended: no sentinel is needed.
+    collect.wait_flushes(1);
+    listener.stop().unwrap();
+    assert_eq!(queue.1.load(Ordering::SeqCst), 0);
+    // Restart: the queue is empty, the loop ends again, still no sentinel.
+    listener.start().unwrap();
+    collect.wait_flushes(2);
+    listener.stop().unwrap();
+    assert_eq!(queue.1.load(Ordering::SeqCst), 0);
+    assert_eq!(*collect.seen.lock().unwrap(), vec![1, 2, 3]);
+}
+
+/// Levels are the record values; prepare doubles them into new records.
+struct LevelHooks {
+    prepared: AtomicUsize,
+    released: Mutex<Vec<u32>>,
+    errors: Mutex<Vec<(Stage, i32)>>,
+}
+
+impl Hooks<u32> for LevelHooks {
+    fn prepare(&self, record: &u32) -> Result<Option<u32>, i32> {
+        self.prepared.fetch_add(1, Ordering::SeqCst);
+        if *record == 13 {
+            return Err(-13);
+        }
+        Ok(Some(record * 2))
+    }
+    fn record_level(&self, record: &u32) -> Option<i32> {
+        Some(*record as i32)
+    }
+    fn release(&self, prepared: u32) {
+        self.released.lock().unwrap().push(prepared);
+    }
+    fn on_error(&self, stage: Stage, _record: Option<&u32>, code: i32) {
+        self.errors.lock().unwrap().push((stage, code));
+    }
+}
+
+struct Failing;
+impl Handler<u32> for Failing {
+    fn level(&self) -> i32 {
+        0
+    }
+    fn handle(&self, _: &u32) -> Result<(), i32> {
+        Err(7)
+    }
+}
+
+#[test]
+fn prepare_once_levels_and_failures() {
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let all = Arc::new(Collect::default());
+    let high = Arc::new(Collect {
+        level: 40,
+        ..Default::default()
+    });
+    let hooks = Arc::new(LevelHooks {
+        prepared: AtomicUsize::new(0),
+        released: Mutex::new(vec![]),
+        errors: Mutex::new(vec![]),
+    });
+    let listener = listener_on(
+        &queue,
+        vec![
+            Box::new(Failing),
+            Box::new(all.clone()),
+            Box::new(high.clone()),
+        ],
+        Box::new(hooks.clone()),
+        true,
+    );
+    listener.start().unwrap();
+    for r in [10, 13, 20, 30] {
+        queue.put(r).unwrap();
+    }
+    listener.stop().unwrap();
+    assert_eq!(hooks.prepared.load(Ordering::SeqCst), 4);
+    assert_eq!(*all.seen.lock().unwrap(), vec![20, 40, 60]);
+    assert_eq!(*high.seen.lock().unwrap(), vec![40, 60]);
+    assert_eq!(*hooks.released.lock().unwrap(), vec![20, 40, 60]);
+    let errors = hooks.errors.lock().unwrap().clone();
+    assert_eq!(
+        errors,
+        vec![
+            (Stage::Handler(0), 7),
+            (Stage::Prepare, -13),
+            (Stage::Handler(0), 7),
+            (Stage::Handler(0), 7)
+        ]
+    );
+    let stats = listener.stats();
+    assert_eq!(
+        (stats.handled, stats.handler_errors, stats.prepare_errors),
+        (3, 3, 1)
+    );
+}
+
+#[test]
+fn put_from_the_listener_thread_on_a_full_queue_is_refused() {
+    struct PutBack(Arc<ChannelQueue<u32>>, Mutex<Vec<bool>>);
+    impl Handler<u32> for PutBack {
+        fn level(&self) -> i32 {
+            0
+        }
+        fn handle(&self, r: &u32) -> Result<(), i32> {
+            if *r == 0 {
+                // Fill the queue, then one more: must not block.
+                let mut refused = false;
+                for i in 1..=3 {
+                    refused |= self.0.put(i).is_err();
+                }
+                self.1.lock().unwrap().push(refused);
+            }
+            Ok(())
+        }
+    }
+    let queue = Arc::new(ChannelQueue::new(2).unwrap());
+    let h = Arc::new(PutBack(queue.clone(), Mutex::new(vec![])));
+    let listener = listener_on(
+        &queue,
+        vec![Box::new(h.clone())],
+        Box::new(DefaultHooks),
+        false,
+    );
+    listener.start().unwrap();
+    queue.put(0).unwrap();
+    listener.stop().unwrap();
+    assert_eq!(*h.1.lock().unwrap(), vec![true]);
+}
