@@ -513,7 +513,9 @@ ql_status ql_listener_stats(const struct ql_listener *listener, struct ql_stats 
  * to a built-in queue, and frees the listener.
  *
  * Returns `QL_OK`; NULL is a no-op returning `QL_OK`. From the listener's
- * own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing.
+ * own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
+ * the queue fails to take the sentinel it returns `QL_ERR_QUEUE` and frees
+ * nothing (the listener keeps running; call it again later).
  * Records still queued stay on the queue. No other call on the listener
  * may be in progress or follow.
  *

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of_result, try_out,
-    try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD, QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL,
-    QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLE,
-    QL_STAGE_HANDLER, QL_STAGE_PREPARE,
+    boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
+    status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,
+    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_OK, QL_STAGE_DEQUEUE,
+    QL_STAGE_HANDLE, QL_STAGE_HANDLER, QL_STAGE_PREPARE,
 };
 use crate::ffi::queue::ql_queue;
-use crate::listener::{Dequeued, Handler, Hooks, Listener, Queue, SentinelPut, Stage};
+use crate::listener::{Dequeued, Error, Handler, Hooks, Listener, Queue, SentinelPut, Stage};
 
 /// The "queue-like object" of a listener: the program's own queue, as
 /// callbacks.
@@ -623,7 +623,9 @@ pub unsafe extern "C" fn ql_listener_stats(
 /// to a built-in queue, and frees the listener.
 ///
 /// Returns `QL_OK`; NULL is a no-op returning `QL_OK`. From the listener's
-/// own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing.
+/// own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
+/// the queue fails to take the sentinel it returns `QL_ERR_QUEUE` and frees
+/// nothing (the listener keeps running; call it again later).
 /// Records still queued stay on the queue. No other call on the listener
 /// may be in progress or follow.
 ///
@@ -636,8 +638,13 @@ pub unsafe extern "C" fn ql_listener_free(listener: *mut ql_listener) -> ql_stat
             return QL_OK;
         }
         // SAFETY: live, as the caller promises.
-        if unsafe { &*listener }.inner.is_listener_thread() {
-            return QL_ERR_WOULD_DEADLOCK;
+        let inner = &unsafe { &*listener }.inner;
+        // The thread must be gone before the handlers and the borrowed
+        // contexts are released. A stop that fails leaves the listener
+        // running, so nothing is freed then.
+        match inner.stop() {
+            Ok(()) | Err(Error::Panicked) => {}
+            Err(e) => return status_of(e),
         }
         // SAFETY: from `Box::into_raw` in `new_listener`, freed once.
         drop(unsafe { Box::from_raw(listener) });
