@@ -102,7 +102,9 @@ typedef struct ql_queue_vtable {
   /**
    * Optional. Called once for every dequeued record, after every handler
    * saw it, and once for the sentinel with `record` NULL (Python's
-   * `queue.task_done`).
+   * `queue.task_done`). A queue that also carries NULL records and needs
+   * to tell the two apart knows which it handed out last: the listener
+   * calls `task_done` before its next `dequeue`.
    */
   void (*task_done)(void *ctx, void *record);
 } ql_queue_vtable;
@@ -183,6 +185,8 @@ typedef struct ql_hooks {
    * record (never modify a record the producer still holds: make a new
    * one). Return 0, or nonzero to skip the record: no handler sees it,
    * `prepare_errors` counts it, `on_error` is told (`QL_STAGE_PREPARE`).
+   * A replacement written before a nonzero return still goes to
+   * `release`.
    */
   int32_t (*prepare)(void *ctx, void *record, void **prepared_out);
   /**

@@ -6,7 +6,7 @@
 //!                                           │        handler 0, 1, … (level filter when
 //!                                           │        respect_handler_level is on)
 //!                                           ▼
-//!                     task_done(record) ─▶ release(prepared) ─▶ done(record)
+//!                     release(prepared) ─▶ task_done(record) ─▶ done(record)
 //! ```
 //!
 //! A [`Listener`] owns one thread at a time, named `ql-listener`. The thread
@@ -22,7 +22,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle, ThreadId};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// What one `dequeue` produced.
@@ -216,14 +216,9 @@ impl Counters {
 
 enum Run {
     Idle,
-    Running {
-        handle: JoinHandle<()>,
-        id: ThreadId,
-    },
+    Running(JoinHandle<()>),
     /// A thread is in `stop` and holds the join handle.
-    Stopping {
-        id: ThreadId,
-    },
+    Stopping,
 }
 
 struct Control {
@@ -242,6 +237,8 @@ struct Control {
 }
 
 struct Shared<R> {
+    /// Unique among listeners, never 0: tells a listener's own thread.
+    id: u64,
     queue: Arc<dyn Queue<R>>,
     hooks: Box<dyn Hooks<R>>,
     handlers: Vec<Box<dyn Handler<R>>>,
@@ -252,13 +249,16 @@ struct Shared<R> {
 }
 
 thread_local! {
-    static ON_LISTENER_THREAD: Cell<bool> = const { Cell::new(false) };
+    /// The id of the listener whose thread this is; 0 elsewhere.
+    static THIS_LISTENER: Cell<u64> = const { Cell::new(0) };
 }
+
+static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// True on any listener thread. A put that would block there could wait for
 /// itself, so the built-in queue refuses it instead.
 pub fn on_listener_thread() -> bool {
-    ON_LISTENER_THREAD.with(Cell::get)
+    THIS_LISTENER.with(Cell::get) != 0
 }
 
 /// A `QueueListener`: a queue, a list of handlers, the hooks, and at most
@@ -277,6 +277,7 @@ impl<R: Send + 'static> Listener<R> {
     ) -> Self {
         Listener {
             shared: Arc::new(Shared {
+                id: NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed),
                 queue,
                 hooks,
                 handlers,
@@ -305,7 +306,7 @@ impl<R: Send + 'static> Listener<R> {
         let mut ctl = self.shared.lock();
         match std::mem::replace(&mut ctl.run, Run::Idle) {
             Run::Idle => {}
-            Run::Running { handle, .. } if ctl.thread_done => {
+            Run::Running(handle) if ctl.thread_done => {
                 // The thread has released the lock for the last time.
                 let _ = handle.join();
             }
@@ -323,8 +324,7 @@ impl<R: Send + 'static> Listener<R> {
             .name("ql-listener".into())
             .spawn(move || monitor(shared))
             .map_err(|_| Error::Thread)?;
-        let id = handle.thread().id();
-        ctl.run = Run::Running { handle, id };
+        ctl.run = Run::Running(handle);
         Ok(())
     }
 
@@ -368,11 +368,7 @@ impl<R: Send + 'static> Listener<R> {
 
     /// True when called from this listener's own thread.
     pub fn is_listener_thread(&self) -> bool {
-        let me = thread::current().id();
-        match self.shared.lock().run {
-            Run::Running { id, .. } | Run::Stopping { id } => id == me,
-            Run::Idle => false,
-        }
+        THIS_LISTENER.with(Cell::get) == self.shared.id
     }
 
     /// A snapshot of the counters.
@@ -388,20 +384,19 @@ impl<R: Send + 'static> Listener<R> {
 
     fn stop_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
         let shared = &*self.shared;
-        let me = thread::current().id();
+        if self.is_listener_thread() {
+            return Err(Error::WouldDeadlock);
+        }
         let mut ctl = shared.lock();
         // Wait out a stop in progress in another thread; take over a run.
-        let (handle, id) = loop {
-            let id = match ctl.run {
-                Run::Idle => return Ok(()),
-                Run::Running { id, .. } | Run::Stopping { id } => id,
-            };
-            if id == me {
-                return Err(Error::WouldDeadlock);
-            }
-            match std::mem::replace(&mut ctl.run, Run::Stopping { id }) {
-                Run::Running { handle, .. } => break (handle, id),
-                stopping => ctl.run = stopping,
+        let handle = loop {
+            match std::mem::replace(&mut ctl.run, Run::Stopping) {
+                Run::Running(handle) => break handle,
+                Run::Idle => {
+                    ctl.run = Run::Idle;
+                    return Ok(());
+                }
+                Run::Stopping => {}
             }
             ctl = shared.wait(ctl, deadline).ok_or(Error::Timeout)?;
         };
@@ -432,7 +427,7 @@ impl<R: Send + 'static> Listener<R> {
                 },
             };
             ctl.stop_requested = false;
-            ctl.run = Run::Running { handle, id };
+            ctl.run = Run::Running(handle);
             shared.changed.notify_all();
             return Err(failed);
         }
@@ -442,7 +437,7 @@ impl<R: Send + 'static> Listener<R> {
                 None => {
                     ctl = shared.lock();
                     if !ctl.thread_done {
-                        ctl.run = Run::Running { handle, id };
+                        ctl.run = Run::Running(handle);
                         shared.changed.notify_all();
                         return Err(Error::Timeout);
                     }
@@ -535,7 +530,7 @@ impl<R> Drop for ThreadEnd<'_, R> {
 
 /// The listener thread: Python's `QueueListener._monitor`.
 fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
-    ON_LISTENER_THREAD.with(|on| on.set(true));
+    THIS_LISTENER.with(|this| this.set(shared.id));
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
     loop {

@@ -49,7 +49,9 @@ pub struct ql_queue_vtable {
     pub enqueue_sentinel: Option<unsafe extern "C" fn(ctx: *mut c_void) -> ql_enqueue_result>,
     /// Optional. Called once for every dequeued record, after every handler
     /// saw it, and once for the sentinel with `record` NULL (Python's
-    /// `queue.task_done`).
+    /// `queue.task_done`). A queue that also carries NULL records and needs
+    /// to tell the two apart knows which it handed out last: the listener
+    /// calls `task_done` before its next `dequeue`.
     pub task_done: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void)>,
 }
 
@@ -115,6 +117,8 @@ pub struct ql_hooks {
     /// record (never modify a record the producer still holds: make a new
     /// one). Return 0, or nonzero to skip the record: no handler sees it,
     /// `prepare_errors` counts it, `on_error` is told (`QL_STAGE_PREPARE`).
+    /// A replacement written before a nonzero return still goes to
+    /// `release`.
     pub prepare: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -259,7 +263,13 @@ impl Hooks<RawRecord> for CHooks {
         match unsafe { f(self.0.ctx, record.0, &mut prepared) } {
             0 if prepared == record.0 => Ok(None),
             0 => Ok(Some(RawRecord(prepared))),
-            code => Err(code),
+            code => {
+                if prepared != record.0 {
+                    // A replacement made before failing goes back too.
+                    self.release(RawRecord(prepared));
+                }
+                Err(code)
+            }
         }
     }
 
