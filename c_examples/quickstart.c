@@ -14,10 +14,10 @@
  * The `record_level` hook tells it a record's level and the `done` hook
  * frees a record once every handler has seen it.
  *
- * Build (from the repository root, after `cargo build`):
- *   gcc -std=c11 -Wall -Wextra -Wpedantic -Iinclude c_examples/quickstart.c \
- *       -Ltarget/debug -lqueue_listener -lpthread \
- *       -Wl,-rpath,$PWD/target/debug -o quickstart
+ * Build and run (from the repository root):
+ *   cmake -S . -B build && cmake --build build --target quickstart && ./build/c_examples/quickstart
+ * or, against an installed library:
+ *   cc quickstart.c $(pkg-config --cflags --libs queue_listener) -lpthread
  */
 #define _POSIX_C_SOURCE 200809L
 
