@@ -432,8 +432,13 @@ ql_status ql_listener_new_with_queue(const struct ql_queue *queue,
  * Returns `QL_OK`; `QL_ERR_ALREADY_STARTED` while the thread runs or
  * another thread is stopping it (no second thread is made);
  * `QL_ERR_THREAD` when the system cannot make a thread; `QL_ERR_NULL`.
- * A listener whose loop ended by itself (its queue reported empty, or it
- * reached a sentinel from `ql_enqueue_sentinel`) is joined and restarted.
+ * From the listener's own thread (inside a handler or hook) it returns
+ * `QL_ERR_ALREADY_STARTED`. A listener whose loop ended by itself (its
+ * queue reported empty, or it reached a sentinel from `ql_enqueue_sentinel`)
+ * is joined and restarted; if its handlers' `flush` is still running, start
+ * waits for it. Sentinels that a joined thread never reached (put by a stop
+ * whose loop had already ended) are acknowledged with `task_done` and
+ * skipped by the next run, so they cannot end it early.
  * Start and stop may alternate any number of times. Any thread.
  *
  * # Safety
@@ -455,8 +460,11 @@ ql_status ql_start(const struct ql_listener *listener);
  *
  * `QL_ERR_WOULD_DEADLOCK` from the listener thread itself (inside a
  * handler or hook): nothing is enqueued, nothing changes. `QL_ERR_QUEUE`
- * when the queue fails to take the sentinel (the listener keeps running).
- * `QL_ERR_NULL`.
+ * when the queue fails to take the sentinel (the listener keeps running),
+ * or when `dequeue` kept reporting errors during the stop, so the loop
+ * ended before reaching the sentinel: the thread is then joined and the
+ * listener stopped, but records may remain on the queue. `QL_ERR_PANIC`
+ * when the thread panicked (it is joined). `QL_ERR_NULL`.
  *
  * # Safety
  * `listener` must be NULL or a live listener.
@@ -575,7 +583,8 @@ ql_status ql_queue_put(const struct ql_queue *queue, void *record);
 
 /**
  * Puts a record only if there is room now: `QL_OK`, or `QL_ERR_FULL` (the
- * record stays the caller's). Never blocks. Errors as `ql_queue_put`.
+ * record stays the caller's), on any thread, listener threads included.
+ * Never blocks. `QL_ERR_NULL` when `queue` is NULL.
  *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -584,8 +593,9 @@ ql_status ql_queue_put_nowait(const struct ql_queue *queue, void *record);
 
 /**
  * Puts a record, waiting at most `timeout_ms` milliseconds for room:
- * `QL_OK`, or `QL_ERR_TIMEOUT` (the record stays the caller's). Errors as
- * `ql_queue_put`.
+ * `QL_OK`, or `QL_ERR_TIMEOUT` (the record stays the caller's). On a
+ * listener thread a full queue returns `QL_ERR_WOULD_DEADLOCK` at once, as
+ * `ql_queue_put` does. `QL_ERR_NULL` when `queue` is NULL.
  *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`.

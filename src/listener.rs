@@ -230,8 +230,17 @@ struct Control {
     thread_done: bool,
     /// A stop is under way; ends dequeue-error backoff early.
     stop_requested: bool,
-    /// Sentinels put and not yet taken by a listener thread.
+    /// Sentinels put (or being put) for the current or next run, not yet
+    /// taken by a listener thread. Counted before the put, so the thread can
+    /// never take a sentinel the count does not know of yet.
     pending_sentinels: usize,
+    /// Sentinels addressed to a run whose thread was joined before it took
+    /// them (its loop ended on an empty queue or a queue error). The next
+    /// run acknowledges and skips this many, so they cannot end it early.
+    stale_sentinels: usize,
+    /// The last run's loop ended on a queue error while a stop was waiting,
+    /// so records may remain on the queue.
+    ended_by_error: bool,
     /// The last thread panicked.
     panicked: bool,
 }
@@ -288,6 +297,8 @@ impl<R: Send + 'static> Listener<R> {
                     thread_done: false,
                     stop_requested: false,
                     pending_sentinels: 0,
+                    stale_sentinels: 0,
+                    ended_by_error: false,
                     panicked: false,
                 }),
                 changed: Condvar::new(),
@@ -299,22 +310,37 @@ impl<R: Send + 'static> Listener<R> {
     /// Starts the listener thread.
     ///
     /// Fails with [`Error::AlreadyStarted`] while a thread runs or is being
-    /// stopped. A thread whose loop already ended by itself (the queue
-    /// reported empty, or a sentinel from [`Listener::enqueue_sentinel`]) is
-    /// joined first, so start needs no stop in between.
+    /// stopped, and from the listener's own thread. A thread whose loop
+    /// already ended by itself (the queue reported empty, or it took a
+    /// sentinel from [`Listener::enqueue_sentinel`]) is joined first, after
+    /// its handlers' `flush` returns, so start needs no stop in between.
     pub fn start(&self) -> Result<(), Error> {
-        let mut ctl = self.shared.lock();
-        match std::mem::replace(&mut ctl.run, Run::Idle) {
-            Run::Idle => {}
-            Run::Running(handle) if ctl.thread_done => {
-                // The thread has released the lock for the last time.
-                let _ = handle.join();
-            }
-            running => {
-                ctl.run = running;
-                return Err(Error::AlreadyStarted);
+        let shared = &*self.shared;
+        if self.is_listener_thread() {
+            return Err(Error::AlreadyStarted);
+        }
+        let mut ctl = shared.lock();
+        loop {
+            match std::mem::replace(&mut ctl.run, Run::Idle) {
+                Run::Idle => break,
+                Run::Running(handle) if ctl.thread_done => {
+                    // The thread has released the lock for the last time.
+                    let _ = handle.join();
+                    ctl.retire_sentinels();
+                    break;
+                }
+                Run::Running(handle) if ctl.loop_done => {
+                    // Ended by itself and still flushing: wait for it.
+                    ctl.run = Run::Running(handle);
+                    ctl = shared.wait(ctl, None).unwrap_or_else(|| shared.lock());
+                }
+                running => {
+                    ctl.run = running;
+                    return Err(Error::AlreadyStarted);
+                }
             }
         }
+        ctl.ended_by_error = false;
         ctl.loop_done = false;
         ctl.thread_done = false;
         ctl.stop_requested = false;
@@ -335,6 +361,12 @@ impl<R: Send + 'static> Listener<R> {
     /// it, and joins the thread. A listener that is not running is left
     /// alone: `Ok`, nothing enqueued. Concurrent stops all return once the
     /// thread is joined, by one of them.
+    ///
+    /// Errors: [`Error::WouldDeadlock`] from the listener's own thread;
+    /// [`Error::Queue`] when putting the sentinel failed (still running), or
+    /// when the queue kept failing during the stop, so the loop ended without
+    /// reaching the sentinel (the thread is joined, but records may remain on
+    /// the queue); [`Error::Panicked`] when the thread panicked (joined).
     pub fn stop(&self) -> Result<(), Error> {
         self.stop_until(None)
     }
@@ -350,15 +382,17 @@ impl<R: Send + 'static> Listener<R> {
     /// `QueueListener.enqueue_sentinel`. The thread ends when it reaches it;
     /// records behind it wait for the next start.
     pub fn enqueue_sentinel(&self) -> Result<(), Error> {
-        let put = self.shared.hooks.enqueue_sentinel(&*self.shared.queue);
-        match put {
-            SentinelPut::Ok => {
-                self.shared.lock().pending_sentinels += 1;
-                Ok(())
-            }
-            SentinelPut::Full => Err(Error::Full),
-            SentinelPut::Error => Err(Error::Queue),
-        }
+        let shared = &*self.shared;
+        // Count it first: the thread may take it as soon as it is in.
+        shared.lock().pending_sentinels += 1;
+        let failed = match shared.hooks.enqueue_sentinel(&*shared.queue) {
+            SentinelPut::Ok => return Ok(()),
+            SentinelPut::Full => Error::Full,
+            SentinelPut::Error => Error::Queue,
+        };
+        let mut ctl = shared.lock();
+        ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
+        Err(failed)
     }
 
     /// True from a successful start until the thread is joined.
@@ -405,14 +439,16 @@ impl<R: Send + 'static> Listener<R> {
         // ended by itself (then a sentinel would be left behind).
         let mut backoff = Duration::from_micros(20);
         while ctl.pending_sentinels == 0 && !ctl.loop_done {
+            // Count it first: the thread may take it as soon as it is in.
+            ctl.pending_sentinels += 1;
             drop(ctl);
             let put = shared.hooks.enqueue_sentinel(&*shared.queue);
             ctl = shared.lock();
+            if put != SentinelPut::Ok {
+                ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
+            }
             let failed = match put {
-                SentinelPut::Ok => {
-                    ctl.pending_sentinels += 1;
-                    break;
-                }
+                SentinelPut::Ok => break,
                 SentinelPut::Error => Error::Queue,
                 SentinelPut::Full => match shared.wait_for(ctl, backoff, deadline) {
                     Some(guard) => {
@@ -447,10 +483,13 @@ impl<R: Send + 'static> Listener<R> {
         // The thread has done its work; it only has to return.
         let joined = handle.join();
         let panicked = joined.is_err() || ctl.panicked;
+        ctl.retire_sentinels();
         ctl.run = Run::Idle;
         shared.changed.notify_all();
         if panicked {
             Err(Error::Panicked)
+        } else if ctl.ended_by_error {
+            Err(Error::Queue)
         } else {
             Ok(())
         }
@@ -462,6 +501,14 @@ impl<R: Send + 'static> Drop for Listener<R> {
     /// wait; the thread then keeps the shared state alive until it ends.
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+impl Control {
+    /// After a join: sentinels the joined thread never took can only end a
+    /// later run early, so the next run skips them.
+    fn retire_sentinels(&mut self) {
+        self.stale_sentinels += std::mem::take(&mut self.pending_sentinels);
     }
 }
 
@@ -542,12 +589,20 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                 shared.hooks.done(record);
             }
             Dequeued::Sentinel => {
-                {
+                let stale = {
                     let mut ctl = shared.lock();
-                    ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
-                }
+                    if ctl.stale_sentinels > 0 {
+                        ctl.stale_sentinels -= 1;
+                        true
+                    } else {
+                        ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
+                        false
+                    }
+                };
                 shared.queue.task_done(None);
-                break;
+                if !stale {
+                    break;
+                }
             }
             Dequeued::Empty => break,
             Dequeued::Error => {
@@ -556,14 +611,12 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                 // Back off so a broken queue does not spin; a stop ends the
                 // loop, since the sentinel may never come through.
                 let ctl = shared.lock();
-                if ctl.stop_requested {
-                    break;
-                }
-                let (ctl, _) = shared
+                let (mut ctl, _) = shared
                     .changed
                     .wait_timeout_while(ctl, backoff, |c| !c.stop_requested)
                     .unwrap_or_else(PoisonError::into_inner);
                 if ctl.stop_requested {
+                    ctl.ended_by_error = true;
                     break;
                 }
                 backoff = (backoff * 2).min(Duration::from_millis(100));

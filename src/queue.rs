@@ -68,12 +68,15 @@ impl<R: Send> ChannelQueue<R> {
     /// gives [`PutError::WouldDeadlock`] instead of waiting.
     pub fn put(&self, record: R) -> Result<(), PutError<R>> {
         match self.put_nowait(record) {
-            Err(PutError::Full(record)) if !on_listener_thread() => {
-                // Senders and receiver live as long as `self`: never disconnected.
-                self.tx.send(Item::Record(record)).map_err(|e| match e.0 {
-                    Item::Record(r) => PutError::Full(r),
-                    Item::Sentinel => unreachable!("a record was sent"),
-                })
+            Err(PutError::Full(record)) if on_listener_thread() => {
+                Err(PutError::WouldDeadlock(record))
+            }
+            Err(PutError::Full(record)) => {
+                // Senders and receiver live as long as `self`: never
+                // disconnected, so the send only returns once it is done.
+                self.tx
+                    .send(Item::Record(record))
+                    .map_err(|e| PutError::Full(into_record(e.0)))
             }
             other => other,
         }
@@ -84,12 +87,7 @@ impl<R: Send> ChannelQueue<R> {
         match self.tx.try_send(Item::Record(record)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
-                let record = into_record(item);
-                if on_listener_thread() {
-                    Err(PutError::WouldDeadlock(record))
-                } else {
-                    Err(PutError::Full(record))
-                }
+                Err(PutError::Full(into_record(item)))
             }
         }
     }
@@ -97,6 +95,9 @@ impl<R: Send> ChannelQueue<R> {
     /// Puts a record, waiting at most `timeout` for room.
     pub fn put_timeout(&self, record: R, timeout: Duration) -> Result<(), PutError<R>> {
         match self.put_nowait(record) {
+            Err(PutError::Full(record)) if on_listener_thread() => {
+                Err(PutError::WouldDeadlock(record))
+            }
             Err(PutError::Full(record)) => {
                 let item = Item::Record(record);
                 let sent = match Instant::now().checked_add(timeout) {

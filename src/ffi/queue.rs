@@ -98,7 +98,8 @@ pub unsafe extern "C" fn ql_queue_put(queue: *const ql_queue, record: *mut c_voi
 }
 
 /// Puts a record only if there is room now: `QL_OK`, or `QL_ERR_FULL` (the
-/// record stays the caller's). Never blocks. Errors as `ql_queue_put`.
+/// record stays the caller's), on any thread, listener threads included.
+/// Never blocks. `QL_ERR_NULL` when `queue` is NULL.
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -114,8 +115,9 @@ pub unsafe extern "C" fn ql_queue_put_nowait(
 }
 
 /// Puts a record, waiting at most `timeout_ms` milliseconds for room:
-/// `QL_OK`, or `QL_ERR_TIMEOUT` (the record stays the caller's). Errors as
-/// `ql_queue_put`.
+/// `QL_OK`, or `QL_ERR_TIMEOUT` (the record stays the caller's). On a
+/// listener thread a full queue returns `QL_ERR_WOULD_DEADLOCK` at once, as
+/// `ql_queue_put` does. `QL_ERR_NULL` when `queue` is NULL.
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`.
