@@ -257,6 +257,39 @@ static void stop_after_sentinel_taken_at_once(void) {
          "still puts its own sentinel and returns");
 }
 
+/* A sentinel put while the listener is idle is for the next run, as in
+ * Python: that run ends at it, and the records behind it wait for the run
+ * after. */
+static void sentinel_put_while_idle(void) {
+    qlt_cq cq;
+    qlt_cq_init(&cq, 0);
+    qlt_handler_ctx h;
+    qlt_handler_init(&h, 0, NULL);
+    ql_handler handler = qlt_handler(&h, 0);
+    ql_queue_vtable vt = qlt_cq_vtable(&cq);
+    ql_listener *l = NULL;
+    CHECK_OK(ql_listener_new(&vt, &handler, 1, NULL, false, &l));
+    qlt_cq_put(&cq, QLT_REC(1));
+    CHECK_OK(ql_enqueue_sentinel(l));
+    qlt_cq_put(&cq, QLT_REC(2));
+    CHECK_OK(ql_start(l));
+    qlt_counter_wait_at_least(&h.flushed, 1); /* the loop ended at the sentinel */
+    CHECK_EQ_INT(qlt_counter_get(&h.handled), 1);
+    CHECK_EQ_INT(cq.dequeued_sentinels, 1);
+    CHECK_EQ_INT(cq.len, 1); /* record 2 waits */
+    CHECK_OK(ql_start(l));  /* joins the ended run, starts the next */
+    CHECK_OK(ql_stop_timeout(l, 5000));
+    CHECK_EQ_INT(qlt_counter_get(&h.handled), 2);
+    CHECK_EQ_INT(cq.sentinel_calls, 2);
+    CHECK_EQ_INT(cq.dequeued_sentinels, 2);
+    CHECK_EQ_INT(cq.len, 0);
+    CHECK_OK(ql_listener_free(l));
+    qlt_cq_destroy(&cq);
+    qlt_handler_fini(&h);
+    PASS("a sentinel put while idle ends the next run at it; the records behind it are handled "
+         "by the run after");
+}
+
 /* ------------------------------------------------------------- two stoppers */
 
 typedef struct {
@@ -568,6 +601,7 @@ int main(void) {
     stop_when_not_running();
     stop_from_handler();
     stop_after_sentinel_taken_at_once();
+    sentinel_put_while_idle();
     concurrent_stops(200, false);
     concurrent_stops(20, true);
     stop_timeout_on_full_queue();
