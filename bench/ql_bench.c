@@ -1,0 +1,507 @@
+/* ql_bench: this library's contenders, and the C baselines they are
+ * measured against, in one program so every figure comes from one run.
+ *
+ *   e2e       ql-builtin (value, message), ql-ring-vtable, mutex-condvar,
+ *             spsc-reference (P = 1 only)
+ *   latency   ql-builtin, ql-ring-vtable, mutex-condvar, spsc-reference
+ *   vtable    ql-ring-vtable against plain-c-loop on a prefilled ring
+ *   idle      ql-builtin: CPU over 1 s with nothing to do, ql_stop latency
+ *
+ * Every contender's consumer does exactly bench_sink_take() per record, and
+ * every run is checked by bench_sink_verify(). Output: JSON lines (see
+ * bench/README.md). Usage: ql_bench [--records N] [--reps R]
+ * [--latency-calls C]
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+
+#include "bench_common.h"
+#include "queue_listener.h"
+
+#define CAPACITY 8192 /* every bounded queue, as spdlog's in the issue */
+
+static void die(const char *what, int code) {
+    fprintf(stderr, "ql_bench: %s failed (%d)\n", what, code);
+    exit(2);
+}
+#define QL(call)                                                                                   \
+    do {                                                                                           \
+        ql_status st_ = (call);                                                                    \
+        if (st_ != QL_OK) die(#call, st_);                                                         \
+    } while (0)
+#define PT(call)                                                                                   \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ != 0) die(#call, rc_);                                                             \
+    } while (0)
+
+/* ------------------------------------------------------------ the C ring */
+
+/* A bounded ring with a mutex and two condition variables: the queue every C
+ * programmer writes. Slots hold 64-bit values; 0 is the sentinel. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    uint64_t *slots;
+    size_t cap, head, len;
+    int consumer_waiting, producers_waiting;
+} ring;
+
+static void ring_init(ring *r, size_t cap) {
+    PT(pthread_mutex_init(&r->mu, NULL));
+    PT(pthread_cond_init(&r->not_empty, NULL));
+    PT(pthread_cond_init(&r->not_full, NULL));
+    r->slots = malloc(cap * sizeof *r->slots);
+    if (!r->slots) die("malloc", 0);
+    r->cap = cap;
+    r->head = r->len = 0;
+    r->consumer_waiting = r->producers_waiting = 0;
+}
+
+static void ring_destroy(ring *r) {
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->not_empty);
+    pthread_cond_destroy(&r->not_full);
+    free(r->slots);
+}
+
+static void ring_put(ring *r, uint64_t v) {
+    pthread_mutex_lock(&r->mu);
+    while (r->len == r->cap) {
+        r->producers_waiting++;
+        pthread_cond_wait(&r->not_full, &r->mu);
+        r->producers_waiting--;
+    }
+    r->slots[(r->head + r->len) % r->cap] = v;
+    r->len++;
+    bool wake = r->consumer_waiting > 0;
+    pthread_mutex_unlock(&r->mu);
+    if (wake) pthread_cond_signal(&r->not_empty);
+}
+
+/* false when empty and !block */
+static bool ring_get(ring *r, bool block, uint64_t *out) {
+    pthread_mutex_lock(&r->mu);
+    while (r->len == 0) {
+        if (!block) {
+            pthread_mutex_unlock(&r->mu);
+            return false;
+        }
+        r->consumer_waiting++;
+        pthread_cond_wait(&r->not_empty, &r->mu);
+        r->consumer_waiting--;
+    }
+    *out = r->slots[r->head];
+    r->head = (r->head + 1) % r->cap;
+    r->len--;
+    bool wake = r->producers_waiting > 0;
+    pthread_mutex_unlock(&r->mu);
+    if (wake) pthread_cond_signal(&r->not_full);
+    return true;
+}
+
+/* The ring as a listener's queue. */
+static ql_dequeue_result ring_vt_dequeue(void *ctx, bool block, void **out) {
+    uint64_t v;
+    if (!ring_get(ctx, block, &v)) return QL_DEQUEUE_EMPTY;
+    if (v == 0) return QL_DEQUEUE_SENTINEL;
+    *out = (void *)(uintptr_t)v;
+    return QL_DEQUEUE_RECORD;
+}
+
+static ql_enqueue_result ring_vt_sentinel(void *ctx) {
+    ring *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    bool full = r->len == r->cap;
+    pthread_mutex_unlock(&r->mu);
+    if (full) return QL_ENQUEUE_FULL;
+    ring_put(r, 0);
+    return QL_ENQUEUE_OK;
+}
+
+static ql_queue_vtable ring_vtable(ring *r) {
+    ql_queue_vtable vt = {r, ring_vt_dequeue, ring_vt_sentinel, NULL};
+    return vt;
+}
+
+/* ------------------------------------------------------------ the SPSC ring */
+
+/* The reference: one producer, one consumer, 8-byte values, no locks, the
+ * consumer spinning. The fastest a handoff between two cores can be. */
+typedef struct {
+    _Alignas(64) _Atomic size_t tail; /* written by the producer */
+    size_t head_cache;
+    _Alignas(64) _Atomic size_t head; /* written by the consumer */
+    size_t tail_cache;
+    _Alignas(64) uint64_t slots[CAPACITY];
+} spsc;
+
+static void spsc_put(spsc *q, uint64_t v) {
+    size_t t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    while (t - q->head_cache == CAPACITY)
+        q->head_cache = atomic_load_explicit(&q->head, memory_order_acquire);
+    q->slots[t % CAPACITY] = v;
+    atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+}
+
+static uint64_t spsc_get(spsc *q) {
+    size_t h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    while (h == q->tail_cache) q->tail_cache = atomic_load_explicit(&q->tail, memory_order_acquire);
+    uint64_t v = q->slots[h % CAPACITY];
+    atomic_store_explicit(&q->head, h + 1, memory_order_release);
+    return v;
+}
+
+/* ------------------------------------------------------------ handlers */
+
+static int32_t sink_value(void *ctx, void *record) {
+    bench_sink_take(ctx, (uint64_t)(uintptr_t)record);
+    return 0;
+}
+
+/* A message record: what a program without built-in records would do. */
+typedef struct {
+    uint32_t len;
+    char text[28];
+} message;
+
+static int32_t sink_message(void *ctx, void *record) {
+    const message *m = record;
+    bench_sink_take(ctx, bench_parse_hello(m->text, m->len));
+    return 0;
+}
+
+static void free_message(void *ctx, void *record) {
+    (void)ctx;
+    free(record);
+}
+
+/* ------------------------------------------------------------ producers */
+
+typedef enum { TO_QL_VALUE, TO_QL_MESSAGE, TO_RING, TO_SPSC } target_kind;
+
+typedef struct {
+    target_kind kind;
+    const ql_queue *q;
+    ring *r;
+    spsc *s;
+    uint32_t producer, n;
+    pthread_barrier_t *go;
+    /* latency mode: per-call ticks, paced or not */
+    uint64_t *ticks;
+    bool paced;
+} producer;
+
+static inline void put_one(const producer *p, uint64_t v) {
+    switch (p->kind) {
+    case TO_QL_VALUE:
+        QL(ql_queue_put(p->q, (void *)(uintptr_t)v));
+        break;
+    case TO_QL_MESSAGE: {
+        message *m = malloc(sizeof *m);
+        if (!m) die("malloc", 0);
+        int len = snprintf(m->text, sizeof m->text, "hello %llu", (unsigned long long)v);
+        m->len = (uint32_t)len;
+        QL(ql_queue_put(p->q, m));
+        break;
+    }
+    case TO_RING:
+        ring_put(p->r, v);
+        break;
+    case TO_SPSC:
+        spsc_put(p->s, v);
+        break;
+    }
+}
+
+static void *producer_main(void *arg) {
+    producer *p = arg;
+    int rc = pthread_barrier_wait(p->go);
+    if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) die("pthread_barrier_wait", rc);
+    if (!p->ticks) {
+        for (uint32_t i = 1; i <= p->n; i++) put_one(p, bench_value(p->producer, i));
+        return NULL;
+    }
+    for (uint32_t i = 1; i <= p->n; i++) {
+        uint64_t t0 = bench_ticks();
+        put_one(p, bench_value(p->producer, i));
+        p->ticks[i - 1] = bench_ticks() - t0;
+        if (p->paced && i % 64 == 0) bench_pause_ns(50000);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ consumers */
+
+typedef struct {
+    ring *r;
+    spsc *s;
+    bench_sink *sink;
+} consumer;
+
+static void *mutex_consumer_main(void *arg) {
+    consumer *c = arg;
+    uint64_t v;
+    while (ring_get(c->r, true, &v) && v != 0) bench_sink_take(c->sink, v);
+    return NULL;
+}
+
+static void *spsc_consumer_main(void *arg) {
+    consumer *c = arg;
+    uint64_t v;
+    while ((v = spsc_get(c->s)) != 0) bench_sink_take(c->sink, v);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ one run */
+
+typedef enum { C_QL_VALUE, C_QL_MESSAGE, C_QL_RING, C_MUTEX, C_SPSC } contender;
+static const char *const NAMES[] = {"ql-builtin", "ql-builtin", "ql-ring-vtable", "mutex-condvar",
+                                    "spsc-reference"};
+static const char *const VARIANTS[] = {"value", "message", "value", "value", "value"};
+
+/* Runs P producers of n records each through contender c. With `ticks`
+ * (P = 1), times every put. Returns the nanoseconds from the producers'
+ * release to the last record handled; writes the check's verdict to why. */
+static uint64_t run(contender c, uint32_t P, uint32_t n, uint64_t *ticks, bool paced, char *why,
+                    size_t why_len) {
+    bench_sink sink;
+    bench_sink_init(&sink);
+    ql_queue *q = NULL;
+    ql_listener *l = NULL;
+    ring r;
+    spsc *s = NULL;
+    pthread_t consumer_thread;
+    consumer cons = {&r, NULL, &sink};
+    ql_handler h = {&sink, 0, c == C_QL_MESSAGE ? sink_message : sink_value, NULL, NULL};
+    ql_hooks hooks;
+    memset(&hooks, 0, sizeof hooks);
+    hooks.done = free_message;
+
+    switch (c) {
+    case C_QL_VALUE:
+    case C_QL_MESSAGE:
+        QL(ql_queue_new(CAPACITY, &q));
+        QL(ql_listener_new_with_queue(q, &h, 1, c == C_QL_MESSAGE ? &hooks : NULL, false, &l));
+        QL(ql_start(l));
+        break;
+    case C_QL_RING: {
+        ring_init(&r, CAPACITY);
+        ql_queue_vtable vt = ring_vtable(&r);
+        QL(ql_listener_new(&vt, &h, 1, NULL, false, &l));
+        QL(ql_start(l));
+        break;
+    }
+    case C_MUTEX:
+        ring_init(&r, CAPACITY);
+        PT(pthread_create(&consumer_thread, NULL, mutex_consumer_main, &cons));
+        break;
+    case C_SPSC:
+        s = aligned_alloc(64, sizeof *s);
+        if (!s) die("aligned_alloc", 0);
+        memset(s, 0, sizeof *s);
+        cons.s = s;
+        PT(pthread_create(&consumer_thread, NULL, spsc_consumer_main, &cons));
+        break;
+    }
+
+    static const target_kind KIND[] = {TO_QL_VALUE, TO_QL_MESSAGE, TO_RING, TO_RING, TO_SPSC};
+    pthread_barrier_t go;
+    PT(pthread_barrier_init(&go, NULL, P + 1));
+    producer prods[BENCH_MAX_PRODUCERS];
+    pthread_t threads[BENCH_MAX_PRODUCERS];
+    for (uint32_t p = 0; p < P; p++) {
+        producer pr = {KIND[c], q, &r, s, p, n, &go, ticks, paced};
+        prods[p] = pr;
+        PT(pthread_create(&threads[p], NULL, producer_main, &prods[p]));
+    }
+    int rc = pthread_barrier_wait(&go);
+    if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) die("pthread_barrier_wait", rc);
+    uint64_t t0 = bench_now_ns();
+    for (uint32_t p = 0; p < P; p++) PT(pthread_join(threads[p], NULL));
+    /* The end: every record put is handled. */
+    switch (c) {
+    case C_QL_VALUE:
+    case C_QL_MESSAGE:
+    case C_QL_RING:
+        QL(ql_stop(l));
+        break;
+    case C_MUTEX:
+        ring_put(&r, 0);
+        PT(pthread_join(consumer_thread, NULL));
+        break;
+    case C_SPSC:
+        spsc_put(s, 0);
+        PT(pthread_join(consumer_thread, NULL));
+        break;
+    }
+    uint64_t ns = bench_now_ns() - t0;
+    pthread_barrier_destroy(&go);
+    bench_sink_verify(&sink, P, n, why, why_len);
+    if (l) QL(ql_listener_free(l));
+    if (q) ql_queue_free(q);
+    if (c == C_QL_RING || c == C_MUTEX) ring_destroy(&r);
+    free(s);
+    return ns;
+}
+
+/* ------------------------------------------------------------ vtable overhead */
+
+typedef struct {
+    ring *r;
+    bench_sink *sink;
+    int32_t (*handle)(void *, void *);
+} plain_loop;
+
+static void *plain_loop_main(void *arg) {
+    plain_loop *pl = arg;
+    for (;;) {
+        void *rec = NULL;
+        ql_dequeue_result d = ring_vt_dequeue(pl->r, true, &rec);
+        if (d != QL_DEQUEUE_RECORD) break;
+        if (pl->handle(pl->sink, rec) != 0) break;
+    }
+    return NULL;
+}
+
+/* The same prefilled ring (n records, then the sentinel) drained by a
+ * listener through the vtable, and by a plain C loop on its own thread
+ * calling the same dequeue function and the same handler directly. */
+static void vtable_overhead(uint32_t n, int rep) {
+    for (int which = 0; which < 2; which++) {
+        ring r;
+        ring_init(&r, (size_t)n + 1);
+        for (uint32_t i = 1; i <= n; i++) ring_put(&r, bench_value(0, i));
+        bench_sink sink;
+        bench_sink_init(&sink);
+        uint64_t t0, ns;
+        if (which == 0) {
+            ql_handler h = {&sink, 0, sink_value, NULL, NULL};
+            ql_queue_vtable vt = ring_vtable(&r);
+            ql_listener *l = NULL;
+            QL(ql_listener_new(&vt, &h, 1, NULL, false, &l));
+            QL(ql_enqueue_sentinel(l)); /* so ql_stop puts none */
+            t0 = bench_now_ns();
+            QL(ql_start(l));
+            QL(ql_stop(l));
+            ns = bench_now_ns() - t0;
+            QL(ql_listener_free(l));
+        } else {
+            ring_put(&r, 0);
+            plain_loop pl = {&r, &sink, sink_value};
+            pthread_t t;
+            t0 = bench_now_ns();
+            PT(pthread_create(&t, NULL, plain_loop_main, &pl));
+            PT(pthread_join(t, NULL));
+            ns = bench_now_ns() - t0;
+        }
+        char why[160];
+        bench_sink_verify(&sink, 1, n, why, sizeof why);
+        printf("{\"workload\":\"vtable\",\"contender\":\"%s\",\"rep\":%d,\"records\":%u,"
+               "\"seconds\":%.6f,\"ns_per_record\":%.3f,\"ok\":%s,\"error\":\"%s\"}\n",
+               which == 0 ? "ql-ring-vtable" : "plain-c-loop", rep, n, (double)ns / 1e9,
+               (double)ns / n, why[0] ? "false" : "true", why);
+        fflush(stdout);
+        ring_destroy(&r);
+    }
+}
+
+/* ------------------------------------------------------------ idle */
+
+static double cpu_ms(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+static void idle(int rep) {
+    bench_sink sink;
+    bench_sink_init(&sink);
+    ql_queue *q = NULL;
+    ql_listener *l = NULL;
+    ql_handler h = {&sink, 0, sink_value, NULL, NULL};
+    QL(ql_queue_new(CAPACITY, &q));
+    QL(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
+    QL(ql_start(l));
+    /* One record first, so the thread is surely past its start-up. */
+    QL(ql_queue_put(q, (void *)(uintptr_t)bench_value(0, 1)));
+    size_t len = 1;
+    while (len != 0) QL(ql_queue_len(q, &len));
+    struct timespec second = {1, 0};
+    double c0 = cpu_ms();
+    uint64_t w0 = bench_now_ns();
+    nanosleep(&second, NULL);
+    double used = cpu_ms() - c0;
+    double wall_s = (double)(bench_now_ns() - w0) / 1e9;
+    uint64_t t0 = bench_now_ns();
+    QL(ql_stop(l));
+    uint64_t stop_ns = bench_now_ns() - t0;
+    char why[160];
+    bench_sink_verify(&sink, 1, 1, why, sizeof why);
+    printf("{\"workload\":\"idle\",\"contender\":\"ql-builtin\",\"rep\":%d,\"cpu_ms_per_s\":%.3f,"
+           "\"stop_us\":%.1f,\"ok\":%s,\"error\":\"%s\"}\n",
+           rep, used / wall_s, (double)stop_ns / 1e3, why[0] ? "false" : "true", why);
+    fflush(stdout);
+    QL(ql_listener_free(l));
+    ql_queue_free(q);
+}
+
+/* ------------------------------------------------------------ main */
+
+int main(int argc, char **argv) {
+    uint32_t n = 1000000, calls = 128000;
+    int reps = 5;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--records")) n = (uint32_t)strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--latency-calls"))
+            calls = (uint32_t)strtoul(argv[i + 1], NULL, 10);
+        else {
+            fprintf(stderr, "usage: ql_bench [--records N] [--reps R] [--latency-calls C]\n");
+            return 2;
+        }
+    }
+    if (n == 0 || reps <= 0 || calls == 0) {
+        fprintf(stderr, "ql_bench: records, reps and latency-calls must be positive\n");
+        return 2;
+    }
+    printf("{\"workload\":\"info\",\"program\":\"ql_bench\",\"ql_version\":\"%s\","
+           "\"capacity\":%d,\"tsc_ticks_per_ns\":%.4f}\n",
+           ql_version(), CAPACITY, bench_ticks_per_ns());
+    char why[160];
+    uint64_t *ticks = malloc(calls * sizeof *ticks);
+    if (!ticks) die("malloc", 0);
+
+    /* Reps interleave the contenders, so a noisy moment hits them all. */
+    for (int rep = 0; rep < reps; rep++) {
+        for (uint32_t P = 1; P <= 2; P++) {
+            for (contender c = C_QL_VALUE; c <= C_SPSC; c++) {
+                if (c == C_SPSC && P != 1) continue; /* single producer */
+                uint64_t ns = run(c, P, n, NULL, false, why, sizeof why);
+                bench_emit_e2e(NAMES[c], VARIANTS[c], rep, P, n, ns, why);
+            }
+        }
+        for (int paced = 1; paced >= 0; paced--) {
+            for (contender c = C_QL_VALUE; c <= C_SPSC; c++) {
+                if (c == C_QL_MESSAGE) continue;
+                run(c, 1, calls, ticks, paced, why, sizeof why);
+                if (why[0]) {
+                    printf("{\"workload\":\"latency\",\"contender\":\"%s\",\"mode\":\"%s\","
+                           "\"rep\":%d,\"calls\":%u,\"ok\":false,\"error\":\"%s\"}\n",
+                           NAMES[c], paced ? "paced" : "saturating", rep, calls, why);
+                } else {
+                    bench_emit_latency(NAMES[c], paced ? "paced" : "saturating", rep, ticks,
+                                       calls);
+                }
+            }
+        }
+        vtable_overhead(n, rep);
+        idle(rep);
+    }
+    free(ticks);
+    return 0;
+}
