@@ -79,6 +79,10 @@ pub trait Queue<R>: Send + Sync {
     fn enqueue_sentinel(&self) -> SentinelPut;
     /// Acknowledges a dequeued record (`Some`) or the sentinel (`None`).
     fn task_done(&self, _record: Option<&R>) {}
+    /// False when `task_done` does nothing, so the listener can skip it.
+    fn has_task_done(&self) -> bool {
+        true
+    }
 }
 
 /// One handler in a listener's handler list.
@@ -119,6 +123,33 @@ pub enum Stage {
     Handler(usize),
 }
 
+/// Which per-record steps a [`Hooks`] value overrides. The monitor loop
+/// skips the call for the others: their default does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overrides {
+    /// [`Hooks::dequeue`].
+    pub dequeue: bool,
+    /// [`Hooks::prepare`] (and so [`Hooks::release`]).
+    pub prepare: bool,
+    /// [`Hooks::handle`].
+    pub handle: bool,
+    /// [`Hooks::done`].
+    pub done: bool,
+}
+
+impl Overrides {
+    /// The same answer for every step: `all(true)` is always correct,
+    /// `all(false)` is Python's behaviour throughout.
+    pub const fn all(overridden: bool) -> Overrides {
+        Overrides {
+            dequeue: overridden,
+            prepare: overridden,
+            handle: overridden,
+            done: overridden,
+        }
+    }
+}
+
 /// The overridable steps of a listener, with Python's behaviour as defaults.
 ///
 /// Called from the listener thread, except `enqueue_sentinel`, which is
@@ -153,6 +184,11 @@ pub trait Hooks<R>: Send + Sync {
     fn done(&self, _record: R) {}
     /// Told of every failure; the listener goes on after it.
     fn on_error(&self, _stage: Stage, _record: Option<&R>, _code: i32) {}
+    /// Which per-record steps are overridden; read once, when the listener
+    /// is made. The default, [`Overrides::all`]`(true)`, is always correct.
+    fn overrides(&self) -> Overrides {
+        Overrides::all(true)
+    }
 }
 
 /// Shared hooks are hooks, forwarding every method.
@@ -181,11 +217,18 @@ impl<R, H: Hooks<R> + ?Sized> Hooks<R> for Arc<H> {
     fn on_error(&self, stage: Stage, record: Option<&R>, code: i32) {
         (**self).on_error(stage, record, code)
     }
+    fn overrides(&self) -> Overrides {
+        (**self).overrides()
+    }
 }
 
 /// Python's behaviour for every hook.
 pub struct DefaultHooks;
-impl<R> Hooks<R> for DefaultHooks {}
+impl<R> Hooks<R> for DefaultHooks {
+    fn overrides(&self) -> Overrides {
+        Overrides::all(false)
+    }
+}
 
 /// Counters of a listener, as read by [`Listener::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -209,8 +252,11 @@ struct Counters {
 }
 
 impl Counters {
+    /// Adds one. Only the listener thread writes the counters (one thread at
+    /// a time; a join orders one run's thread before the next), so a load
+    /// and a store do, without the cost of an atomic read-modify-write.
     fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 }
 
@@ -252,6 +298,9 @@ struct Shared<R> {
     hooks: Box<dyn Hooks<R>>,
     handlers: Vec<Box<dyn Handler<R>>>,
     respect_handler_level: bool,
+    /// `hooks.overrides()` and `queue.has_task_done()`, read once.
+    overrides: Overrides,
+    task_done: bool,
     control: Mutex<Control>,
     changed: Condvar,
     counters: Counters,
@@ -284,9 +333,13 @@ impl<R: Send + 'static> Listener<R> {
         hooks: Box<dyn Hooks<R>>,
         respect_handler_level: bool,
     ) -> Self {
+        let overrides = hooks.overrides();
+        let task_done = queue.has_task_done();
         Listener {
             shared: Arc::new(Shared {
                 id: NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed),
+                overrides,
+                task_done,
                 queue,
                 hooks,
                 handlers,
@@ -580,13 +633,23 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     THIS_LISTENER.with(|this| this.set(shared.id));
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
+    let overrides = shared.overrides;
     loop {
-        match shared.hooks.dequeue(&*shared.queue, true) {
+        let dequeued = if overrides.dequeue {
+            shared.hooks.dequeue(&*shared.queue, true)
+        } else {
+            shared.queue.dequeue(true)
+        };
+        match dequeued {
             Dequeued::Record(record) => {
                 backoff = Duration::from_millis(1);
                 shared.handle(&record);
-                shared.queue.task_done(Some(&record));
-                shared.hooks.done(record);
+                if shared.task_done {
+                    shared.queue.task_done(Some(&record));
+                }
+                if overrides.done {
+                    shared.hooks.done(record);
+                }
             }
             Dequeued::Sentinel => {
                 let stale = {
@@ -599,7 +662,9 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                         false
                     }
                 };
-                shared.queue.task_done(None);
+                if shared.task_done {
+                    shared.queue.task_done(None);
+                }
                 if !stale {
                     break;
                 }
@@ -634,7 +699,17 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
 impl<R> Shared<R> {
     /// Python's `QueueListener.handle`: prepare once, then dispatch.
     fn handle(&self, record: &R) {
-        let replaced = match self.hooks.prepare(record) {
+        if !self.overrides.prepare && !self.overrides.handle {
+            self.dispatch(record);
+            Counters::bump(&self.counters.handled);
+            return;
+        }
+        let prepared = if self.overrides.prepare {
+            self.hooks.prepare(record)
+        } else {
+            Ok(None)
+        };
+        let replaced = match prepared {
             Ok(replaced) => replaced,
             Err(code) => {
                 Counters::bump(&self.counters.prepare_errors);

@@ -174,10 +174,40 @@ fn from_item<R>(item: Item<R>) -> Result<R, GetError> {
     }
 }
 
+/// How long a blocking dequeue keeps looking for a record before it sleeps.
+/// A producer that finds the listener awake puts without a system call; one
+/// that finds it asleep pays a futex wake (microseconds). After its last
+/// record the listener therefore stays awake this long, then sleeps until a
+/// put wakes it: an idle listener uses no CPU.
+pub const IDLE_SPIN: Duration = Duration::from_micros(100);
+
+impl<R: Send> ChannelQueue<R> {
+    /// A blocking take that spins for up to [`IDLE_SPIN`] before sleeping.
+    fn recv_spinning(&self) -> Option<Item<R>> {
+        if let Ok(item) = self.rx.try_recv() {
+            return Some(item);
+        }
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+                if !self.rx.is_empty() {
+                    if let Ok(item) = self.rx.try_recv() {
+                        return Some(item);
+                    }
+                }
+            }
+            if start.elapsed() >= IDLE_SPIN {
+                return self.rx.recv().ok();
+            }
+        }
+    }
+}
+
 impl<R: Send> Queue<R> for ChannelQueue<R> {
     fn dequeue(&self, block: bool) -> Dequeued<R> {
         let item = if block {
-            self.rx.recv().ok()
+            self.recv_spinning()
         } else {
             self.rx.try_recv().ok()
         };
@@ -186,6 +216,10 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
             Some(Item::Sentinel) => Dequeued::Sentinel,
             None => Dequeued::Empty,
         }
+    }
+
+    fn has_task_done(&self) -> bool {
+        false
     }
 
     fn enqueue_sentinel(&self) -> SentinelPut {

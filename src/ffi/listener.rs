@@ -13,7 +13,9 @@ use super::{
     QL_STAGE_HANDLE, QL_STAGE_HANDLER, QL_STAGE_PREPARE,
 };
 use crate::ffi::queue::ql_queue;
-use crate::listener::{Dequeued, Error, Handler, Hooks, Listener, Queue, SentinelPut, Stage};
+use crate::listener::{
+    Dequeued, Error, Handler, Hooks, Listener, Overrides, Queue, SentinelPut, Stage,
+};
 
 /// The "queue-like object" of a listener: the program's own queue, as
 /// callbacks.
@@ -230,6 +232,10 @@ impl Queue<RawRecord> for VtableQueue {
         }
     }
 
+    fn has_task_done(&self) -> bool {
+        self.0.task_done.is_some()
+    }
+
     fn task_done(&self, record: Option<&RawRecord>) {
         if let Some(f) = self.0.task_done {
             let record = record.map_or(ptr::null_mut(), |r| r.0);
@@ -307,6 +313,15 @@ impl Hooks<RawRecord> for CHooks {
         if let Some(f) = self.0.done {
             // SAFETY: as in `call_dequeue`.
             unsafe { f(self.0.ctx, record.0) }
+        }
+    }
+
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            dequeue: self.0.dequeue.is_some(),
+            prepare: self.0.prepare.is_some(),
+            handle: self.0.handle.is_some(),
+            done: self.0.done.is_some(),
         }
     }
 
