@@ -135,16 +135,29 @@ static inline double bench_ticks_per_ns(void) {
     return cached;
 }
 
+static int bench_cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of an empty timed interval, in ns: the floor under every
+ * per-call latency (the timer's own cost and resolution; not subtracted). */
+static inline double bench_timer_floor_ns(void) {
+    enum { N = 100001 };
+    static uint64_t d[N];
+    for (int i = 0; i < N; i++) {
+        uint64_t t0 = bench_ticks();
+        d[i] = bench_ticks() - t0;
+    }
+    qsort(d, N, sizeof d[0], bench_cmp_u64);
+    return (double)d[N / 2] / bench_ticks_per_ns();
+}
+
 /* Busy-waits about `ns` nanoseconds (the paced producer's pause). */
 static inline void bench_pause_ns(uint64_t ns) {
     uint64_t end = bench_now_ns() + ns;
     while (bench_now_ns() < end) {
     }
-}
-
-static int bench_cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Sorts `ticks` (per-call TSC deltas) and prints one latency JSON line. */

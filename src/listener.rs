@@ -698,6 +698,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
 
 impl<R> Shared<R> {
     /// Python's `QueueListener.handle`: prepare once, then dispatch.
+    #[inline]
     fn handle(&self, record: &R) {
         if !self.overrides.prepare && !self.overrides.handle {
             self.dispatch(record);
@@ -735,6 +736,7 @@ impl<R> Shared<R> {
     /// Hands the prepared record to every handler in order. With
     /// `respect_handler_level`, a handler gets it only when the record's
     /// level is at least the handler's; a handler at level 0 gets all.
+    #[inline]
     fn dispatch(&self, record: &R) {
         let level = if self.respect_handler_level {
             self.hooks.record_level(record)
@@ -749,10 +751,15 @@ impl<R> Shared<R> {
                 }
             }
             if let Err(code) = handler.handle(record) {
-                Counters::bump(&self.counters.handler_errors);
-                self.hooks
-                    .on_error(Stage::Handler(index), Some(record), code);
+                self.handler_failed(index, record, code);
             }
         }
+    }
+
+    #[cold]
+    fn handler_failed(&self, index: usize, record: &R, code: i32) {
+        Counters::bump(&self.counters.handler_errors);
+        self.hooks
+            .on_error(Stage::Handler(index), Some(record), code);
     }
 }

@@ -180,6 +180,8 @@ fn from_item<R>(item: Item<R>) -> Result<R, GetError> {
 /// record the listener therefore stays awake this long, then sleeps until a
 /// put wakes it: an idle listener uses no CPU.
 pub const IDLE_SPIN: Duration = Duration::from_micros(100);
+const SPIN_PAUSES_MIN: u32 = 32;
+const SPIN_PAUSES_MAX: u32 = 1024;
 
 impl<R: Send> ChannelQueue<R> {
     /// A blocking take that spins for up to [`IDLE_SPIN`] before sleeping.
@@ -187,19 +189,22 @@ impl<R: Send> ChannelQueue<R> {
         if let Ok(item) = self.rx.try_recv() {
             return Some(item);
         }
+        // Look again after a pause that doubles: a listener polling a queue
+        // that producers are writing would pull the same cache lines back
+        // and forth with every put, and make each put slower.
         let start = Instant::now();
+        let mut pauses = SPIN_PAUSES_MIN;
         loop {
-            for _ in 0..64 {
+            for _ in 0..pauses {
                 std::hint::spin_loop();
-                if !self.rx.is_empty() {
-                    if let Ok(item) = self.rx.try_recv() {
-                        return Some(item);
-                    }
-                }
+            }
+            if let Ok(item) = self.rx.try_recv() {
+                return Some(item);
             }
             if start.elapsed() >= IDLE_SPIN {
                 return self.rx.recv().ok();
             }
+            pauses = (pauses * 2).min(SPIN_PAUSES_MAX);
         }
     }
 }

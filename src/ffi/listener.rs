@@ -220,6 +220,7 @@ fn call_dequeue(f: Option<DequeueFn>, ctx: *mut c_void, block: bool) -> Dequeued
 }
 
 impl Queue<RawRecord> for VtableQueue {
+    #[inline]
     fn dequeue(&self, block: bool) -> Dequeued<RawRecord> {
         call_dequeue(self.0.dequeue, self.0.ctx, block)
     }
@@ -353,6 +354,7 @@ impl Handler<RawRecord> for CHandler {
         self.0.level
     }
 
+    #[inline]
     fn handle(&self, record: &RawRecord) -> Result<(), i32> {
         let Some(f) = self.0.handle else {
             return Ok(()); // refused at creation; unreachable

@@ -1,0 +1,496 @@
+#!/usr/bin/env python3
+"""Benchmark driver for queue_listener: python3 bench/run.py [--quick] [--help]
+
+Builds the project with -DQL_BENCH=ON into build-bench/, runs the contender
+programs (each prints one JSON object per line on stdout), aggregates the reps
+(median, min, max), prints a markdown report and writes results.jsonl,
+results.csv, summary.md, throughput.svg and latency.svg to the out dir.
+Exits 1 when a program or any measured rep failed.
+"""
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(REPO, "build-bench")
+REF = "ql-builtin"  # the reference contender of every ratio
+SPDLOG_SKIP = "spdlog not found at configure time (apt-get install libspdlog-dev)"
+# The metrics aggregated per workload; e2e's mrec_s is derived (records/seconds).
+METRICS = {"e2e": ["mrec_s"], "latency": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
+           "vtable": ["ns_per_record"], "idle": ["cpu_ms_per_s", "stop_us"]}
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def log(msg):
+    print(f"run.py: {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv):
+    def positive(s):
+        v = int(s)
+        if v <= 0:
+            raise argparse.ArgumentTypeError("must be positive")
+        return v
+    ap = argparse.ArgumentParser(description="Build and run the queue_listener benchmark.")
+    ap.add_argument("--records", type=positive, help="records per producer (default 1000000)")
+    ap.add_argument("--reps", type=positive, help="repetitions (default 5)")
+    ap.add_argument("--latency-calls", type=positive, help="timed put calls (default 128000)")
+    ap.add_argument("--python-records", type=positive, help="records for py_bench (default N)")
+    ap.add_argument("--quick", action="store_true", help="N=100000, R=3, C=12800")
+    ap.add_argument("--only", action="append", choices=["ql", "spdlog", "python"],
+                    metavar="NAME", help="run only this program: ql, spdlog, python (repeatable)")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"), help="output dir")
+    ap.add_argument("--timeout", type=positive, default=900, help="seconds per program")
+    ap.add_argument("--from-jsonl", help=argparse.SUPPRESS)  # re-render saved results only
+    a = ap.parse_args(argv)
+    a.records = a.records or (100000 if a.quick else 1000000)
+    a.reps = a.reps or (3 if a.quick else 5)
+    a.latency_calls = a.latency_calls or (12800 if a.quick else 128000)
+    a.python_records = a.python_records or a.records
+    return a
+
+
+def machine_info():
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+# ---------------------------------------------------------------- build and run
+
+def build():
+    if shutil.which("cmake") is None:
+        sys.exit("run.py: cmake not found; install it first (apt-get install cmake)")
+    for cmd in (["cmake", "-S", REPO, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DQL_BENCH=ON"],
+                ["cmake", "--build", BUILD, "-j2"]):
+        log("$ " + shlex.join(cmd))
+        sys.stdout.flush()
+        if subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr).returncode != 0:
+            sys.exit(f"run.py: build failed: {shlex.join(cmd)} (see the output above)")
+
+
+def parse_lines(text, source):
+    """The JSON objects of a program's stdout; other lines are warned about."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if isinstance(obj, dict) and isinstance(obj.get("workload"), str):
+                out.append(obj)
+                continue
+        except json.JSONDecodeError:
+            pass
+        log(f"warning: {source}:{n}: ignoring non-JSON line: {line[:100]}")
+    return out
+
+
+def run_programs(a):
+    """Runs the selected programs; returns (records, command lines run)."""
+    progs = [("ql", "ql_bench", [os.path.join(BUILD, "bench", "ql_bench")], a.records),
+             ("spdlog", "spdlog_bench", [os.path.join(BUILD, "bench", "spdlog_bench")], a.records),
+             ("python", "py_bench.py", [sys.executable, os.path.join(REPO, "bench", "py_bench.py")],
+              a.python_records)]
+    records, commands = [], []
+    for name, label, cmd, n in progs:
+        cmd += ["--records", str(n), "--reps", str(a.reps), "--latency-calls", str(a.latency_calls)]
+        if a.only and name not in a.only:
+            continue
+        if name == "spdlog" and not os.path.exists(cmd[0]):
+            records.append({"workload": "skip", "contender": "spdlog-async", "reason": SPDLOG_SKIP})
+            continue
+        commands.append(shlex.join(cmd))
+        log("$ " + commands[-1])
+        err = None
+        try:  # stderr passes through; stdout is the JSON lines
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, timeout=a.timeout, cwd=REPO)
+            out = p.stdout
+            if p.returncode < 0:
+                err = f"killed by {signal.Signals(-p.returncode).name}"
+            elif p.returncode:
+                err = f"exit status {p.returncode}"
+        except subprocess.TimeoutExpired as e:
+            out, err = e.stdout or b"", f"timed out after {a.timeout} s"
+        except OSError as e:
+            out, err = b"", f"could not start: {e}"
+        records += parse_lines(out.decode(errors="replace"), label)
+        if err:  # a failure of this program's contenders, not of the driver
+            log(f"{label}: {err}")
+            records.append({"workload": "program", "contender": label, "ok": False, "error": err})
+    return records, commands
+
+
+# ---------------------------------------------------------------- aggregation
+
+def sub_of(r):
+    return r.get("variant") or r.get("mode") or ""
+
+
+def aggregate(records):
+    """{(workload, contender, variant/mode, producers): group}; a group holds
+    stats {metric: (median, min, max)} and errors (any ok:false rep)."""
+    groups = {}
+    for r in records:
+        w = r["workload"]
+        if w not in METRICS:
+            continue
+        key = (w, str(r.get("contender", "?")), sub_of(r), r.get("producers") or 0)
+        g = groups.setdefault(key, {"values": {m: [] for m in METRICS[w]}, "errors": []})
+        rep = r.get("rep", "?")
+        if r.get("ok", True) is not True:
+            g["errors"].append(f"rep {rep}: {r.get('error') or 'failed'}")
+            continue
+        try:
+            for m in METRICS[w]:
+                v = r["records"] / r["seconds"] / 1e6 if m == "mrec_s" else float(r[m])
+                g["values"][m].append(v)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            g["errors"].append(f"rep {rep}: bad line ({type(e).__name__} {e})")
+    for g in groups.values():
+        g["stats"] = {m: (statistics.median(v), min(v), max(v))
+                      for m, v in g["values"].items() if v}
+        if not g["stats"] and not g["errors"]:
+            g["errors"].append("no values")
+    return groups
+
+
+def ordered(names):
+    """Contender names in first-seen order, the reference first."""
+    names = list(dict.fromkeys(names))
+    return sorted(names, key=lambda n: n != REF)
+
+
+def num(v):
+    """About three significant digits, without exponents for usual values."""
+    a = abs(v)
+    return (f"{v:.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else
+            f"{v:.2f}" if a >= 0.1 else f"{v:.3g}")
+
+
+def cell(g, m, spread="()"):
+    """Median with (min–max), or FAILED, or a dash for no data."""
+    if g is None:
+        return "–"
+    if g["errors"]:
+        return "FAILED: " + "; ".join(g["errors"]).replace("|", "\\|")
+    med, lo, hi = g["stats"][m]
+    return f"{num(med)} {spread[0]}{num(lo)}–{num(hi)}{spread[1]}" if spread else num(med)
+
+
+def median_of(groups, skips, key, metric):
+    """(median, None) or (None, why it was not measured)."""
+    g = groups.get(key)
+    if g is None:
+        if key[1] in skips:
+            return None, f"{key[1]} skipped: {skips[key[1]]}"
+        return None, f"no data for {key[1]} {key[2]}".rstrip() + (f" P={key[3]}" if key[3] else "")
+    if g["errors"]:
+        return None, f"{key[1]} {key[2]} FAILED: {g['errors'][0]}"
+    return g["stats"][metric][0], None
+
+
+def vtable_diff(groups, skips):
+    """(ql-ring-vtable minus plain-c-loop ns/record medians, None) or (None, why)."""
+    a, why_a = median_of(groups, skips, ("vtable", "ql-ring-vtable", "", 0), "ns_per_record")
+    b, why_b = median_of(groups, skips, ("vtable", "plain-c-loop", "", 0), "ns_per_record")
+    return (a - b, None) if why_a is None and why_b is None else (None, why_a or why_b)
+
+
+def e2e_ref(groups, variant, p):
+    """The ql-builtin group a row is compared with (same variant, else message)."""
+    k = ("e2e", REF, variant, p)
+    return k if k in groups else ("e2e", REF, "message", p)
+
+
+# ---------------------------------------------------------------- report
+
+def table(header, rows):
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+           ["| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
+def goals(groups, skips):
+    out = []
+
+    def verdict(label, value, why, passed, shown):
+        out.append(f"- {label}: " + (f"not measured: {why}" if why else
+                                     f"{shown} — **{'met' if passed else 'missed'}**"))
+
+    def ratio(label, k_num, k_den, target):
+        a, why_a = median_of(groups, skips, k_num, "mrec_s")
+        b, why_b = median_of(groups, skips, k_den, "mrec_s")
+        r = a / b if a is not None and b else None
+        verdict(label, r, why_a or why_b, r is not None and r >= target, f"{num(r or 0)}×")
+
+    def bound(label, key, metric, limit, unit, strict=False):
+        v, why = median_of(groups, skips, key, metric)
+        verdict(label, v, why, v is not None and (v < limit if strict else v <= limit),
+                f"{num(v or 0)} {unit}")
+
+    for p in (1, 2):
+        ratio(f"e2e ≥ 10× spdlog-async (message, P={p})", ("e2e", REF, "message", p),
+              ("e2e", "spdlog-async", "message", p), 10)
+    for v in ("value", "message"):
+        for p in (1, 2):
+            ratio(f"e2e ≥ 10× python-queuelistener ({v}, P={p})", ("e2e", REF, v, p),
+                  ("e2e", "python-queuelistener", v, p), 10)
+    ratio("e2e ≥ 0.15× spsc-reference (value, P=1)", ("e2e", REF, "value", 1),
+          ("e2e", "spsc-reference", "value", 1), 0.15)
+    bound("paced put p50 ≤ 50 ns", ("latency", REF, "paced", 0), "p50_ns", 50, "ns")
+    bound("paced put p99.9 ≤ 1000 ns", ("latency", REF, "paced", 0), "p999_ns", 1000, "ns")
+    bound("idle CPU < 1 ms per s", ("idle", REF, "", 0), "cpu_ms_per_s", 1, "ms/s", True)
+    bound("ql_stop on an empty queue < 1 ms", ("idle", REF, "", 0), "stop_us", 1000, "µs", True)
+    d, why = vtable_diff(groups, skips)
+    verdict("vtable overhead ≤ 10 ns/record", d, why, d is not None and d <= 10,
+            f"{num(d or 0)} ns/record")
+    return out
+
+
+def report(records, meta):
+    groups = aggregate(records)
+    skips = {r.get("contender", "?"): r.get("reason", "") for r in records
+             if r["workload"] == "skip"}
+    m = meta["machine"]
+    out = ["# queue_listener benchmark", "",
+           f"- Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}",
+           f"- Date: {m['date']}", f"- Command: `{meta['command']}`"]
+    if "reps" in meta:
+        out.append(f"- Parameters: records={meta['records']}, reps={meta['reps']}, latency calls="
+                   f"{meta['latency_calls']}, python records={meta['python_records']}")
+    out += [f"- Ran: `{c}`" for c in meta.get("programs", [])] + [""]
+
+    e2e = [k for k in groups if k[0] == "e2e"]
+    ps = sorted({k[3] for k in e2e})
+    out += ["## End-to-end throughput", "",
+            "Mrec/s, median (min–max) over reps; ratio = contender / ql-builtin, same variant "
+            "and P (ql-builtin message when the variant has no ql-builtin row).", ""]
+    rows = []
+    for c in ordered(k[1] for k in e2e):
+        for v in dict.fromkeys(k[2] for k in e2e if k[1] == c):
+            row = [c, v]
+            for p in ps:
+                g, ref = groups.get(("e2e", c, v, p)), groups.get(e2e_ref(groups, v, p))
+                ok = g and ref and not g["errors"] and not ref["errors"]
+                r = g["stats"]["mrec_s"][0] / ref["stats"]["mrec_s"][0] if ok else None
+                row += [cell(g, "mrec_s"), f"{num(r)}×" if r else "–"]
+            rows.append(row)
+    out += table(["contender", "variant"] + [h for p in ps for h in (f"P={p}", f"vs ql P={p}")],
+                 rows)
+
+    lat = [k for k in groups if k[0] == "latency"]
+    modes = sorted({k[2] for k in lat}, key=lambda s: (s != "paced", s))
+    cols = [("p50", "p50_ns", "[]"), ("p99", "p99_ns", None), ("p99.9", "p999_ns", "[]"),
+            ("max", "max_ns", None)]
+    out += ["## Producer cost (put call)", "",
+            "ns per call, median over reps; p50 and p99.9 also show [min–max].", ""]
+    rows = [[c] + [cell(groups.get(("latency", c, md, 0)), key, sp) for md in modes
+                   for _, key, sp in cols] for c in ordered(k[1] for k in lat)]
+    out += table(["contender"] + [f"{md} {h}" for md in modes for h, _, _ in cols], rows)
+
+    vt = {c: groups.get(("vtable", c, "", 0)) for c in ("ql-ring-vtable", "plain-c-loop")}
+    out += ["## Listener overhead through the vtable", ""]
+    out += table(["contender", "ns/record, median (min–max)"],
+                 [[c, cell(g, "ns_per_record")] for c, g in vt.items()])
+    d, why = vtable_diff(groups, skips)
+    out += [f"Difference of medians: {num(d)} ns/record" if why is None
+            else f"Difference: not measured ({why})", ""]
+
+    g = groups.get(("idle", REF, "", 0))
+    out += ["## Idle", ""]
+    out += table(["measure", "median (min–max)"],
+                 [["CPU ms per second idle", cell(g, "cpu_ms_per_s")],
+                  ["ql_stop latency, µs", cell(g, "stop_us")]])
+
+    out += ["## Goals", ""] + goals(groups, skips) + [""]
+    infos = [r for r in records if r["workload"] == "info"]
+    if infos:
+        out += ["## Notes", ""] + ["- " + ", ".join(f"{k}: {v}" for k, v in r.items()
+                                                    if k != "workload") for r in infos] + [""]
+    if skips:
+        out += ["## Skipped", ""] + [f"- {c}: {why}" for c, why in skips.items()] + [""]
+    fails = [f"- program {r.get('contender')}: {r.get('error')}" for r in records
+             if r["workload"] == "program" and r.get("ok") is False]
+    fails += [f"- {w} {c} {s}{f' P={p}' if p else ''}: " + "; ".join(g["errors"])
+              for (w, c, s, p), g in groups.items() if g["errors"]]
+    if fails:
+        out += ["## Failures", ""] + fails + [""]
+    return "\n".join(out), groups, bool(fails)
+
+
+# ---------------------------------------------------------------- files
+
+def write_csv(path, records):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["workload", "contender", "variant_or_mode", "producers", "rep", "metric",
+                    "value", "ok"])
+        for r in records:
+            if r["workload"] not in METRICS:
+                continue
+            base = [r["workload"], r.get("contender", ""), sub_of(r), r.get("producers", ""),
+                    r.get("rep", "")]
+            vals = {k: v for k, v in r.items() if k not in ("rep", "producers", "records", "calls")
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if r["workload"] == "e2e" and vals.get("seconds") and "records" in r:
+                vals["mrec_s"] = r["records"] / vals["seconds"] / 1e6
+            for k, v in vals.items():
+                w.writerow(base + [k, v, str(r.get("ok", True) is True).lower()])
+
+
+def tick_label(v):
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
+
+
+def svg_hbars(title, note, xlabel, groups, series, log_scale):
+    """A horizontal bar chart. groups: [(heading, [(label, [bar per series])])],
+    a bar being (median, min, max, colour), an error string or None;
+    series: [(legend name, colour)], a legend is drawn when there are two or more."""
+    W, L, R, top, bar_h = 900, 250, 90, 64, 14
+    vals = [x for _, rows in groups for _, bars in rows for b in bars
+            if isinstance(b, tuple) for x in b[:3] if x > 0]
+    lo, hi = (min(vals), max(vals)) if vals else (1.0, 10.0)
+    if log_scale:
+        lo, hi = 10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi))
+        hi = hi * 10 if hi <= lo else hi
+        decades = range(round(math.log10(lo)), round(math.log10(hi)) + 1)
+        ticks = [m * 10 ** d for d in decades for m in ((1, 2, 5) if len(decades) <= 3 else (1,))]
+        ticks = [t for t in ticks if t <= hi]
+        x = lambda v: L + (W - L - R) * math.log10(max(v, lo) / lo) / math.log10(hi / lo)
+    else:
+        step = 10 ** math.floor(math.log10(hi / 5))
+        step *= next(m for m in (1, 2, 5, 10) if hi / (step * m) <= 6)
+        hi = math.ceil(hi / step) * step
+        lo, ticks = 0, [i * step for i in range(int(round(hi / step)) + 1)]
+        x = lambda v: L + (W - L - R) * v / hi
+    body, y = [], top
+    for heading, rows in groups:
+        body.append(f'<text x="10" y="{y + 14}" font-weight="bold">{escape(heading)}</text>')
+        y += 22
+        for label, bars in rows:
+            row_h = bar_h * len(bars)
+            body.append(f'<text x="{L - 8}" y="{y + row_h / 2 + 4}" text-anchor="end">'
+                        f'{escape(label)}</text>')
+            for i, b in enumerate(bars):
+                yb, cy = y + i * bar_h, y + i * bar_h + bar_h / 2
+                if not isinstance(b, tuple):
+                    body.append(f'<text x="{L + 4}" y="{cy + 4}" fill="#c00">'
+                                f'{escape(b or "no data")}</text>')
+                    continue
+                med, mn, mx, colour = b
+                body.append(f'<rect x="{L}" y="{yb + 1}" width="{x(med) - L:.1f}" '
+                            f'height="{bar_h - 2}" fill="{colour}"/>')
+                body.append(f'<path d="M{x(mn):.1f},{cy}H{x(mx):.1f}M{x(mn):.1f},{cy - 4}'
+                            f'v8M{x(mx):.1f},{cy - 4}v8" stroke="#222" fill="none"/>')
+                body.append(f'<text x="{max(x(med), x(mx)) + 4:.1f}" y="{cy + 4}" '
+                            f'font-size="11">{num(med)}</text>')
+            y += row_h + 6
+        y += 8
+    grid = [f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{y}" stroke="#ddd"/>'
+            f'<text x="{x(t):.1f}" y="{y + 16}" text-anchor="middle" font-size="11">'
+            f'{tick_label(t)}</text>' for t in ticks]
+    axis = [f'<line x1="{L}" y1="{y}" x2="{W - R}" y2="{y}" stroke="#222"/>',
+            f'<text x="{(L + W - R) / 2}" y="{y + 36}" text-anchor="middle">'
+            f'{escape(xlabel)}</text>']
+    if len(series) > 1:
+        for i, (name, colour) in enumerate(series):
+            axis.append(f'<rect x="{L + i * 140}" y="{y + 48}" width="12" height="12" '
+                        f'fill="{colour}"/><text x="{L + i * 140 + 18}" y="{y + 59}">'
+                        f'{escape(name)}</text>')
+    H = y + (72 if len(series) > 1 else 52)
+    return "\n".join([
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+        f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="13">',
+        f'<rect width="{W}" height="{H}" fill="white"/>',
+        f'<text x="10" y="24" font-size="16" font-weight="bold">{escape(title)}</text>',
+        f'<text x="10" y="44" font-size="12" fill="#444">{escape(note)}</text>',
+        *grid, *body, *axis, "</svg>", ""])
+
+
+def charts(groups, meta):
+    """(throughput.svg, latency.svg) texts."""
+    m = meta["machine"]
+    where = f"{m['cpu']}, {m['cores']} cores"
+
+    def bar(g, metric, colour):
+        if g is None or g["errors"]:
+            return "FAILED" if g else None
+        return (*g["stats"][metric], colour)
+    e2e = [k for k in groups if k[0] == "e2e"]
+    names = ordered(k[1] for k in e2e)
+    colour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(names)}
+    rows_by_p = [(f"P = {p} producer{'s' if p > 1 else ''}",
+                  [(f"{c} ({k[2]})", [bar(groups[k], "mrec_s", colour[c])])
+                   for c in names for k in e2e if k[1] == c and k[3] == p])
+                 for p in sorted({k[3] for k in e2e})]
+    meds = [g["stats"]["mrec_s"][0] for k, g in groups.items() if k[0] == "e2e" and g["stats"]]
+    log_x = bool(meds) and max(meds) / max(min(meds), 1e-12) > 50
+    tp = svg_hbars(f"End-to-end throughput — {where}",
+                   "median over reps, whiskers min–max" + ("; log scale" if log_x else ""),
+                   "throughput, Mrec/s (million records per second)", rows_by_p,
+                   [("median", PALETTE[0])], log_x)
+    lat = ordered(k[1] for k in groups if k[0] == "latency" and k[2] == "paced")
+    series = [("p50", "#8fbbe0"), ("p99.9", "#1f4e79")]
+    rows = [(c, [bar(groups[("latency", c, "paced", 0)], key, col)
+                 for key, (_, col) in zip(("p50_ns", "p999_ns"), series)]) for c in lat]
+    lt = svg_hbars(f"Producer cost per put call, paced — {where}",
+                   "median over reps, whiskers min–max; log scale", "ns per put call",
+                   [("paced mode", rows)], series, True)
+    return tp, lt
+
+
+def main(argv):
+    a = parse_args(argv)
+    command = shlex.join(["python3"] + sys.argv)
+    if a.from_jsonl:  # re-render: keep the original run's machine and command
+        with open(a.from_jsonl) as f:
+            records = parse_lines(f.read(), a.from_jsonl)
+        metas = [r for r in records if r["workload"] == "meta"]
+        records = [r for r in records if r["workload"] != "meta"]
+        meta = metas[0] if metas else {"workload": "meta", "machine": machine_info(),
+                                       "command": command, "programs": []}
+    else:
+        build()
+        records, programs = run_programs(a)
+        meta = {"workload": "meta", "machine": machine_info(), "command": command,
+                "programs": programs, "records": a.records, "reps": a.reps,
+                "latency_calls": a.latency_calls, "python_records": a.python_records}
+    md, groups, failed = report(records, meta)
+    print(md)
+    os.makedirs(a.out, exist_ok=True)
+    write_csv(os.path.join(a.out, "results.csv"), records)
+    files = {"results.jsonl": "".join(json.dumps(r) + "\n" for r in [meta] + records),
+             "summary.md": md + "\n", **dict(zip(("throughput.svg", "latency.svg"),
+                                                charts(groups, meta)))}
+    for name, text in files.items():
+        if name.endswith(".svg"):
+            ET.fromstring(text)  # the charts must be well-formed XML
+        with open(os.path.join(a.out, name), "w") as f:
+            f.write(text)
+    log(f"wrote results.csv, {', '.join(files)} to {a.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
