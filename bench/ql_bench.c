@@ -278,7 +278,7 @@ static uint64_t run(contender c, uint32_t P, uint32_t n, uint64_t *ticks, bool p
     spsc *s = NULL;
     pthread_t consumer_thread;
     consumer cons = {&r, NULL, &sink};
-    ql_handler h = {&sink, 0, c == C_QL_MESSAGE ? sink_message : sink_value, NULL, NULL};
+    ql_handler h = {&sink, 0, c == C_QL_MESSAGE ? sink_message : sink_value, NULL, NULL, NULL};
     ql_hooks hooks;
     memset(&hooks, 0, sizeof hooks);
     hooks.done = free_message;
@@ -385,7 +385,7 @@ static void vtable_overhead(uint32_t n, int rep) {
         bench_sink_init(&sink);
         uint64_t t0, ns;
         if (which == 0) {
-            ql_handler h = {&sink, 0, sink_value, NULL, NULL};
+            ql_handler h = {&sink, 0, sink_value, NULL, NULL, NULL};
             ql_queue_vtable vt = ring_vtable(&r);
             ql_listener *l = NULL;
             QL(ql_listener_new(&vt, &h, 1, NULL, false, &l));
@@ -429,7 +429,7 @@ static void idle(int rep) {
     bench_sink_init(&sink);
     ql_queue *q = NULL;
     ql_listener *l = NULL;
-    ql_handler h = {&sink, 0, sink_value, NULL, NULL};
+    ql_handler h = {&sink, 0, sink_value, NULL, NULL, NULL};
     QL(ql_queue_new(CAPACITY, &q));
     QL(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
     QL(ql_start(l));

@@ -11,14 +11,66 @@
 #ifndef QUEUE_LISTENER_H
 #define QUEUE_LISTENER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /**
  * The largest capacity `ql_queue_new` accepts: 16777216 (2^24) items.
  */
 #define QL_QUEUE_MAX_CAPACITY (1 << 24)
+
+/**
+ * Python's level NOTSET (0): a handler at this level gets every record.
+ */
+#define QL_LEVEL_NOTSET 0
+
+/**
+ * Python's level DEBUG (10).
+ */
+#define QL_LEVEL_DEBUG 10
+
+/**
+ * Python's level INFO (20).
+ */
+#define QL_LEVEL_INFO 20
+
+/**
+ * Python's level WARNING (30).
+ */
+#define QL_LEVEL_WARNING 30
+
+/**
+ * Python's level ERROR (40).
+ */
+#define QL_LEVEL_ERROR 40
+
+/**
+ * Python's level CRITICAL (50).
+ */
+#define QL_LEVEL_CRITICAL 50
+
+/**
+ * A queue threshold that lets every record through, negative levels
+ * included (the default).
+ */
+#define QL_LEVEL_ALL INT32_MIN
+
+/**
+ * Bytes of logger name plus message (each with its NUL) stored inside a
+ * built-in record; longer text is kept whole in one heap allocation.
+ */
+#define QL_RECORD_INLINE_TEXT 96
+
+/**
+ * The longest message kept: a longer one is cut to this many bytes, the
+ * last eight of which are the visible marker `...[cut]`.
+ */
+#define QL_MESSAGE_MAX (1 << 20)
 
 /**
  * A listener: a queue, a list of handlers, hooks, and at most one thread
@@ -148,6 +200,13 @@ typedef struct ql_handler {
    * Optional. Frees `ctx`; called once by `ql_listener_free`.
    */
   void (*destroy)(void *ctx);
+  /**
+   * Optional. Called when the listener found the built-in queue empty
+   * after handling records and is about to wait: the end of a batch, the
+   * moment to flush buffered output cheaply. Never called for a queue
+   * given as a vtable.
+   */
+  void (*batch_end)(void *ctx);
 } ql_handler;
 
 /**
@@ -243,7 +302,150 @@ typedef struct ql_stats {
    * `QL_DEQUEUE_ERROR` results of `dequeue`.
    */
   uint64_t dequeue_errors;
+  /**
+   * Records the built-in queue dropped under its overflow policy (see
+   * `ql_queue_options`), since the queue was made. 0 for a vtable queue.
+   */
+  uint64_t dropped;
+  /**
+   * Items on the built-in queue now. 0 for a vtable queue.
+   */
+  uint64_t queue_depth;
+  /**
+   * The most items the listener has seen on the built-in queue at once,
+   * since the queue was made. 0 for a vtable queue.
+   */
+  uint64_t queue_high_water;
+  /**
+   * Batches taken off the built-in queue: runs of records that ended
+   * with the queue found empty. 0 for a vtable queue.
+   */
+  uint64_t batches;
 } ql_stats;
+
+/**
+ * What a put does when a bounded queue is full (`ql_queue_options`).
+ */
+typedef int32_t ql_overflow;
+
+/**
+ * How to make a built-in queue: start from `ql_queue_options_default()`
+ * and change what you need.
+ *
+ * Drops: a built-in record (`ql_log`) that the policy refuses or evicts is
+ * freed by the library and counted in the queue's dropped count (see
+ * `ql_stats.dropped`). A program pointer (`ql_queue_put`) that the policy
+ * refuses stays the caller's, with a status that says so, and is not
+ * counted; one that `QL_OVERFLOW_DROP_OLDEST` evicts is counted and handed
+ * to `on_drop`.
+ */
+typedef struct ql_queue_options {
+  /**
+   * Most items held (records, sentinels, flush barriers); 0 means
+   * unbounded. At most `QL_QUEUE_MAX_CAPACITY`. Default 8192.
+   */
+  size_t capacity;
+  /**
+   * One of `QL_OVERFLOW_*`. Default `QL_OVERFLOW_BLOCK`.
+   */
+  ql_overflow overflow;
+  /**
+   * The wait of `QL_OVERFLOW_BLOCK_TIMEOUT`, in ms. Default 1000.
+   */
+  uint64_t block_timeout_ms;
+  /**
+   * Records of `ql_log` below this level are skipped at once (see
+   * `ql_queue_set_level`). Default `QL_LEVEL_ALL`.
+   */
+  int32_t level;
+  /**
+   * When true, once records were dropped the listener hands its handlers
+   * one built-in record, level WARNING, logger "queue_listener", message
+   * "N records dropped", before the next item it takes (that is, as soon
+   * as room returns), so losses show in the log itself. Default false.
+   */
+  bool report_drops;
+  /**
+   * Passed to `on_drop`.
+   */
+  void *drop_ctx;
+  /**
+   * Optional. Takes each program pointer that `QL_OVERFLOW_DROP_OLDEST`
+   * evicts (to free it), on the thread whose put evicted it.
+   */
+  void (*on_drop)(void *ctx, void *record);
+} ql_queue_options;
+
+/**
+ * A built-in record, as handlers and hooks see it.
+ *
+ * On a queue fed by `ql_log` / `ql_logf`, the `void *record` every
+ * handler and hook receives points to one of these: cast it to
+ * `const ql_record *`. It is valid for the duration of the call only;
+ * copy what you keep. The library owns it and frees it after `done`; never
+ * free or modify it.
+ */
+typedef struct ql_record {
+  /**
+   * The level given to `ql_log` (any integer; see `QL_LEVEL_*`).
+   */
+  int32_t level;
+  /**
+   * The Linux thread id (`gettid`) of the thread that logged it.
+   */
+  uint32_t thread_id;
+  /**
+   * Wall-clock time when it was logged, in ns since the Unix epoch.
+   */
+  int64_t timestamp_ns;
+  /**
+   * The logger name, NUL-terminated ("root" when none was given).
+   */
+  const char *logger;
+  /**
+   * Length of `logger` in bytes, without the NUL.
+   */
+  size_t logger_len;
+  /**
+   * The message, NUL-terminated. It may itself contain NUL bytes when
+   * the program logged them: `message_len` is authoritative.
+   */
+  const char *message;
+  /**
+   * Length of `message` in bytes, without the final NUL.
+   */
+  size_t message_len;
+  /**
+   * The value given to `ql_log_user` (NULL otherwise); never read by the
+   * library.
+   */
+  void *user;
+} ql_record;
+
+/**
+ * Wait for room: lossless, the default. On a listener thread (a handler
+ * that logs) a full queue refuses at once with `QL_ERR_WOULD_DEADLOCK`
+ * instead of waiting for itself.
+ */
+#define QL_OVERFLOW_BLOCK 0
+
+/**
+ * Wait for room at most `block_timeout_ms`, then refuse the record
+ * (`QL_ERR_TIMEOUT`): a stalled handler (a full disk) can never hang a
+ * producer for longer.
+ */
+#define QL_OVERFLOW_BLOCK_TIMEOUT 1
+
+/**
+ * Refuse the new record at once (`QL_ERR_FULL`).
+ */
+#define QL_OVERFLOW_DROP_NEWEST 2
+
+/**
+ * Drop the oldest queued records until the new one fits; never waits,
+ * never refuses. A program pointer evicted this way goes to `on_drop`.
+ */
+#define QL_OVERFLOW_DROP_OLDEST 3
 
 /**
  * Success.
@@ -306,6 +508,18 @@ typedef struct ql_stats {
  * A panic inside the library was caught at the C boundary.
  */
 #define QL_ERR_PANIC 11
+
+/**
+ * The listener is not running, so the call cannot be served (for example
+ * `ql_listener_flush` on a stopped listener).
+ */
+#define QL_ERR_NOT_RUNNING 12
+
+/**
+ * The call is not supported here (for example a flush barrier on a queue
+ * given as a vtable, which cannot carry one).
+ */
+#define QL_ERR_UNSUPPORTED 13
 
 /**
  * `*record_out` holds a record.
@@ -520,6 +734,29 @@ ql_status ql_listener_is_running(const struct ql_listener *listener, bool *runni
 ql_status ql_listener_stats(const struct ql_listener *listener, struct ql_stats *stats_out);
 
 /**
+ * A flush barrier: returns `QL_OK` once every record put on the queue
+ * before the call has been handled and every handler's `flush` has run.
+ *
+ * It does not wait for records put after the call, so producers may go on
+ * producing: it puts a barrier behind the records queued now and waits for
+ * the listener to reach it. On a full queue it waits for room for the
+ * barrier, within the same deadline.
+ *
+ * `timeout_ms`: the most to wait in all; `QL_ERR_TIMEOUT` past it (a
+ * barrier already queued is reached later and harms nothing).
+ * `QL_ERR_NOT_RUNNING` when the listener is not running (records would
+ * never be handled) or its loop ended before the barrier;
+ * `QL_ERR_WOULD_DEADLOCK` from the listener thread (inside a handler or
+ * hook); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
+ * cannot carry a barrier; `QL_ERR_NULL`. Any thread, concurrently with
+ * everything but `ql_listener_free`.
+ *
+ * # Safety
+ * `listener` must be NULL or a live listener.
+ */
+ql_status ql_listener_flush(const struct ql_listener *listener, uint64_t timeout_ms);
+
+/**
  * Stops the listener if it runs (as `ql_stop`, waiting as long as it
  * takes), calls each handler's `destroy`, drops the listener's reference
  * to a built-in queue, and frees the listener.
@@ -535,6 +772,13 @@ ql_status ql_listener_stats(const struct ql_listener *listener, struct ql_stats 
  * `listener` must be NULL or a live listener, not used again afterwards.
  */
 ql_status ql_listener_free(struct ql_listener *listener);
+
+/**
+ * The default options: capacity 8192, `QL_OVERFLOW_BLOCK`, a 1000 ms
+ * timeout for `QL_OVERFLOW_BLOCK_TIMEOUT`, level `QL_LEVEL_ALL`, no drop
+ * report, no `on_drop`. Any thread.
+ */
+struct ql_queue_options ql_queue_options_default(void);
 
 /**
  * Makes a built-in queue.
@@ -553,6 +797,44 @@ ql_status ql_listener_free(struct ql_listener *listener);
 ql_status ql_queue_new(size_t capacity, struct ql_queue **queue_out);
 
 /**
+ * Makes a built-in queue as `options` say (see `ql_queue_options`).
+ *
+ * On success writes the new queue to `*queue_out` and returns `QL_OK`; the
+ * caller owns it and frees it with `ql_queue_free`. `QL_ERR_INVALID` for a
+ * capacity over `QL_QUEUE_MAX_CAPACITY` or an unknown `overflow`;
+ * `QL_ERR_NULL` when `options` or `queue_out` is NULL. On failure
+ * `*queue_out` is left as it was. Any thread.
+ *
+ * # Safety
+ * `options` must be NULL or valid for reading; `queue_out` NULL or valid
+ * for one pointer write.
+ */
+ql_status ql_queue_new_with_options(const struct ql_queue_options *options,
+                                    struct ql_queue **queue_out);
+
+/**
+ * Sets the queue's threshold: `ql_log`, `ql_log_user` and `ql_logf` skip a
+ * record whose level is below it at the cost of one comparison (no
+ * formatting, no copy, no enqueue, not counted as a drop). `QL_LEVEL_ALL`
+ * lets everything through. Takes effect for calls that start after it,
+ * on any thread. `QL_ERR_NULL` when `queue` is NULL.
+ *
+ * # Safety
+ * `queue` must be NULL or a live queue.
+ */
+ql_status ql_queue_set_level(const struct ql_queue *queue, int32_t level);
+
+/**
+ * True when a record at `level` would pass the queue's threshold: what
+ * `ql_logf` asks before it formats anything. False for a NULL `queue`.
+ * Any thread.
+ *
+ * # Safety
+ * `queue` must be NULL or a live queue.
+ */
+bool ql_queue_enabled(const struct ql_queue *queue, int32_t level);
+
+/**
  * Drops the program's reference to a queue. NULL is a no-op.
  *
  * A listener made on this queue keeps its own reference, so freeing the
@@ -567,14 +849,18 @@ ql_status ql_queue_new(size_t capacity, struct ql_queue **queue_out);
 void ql_queue_free(struct ql_queue *queue);
 
 /**
- * Puts a record, waiting for room on a full bounded queue.
+ * Puts a program's record (any pointer, NULL included) as the queue's
+ * overflow policy says; the default policy waits for room on a full
+ * bounded queue.
  *
  * Returns `QL_OK` once the record is queued; the listener then owns it
- * until its `done` hook. On a listener thread (from a handler or hook) a
- * full queue returns `QL_ERR_WOULD_DEADLOCK` at once instead of waiting for
- * the thread that is waiting; the record was not put and stays the
- * caller's. `QL_ERR_NULL` when `queue` is NULL. `record` may be any value,
- * NULL included.
+ * until its `done` hook. Refused, the record stays the caller's:
+ * `QL_ERR_FULL` (`QL_OVERFLOW_DROP_NEWEST`), `QL_ERR_TIMEOUT`
+ * (`QL_OVERFLOW_BLOCK_TIMEOUT`), or `QL_ERR_WOULD_DEADLOCK` on a listener
+ * thread (from a handler or hook), where a full queue refuses at once
+ * instead of waiting for the thread that is waiting. With
+ * `QL_OVERFLOW_DROP_OLDEST` it always succeeds, after evicting the oldest
+ * records. `QL_ERR_NULL` when `queue` is NULL.
  *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -647,6 +933,77 @@ ql_status ql_queue_get_timeout(const struct ql_queue *queue,
 ql_status ql_queue_len(const struct ql_queue *queue, size_t *len_out);
 
 /**
+ * Frees a built-in record that `ql_queue_get`, `ql_queue_get_nowait` or
+ * `ql_queue_get_timeout` handed out. NULL is a no-op.
+ *
+ * Only for those records: the records handlers receive belong to the
+ * library and must never be freed.
+ *
+ * # Safety
+ * `record` must be NULL or a record from a `ql_queue_get*` call, not yet
+ * freed.
+ */
+void ql_record_free(struct ql_record *record);
+
+/**
+ * The name of a level, as Python's `logging.getLevelName`: "NOTSET",
+ * "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL" for Python's levels,
+ * NULL for any other value (print those as numbers, for example "Level 25").
+ *
+ * Returns a static string; never to be freed. Any thread.
+ */
+const char *ql_level_name(int32_t level);
+
+/**
+ * Logs a message as a built-in record: `ql_log_user` with a NULL user
+ * value.
+ *
+ * # Safety
+ * As `ql_log_user`.
+ */
+ql_status ql_log(const struct ql_queue *queue,
+                 int32_t level,
+                 const char *logger,
+                 const char *message,
+                 size_t len);
+
+/**
+ * Logs a message as a built-in record (`ql_record`) on the built-in queue.
+ *
+ * - `level`: any integer (`QL_LEVEL_*` are Python's). A record below the
+ *   queue's threshold (`ql_queue_set_level`) costs one comparison: it is
+ *   not made, not queued, not counted, and `QL_OK` is returned.
+ * - `logger`: a NUL-terminated name, copied; NULL or "" means "root".
+ * - `message`, `len`: `len` bytes, copied (they need no NUL and may hold
+ *   any bytes). `message` may be NULL only when `len` is 0. A message over
+ *   `QL_MESSAGE_MAX` bytes is cut and ends with `...[cut]`.
+ * - `user`: any value, handed to handlers in `ql_record.user`.
+ *
+ * The record is stamped with the wall-clock time and the calling thread's
+ * id. Logger name and message up to `QL_RECORD_INLINE_TEXT` bytes in all
+ * are stored inside the record: no heap allocation. On a full bounded
+ * queue the queue's overflow policy applies (see `ql_queue_options`):
+ * `QL_OK` once queued (with `QL_OVERFLOW_DROP_OLDEST`, after dropping the
+ * oldest records), or the record is dropped, counted in the queue's
+ * dropped count, and `QL_ERR_FULL` (drop newest), `QL_ERR_TIMEOUT` (the
+ * blocking deadline passed) or `QL_ERR_WOULD_DEADLOCK` (called on a
+ * listener thread, where waiting could wait for itself) is returned.
+ *
+ * `QL_ERR_NULL` when `queue` is NULL, or `message` is NULL with a nonzero
+ * `len`. Any thread, concurrently.
+ *
+ * # Safety
+ * `queue` must be NULL or a live queue; `logger` NULL or a NUL-terminated
+ * string; `message` NULL or valid for `len` bytes.
+ */
+ql_status ql_log_user(const struct ql_queue *queue,
+                      int32_t level,
+                      const char *logger,
+                      const char *message,
+                      size_t len,
+                      void *user);
+
+/**
  * The name and meaning of a status, for messages.
  *
  * Takes any integer: an unknown value gives "unknown status". Returns a
@@ -660,3 +1017,80 @@ const char *ql_status_str(ql_status status);
 #endif  // __cplusplus
 
 #endif  /* QUEUE_LISTENER_H */
+
+#ifndef QUEUE_LISTENER_LOGF_H
+#define QUEUE_LISTENER_LOGF_H
+/*
+ * printf-style logging, formatted in C by the caller, then logged with
+ * ql_log. The format is checked by the compiler (GCC and Clang).
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define QL_PRINTF_LIKE(format_index, first_arg) \
+  __attribute__((format(printf, format_index, first_arg)))
+#else
+#define QL_PRINTF_LIKE(format_index, first_arg)
+#endif
+
+/** Bytes a formatted message may take before ql_vlogf formats it again on the heap. */
+#define QL_LOGF_STACK 256
+
+/**
+ * ql_logf with a va_list. A record below the queue's threshold
+ * (ql_queue_set_level) costs one call and one comparison: nothing is
+ * formatted. A message longer than QL_LOGF_STACK - 1 bytes is formatted
+ * again into one heap buffer and kept whole; if that allocation fails it is
+ * cut to QL_LOGF_STACK - 1 bytes ending with "...[cut]". Returns what
+ * ql_log returns; QL_ERR_NULL for a NULL queue or format; QL_ERR_INVALID
+ * when vsnprintf fails (a bad format). Any thread.
+ */
+static inline ql_status ql_vlogf(const ql_queue *queue, int32_t level, const char *logger,
+                                 const char *format, va_list args) QL_PRINTF_LIKE(4, 0);
+static inline ql_status ql_vlogf(const ql_queue *queue, int32_t level, const char *logger,
+                                 const char *format, va_list args) {
+  char stack[QL_LOGF_STACK];
+  char *heap;
+  va_list again;
+  int n;
+  ql_status status;
+  if (queue == NULL || format == NULL) return QL_ERR_NULL;
+  if (!ql_queue_enabled(queue, level)) return QL_OK;
+  va_copy(again, args);
+  n = vsnprintf(stack, sizeof stack, format, args);
+  if (n < 0) {
+    va_end(again);
+    return QL_ERR_INVALID;
+  }
+  if ((size_t)n < sizeof stack) {
+    va_end(again);
+    return ql_log(queue, level, logger, stack, (size_t)n);
+  }
+  heap = (char *)malloc((size_t)n + 1);
+  if (heap == NULL) {
+    va_end(again);
+    memcpy(stack + sizeof stack - 9, "...[cut]", 8);
+    return ql_log(queue, level, logger, stack, sizeof stack - 1);
+  }
+  vsnprintf(heap, (size_t)n + 1, format, again);
+  va_end(again);
+  status = ql_log(queue, level, logger, heap, (size_t)n);
+  free(heap);
+  return status;
+}
+
+/**
+ * Logs a printf-style message as a built-in record: formats it (in the
+ * caller, on its stack when it fits in QL_LOGF_STACK bytes), then calls
+ * ql_log. See ql_vlogf for the details and ql_log for the statuses.
+ */
+static inline ql_status ql_logf(const ql_queue *queue, int32_t level, const char *logger,
+                                const char *format, ...) QL_PRINTF_LIKE(4, 5);
+static inline ql_status ql_logf(const ql_queue *queue, int32_t level, const char *logger,
+                                const char *format, ...) {
+  va_list args;
+  ql_status status;
+  va_start(args, format);
+  status = ql_vlogf(queue, level, logger, format, args);
+  va_end(args);
+  return status;
+}
+#endif /* QUEUE_LISTENER_LOGF_H */

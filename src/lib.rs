@@ -16,6 +16,7 @@
 pub mod ffi;
 pub mod listener;
 pub mod queue;
+pub mod record;
 
 pub use listener::{Dequeued, Error, Handler, Hooks, Listener, Queue, SentinelPut, Stage, Stats};
 pub use queue::ChannelQueue;

@@ -34,6 +34,9 @@ pub enum Dequeued<R> {
     Sentinel,
     /// Nothing to take. Ends the monitor loop cleanly (Python's `queue.Empty`).
     Empty,
+    /// A flush barrier put by [`Listener::flush`]: every handler is flushed,
+    /// then the flush that put it returns.
+    Marker(u64),
     /// The queue failed. Counted and reported; the loop goes on, unless a
     /// stop was requested, in which case it ends.
     Error,
@@ -67,6 +70,22 @@ pub enum Error {
     Thread,
     /// The listener thread panicked (only possible with Rust handlers or hooks).
     Panicked,
+    /// The listener is not running, so the call cannot be served.
+    NotRunning,
+    /// The queue does not support the call (a flush barrier on a queue that
+    /// cannot carry one).
+    Unsupported,
+}
+
+/// A queue's counters, as read by [`Queue::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Items queued now.
+    pub depth: u64,
+    /// The most items seen queued (by the listener, before a take).
+    pub high_water: u64,
+    /// Records the queue dropped (overflow policies).
+    pub dropped: u64,
 }
 
 /// The queue-like object a listener takes records from.
@@ -83,6 +102,21 @@ pub trait Queue<R>: Send + Sync {
     fn has_task_done(&self) -> bool {
         true
     }
+    /// [`Queue::dequeue`], calling `idle` when a blocking take finds the
+    /// queue empty and is about to wait: the end of a batch. The default
+    /// never calls it.
+    fn dequeue_idle(&self, block: bool, _idle: &mut dyn FnMut()) -> Dequeued<R> {
+        self.dequeue(block)
+    }
+    /// Puts flush marker `id` behind every queued record, waiting for room
+    /// until `deadline`. The default cannot ([`Error::Unsupported`]).
+    fn enqueue_marker(&self, _id: u64, _deadline: Option<Instant>) -> Result<(), Error> {
+        Err(Error::Unsupported)
+    }
+    /// The queue's counters; zeros when it keeps none.
+    fn stats(&self) -> QueueStats {
+        QueueStats::default()
+    }
 }
 
 /// One handler in a listener's handler list.
@@ -93,8 +127,12 @@ pub trait Handler<R>: Send + Sync {
     fn level(&self) -> i32;
     /// Handles one prepared record; `Err(code)` is counted and reported.
     fn handle(&self, record: &R) -> Result<(), i32>;
-    /// Flushes buffered output. Called when the monitor loop ends.
+    /// Flushes buffered output. Called when the monitor loop ends and at
+    /// each flush barrier ([`Listener::flush`]).
     fn flush(&self) {}
+    /// The listener found its queue empty after taking records and is about
+    /// to wait: the end of a batch.
+    fn batch_end(&self) {}
 }
 
 /// A shared handler is a handler: the caller keeps a reference to read it.
@@ -107,6 +145,9 @@ impl<R, H: Handler<R> + ?Sized> Handler<R> for Arc<H> {
     }
     fn flush(&self) {
         (**self).flush()
+    }
+    fn batch_end(&self) {
+        (**self).batch_end()
     }
 }
 
@@ -241,6 +282,11 @@ pub struct Stats {
     pub prepare_errors: u64,
     /// `dequeue` calls that reported an error.
     pub dequeue_errors: u64,
+    /// Batches taken off the queue: runs of records ended by finding the
+    /// queue empty (counted only for queues that report it).
+    pub batches: u64,
+    /// The queue's own counters.
+    pub queue: QueueStats,
 }
 
 #[derive(Default)]
@@ -249,6 +295,7 @@ struct Counters {
     handler_errors: AtomicU64,
     prepare_errors: AtomicU64,
     dequeue_errors: AtomicU64,
+    batches: AtomicU64,
 }
 
 impl Counters {
@@ -289,6 +336,8 @@ struct Control {
     ended_by_error: bool,
     /// The last thread panicked.
     panicked: bool,
+    /// The highest flush marker the listener has taken and served.
+    flushed: u64,
 }
 
 struct Shared<R> {
@@ -304,6 +353,8 @@ struct Shared<R> {
     control: Mutex<Control>,
     changed: Condvar,
     counters: Counters,
+    /// The last flush marker id handed out.
+    next_marker: AtomicU64,
 }
 
 thread_local! {
@@ -353,9 +404,11 @@ impl<R: Send + 'static> Listener<R> {
                     stale_sentinels: 0,
                     ended_by_error: false,
                     panicked: false,
+                    flushed: 0,
                 }),
                 changed: Condvar::new(),
                 counters: Counters::default(),
+                next_marker: AtomicU64::new(0),
             }),
         }
     }
@@ -466,7 +519,45 @@ impl<R: Send + 'static> Listener<R> {
             handler_errors: c.handler_errors.load(Ordering::Relaxed),
             prepare_errors: c.prepare_errors.load(Ordering::Relaxed),
             dequeue_errors: c.dequeue_errors.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            queue: self.shared.queue.stats(),
         }
+    }
+
+    /// A flush barrier: returns once every record queued before the call
+    /// has been handled and every handler's `flush` has run, without waiting
+    /// for records put after it (producers may go on putting).
+    ///
+    /// Puts a marker behind the queued records (waiting for room on a full
+    /// queue, within the deadline) and waits until the listener takes it.
+    /// Errors: [`Error::NotRunning`] when no thread runs (records would
+    /// never be handled), [`Error::WouldDeadlock`] from the listener's own
+    /// thread, [`Error::Unsupported`] for a queue that cannot carry a
+    /// marker, [`Error::Timeout`] past the deadline (a marker already put
+    /// is served later and harms nothing).
+    pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        let shared = &*self.shared;
+        if self.is_listener_thread() {
+            return Err(Error::WouldDeadlock);
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        {
+            let ctl = shared.lock();
+            if matches!(ctl.run, Run::Idle) || ctl.loop_done {
+                return Err(Error::NotRunning);
+            }
+        }
+        let id = shared.next_marker.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.queue.enqueue_marker(id, deadline)?;
+        let mut ctl = shared.lock();
+        while ctl.flushed < id {
+            if ctl.loop_done {
+                // The loop ended before reaching the marker.
+                return Err(Error::NotRunning);
+            }
+            ctl = shared.wait(ctl, deadline).ok_or(Error::Timeout)?;
+        }
+        Ok(())
     }
 
     fn stop_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
@@ -634,14 +725,24 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
     let overrides = shared.overrides;
+    let in_batch = Cell::new(false);
+    let mut batch_end = || {
+        if in_batch.replace(false) {
+            Counters::bump(&shared.counters.batches);
+            for handler in &shared.handlers {
+                handler.batch_end();
+            }
+        }
+    };
     loop {
         let dequeued = if overrides.dequeue {
             shared.hooks.dequeue(&*shared.queue, true)
         } else {
-            shared.queue.dequeue(true)
+            shared.queue.dequeue_idle(true, &mut batch_end)
         };
         match dequeued {
             Dequeued::Record(record) => {
+                in_batch.set(true);
                 backoff = Duration::from_millis(1);
                 shared.handle(&record);
                 if shared.task_done {
@@ -670,6 +771,14 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                 }
             }
             Dequeued::Empty => break,
+            Dequeued::Marker(id) => {
+                for handler in &shared.handlers {
+                    handler.flush();
+                }
+                let mut ctl = shared.lock();
+                ctl.flushed = ctl.flushed.max(id);
+                shared.changed.notify_all();
+            }
             Dequeued::Error => {
                 Counters::bump(&shared.counters.dequeue_errors);
                 shared.hooks.on_error(Stage::Dequeue, None, 0);

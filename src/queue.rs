@@ -4,6 +4,7 @@
 //! every record put before it. The sentinel is a variant of its own: no
 //! record value can be mistaken for it.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{
@@ -11,7 +12,7 @@ use crossbeam_channel::{
     TrySendError,
 };
 
-use crate::listener::{on_listener_thread, Dequeued, Queue, SentinelPut};
+use crate::listener::{on_listener_thread, Dequeued, Error, Queue, QueueStats, SentinelPut};
 
 /// The largest capacity a bounded queue may have. The slots are allocated
 /// up front, so a larger request is refused instead of risking an abort on
@@ -21,6 +22,53 @@ pub const MAX_CAPACITY: usize = 1 << 24;
 enum Item<R> {
     Record(R),
     Sentinel,
+    /// A flush barrier: the listener flushes its handlers when it takes it.
+    Marker(u64),
+}
+
+/// What a put does when a bounded queue is full. Explicit calls
+/// (`put_nowait`, `put_timeout`) ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Wait for room (lossless). On a listener thread: refuse at once.
+    Block,
+    /// Wait for room at most this long, then refuse the record.
+    BlockFor(Duration),
+    /// Refuse the new record at once.
+    DropNewest,
+    /// Make room by dropping the oldest record. Never waits.
+    DropOldest,
+}
+
+/// Called with each record [`Overflow::DropOldest`] evicts.
+pub type EvictFn<R> = Box<dyn Fn(R) + Send + Sync>;
+/// Makes the "N records dropped" record the listener reports.
+pub type ReportFn<R> = Box<dyn Fn(u64) -> R + Send + Sync>;
+
+/// How to build a [`ChannelQueue`].
+pub struct Options<R> {
+    /// Most items held (records, sentinels, flush markers); 0: unbounded.
+    pub capacity: usize,
+    /// What a put does on a full queue.
+    pub overflow: Overflow,
+    /// Takes each evicted record (else it is simply dropped).
+    pub evicted: Option<EvictFn<R>>,
+    /// When set, the listener takes one record made by this function, with
+    /// the number of records dropped since the last report, before the next
+    /// item, once drops have happened.
+    pub report: Option<ReportFn<R>>,
+}
+
+impl<R> Options<R> {
+    /// A lossless queue of this capacity.
+    pub fn new(capacity: usize) -> Self {
+        Options {
+            capacity,
+            overflow: Overflow::Block,
+            evicted: None,
+            report: None,
+        }
+    }
 }
 
 /// Why a put did not happen. The record comes back to the caller.
@@ -44,24 +92,117 @@ pub enum GetError {
     Timeout,
     /// A sentinel was taken off the queue.
     Sentinel,
+    /// A flush marker was taken off the queue (its flush never completes).
+    Marker,
 }
 
 /// A multi-producer FIFO queue of records, with room for the sentinel.
 pub struct ChannelQueue<R> {
     tx: Sender<Item<R>>,
     rx: Receiver<Item<R>>,
+    overflow: Overflow,
+    evicted: Option<EvictFn<R>>,
+    report: Option<ReportFn<R>>,
+    /// Records dropped since the queue was made.
+    dropped: AtomicU64,
+    /// Drops not yet reported by a report record.
+    unreported: AtomicU64,
+    /// The most items the listener saw queued before a take.
+    high_water: AtomicUsize,
 }
 
 impl<R: Send> ChannelQueue<R> {
-    /// A queue holding at most `capacity` items (records and sentinels);
-    /// 0 means unbounded. `None` when `capacity` exceeds [`MAX_CAPACITY`].
+    /// A lossless queue holding at most `capacity` items (records, sentinels
+    /// and flush markers); 0 means unbounded. `None` when `capacity` exceeds
+    /// [`MAX_CAPACITY`].
     pub fn new(capacity: usize) -> Option<Self> {
-        let (tx, rx) = match capacity {
+        Self::with_options(Options::new(capacity))
+    }
+
+    /// A queue as `options` say; `None` when the capacity exceeds
+    /// [`MAX_CAPACITY`].
+    pub fn with_options(options: Options<R>) -> Option<Self> {
+        let (tx, rx) = match options.capacity {
             0 => unbounded(),
             c if c <= MAX_CAPACITY => bounded(c),
             _ => return None,
         };
-        Some(ChannelQueue { tx, rx })
+        Some(ChannelQueue {
+            tx,
+            rx,
+            overflow: options.overflow,
+            evicted: options.evicted,
+            report: options.report,
+            dropped: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
+            high_water: AtomicUsize::new(0),
+        })
+    }
+
+    /// The overflow policy given at creation.
+    pub fn overflow(&self) -> Overflow {
+        self.overflow
+    }
+
+    /// Counts one dropped record (the caller dropped it because a put
+    /// refused it).
+    pub fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        if self.report.is_some() {
+            self.unreported.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records dropped since the queue was made.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Puts a record as the queue's overflow policy says.
+    ///
+    /// [`Overflow::Block`] waits for room; [`Overflow::BlockFor`] waits at
+    /// most its time ([`PutError::Timeout`]); [`Overflow::DropNewest`] gives
+    /// [`PutError::Full`] at once; [`Overflow::DropOldest`] drops the oldest
+    /// records until the new one fits. On a listener thread, a put that
+    /// would wait gives [`PutError::WouldDeadlock`] at once. A refused record
+    /// comes back to the caller, who decides whether it is a drop.
+    pub fn offer(&self, record: R) -> Result<(), PutError<R>> {
+        match self.overflow {
+            Overflow::Block => self.put(record),
+            Overflow::BlockFor(wait) => self.put_timeout(record, wait),
+            Overflow::DropNewest => self.put_nowait(record),
+            Overflow::DropOldest => {
+                self.put_evicting(Item::Record(record));
+                Ok(())
+            }
+        }
+    }
+
+    /// Puts `item`, dropping the oldest records while the queue is full.
+    /// A sentinel or marker taken out to make room is put back behind.
+    fn put_evicting(&self, item: Item<R>) {
+        let mut pending = vec![item];
+        while let Some(mut item) = pending.pop() {
+            loop {
+                match self.tx.try_send(item) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                        item = back;
+                        match self.rx.try_recv() {
+                            Ok(Item::Record(old)) => {
+                                self.count_drop();
+                                if let Some(evicted) = &self.evicted {
+                                    evicted(old);
+                                }
+                            }
+                            Ok(control) => pending.insert(0, control),
+                            // Another thread made room meanwhile: retry.
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Puts a record, waiting for room. On a listener thread a full queue
@@ -117,29 +258,54 @@ impl<R: Send> ChannelQueue<R> {
         }
     }
 
-    /// Takes the oldest item, waiting for one.
+    /// Takes the oldest record or sentinel, waiting for one. Flush markers
+    /// are passed over (the flush that put one then runs into its deadline).
     pub fn get(&self) -> Result<R, GetError> {
-        // Never disconnected: `self` holds a sender.
-        self.rx
-            .recv()
-            .map_err(|_| GetError::Empty)
-            .and_then(from_item)
-    }
-
-    /// Takes the oldest item if there is one.
-    pub fn get_nowait(&self) -> Result<R, GetError> {
-        match self.rx.try_recv() {
-            Ok(item) => from_item(item),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Err(GetError::Empty),
+        loop {
+            // Never disconnected: `self` holds a sender.
+            match self
+                .rx
+                .recv()
+                .map_err(|_| GetError::Empty)
+                .and_then(from_item)
+            {
+                Err(GetError::Marker) => continue,
+                other => return other,
+            }
         }
     }
 
-    /// Takes the oldest item, waiting at most `timeout`.
+    /// Takes the oldest record or sentinel if there is one.
+    pub fn get_nowait(&self) -> Result<R, GetError> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(item) => match from_item(item) {
+                    Err(GetError::Marker) => continue,
+                    other => return other,
+                },
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                    return Err(GetError::Empty)
+                }
+            }
+        }
+    }
+
+    /// Takes the oldest record or sentinel, waiting at most `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<R, GetError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(item) => from_item(item),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                Err(GetError::Timeout)
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            let got = match deadline {
+                Some(deadline) => self.rx.recv_deadline(deadline),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok(item) => match from_item(item) {
+                    Err(GetError::Marker) => continue,
+                    other => return other,
+                },
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    return Err(GetError::Timeout)
+                }
             }
         }
     }
@@ -163,7 +329,9 @@ impl<R: Send> ChannelQueue<R> {
 fn into_record<R>(item: Item<R>) -> R {
     match item {
         Item::Record(r) => r,
-        Item::Sentinel => unreachable!("only records are put through this path"),
+        // Justified: the put paths only ever send `Item::Record` and get
+        // back what they sent.
+        Item::Sentinel | Item::Marker(_) => unreachable!("only records are put through this path"),
     }
 }
 
@@ -171,6 +339,7 @@ fn from_item<R>(item: Item<R>) -> Result<R, GetError> {
     match item {
         Item::Record(r) => Ok(r),
         Item::Sentinel => Err(GetError::Sentinel),
+        Item::Marker(_) => Err(GetError::Marker),
     }
 }
 
@@ -184,11 +353,13 @@ const SPIN_PAUSES_MIN: u32 = 32;
 const SPIN_PAUSES_MAX: u32 = 1024;
 
 impl<R: Send> ChannelQueue<R> {
-    /// A blocking take that spins for up to [`IDLE_SPIN`] before sleeping.
-    fn recv_spinning(&self) -> Option<Item<R>> {
+    /// A blocking take: when the queue is empty, tells `idle`, then looks
+    /// again for up to [`IDLE_SPIN`] before sleeping.
+    fn take_blocking(&self, idle: &mut dyn FnMut()) -> Option<Item<R>> {
         if let Ok(item) = self.rx.try_recv() {
             return Some(item);
         }
+        idle();
         // Look again after a pause that doubles: a listener polling a queue
         // that producers are writing would pull the same cache lines back
         // and forth with every put, and make each put slower.
@@ -207,18 +378,42 @@ impl<R: Send> ChannelQueue<R> {
             pauses = (pauses * 2).min(SPIN_PAUSES_MAX);
         }
     }
+
+    /// The report record, when drops happened since the last one.
+    fn take_report(&self) -> Option<R> {
+        let report = self.report.as_ref()?;
+        if self.unreported.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        match self.unreported.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some(report(n)),
+        }
+    }
 }
 
 impl<R: Send> Queue<R> for ChannelQueue<R> {
     fn dequeue(&self, block: bool) -> Dequeued<R> {
+        self.dequeue_idle(block, &mut || {})
+    }
+
+    fn dequeue_idle(&self, block: bool, idle: &mut dyn FnMut()) -> Dequeued<R> {
+        if let Some(report) = self.take_report() {
+            return Dequeued::Record(report);
+        }
+        let queued = self.rx.len();
+        if queued > self.high_water.load(Ordering::Relaxed) {
+            self.high_water.store(queued, Ordering::Relaxed);
+        }
         let item = if block {
-            self.recv_spinning()
+            self.take_blocking(idle)
         } else {
             self.rx.try_recv().ok()
         };
         match item {
             Some(Item::Record(r)) => Dequeued::Record(r),
             Some(Item::Sentinel) => Dequeued::Sentinel,
+            Some(Item::Marker(id)) => Dequeued::Marker(id),
             None => Dequeued::Empty,
         }
     }
@@ -232,6 +427,38 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
             Ok(()) => SentinelPut::Ok,
             Err(TrySendError::Full(_)) => SentinelPut::Full,
             Err(TrySendError::Disconnected(_)) => SentinelPut::Error,
+        }
+    }
+
+    fn enqueue_marker(&self, id: u64, deadline: Option<Instant>) -> Result<(), Error> {
+        if self.overflow == Overflow::DropOldest {
+            self.put_evicting(Item::Marker(id));
+            return Ok(());
+        }
+        match self.tx.try_send(Item::Marker(id)) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Full(_)) if on_listener_thread() => return Err(Error::WouldDeadlock),
+            Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Queue),
+        }
+        let sent = match deadline {
+            Some(deadline) => self.tx.send_deadline(Item::Marker(id), deadline),
+            None => self
+                .tx
+                .send(Item::Marker(id))
+                .map_err(|e| SendTimeoutError::Disconnected(e.0)),
+        };
+        sent.map_err(|e| match e {
+            SendTimeoutError::Timeout(_) => Error::Timeout,
+            SendTimeoutError::Disconnected(_) => Error::Queue,
+        })
+    }
+
+    fn stats(&self) -> QueueStats {
+        QueueStats {
+            depth: self.rx.len() as u64,
+            high_water: self.high_water.load(Ordering::Relaxed) as u64,
+            dropped: self.dropped(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::slice;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::record::Entry;
 use super::{
     boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
     status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,
@@ -86,6 +87,11 @@ pub struct ql_handler {
     pub flush: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
     /// Optional. Frees `ctx`; called once by `ql_listener_free`.
     pub destroy: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// Optional. Called when the listener found the built-in queue empty
+    /// after handling records and is about to wait: the end of a batch, the
+    /// moment to flush buffered output cheaply. Never called for a queue
+    /// given as a vtable.
+    pub batch_end: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
 
 /// Overrides of the listener's steps, as a Python subclass overrides
@@ -170,6 +176,17 @@ pub struct ql_stats {
     pub prepare_errors: u64,
     /// `QL_DEQUEUE_ERROR` results of `dequeue`.
     pub dequeue_errors: u64,
+    /// Records the built-in queue dropped under its overflow policy (see
+    /// `ql_queue_options`), since the queue was made. 0 for a vtable queue.
+    pub dropped: u64,
+    /// Items on the built-in queue now. 0 for a vtable queue.
+    pub queue_depth: u64,
+    /// The most items the listener has seen on the built-in queue at once,
+    /// since the queue was made. 0 for a vtable queue.
+    pub queue_high_water: u64,
+    /// Batches taken off the built-in queue: runs of records that ended
+    /// with the queue found empty. 0 for a vtable queue.
+    pub batches: u64,
 }
 
 /// A listener: a queue, a list of handlers, hooks, and at most one thread
@@ -180,7 +197,7 @@ pub struct ql_stats {
 /// thread, concurrently. `ql_listener_free` must be the last call on the
 /// listener, with no other call in progress.
 pub struct ql_listener {
-    inner: Listener<RawRecord>,
+    inner: Listener<Entry>,
 }
 
 struct VtableQueue(ql_queue_vtable);
@@ -190,9 +207,9 @@ unsafe impl Send for VtableQueue {}
 // SAFETY: as above.
 unsafe impl Sync for VtableQueue {}
 
-fn dequeued(result: ql_dequeue_result, record: *mut c_void) -> Dequeued<RawRecord> {
+fn dequeued(result: ql_dequeue_result, record: *mut c_void) -> Dequeued<Entry> {
     match result {
-        QL_DEQUEUE_RECORD => Dequeued::Record(RawRecord(record)),
+        QL_DEQUEUE_RECORD => Dequeued::Record(Entry::Ptr(RawRecord(record))),
         QL_DEQUEUE_SENTINEL => Dequeued::Sentinel,
         QL_DEQUEUE_EMPTY => Dequeued::Empty,
         _ => Dequeued::Error,
@@ -209,7 +226,7 @@ fn sentinel_put(result: ql_enqueue_result) -> SentinelPut {
 
 type DequeueFn = unsafe extern "C" fn(*mut c_void, bool, *mut *mut c_void) -> ql_dequeue_result;
 
-fn call_dequeue(f: Option<DequeueFn>, ctx: *mut c_void, block: bool) -> Dequeued<RawRecord> {
+fn call_dequeue(f: Option<DequeueFn>, ctx: *mut c_void, block: bool) -> Dequeued<Entry> {
     let Some(f) = f else {
         return Dequeued::Error;
     };
@@ -219,9 +236,9 @@ fn call_dequeue(f: Option<DequeueFn>, ctx: *mut c_void, block: bool) -> Dequeued
     dequeued(result, record)
 }
 
-impl Queue<RawRecord> for VtableQueue {
+impl Queue<Entry> for VtableQueue {
     #[inline]
-    fn dequeue(&self, block: bool) -> Dequeued<RawRecord> {
+    fn dequeue(&self, block: bool) -> Dequeued<Entry> {
         call_dequeue(self.0.dequeue, self.0.ctx, block)
     }
 
@@ -237,11 +254,14 @@ impl Queue<RawRecord> for VtableQueue {
         self.0.task_done.is_some()
     }
 
-    fn task_done(&self, record: Option<&RawRecord>) {
+    fn task_done(&self, record: Option<&Entry>) {
         if let Some(f) = self.0.task_done {
-            let record = record.map_or(ptr::null_mut(), |r| r.0);
-            // SAFETY: as in `call_dequeue`.
-            unsafe { f(self.0.ctx, record) }
+            match record {
+                // SAFETY: as in `call_dequeue`.
+                Some(record) => record.with_ptr(|p| unsafe { f(self.0.ctx, p) }),
+                // SAFETY: as in `call_dequeue`.
+                None => unsafe { f(self.0.ctx, ptr::null_mut()) },
+            }
         }
     }
 }
@@ -253,43 +273,45 @@ unsafe impl Send for CHooks {}
 // SAFETY: as above.
 unsafe impl Sync for CHooks {}
 
-impl Hooks<RawRecord> for CHooks {
-    fn dequeue(&self, queue: &dyn Queue<RawRecord>, block: bool) -> Dequeued<RawRecord> {
+impl Hooks<Entry> for CHooks {
+    fn dequeue(&self, queue: &dyn Queue<Entry>, block: bool) -> Dequeued<Entry> {
         match self.0.dequeue {
             Some(f) => call_dequeue(Some(f), self.0.ctx, block),
             None => queue.dequeue(block),
         }
     }
 
-    fn prepare(&self, record: &RawRecord) -> Result<Option<RawRecord>, i32> {
+    fn prepare(&self, record: &Entry) -> Result<Option<Entry>, i32> {
         let Some(f) = self.0.prepare else {
             return Ok(None);
         };
-        let mut prepared = record.0;
-        // SAFETY: as in `call_dequeue`.
-        match unsafe { f(self.0.ctx, record.0, &mut prepared) } {
-            0 if prepared == record.0 => Ok(None),
-            0 => Ok(Some(RawRecord(prepared))),
-            code => {
-                if prepared != record.0 {
-                    // A replacement made before failing goes back too.
-                    self.release(RawRecord(prepared));
+        record.with_ptr(|original| {
+            let mut prepared = original;
+            // SAFETY: as in `call_dequeue`.
+            match unsafe { f(self.0.ctx, original, &mut prepared) } {
+                0 if prepared == original => Ok(None),
+                0 => Ok(Some(Entry::Ptr(RawRecord(prepared)))),
+                code => {
+                    if prepared != original {
+                        // A replacement made before failing goes back too.
+                        self.release(Entry::Ptr(RawRecord(prepared)));
+                    }
+                    Err(code)
                 }
-                Err(code)
             }
-        }
+        })
     }
 
-    fn handle(&self, record: &RawRecord) -> Option<Result<(), i32>> {
+    fn handle(&self, record: &Entry) -> Option<Result<(), i32>> {
         let f = self.0.handle?;
         // SAFETY: as in `call_dequeue`.
-        Some(match unsafe { f(self.0.ctx, record.0) } {
+        Some(match record.with_ptr(|p| unsafe { f(self.0.ctx, p) }) {
             0 => Ok(()),
             code => Err(code),
         })
     }
 
-    fn enqueue_sentinel(&self, queue: &dyn Queue<RawRecord>) -> SentinelPut {
+    fn enqueue_sentinel(&self, queue: &dyn Queue<Entry>) -> SentinelPut {
         match self.0.enqueue_sentinel {
             // SAFETY: as in `call_dequeue`.
             Some(f) => sentinel_put(unsafe { f(self.0.ctx) }),
@@ -297,23 +319,28 @@ impl Hooks<RawRecord> for CHooks {
         }
     }
 
-    fn record_level(&self, record: &RawRecord) -> Option<i32> {
-        let f = self.0.record_level?;
-        // SAFETY: as in `call_dequeue`.
-        Some(unsafe { f(self.0.ctx, record.0) })
-    }
-
-    fn release(&self, prepared: RawRecord) {
-        if let Some(f) = self.0.release {
+    fn record_level(&self, record: &Entry) -> Option<i32> {
+        match (self.0.record_level, record) {
             // SAFETY: as in `call_dequeue`.
-            unsafe { f(self.0.ctx, prepared.0) }
+            (Some(f), _) => Some(record.with_ptr(|p| unsafe { f(self.0.ctx, p) })),
+            (None, Entry::Log(record)) => Some(record.level),
+            // A program pointer of unknown level goes to every handler.
+            (None, Entry::Ptr(_)) => None,
         }
     }
 
-    fn done(&self, record: RawRecord) {
-        if let Some(f) = self.0.done {
+    fn release(&self, prepared: Entry) {
+        if let Some(f) = self.0.release {
             // SAFETY: as in `call_dequeue`.
-            unsafe { f(self.0.ctx, record.0) }
+            prepared.with_ptr(|p| unsafe { f(self.0.ctx, p) })
+        }
+    }
+
+    fn done(&self, record: Entry) {
+        if let Some(f) = self.0.done {
+            // SAFETY: as in `call_dequeue`. A built-in record is freed when
+            // `record` drops, after the call.
+            record.with_ptr(|p| unsafe { f(self.0.ctx, p) })
         }
     }
 
@@ -326,7 +353,7 @@ impl Hooks<RawRecord> for CHooks {
         }
     }
 
-    fn on_error(&self, stage: Stage, record: Option<&RawRecord>, code: i32) {
+    fn on_error(&self, stage: Stage, record: Option<&Entry>, code: i32) {
         let Some(f) = self.0.on_error else {
             return;
         };
@@ -336,9 +363,12 @@ impl Hooks<RawRecord> for CHooks {
             Stage::Handle => (QL_STAGE_HANDLE, 0),
             Stage::Handler(i) => (QL_STAGE_HANDLER, i),
         };
-        let record = record.map_or(ptr::null_mut(), |r| r.0);
-        // SAFETY: as in `call_dequeue`.
-        unsafe { f(self.0.ctx, stage, index, record, code) }
+        match record {
+            // SAFETY: as in `call_dequeue`.
+            Some(record) => record.with_ptr(|p| unsafe { f(self.0.ctx, stage, index, p, code) }),
+            // SAFETY: as in `call_dequeue`.
+            None => unsafe { f(self.0.ctx, stage, index, ptr::null_mut(), code) },
+        }
     }
 }
 
@@ -349,18 +379,18 @@ unsafe impl Send for CHandler {}
 // SAFETY: as above.
 unsafe impl Sync for CHandler {}
 
-impl Handler<RawRecord> for CHandler {
+impl Handler<Entry> for CHandler {
     fn level(&self) -> i32 {
         self.0.level
     }
 
     #[inline]
-    fn handle(&self, record: &RawRecord) -> Result<(), i32> {
+    fn handle(&self, record: &Entry) -> Result<(), i32> {
         let Some(f) = self.0.handle else {
             return Ok(()); // refused at creation; unreachable
         };
         // SAFETY: as in `call_dequeue`.
-        match unsafe { f(self.0.ctx, record.0) } {
+        match record.with_ptr(|p| unsafe { f(self.0.ctx, p) }) {
             0 => Ok(()),
             code => Err(code),
         }
@@ -368,6 +398,13 @@ impl Handler<RawRecord> for CHandler {
 
     fn flush(&self) {
         if let Some(f) = self.0.flush {
+            // SAFETY: as in `call_dequeue`.
+            unsafe { f(self.0.ctx) }
+        }
+    }
+
+    fn batch_end(&self) {
+        if let Some(f) = self.0.batch_end {
             // SAFETY: as in `call_dequeue`.
             unsafe { f(self.0.ctx) }
         }
@@ -389,8 +426,8 @@ impl Drop for CHandler {
 /// # Safety
 /// As `ql_listener_new`.
 unsafe fn new_listener(
-    queue: Arc<dyn Queue<RawRecord>>,
-    queue_slots: (bool, bool),
+    queue: Arc<dyn Queue<Entry>>,
+    queue_slots: (bool, bool, bool),
     handlers: *const ql_handler,
     handler_count: usize,
     hooks: *const ql_hooks,
@@ -418,17 +455,17 @@ unsafe fn new_listener(
         done: None,
         on_error: None,
     });
-    let (has_dequeue, has_enqueue_sentinel) = queue_slots;
+    let (has_dequeue, has_enqueue_sentinel, knows_levels) = queue_slots;
     if (!has_dequeue && hooks.dequeue.is_none())
         || (!has_enqueue_sentinel && hooks.enqueue_sentinel.is_none())
-        || (respect_handler_level && hooks.record_level.is_none())
+        || (respect_handler_level && !knows_levels && hooks.record_level.is_none())
         || handlers.iter().any(|h| h.handle.is_none())
     {
         return QL_ERR_INVALID;
     }
     let handlers = handlers
         .iter()
-        .map(|h| Box::new(CHandler(*h)) as Box<dyn Handler<RawRecord>>)
+        .map(|h| Box::new(CHandler(*h)) as Box<dyn Handler<Entry>>)
         .collect();
     let listener = Listener::new(
         queue,
@@ -474,7 +511,11 @@ pub unsafe extern "C" fn ql_listener_new(
 ) -> ql_status {
     boundary(|| {
         let queue = *try_ref!(queue);
-        let slots = (queue.dequeue.is_some(), queue.enqueue_sentinel.is_some());
+        let slots = (
+            queue.dequeue.is_some(),
+            queue.enqueue_sentinel.is_some(),
+            false,
+        );
         // SAFETY: forwarded from our caller.
         unsafe {
             new_listener(
@@ -516,7 +557,7 @@ pub unsafe extern "C" fn ql_listener_new_with_queue(
         unsafe {
             new_listener(
                 queue,
-                (true, true),
+                (true, true, true),
                 handlers,
                 handler_count,
                 hooks,
@@ -648,8 +689,46 @@ pub unsafe extern "C" fn ql_listener_stats(
             handler_errors: s.handler_errors,
             prepare_errors: s.prepare_errors,
             dequeue_errors: s.dequeue_errors,
+            dropped: s.queue.dropped,
+            queue_depth: s.queue.depth,
+            queue_high_water: s.queue.high_water,
+            batches: s.batches,
         };
         QL_OK
+    })
+}
+
+/// A flush barrier: returns `QL_OK` once every record put on the queue
+/// before the call has been handled and every handler's `flush` has run.
+///
+/// It does not wait for records put after the call, so producers may go on
+/// producing: it puts a barrier behind the records queued now and waits for
+/// the listener to reach it. On a full queue it waits for room for the
+/// barrier, within the same deadline.
+///
+/// `timeout_ms`: the most to wait in all; `QL_ERR_TIMEOUT` past it (a
+/// barrier already queued is reached later and harms nothing).
+/// `QL_ERR_NOT_RUNNING` when the listener is not running (records would
+/// never be handled) or its loop ended before the barrier;
+/// `QL_ERR_WOULD_DEADLOCK` from the listener thread (inside a handler or
+/// hook); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
+/// cannot carry a barrier; `QL_ERR_NULL`. Any thread, concurrently with
+/// everything but `ql_listener_free`.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_flush(
+    listener: *const ql_listener,
+    timeout_ms: u64,
+) -> ql_status {
+    boundary(|| {
+        let listener = try_ref!(listener);
+        status_of_result(
+            listener
+                .inner
+                .flush(Some(Duration::from_millis(timeout_ms))),
+        )
     })
 }
 

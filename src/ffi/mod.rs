@@ -8,6 +8,7 @@ use std::ffi::{c_char, c_void};
 
 pub mod listener;
 pub mod queue;
+pub mod record;
 mod status;
 
 pub use status::*;

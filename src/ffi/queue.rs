@@ -1,14 +1,110 @@
 //! `ql_queue`: the built-in queue, for C.
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::record::{hand_out, Entry, QL_LEVEL_ALL, QL_LEVEL_WARNING};
 use super::{
     boundary, ql_status, status_of_get, status_of_put, try_out, try_ref, RawRecord, QL_ERR_INVALID,
     QL_OK,
 };
-use crate::queue::{ChannelQueue, GetError};
+use crate::queue::{ChannelQueue, GetError, Options, Overflow};
+use crate::record::LogRecord;
+
+/// What a put does when a bounded queue is full (`ql_queue_options`).
+pub type ql_overflow = i32;
+/// Wait for room: lossless, the default. On a listener thread (a handler
+/// that logs) a full queue refuses at once with `QL_ERR_WOULD_DEADLOCK`
+/// instead of waiting for itself.
+pub const QL_OVERFLOW_BLOCK: ql_overflow = 0;
+/// Wait for room at most `block_timeout_ms`, then refuse the record
+/// (`QL_ERR_TIMEOUT`): a stalled handler (a full disk) can never hang a
+/// producer for longer.
+pub const QL_OVERFLOW_BLOCK_TIMEOUT: ql_overflow = 1;
+/// Refuse the new record at once (`QL_ERR_FULL`).
+pub const QL_OVERFLOW_DROP_NEWEST: ql_overflow = 2;
+/// Drop the oldest queued records until the new one fits; never waits,
+/// never refuses. A program pointer evicted this way goes to `on_drop`.
+pub const QL_OVERFLOW_DROP_OLDEST: ql_overflow = 3;
+
+/// How to make a built-in queue: start from `ql_queue_options_default()`
+/// and change what you need.
+///
+/// Drops: a built-in record (`ql_log`) that the policy refuses or evicts is
+/// freed by the library and counted in the queue's dropped count (see
+/// `ql_stats.dropped`). A program pointer (`ql_queue_put`) that the policy
+/// refuses stays the caller's, with a status that says so, and is not
+/// counted; one that `QL_OVERFLOW_DROP_OLDEST` evicts is counted and handed
+/// to `on_drop`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ql_queue_options {
+    /// Most items held (records, sentinels, flush barriers); 0 means
+    /// unbounded. At most `QL_QUEUE_MAX_CAPACITY`. Default 8192.
+    pub capacity: usize,
+    /// One of `QL_OVERFLOW_*`. Default `QL_OVERFLOW_BLOCK`.
+    pub overflow: ql_overflow,
+    /// The wait of `QL_OVERFLOW_BLOCK_TIMEOUT`, in ms. Default 1000.
+    pub block_timeout_ms: u64,
+    /// Records of `ql_log` below this level are skipped at once (see
+    /// `ql_queue_set_level`). Default `QL_LEVEL_ALL`.
+    pub level: i32,
+    /// When true, once records were dropped the listener hands its handlers
+    /// one built-in record, level WARNING, logger "queue_listener", message
+    /// "N records dropped", before the next item it takes (that is, as soon
+    /// as room returns), so losses show in the log itself. Default false.
+    pub report_drops: bool,
+    /// Passed to `on_drop`.
+    pub drop_ctx: *mut c_void,
+    /// Optional. Takes each program pointer that `QL_OVERFLOW_DROP_OLDEST`
+    /// evicts (to free it), on the thread whose put evicted it.
+    pub on_drop: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void)>,
+}
+
+/// The default options: capacity 8192, `QL_OVERFLOW_BLOCK`, a 1000 ms
+/// timeout for `QL_OVERFLOW_BLOCK_TIMEOUT`, level `QL_LEVEL_ALL`, no drop
+/// report, no `on_drop`. Any thread.
+#[no_mangle]
+pub extern "C" fn ql_queue_options_default() -> ql_queue_options {
+    boundary(default_options)
+}
+
+fn default_options() -> ql_queue_options {
+    ql_queue_options {
+        capacity: 8192,
+        overflow: QL_OVERFLOW_BLOCK,
+        block_timeout_ms: 1000,
+        level: QL_LEVEL_ALL,
+        report_drops: false,
+        drop_ctx: std::ptr::null_mut(),
+        on_drop: None,
+    }
+}
+
+impl super::Fallback for ql_queue_options {
+    fn fallback() -> Self {
+        default_options()
+    }
+}
+
+struct OnDrop {
+    ctx: *mut c_void,
+    f: unsafe extern "C" fn(*mut c_void, *mut c_void),
+}
+// SAFETY: the program gives `on_drop` to be called from its producer
+// threads (documented on `ql_queue_options`).
+unsafe impl Send for OnDrop {}
+// SAFETY: as above.
+unsafe impl Sync for OnDrop {}
+
+impl OnDrop {
+    fn call(&self, record: RawRecord) {
+        // SAFETY: the program's callback, as its contract says.
+        unsafe { (self.f)(self.ctx, record.0) }
+    }
+}
 
 /// The largest capacity `ql_queue_new` accepts: 16777216 (2^24) items.
 pub const QL_QUEUE_MAX_CAPACITY: usize = 1 << 24;
@@ -28,7 +124,24 @@ const _: () = assert!(QL_QUEUE_MAX_CAPACITY == crate::queue::MAX_CAPACITY);
 /// All `ql_queue_*` functions may be called from any thread at once, except
 /// `ql_queue_free`, which must be the program's last use of its pointer.
 pub struct ql_queue {
-    pub(crate) inner: Arc<ChannelQueue<RawRecord>>,
+    pub(crate) inner: Arc<ChannelQueue<Entry>>,
+    /// The threshold of `ql_log`: records below it are skipped.
+    level: AtomicI32,
+}
+
+impl ql_queue {
+    fn new(inner: ChannelQueue<Entry>, level: i32) -> ql_queue {
+        ql_queue {
+            inner: Arc::new(inner),
+            level: AtomicI32::new(level),
+        }
+    }
+
+    /// True when a record at `level` passes the threshold.
+    #[inline]
+    pub(crate) fn enabled(&self, level: i32) -> bool {
+        level >= self.level.load(Ordering::Relaxed)
+    }
 }
 
 /// Makes a built-in queue.
@@ -50,11 +163,108 @@ pub unsafe extern "C" fn ql_queue_new(capacity: usize, queue_out: *mut *mut ql_q
         let Some(queue) = ChannelQueue::new(capacity) else {
             return QL_ERR_INVALID;
         };
-        *out = Box::into_raw(Box::new(ql_queue {
-            inner: Arc::new(queue),
-        }));
+        *out = Box::into_raw(Box::new(ql_queue::new(queue, QL_LEVEL_ALL)));
         QL_OK
     })
+}
+
+/// Makes a built-in queue as `options` say (see `ql_queue_options`).
+///
+/// On success writes the new queue to `*queue_out` and returns `QL_OK`; the
+/// caller owns it and frees it with `ql_queue_free`. `QL_ERR_INVALID` for a
+/// capacity over `QL_QUEUE_MAX_CAPACITY` or an unknown `overflow`;
+/// `QL_ERR_NULL` when `options` or `queue_out` is NULL. On failure
+/// `*queue_out` is left as it was. Any thread.
+///
+/// # Safety
+/// `options` must be NULL or valid for reading; `queue_out` NULL or valid
+/// for one pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn ql_queue_new_with_options(
+    options: *const ql_queue_options,
+    queue_out: *mut *mut ql_queue,
+) -> ql_status {
+    boundary(|| {
+        let options = *try_ref!(options);
+        let out = try_out!(queue_out);
+        let overflow = match options.overflow {
+            QL_OVERFLOW_BLOCK => Overflow::Block,
+            QL_OVERFLOW_BLOCK_TIMEOUT => {
+                Overflow::BlockFor(Duration::from_millis(options.block_timeout_ms))
+            }
+            QL_OVERFLOW_DROP_NEWEST => Overflow::DropNewest,
+            QL_OVERFLOW_DROP_OLDEST => Overflow::DropOldest,
+            _ => return QL_ERR_INVALID,
+        };
+        let on_drop = options.on_drop.map(|f| OnDrop {
+            ctx: options.drop_ctx,
+            f,
+        });
+        let evicted = on_drop.map(|on_drop| {
+            Box::new(move |entry: Entry| {
+                if let Entry::Ptr(record) = entry {
+                    on_drop.call(record);
+                }
+            }) as crate::queue::EvictFn<Entry>
+        });
+        let report = options.report_drops.then(|| {
+            Box::new(|n: u64| {
+                let message = format!("{n} records dropped");
+                Entry::Log(LogRecord::new(
+                    QL_LEVEL_WARNING,
+                    b"queue_listener",
+                    message.as_bytes(),
+                    0,
+                ))
+            }) as crate::queue::ReportFn<Entry>
+        });
+        let Some(queue) = ChannelQueue::with_options(Options {
+            capacity: options.capacity,
+            overflow,
+            evicted,
+            report,
+        }) else {
+            return QL_ERR_INVALID;
+        };
+        *out = Box::into_raw(Box::new(ql_queue::new(queue, options.level)));
+        QL_OK
+    })
+}
+
+/// Sets the queue's threshold: `ql_log`, `ql_log_user` and `ql_logf` skip a
+/// record whose level is below it at the cost of one comparison (no
+/// formatting, no copy, no enqueue, not counted as a drop). `QL_LEVEL_ALL`
+/// lets everything through. Takes effect for calls that start after it,
+/// on any thread. `QL_ERR_NULL` when `queue` is NULL.
+///
+/// # Safety
+/// `queue` must be NULL or a live queue.
+#[no_mangle]
+pub unsafe extern "C" fn ql_queue_set_level(queue: *const ql_queue, level: i32) -> ql_status {
+    boundary(|| {
+        try_ref!(queue).level.store(level, Ordering::Relaxed);
+        QL_OK
+    })
+}
+
+/// True when a record at `level` would pass the queue's threshold: what
+/// `ql_logf` asks before it formats anything. False for a NULL `queue`.
+/// Any thread.
+///
+/// # Safety
+/// `queue` must be NULL or a live queue.
+#[no_mangle]
+pub unsafe extern "C" fn ql_queue_enabled(queue: *const ql_queue, level: i32) -> bool {
+    boundary(|| {
+        // SAFETY: the caller's promise.
+        unsafe { queue.as_ref() }.is_some_and(|q| q.enabled(level))
+    })
+}
+
+impl super::Fallback for bool {
+    fn fallback() -> Self {
+        false
+    }
 }
 
 /// Drops the program's reference to a queue. NULL is a no-op.
@@ -78,14 +288,18 @@ pub unsafe extern "C" fn ql_queue_free(queue: *mut ql_queue) {
     })
 }
 
-/// Puts a record, waiting for room on a full bounded queue.
+/// Puts a program's record (any pointer, NULL included) as the queue's
+/// overflow policy says; the default policy waits for room on a full
+/// bounded queue.
 ///
 /// Returns `QL_OK` once the record is queued; the listener then owns it
-/// until its `done` hook. On a listener thread (from a handler or hook) a
-/// full queue returns `QL_ERR_WOULD_DEADLOCK` at once instead of waiting for
-/// the thread that is waiting; the record was not put and stays the
-/// caller's. `QL_ERR_NULL` when `queue` is NULL. `record` may be any value,
-/// NULL included.
+/// until its `done` hook. Refused, the record stays the caller's:
+/// `QL_ERR_FULL` (`QL_OVERFLOW_DROP_NEWEST`), `QL_ERR_TIMEOUT`
+/// (`QL_OVERFLOW_BLOCK_TIMEOUT`), or `QL_ERR_WOULD_DEADLOCK` on a listener
+/// thread (from a handler or hook), where a full queue refuses at once
+/// instead of waiting for the thread that is waiting. With
+/// `QL_OVERFLOW_DROP_OLDEST` it always succeeds, after evicting the oldest
+/// records. `QL_ERR_NULL` when `queue` is NULL.
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -93,7 +307,7 @@ pub unsafe extern "C" fn ql_queue_free(queue: *mut ql_queue) {
 pub unsafe extern "C" fn ql_queue_put(queue: *const ql_queue, record: *mut c_void) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
-        status_of_put(queue.inner.put(RawRecord(record)))
+        status_of_put(queue.inner.offer(Entry::Ptr(RawRecord(record))))
     })
 }
 
@@ -110,7 +324,7 @@ pub unsafe extern "C" fn ql_queue_put_nowait(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
-        status_of_put(queue.inner.put_nowait(RawRecord(record)))
+        status_of_put(queue.inner.put_nowait(Entry::Ptr(RawRecord(record))))
     })
 }
 
@@ -130,14 +344,22 @@ pub unsafe extern "C" fn ql_queue_put_timeout(
     boundary(|| {
         let queue = try_ref!(queue);
         let timeout = Duration::from_millis(timeout_ms);
-        status_of_put(queue.inner.put_timeout(RawRecord(record), timeout))
+        status_of_put(
+            queue
+                .inner
+                .put_timeout(Entry::Ptr(RawRecord(record)), timeout),
+        )
     })
 }
 
-fn get_into(got: Result<RawRecord, GetError>, out: &mut *mut c_void) -> ql_status {
+fn get_into(got: Result<Entry, GetError>, out: &mut *mut c_void) -> ql_status {
     match got {
-        Ok(record) => {
+        Ok(Entry::Ptr(record)) => {
             *out = record.0;
+            QL_OK
+        }
+        Ok(Entry::Log(record)) => {
+            *out = hand_out(record);
             QL_OK
         }
         Err(e) => status_of_get(e),

@@ -42,6 +42,12 @@ pub const QL_ERR_QUEUE: ql_status = 9;
 pub const QL_ERR_THREAD: ql_status = 10;
 /// A panic inside the library was caught at the C boundary.
 pub const QL_ERR_PANIC: ql_status = 11;
+/// The listener is not running, so the call cannot be served (for example
+/// `ql_listener_flush` on a stopped listener).
+pub const QL_ERR_NOT_RUNNING: ql_status = 12;
+/// The call is not supported here (for example a flush barrier on a queue
+/// given as a vtable, which cannot carry one).
+pub const QL_ERR_UNSUPPORTED: ql_status = 13;
 
 /// What a `dequeue` callback reports. Any other value counts as
 /// `QL_DEQUEUE_ERROR`.
@@ -86,6 +92,8 @@ pub(crate) fn status_of(error: Error) -> ql_status {
         Error::Queue => QL_ERR_QUEUE,
         Error::Thread => QL_ERR_THREAD,
         Error::Panicked => QL_ERR_PANIC,
+        Error::NotRunning => QL_ERR_NOT_RUNNING,
+        Error::Unsupported => QL_ERR_UNSUPPORTED,
     }
 }
 
@@ -107,6 +115,8 @@ pub(crate) fn status_of_get(error: GetError) -> ql_status {
         GetError::Empty => QL_ERR_EMPTY,
         GetError::Timeout => QL_ERR_TIMEOUT,
         GetError::Sentinel => QL_ERR_SENTINEL,
+        // The queue's get functions pass markers over; never seen here.
+        GetError::Marker => QL_ERR_EMPTY,
     }
 }
 
@@ -133,6 +143,8 @@ pub extern "C" fn ql_status_str(status: ql_status) -> *const c_char {
             QL_ERR_QUEUE => c"QL_ERR_QUEUE: the queue reported an error",
             QL_ERR_THREAD => c"QL_ERR_THREAD: could not create the listener thread",
             QL_ERR_PANIC => c"QL_ERR_PANIC: a panic inside the library was caught",
+            QL_ERR_NOT_RUNNING => c"QL_ERR_NOT_RUNNING: the listener is not running",
+            QL_ERR_UNSUPPORTED => c"QL_ERR_UNSUPPORTED: not supported by this queue",
             _ => c"unknown status",
         };
         text.as_ptr()

@@ -444,6 +444,7 @@ static inline ql_handler qlt_handler(qlt_handler_ctx *h, int32_t level) {
     out.handle = qlt_handler_handle;
     out.flush = qlt_handler_flush;
     out.destroy = qlt_handler_destroy;
+    out.batch_end = NULL;
     return out;
 }
 

@@ -208,10 +208,11 @@ static void required_slots(void) {
 static void status_strings(void) {
     const ql_status all[] = {QL_OK, QL_ERR_NULL, QL_ERR_INVALID, QL_ERR_ALREADY_STARTED,
                              QL_ERR_WOULD_DEADLOCK, QL_ERR_FULL, QL_ERR_TIMEOUT, QL_ERR_EMPTY,
-                             QL_ERR_SENTINEL, QL_ERR_QUEUE, QL_ERR_THREAD, QL_ERR_PANIC};
+                             QL_ERR_SENTINEL, QL_ERR_QUEUE, QL_ERR_THREAD, QL_ERR_PANIC,
+                             QL_ERR_NOT_RUNNING, QL_ERR_UNSUPPORTED};
     const int n = (int)(sizeof all / sizeof all[0]);
     for (int i = 0; i < n; i++) {
-        CHECK_EQ_INT(all[i], i); /* the documented values 0..11 */
+        CHECK_EQ_INT(all[i], i); /* the documented values 0..13 */
         const char *s = ql_status_str(all[i]);
         CHECK(s != NULL);
         CHECK(s[0] != '\0');
@@ -221,7 +222,7 @@ static void status_strings(void) {
                 QLT_FAIL("statuses %d and %d share the text '%s'", i, j, s);
         }
     }
-    const ql_status unknown[] = {12, 12345, -1, INT32_MIN, INT32_MAX};
+    const ql_status unknown[] = {14, 12345, -1, INT32_MIN, INT32_MAX};
     for (int i = 0; i < 5; i++) {
         const char *s = ql_status_str(unknown[i]);
         CHECK(s != NULL);
@@ -335,7 +336,7 @@ static void free_from_handler(void) {
     memset(&h, 0, sizeof h);
     h.status = -1;
     qlt_counter_init(&h.count);
-    ql_handler handler = {&h, 0, freeing_handle, NULL, NULL};
+    ql_handler handler = {&h, 0, freeing_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     CHECK_OK(ql_queue_new(0, &q));
     CHECK_OK(ql_listener_new_with_queue(q, &handler, 1, NULL, false, &h.l));

@@ -61,7 +61,7 @@ static void queue_listener(void) {
     static log_record r[3];
     level_handler h;
     memset(&h, 0, sizeof h);
-    ql_handler handler = {&h, NOTSET, level_handle, NULL, NULL};
+    ql_handler handler = {&h, NOTSET, level_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     CHECK_OK(ql_queue_new(0, &q));
@@ -104,7 +104,7 @@ static void context_manager(void) {
     static log_record r[3];
     level_handler h;
     memset(&h, 0, sizeof h);
-    ql_handler handler = {&h, NOTSET, level_handle, NULL, NULL};
+    ql_handler handler = {&h, NOTSET, level_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     CHECK_OK(ql_queue_new(0, &q));
@@ -131,7 +131,7 @@ static void context_manager(void) {
 static void multi_start(void) {
     level_handler h;
     memset(&h, 0, sizeof h);
-    ql_handler handler = {&h, NOTSET, level_handle, NULL, NULL};
+    ql_handler handler = {&h, NOTSET, level_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     CHECK_OK(ql_queue_new(0, &q));
@@ -273,7 +273,7 @@ static int32_t fmt_handle(void *ctx, void *record) {
 static void multiple_handlers(void) {
     static log_record r[3];
     fmt_handler a = {"A: ", {{0}}, 0}, b = {"B: ", {{0}}, 0};
-    ql_handler handlers[2] = {{&a, 0, fmt_handle, NULL, NULL}, {&b, 0, fmt_handle, NULL, NULL}};
+    ql_handler handlers[2] = {{&a, 0, fmt_handle, NULL, NULL, NULL}, {&b, 0, fmt_handle, NULL, NULL, NULL}};
     ql_hooks hooks;
     memset(&hooks, 0, sizeof hooks);
     hooks.prepare = format_prepare;

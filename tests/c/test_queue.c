@@ -284,7 +284,7 @@ static void put_from_handler(void) {
     h.gate = &gate;
     h.full_put = h.room_put = -1;
     qlt_counter_init(&h.count);
-    ql_handler handler = {&h, 0, putting_handle, NULL, NULL};
+    ql_handler handler = {&h, 0, putting_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     CHECK_OK(ql_queue_new(CAP, &q));

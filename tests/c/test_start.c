@@ -53,7 +53,7 @@ static void start_while_running(void) {
     tid_handler h;
     memset(&h, 0, sizeof h);
     qlt_counter_init(&h.count);
-    ql_handler handler = {&h, 0, tid_handle, NULL, NULL};
+    ql_handler handler = {&h, 0, tid_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     CHECK_OK(ql_queue_new(0, &q));
@@ -151,7 +151,7 @@ static void start_stop_churn(void) {
     h.expected = 1;
     h.seen = (unsigned char *)calloc(MAX_RECORDS + 1, 1);
     CHECK(h.seen != NULL);
-    ql_handler handler = {&h, 0, churn_handle, NULL, NULL};
+    ql_handler handler = {&h, 0, churn_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     CHECK_OK(ql_queue_new(0, &q));
@@ -217,7 +217,7 @@ static void thread_name(void) {
     name_handler h;
     memset(&h, 0, sizeof h);
     qlt_counter_init(&h.count);
-    ql_handler handler = {&h, 0, name_handle, NULL, NULL};
+    ql_handler handler = {&h, 0, name_handle, NULL, NULL, NULL};
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     CHECK_OK(ql_queue_new(0, &q));

@@ -39,7 +39,7 @@ static void seq_init(seq_handler *h) {
 }
 
 static ql_handler seq_as_handler(seq_handler *h) {
-    ql_handler out = {h, 0, seq_handle, NULL, NULL};
+    ql_handler out = {h, 0, seq_handle, NULL, NULL, NULL};
     return out;
 }
 
@@ -177,7 +177,7 @@ static void stop_from_handler(void) {
     inside_handler h;
     memset(&h, 0, sizeof h);
     qlt_counter_init(&h.count);
-    ql_handler handler = {&h, 0, inside_handle, NULL, NULL};
+    ql_handler handler = {&h, 0, inside_handle, NULL, NULL, NULL};
     ql_queue_vtable vt = qlt_cq_vtable(&cq);
     ql_listener *l = NULL;
     CHECK_OK(ql_listener_new(&vt, &handler, 1, NULL, false, &l));

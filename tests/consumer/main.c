@@ -12,7 +12,7 @@ static int32_t sum_handler(void *ctx, void *record) {
 
 int main(void) {
     uintptr_t sum = 0;
-    ql_handler handler = {&sum, 0, sum_handler, NULL, NULL};
+    ql_handler handler = {&sum, 0, sum_handler, NULL, NULL, NULL};
     ql_queue *queue = NULL;
     ql_listener *listener = NULL;
     if (ql_queue_new(64, &queue) != QL_OK) return 1;

@@ -13,7 +13,7 @@ extern "C" int32_t handle_nothing(void *, void *) { return 0; }
 int main() {
     ql_queue *q = nullptr;
     if (ql_queue_new(8, &q) != QL_OK) return 1;
-    ql_handler handler{nullptr, 0, handle_nothing, nullptr, nullptr};
+    ql_handler handler{nullptr, 0, handle_nothing, nullptr, nullptr, nullptr};
     ql_listener *l = nullptr;
     if (ql_listener_new_with_queue(q, &handler, 1, nullptr, false, &l) != QL_OK) return 1;
     if (ql_start(l) != QL_OK || ql_stop(l) != QL_OK || ql_listener_free(l) != QL_OK) return 1;
