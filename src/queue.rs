@@ -107,8 +107,10 @@ pub struct ChannelQueue<R> {
     dropped: AtomicU64,
     /// Drops not yet reported by a report record.
     unreported: AtomicU64,
-    /// The most items the listener saw queued before a take.
+    /// The most items the listener saw queued (sampled).
     high_water: AtomicUsize,
+    /// Takes since the depth was last sampled (listener thread only).
+    takes: AtomicUsize,
 }
 
 impl<R: Send> ChannelQueue<R> {
@@ -136,6 +138,7 @@ impl<R: Send> ChannelQueue<R> {
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             high_water: AtomicUsize::new(0),
+            takes: AtomicUsize::new(0),
         })
     }
 
@@ -350,6 +353,9 @@ fn from_item<R>(item: Item<R>) -> Result<R, GetError> {
 /// put wakes it: an idle listener uses no CPU.
 pub const IDLE_SPIN: Duration = Duration::from_micros(100);
 const SPIN_PAUSES_MIN: u32 = 32;
+/// The listener samples the queue's depth (for the high-water mark) at the
+/// start of each batch and every this many records within one.
+const HIGH_WATER_EVERY: usize = 32;
 const SPIN_PAUSES_MAX: u32 = 1024;
 
 impl<R: Send> ChannelQueue<R> {
@@ -379,6 +385,14 @@ impl<R: Send> ChannelQueue<R> {
         }
     }
 
+    /// Raises the high-water mark to the depth now, if higher.
+    fn sample_depth(&self) {
+        let queued = self.rx.len();
+        if queued > self.high_water.load(Ordering::Relaxed) {
+            self.high_water.store(queued, Ordering::Relaxed);
+        }
+    }
+
     /// The report record, when drops happened since the last one.
     fn take_report(&self) -> Option<R> {
         let report = self.report.as_ref()?;
@@ -401,12 +415,18 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         if let Some(report) = self.take_report() {
             return Dequeued::Record(report);
         }
-        let queued = self.rx.len();
-        if queued > self.high_water.load(Ordering::Relaxed) {
-            self.high_water.store(queued, Ordering::Relaxed);
+        // Sample the depth every HIGH_WATER_EVERY takes and at the start of
+        // each batch: reading it pulls the producers' cache line over.
+        let takes = self.takes.load(Ordering::Relaxed);
+        self.takes.store(takes.wrapping_add(1), Ordering::Relaxed);
+        if takes % HIGH_WATER_EVERY == 0 {
+            self.sample_depth();
         }
         let item = if block {
-            self.take_blocking(idle)
+            self.take_blocking(&mut || {
+                idle();
+                self.takes.store(0, Ordering::Relaxed);
+            })
         } else {
             self.rx.try_recv().ok()
         };

@@ -10,6 +10,8 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::{bounded, Receiver, Sender};
+
 /// Python's level numbers. Any other integer is a valid level too.
 pub mod level {
     /// Passes everything (a handler at this level gets every record).
@@ -78,6 +80,21 @@ impl LogRecord {
     /// Makes a record stamped with the current time and thread. An empty
     /// logger name becomes [`ROOT_LOGGER`].
     pub fn new(level: i32, logger: &[u8], message: &[u8], user: usize) -> LogRecord {
+        let mut record = LogRecord {
+            level,
+            thread_id: 0,
+            timestamp_ns: 0,
+            user,
+            logger_len: 0,
+            message_len: 0,
+            text: Text::Inline([0; INLINE_TEXT]),
+        };
+        record.fill(level, logger, message, user);
+        record
+    }
+
+    /// Makes this record anew, reusing its storage.
+    pub fn fill(&mut self, level: i32, logger: &[u8], message: &[u8], user: usize) {
         let logger = if logger.is_empty() {
             ROOT_LOGGER
         } else {
@@ -91,20 +108,19 @@ impl LogRecord {
         };
         let message_len = message.len() + cut.len();
         let total = logger.len() + 1 + message_len + 1;
-        let mut record = LogRecord {
-            level,
-            thread_id: current_thread_id(),
-            timestamp_ns: now_ns(),
-            user,
-            logger_len: logger.len() as u32,
-            message_len: message_len as u32,
-            text: if total <= INLINE_TEXT {
-                Text::Inline([0; INLINE_TEXT])
-            } else {
-                Text::Heap(vec![0; total].into_boxed_slice())
-            },
-        };
-        let buf: &mut [u8] = match &mut record.text {
+        self.level = level;
+        self.thread_id = current_thread_id();
+        self.timestamp_ns = now_ns();
+        self.user = user;
+        self.logger_len = logger.len() as u32;
+        self.message_len = message_len as u32;
+        match (&self.text, total <= INLINE_TEXT) {
+            (Text::Inline(_), true) => {}
+            (_, true) => self.text = Text::Inline([0; INLINE_TEXT]),
+            (Text::Heap(buf), false) if buf.len() == total => {}
+            (_, false) => self.text = Text::Heap(vec![0; total].into_boxed_slice()),
+        }
+        let buf: &mut [u8] = match &mut self.text {
             Text::Inline(buf) => buf,
             Text::Heap(buf) => buf,
         };
@@ -114,7 +130,6 @@ impl LogRecord {
         buf[m..m + message.len()].copy_from_slice(message);
         buf[m + message.len()..m + message_len].copy_from_slice(cut);
         buf[m + message_len] = 0;
-        record
     }
 
     fn text(&self) -> &[u8] {
@@ -149,6 +164,47 @@ impl LogRecord {
     /// True when the text lives inside the record (no heap allocation).
     pub fn is_inline(&self) -> bool {
         matches!(self.text, Text::Inline(_))
+    }
+}
+
+/// Recycles boxed records between the listener and the producers, so that
+/// once the pool has warmed up no record costs a heap allocation.
+pub struct RecordPool {
+    tx: Sender<Box<LogRecord>>,
+    rx: Receiver<Box<LogRecord>>,
+}
+
+impl RecordPool {
+    /// A pool keeping at most `keep` spare records.
+    pub fn new(keep: usize) -> RecordPool {
+        let (tx, rx) = bounded(keep.max(1));
+        RecordPool { tx, rx }
+    }
+
+    /// A record made from a spare one, or newly allocated when none is
+    /// spare.
+    pub fn make(&self, level: i32, logger: &[u8], message: &[u8], user: usize) -> Box<LogRecord> {
+        match self.rx.try_recv() {
+            Ok(mut record) => {
+                record.fill(level, logger, message, user);
+                record
+            }
+            Err(_) => Box::new(LogRecord::new(level, logger, message, user)),
+        }
+    }
+
+    /// Takes a record back for reuse; dropped when the pool is full. A
+    /// record holding a heap buffer is dropped too, so the pool never
+    /// hoards large buffers.
+    pub fn recycle(&self, record: Box<LogRecord>) {
+        if record.is_inline() {
+            let _ = self.tx.try_send(record);
+        }
+    }
+
+    /// Spare records held now.
+    pub fn spare(&self) -> usize {
+        self.rx.len()
     }
 }
 
@@ -226,6 +282,32 @@ mod tests {
         assert!(LogRecord::new(0, b"a", &msg, 0).is_inline());
         let msg = vec![b'z'; INLINE_TEXT - 2];
         assert!(!LogRecord::new(0, b"a", &msg, 0).is_inline());
+    }
+
+    #[test]
+    fn pool_reuses_records() {
+        let pool = RecordPool::new(2);
+        let a = pool.make(10, b"a", b"first", 0);
+        let addr = &*a as *const LogRecord;
+        pool.recycle(a);
+        assert_eq!(pool.spare(), 1);
+        let b = pool.make(20, b"bb", b"second", 1);
+        assert_eq!(&*b as *const LogRecord, addr);
+        assert_eq!(
+            (b.level, b.logger(), b.message()),
+            (20, &b"bb"[..], &b"second"[..])
+        );
+        // Heap-backed records are not kept.
+        let big = pool.make(0, b"x", &[b'q'; 500], 0);
+        pool.recycle(big);
+        assert_eq!(pool.spare(), 0);
+        // A reused record can switch between inline and heap text.
+        let mut r = LogRecord::new(0, b"x", &[b'q'; 500], 0);
+        r.fill(1, b"y", b"short", 0);
+        assert!(r.is_inline());
+        assert_eq!(r.message(), b"short");
+        r.fill(1, b"y", &[b'w'; 300], 0);
+        assert_eq!(r.message(), &[b'w'; 300][..]);
     }
 
     #[test]

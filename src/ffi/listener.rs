@@ -17,6 +17,7 @@ use crate::ffi::queue::ql_queue;
 use crate::listener::{
     Dequeued, Error, Handler, Hooks, Listener, Overrides, Queue, SentinelPut, Stage,
 };
+use crate::record::RecordPool;
 
 /// The "queue-like object" of a listener: the program's own queue, as
 /// callbacks.
@@ -266,7 +267,7 @@ impl Queue<Entry> for VtableQueue {
     }
 }
 
-struct CHooks(ql_hooks);
+struct CHooks(ql_hooks, Option<Arc<RecordPool>>);
 // SAFETY: hooks run on the listener thread (and `enqueue_sentinel` on a
 // stopping thread), as documented on `ql_hooks`; ctx outlives the listener.
 unsafe impl Send for CHooks {}
@@ -338,9 +339,12 @@ impl Hooks<Entry> for CHooks {
 
     fn done(&self, record: Entry) {
         if let Some(f) = self.0.done {
-            // SAFETY: as in `call_dequeue`. A built-in record is freed when
-            // `record` drops, after the call.
+            // SAFETY: as in `call_dequeue`.
             record.with_ptr(|p| unsafe { f(self.0.ctx, p) })
+        }
+        // A built-in record goes back to its queue's pool for reuse.
+        if let (Entry::Log(record), Some(pool)) = (record, &self.1) {
+            pool.recycle(record);
         }
     }
 
@@ -349,7 +353,7 @@ impl Hooks<Entry> for CHooks {
             dequeue: self.0.dequeue.is_some(),
             prepare: self.0.prepare.is_some(),
             handle: self.0.handle.is_some(),
-            done: self.0.done.is_some(),
+            done: self.0.done.is_some() || self.1.is_some(),
         }
     }
 
@@ -420,14 +424,24 @@ impl Drop for CHandler {
     }
 }
 
+/// The queue a listener is made on, and what it provides.
+struct QueueParts {
+    queue: Arc<dyn Queue<Entry>>,
+    /// The built-in queue's record pool.
+    pool: Option<Arc<RecordPool>>,
+    has_dequeue: bool,
+    has_enqueue_sentinel: bool,
+    /// Its records carry their level (the built-in queue).
+    knows_levels: bool,
+}
+
 /// Checks and copies the arguments shared by both constructors, then makes
 /// the listener on `queue`.
 ///
 /// # Safety
 /// As `ql_listener_new`.
 unsafe fn new_listener(
-    queue: Arc<dyn Queue<Entry>>,
-    queue_slots: (bool, bool, bool),
+    queue: QueueParts,
     handlers: *const ql_handler,
     handler_count: usize,
     hooks: *const ql_hooks,
@@ -455,7 +469,13 @@ unsafe fn new_listener(
         done: None,
         on_error: None,
     });
-    let (has_dequeue, has_enqueue_sentinel, knows_levels) = queue_slots;
+    let QueueParts {
+        queue,
+        pool,
+        has_dequeue,
+        has_enqueue_sentinel,
+        knows_levels,
+    } = queue;
     if (!has_dequeue && hooks.dequeue.is_none())
         || (!has_enqueue_sentinel && hooks.enqueue_sentinel.is_none())
         || (respect_handler_level && !knows_levels && hooks.record_level.is_none())
@@ -470,7 +490,7 @@ unsafe fn new_listener(
     let listener = Listener::new(
         queue,
         handlers,
-        Box::new(CHooks(hooks)),
+        Box::new(CHooks(hooks, pool)),
         respect_handler_level,
     );
     *out = Box::into_raw(Box::new(ql_listener { inner: listener }));
@@ -511,16 +531,17 @@ pub unsafe extern "C" fn ql_listener_new(
 ) -> ql_status {
     boundary(|| {
         let queue = *try_ref!(queue);
-        let slots = (
-            queue.dequeue.is_some(),
-            queue.enqueue_sentinel.is_some(),
-            false,
-        );
+        let parts = QueueParts {
+            has_dequeue: queue.dequeue.is_some(),
+            has_enqueue_sentinel: queue.enqueue_sentinel.is_some(),
+            knows_levels: false,
+            queue: Arc::new(VtableQueue(queue)),
+            pool: None,
+        };
         // SAFETY: forwarded from our caller.
         unsafe {
             new_listener(
-                Arc::new(VtableQueue(queue)),
-                slots,
+                parts,
                 handlers,
                 handler_count,
                 hooks,
@@ -552,12 +573,18 @@ pub unsafe extern "C" fn ql_listener_new_with_queue(
     listener_out: *mut *mut ql_listener,
 ) -> ql_status {
     boundary(|| {
-        let queue = Arc::clone(&try_ref!(queue).inner);
+        let queue = try_ref!(queue);
+        let parts = QueueParts {
+            queue: Arc::clone(&queue.inner) as Arc<dyn Queue<Entry>>,
+            pool: Some(Arc::clone(&queue.pool)),
+            has_dequeue: true,
+            has_enqueue_sentinel: true,
+            knows_levels: true,
+        };
         // SAFETY: forwarded from our caller.
         unsafe {
             new_listener(
-                queue,
-                (true, true, true),
+                parts,
                 handlers,
                 handler_count,
                 hooks,

@@ -11,7 +11,7 @@ use super::{
     QL_OK,
 };
 use crate::queue::{ChannelQueue, GetError, Options, Overflow};
-use crate::record::LogRecord;
+use crate::record::{LogRecord, RecordPool};
 
 /// What a put does when a bounded queue is full (`ql_queue_options`).
 pub type ql_overflow = i32;
@@ -125,14 +125,22 @@ const _: () = assert!(QL_QUEUE_MAX_CAPACITY == crate::queue::MAX_CAPACITY);
 /// `ql_queue_free`, which must be the program's last use of its pointer.
 pub struct ql_queue {
     pub(crate) inner: Arc<ChannelQueue<Entry>>,
+    /// Spare built-in records, shared with the listeners on this queue.
+    pub(crate) pool: Arc<RecordPool>,
     /// The threshold of `ql_log`: records below it are skipped.
     level: AtomicI32,
 }
 
 impl ql_queue {
     fn new(inner: ChannelQueue<Entry>, level: i32) -> ql_queue {
+        // Enough spares for a full queue, plus the records in handlers.
+        let keep = match inner.capacity() {
+            0 => 8192,
+            capacity => capacity.min(1 << 16) + 64,
+        };
         ql_queue {
             inner: Arc::new(inner),
+            pool: Arc::new(RecordPool::new(keep)),
             level: AtomicI32::new(level),
         }
     }
@@ -210,12 +218,12 @@ pub unsafe extern "C" fn ql_queue_new_with_options(
         let report = options.report_drops.then(|| {
             Box::new(|n: u64| {
                 let message = format!("{n} records dropped");
-                Entry::Log(LogRecord::new(
+                Entry::Log(Box::new(LogRecord::new(
                     QL_LEVEL_WARNING,
                     b"queue_listener",
                     message.as_bytes(),
                     0,
-                ))
+                )))
             }) as crate::queue::ReportFn<Entry>
         });
         let Some(queue) = ChannelQueue::with_options(Options {
@@ -359,7 +367,7 @@ fn get_into(got: Result<Entry, GetError>, out: &mut *mut c_void) -> ql_status {
             QL_OK
         }
         Ok(Entry::Log(record)) => {
-            *out = hand_out(record);
+            *out = hand_out(*record);
             QL_OK
         }
         Err(e) => status_of_get(e),

@@ -67,9 +67,13 @@ pub struct ql_record {
 
 /// What the built-in queue carries: a program's pointer, or a built-in
 /// record the library owns.
+///
+/// A built-in record is boxed, so an entry is two words and a queue of
+/// program pointers moves no more than it needs; the boxes are recycled
+/// through the queue's [`crate::record::RecordPool`].
 pub(crate) enum Entry {
     Ptr(RawRecord),
-    Log(LogRecord),
+    Log(Box<LogRecord>),
 }
 
 pub(crate) fn view_of(record: &LogRecord) -> ql_record {
@@ -247,7 +251,7 @@ pub unsafe extern "C" fn ql_log_user(
         };
         // SAFETY: the caller's promise.
         let logger = unsafe { c_str(logger) };
-        let record = LogRecord::new(level, logger, message, user as usize);
+        let record = queue.pool.make(level, logger, message, user as usize);
         match queue.inner.offer(Entry::Log(record)) {
             Ok(()) => QL_OK,
             Err(refused) => {
