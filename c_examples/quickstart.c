@@ -1,18 +1,15 @@
 /*
- * quickstart.c: the smallest complete use of queue_listener.
+ * quickstart.c: the smallest complete use of queue_listener, with the
+ * library's defaults and no vtable.
  *
- * Several producer threads log records onto a bounded queue without ever
- * touching a handler; one listener thread takes the records off the queue
- * and gives each to two handlers, as Python's
- * logging.handlers.QueueListener does:
+ * Four producer threads log with ql_logf onto the built-in queue and never
+ * touch a handler; one listener thread takes each record off the queue and
+ * gives it to three handlers, as Python's logging.handlers.QueueListener
+ * does (respect_handler_level = true):
  *
- *   - "console" at level 0 (NOTSET): gets every record;
- *   - "alerts"  at level 30 (WARNING): gets WARNING and above only, because
- *     the listener is made with respect_handler_level = true.
- *
- * Records are the program's own structs: the library only moves pointers.
- * The `record_level` hook tells it a record's level and the `done` hook
- * frees a record once every handler has seen it.
+ *   - a file handler at level 0 (NOTSET): every record, in quickstart.log;
+ *   - a stream handler on stdout at ERROR: errors only;
+ *   - the program's own handler at WARNING: counts what it gets.
  *
  * Build and run (from the repository root):
  *   cmake -S . -B build && cmake --build build --target quickstart && ./build/c_examples/quickstart
@@ -38,72 +35,27 @@
         }                                                                  \
     } while (0)
 
-/* Python's logging levels. */
-enum { DEBUG = 10, INFO = 20, WARNING = 30, ERROR = 40 };
+enum { PRODUCERS = 4, RECORDS_PER_PRODUCER = 1000 };
 
-enum { PRODUCERS = 4, RECORDS_PER_PRODUCER = 1000, QUEUE_CAPACITY = 1024 };
+#define LOG_PATH "quickstart.log"
 
-/* A log record: whatever the program wants; the library never reads it. */
-struct record {
-    int level;
-    int producer;
-    int seq;
-    char msg[64];
-};
+/* ------------------------------------------------ the program's own handler */
 
-/* ------------------------------------------------------------ handlers */
-
-/* A handler that counts the records it gets (a real one would write them
- * somewhere). handle() runs on the listener thread only, one call at a
- * time, so the counter needs no lock. */
-struct counting_handler {
+/* Counts the records it gets. It runs on the listener thread only, one call
+ * at a time, so it needs no lock. */
+struct counter {
     unsigned long count;
-    unsigned long below_level; /* records under the handler's level: must stay 0 */
-    int level;
+    unsigned long below_warning; /* must stay 0: the listener filters */
 };
 
-static int32_t counting_handle(void *ctx, void *rec)
+static int32_t count_handle(void *ctx, void *record)
 {
-    struct counting_handler *h = ctx;
-    const struct record *r = rec; /* borrowed for the call */
-    h->count++;
-    if (r->level < h->level)
-        h->below_level++;
-    return 0; /* nonzero would be counted in handler_errors */
-}
-
-/* The listener owns each handler's ctx and calls destroy once, from
- * ql_listener_free. */
-static void counting_destroy(void *ctx)
-{
-    free(ctx);
-}
-
-static struct counting_handler *counting_new(int level)
-{
-    struct counting_handler *h = calloc(1, sizeof *h);
-    if (h == NULL) {
-        perror("calloc");
-        exit(EXIT_FAILURE);
-    }
-    h->level = level;
-    return h;
-}
-
-/* --------------------------------------------------------------- hooks */
-
-/* Needed with respect_handler_level: the level of a record. */
-static int32_t record_level(void *ctx, void *rec)
-{
-    (void)ctx;
-    return ((const struct record *)rec)->level;
-}
-
-/* The last step of a record's life: every handler has seen it. */
-static void record_done(void *ctx, void *rec)
-{
-    (void)ctx;
-    free(rec);
+    struct counter *c = ctx;
+    const ql_record *r = record; /* built-in records, from ql_logf */
+    c->count++;
+    if (r->level < QL_LEVEL_WARNING)
+        c->below_warning++;
+    return 0;
 }
 
 /* ------------------------------------------------------------ producers */
@@ -116,52 +68,61 @@ struct producer_arg {
 static void *producer(void *p)
 {
     const struct producer_arg *arg = p;
-    static const int levels[] = {DEBUG, INFO, WARNING, ERROR};
+    static const int32_t levels[] = {QL_LEVEL_DEBUG, QL_LEVEL_INFO, QL_LEVEL_WARNING};
 
-    for (int seq = 0; seq < RECORDS_PER_PRODUCER; seq++) {
-        struct record *r = malloc(sizeof *r);
-        if (r == NULL) {
-            perror("malloc");
-            exit(EXIT_FAILURE);
-        }
-        r->level = levels[seq % 4];
-        r->producer = arg->id;
-        r->seq = seq;
-        snprintf(r->msg, sizeof r->msg, "producer %d record %d", arg->id, seq);
-        /* Waits while the bounded queue is full. From here on the listener
-         * owns the record, until record_done frees it. */
-        CHECK(ql_queue_put(arg->queue, r));
+    for (int seq = 0; seq < RECORDS_PER_PRODUCER - 1; seq++) {
+        /* Formats on this thread (on its stack), copies the text into a
+         * pooled record and queues it; waits only if the queue is full. */
+        CHECK(ql_logf(arg->queue, levels[seq % 3], "app.worker", "producer %d record %d",
+                      arg->id, seq));
     }
+    CHECK(ql_logf(arg->queue, QL_LEVEL_ERROR, "app.worker", "producer %d finished", arg->id));
     return NULL;
+}
+
+static unsigned long count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    unsigned long lines = 0;
+    for (int c; (c = fgetc(f)) != EOF;)
+        lines += c == '\n';
+    fclose(f);
+    return lines;
 }
 
 /* ----------------------------------------------------------------- main */
 
 int main(void)
 {
-    /* 1. A bounded queue: producers wait when 1024 records are pending. */
+    remove(LOG_PATH);
+
+    /* 1. The built-in queue with the default options: 8192 records,
+     *    lossless (producers wait when it is full). */
+    ql_queue_options options = ql_queue_options_default();
     ql_queue *queue = NULL;
-    CHECK(ql_queue_new(QUEUE_CAPACITY, &queue));
+    CHECK(ql_queue_new_with_options(&options, &queue));
 
-    /* 2. Two handlers at different levels. */
-    struct counting_handler *console = counting_new(0);
-    struct counting_handler *alerts = counting_new(WARNING);
-    const ql_handler handlers[] = {
-        {.ctx = console, .level = 0, .handle = counting_handle, .destroy = counting_destroy},
-        {.ctx = alerts, .level = WARNING, .handle = counting_handle, .destroy = counting_destroy},
-    };
+    /* 2. Three handlers. The built-in ones format each record as
+     *    "{time} {level} [{thread}] {logger}: {message}". */
+    ql_handler handlers[3];
+    ql_handler_options file_options = ql_handler_options_default(); /* level 0 */
+    CHECK(ql_file_handler(LOG_PATH, &file_options, &handlers[0]));
+    ql_handler_options stdout_options = ql_handler_options_default();
+    stdout_options.level = QL_LEVEL_ERROR;
+    stdout_options.pattern = "stdout: {level} {logger}: {message}";
+    CHECK(ql_stream_handler_file(stdout, &stdout_options, &handlers[1]));
+    struct counter warnings = {0, 0};
+    handlers[2] = (ql_handler){.ctx = &warnings, .level = QL_LEVEL_WARNING, .handle = count_handle};
 
-    /* 3. Hooks left NULL keep Python's default behaviour. */
-    const ql_hooks hooks = {.record_level = record_level, .done = record_done};
-
-    /* 4. The listener, on the queue, with respect_handler_level = true. It
-     *    copies the arrays and now owns console and alerts. */
+    /* 3. The listener, with respect_handler_level = true. It copies the
+     *    array and owns the built-in handlers from now on. */
     ql_listener *listener = NULL;
-    CHECK(ql_listener_new_with_queue(queue, handlers, 2, &hooks, true, &listener));
+    CHECK(ql_listener_new_with_queue(queue, handlers, 3, NULL, true, &listener));
 
-    /* 5. Start the listener thread, then the producers. */
+    /* 4. Start the listener thread, then the producers. */
     CHECK(ql_start(listener));
-
     pthread_t threads[PRODUCERS];
     struct producer_arg args[PRODUCERS];
     for (int i = 0; i < PRODUCERS; i++) {
@@ -174,35 +135,35 @@ int main(void)
     for (int i = 0; i < PRODUCERS; i++)
         pthread_join(threads[i], NULL);
 
-    /* 6. Stop: every record put before this call has been handled (and
-     *    freed by record_done) when it returns. */
+    /* 5. Stop: every record logged before this call has been handled, and
+     *    every handler flushed, when it returns. */
     CHECK(ql_stop(listener));
 
-    /* 7. The handlers' ctx stay valid until ql_listener_free. */
     ql_stats stats;
     CHECK(ql_listener_stats(listener, &stats));
-
     const unsigned long total = (unsigned long)PRODUCERS * RECORDS_PER_PRODUCER;
-    const unsigned long warning_and_above = total / 2; /* WARNING and ERROR */
+    /* A third of all but the last record of each producer are WARNING;
+     * the last is ERROR. */
+    const unsigned long due_warnings = PRODUCERS * ((RECORDS_PER_PRODUCER - 1 + 0) / 3 + 1);
+    const unsigned long file_lines = count_lines(LOG_PATH);
 
-    printf("console handler got %lu records\n", console->count);
-    printf("alerts handler got %lu records (WARNING and above)\n", alerts->count);
-    printf("listener handled %llu records, %llu handler errors\n",
-           (unsigned long long)stats.handled, (unsigned long long)stats.handler_errors);
+    printf("file handler wrote %lu lines to " LOG_PATH "\n", file_lines);
+    printf("counting handler got %lu records (WARNING and above)\n", warnings.count);
+    printf("listener handled %llu records in %llu batches, %llu dropped, %llu handler errors\n",
+           (unsigned long long)stats.handled, (unsigned long long)stats.batches,
+           (unsigned long long)stats.dropped, (unsigned long long)stats.handler_errors);
 
-    int ok = console->count == total && alerts->count == warning_and_above &&
-             alerts->below_level == 0 && stats.handled == total &&
-             stats.handler_errors == 0 && stats.prepare_errors == 0 &&
-             stats.dequeue_errors == 0;
+    int ok = file_lines == total && warnings.count == due_warnings &&
+             warnings.below_warning == 0 && stats.handled == total && stats.dropped == 0 &&
+             stats.handler_errors == 0;
 
-    /* 8. Free the listener (destroys the handlers) and the queue. The
-     *    queue could be freed first: the listener holds its own reference. */
+    /* 6. Free the listener (which destroys its handlers) and the queue. */
     CHECK(ql_listener_free(listener));
     ql_queue_free(queue);
 
     if (!ok) {
-        printf("quickstart: MISMATCH (expected %lu console and %lu alerts records)\n",
-               total, warning_and_above);
+        printf("quickstart: MISMATCH (expected %lu lines and %lu warnings)\n", total,
+               due_warnings);
         return EXIT_FAILURE;
     }
     printf("quickstart: OK\n");

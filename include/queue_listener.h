@@ -73,6 +73,16 @@
 #define QL_MESSAGE_MAX (1 << 20)
 
 /**
+ * Buffered bytes past which lines are written out whatever the policy.
+ */
+#define BUFFER_LIMIT (1 << 20)
+
+/**
+ * Lines kept while writes fail, past which the oldest are dropped.
+ */
+#define RETRY_LIMIT (4 << 20)
+
+/**
  * A listener: a queue, a list of handlers, hooks, and at most one thread
  * (named `ql-listener`) taking records off the queue.
  *
@@ -101,11 +111,99 @@ typedef struct ql_listener ql_listener;
 typedef struct ql_queue ql_queue;
 
 /**
+ * When a built-in handler writes its buffered lines out.
+ */
+typedef int32_t ql_flush_policy;
+
+/**
+ * How a built-in handler formats and writes: start from
+ * `ql_handler_options_default()` and change what you need.
+ */
+typedef struct ql_handler_options {
+  /**
+   * The handler's level for `respect_handler_level`. Default 0 (all).
+   */
+  int32_t level;
+  /**
+   * The line pattern, copied; NULL for the default
+   * `"{time} {level} [{thread}] {logger}: {message}"`. Fields: `{time}`
+   * (local time, ISO 8601 with milliseconds and UTC offset), `{level}`
+   * (Python's level name, or "Level N"), `{levelno}`, `{thread}`,
+   * `{logger}`, `{message}`; `{{` and `}}` write braces. Each record is
+   * one line, ended by `\n`.
+   */
+  const char *pattern;
+  /**
+   * One of `QL_FLUSH_*`. Default `QL_FLUSH_BATCH`.
+   */
+  ql_flush_policy flush;
+  /**
+   * File handler only: rotate when a write would take the file past this
+   * many bytes; 0 (the default) never rotates.
+   */
+  uint64_t max_bytes;
+  /**
+   * File handler only: backups kept when rotating (`path.1` is the
+   * newest). 0 with `max_bytes` set truncates the file instead, as
+   * Python's RotatingFileHandler. Default 0.
+   */
+  uint32_t backup_count;
+} ql_handler_options;
+
+/**
  * The result of every fallible function: `QL_OK` (0) or one `QL_ERR_*`.
  *
  * `ql_status_str` turns any value into text.
  */
 typedef int32_t ql_status;
+
+/**
+ * One handler of a listener.
+ *
+ * `ql_listener_new` copies the array of handlers; from then on the
+ * listener owns each `ctx` and calls `destroy(ctx)` (when set) once, from
+ * `ql_listener_free`. When `ql_listener_new` fails, nothing is called and
+ * `ctx` stays the caller's.
+ *
+ * Threads: `handle` and `flush` run on the listener thread only, one call
+ * at a time for the whole listener, so a handler needs no lock of its own
+ * unless other code shares its `ctx`. `destroy` runs on the thread calling
+ * `ql_listener_free`, after the listener thread has ended.
+ */
+typedef struct ql_handler {
+  /**
+   * Passed as the first argument of every callback.
+   */
+  void *ctx;
+  /**
+   * With `respect_handler_level`, the handler gets a record only when the
+   * record's level is at least this; 0 (NOTSET) gets every record.
+   * Ignored otherwise.
+   */
+  int32_t level;
+  /**
+   * Handles one prepared record, which it borrows for the call. Returns 0,
+   * or a nonzero code that is counted in `handler_errors` and told to
+   * `on_error`; the next handler and the next records still run. Required.
+   */
+  int32_t (*handle)(void *ctx, void *record);
+  /**
+   * Optional. Flushes buffered output; called when the listener loop ends
+   * (after the sentinel), before `ql_stop` returns.
+   */
+  void (*flush)(void *ctx);
+  /**
+   * Optional. Frees `ctx`; called once by `ql_listener_free`.
+   */
+  void (*destroy)(void *ctx);
+  /**
+   * Optional. Called when the listener found the built-in queue empty
+   * after handling records and is about to wait: the end of a batch, the
+   * moment to flush buffered output cheaply. Never called for a queue
+   * given as a vtable.
+   */
+  void (*batch_end)(void *ctx);
+} ql_handler;
 
 /**
  * What a `dequeue` callback reports. Any other value counts as
@@ -160,54 +258,6 @@ typedef struct ql_queue_vtable {
    */
   void (*task_done)(void *ctx, void *record);
 } ql_queue_vtable;
-
-/**
- * One handler of a listener.
- *
- * `ql_listener_new` copies the array of handlers; from then on the
- * listener owns each `ctx` and calls `destroy(ctx)` (when set) once, from
- * `ql_listener_free`. When `ql_listener_new` fails, nothing is called and
- * `ctx` stays the caller's.
- *
- * Threads: `handle` and `flush` run on the listener thread only, one call
- * at a time for the whole listener, so a handler needs no lock of its own
- * unless other code shares its `ctx`. `destroy` runs on the thread calling
- * `ql_listener_free`, after the listener thread has ended.
- */
-typedef struct ql_handler {
-  /**
-   * Passed as the first argument of every callback.
-   */
-  void *ctx;
-  /**
-   * With `respect_handler_level`, the handler gets a record only when the
-   * record's level is at least this; 0 (NOTSET) gets every record.
-   * Ignored otherwise.
-   */
-  int32_t level;
-  /**
-   * Handles one prepared record, which it borrows for the call. Returns 0,
-   * or a nonzero code that is counted in `handler_errors` and told to
-   * `on_error`; the next handler and the next records still run. Required.
-   */
-  int32_t (*handle)(void *ctx, void *record);
-  /**
-   * Optional. Flushes buffered output; called when the listener loop ends
-   * (after the sentinel), before `ql_stop` returns.
-   */
-  void (*flush)(void *ctx);
-  /**
-   * Optional. Frees `ctx`; called once by `ql_listener_free`.
-   */
-  void (*destroy)(void *ctx);
-  /**
-   * Optional. Called when the listener found the built-in queue empty
-   * after handling records and is about to wait: the end of a batch, the
-   * moment to flush buffered output cheaply. Never called for a queue
-   * given as a vtable.
-   */
-  void (*batch_end)(void *ctx);
-} ql_handler;
 
 /**
  * Where a failure told to `on_error` happened.
@@ -423,6 +473,24 @@ typedef struct ql_record {
 } ql_record;
 
 /**
+ * After every record: nothing is ever left in the handler's buffer.
+ */
+#define QL_FLUSH_EVERY_RECORD 0
+
+/**
+ * At the end of each batch the listener takes off the built-in queue (the
+ * queue found empty), at every flush barrier and when the listener stops:
+ * few writes under load, nothing held back when it is quiet. The default.
+ */
+#define QL_FLUSH_BATCH 1
+
+/**
+ * Only at a flush barrier (`ql_listener_flush`) and when the listener
+ * stops, or when 1 MiB of lines is buffered.
+ */
+#define QL_FLUSH_EXPLICIT 2
+
+/**
  * Wait for room: lossless, the default. On a listener thread (a handler
  * that logs) a full queue refuses at once with `QL_ERR_WOULD_DEADLOCK`
  * instead of waiting for itself.
@@ -587,6 +655,106 @@ extern "C" {
  * Returns a static NUL-terminated string; never NULL. Any thread.
  */
 const char *ql_version(void);
+
+/**
+ * The default handler options: level 0, the default pattern,
+ * `QL_FLUSH_BATCH`, no rotation. Any thread.
+ */
+struct ql_handler_options ql_handler_options_default(void);
+
+/**
+ * Makes a stream handler writing to a file descriptor the program owns.
+ *
+ * `fd`: where lines go; a negative value means stderr (2). The library
+ * never closes it; it must stay open until the listener is freed.
+ * `options`: NULL for the defaults (`ql_handler_options_default`).
+ * On success writes the handler to `*handler_out`: put it in a listener's
+ * handler array, which then owns it (or free it with `ql_handler_free`
+ * if it is never used). Each write holds whole lines; on a pipe, at most
+ * `PIPE_BUF` bytes, so lines of other writers never cut into them.
+ *
+ * Built-in handlers take built-in records only (`ql_log`, `ql_logf`):
+ * never use them on a queue of program pointers.
+ *
+ * `QL_ERR_NULL` for a NULL `handler_out`; `QL_ERR_INVALID` for a bad
+ * pattern or flush policy. Any thread.
+ *
+ * # Safety
+ * `options` must be NULL or valid, with `pattern` NULL or a C string;
+ * `handler_out` NULL or valid for one write.
+ */
+ql_status ql_stream_handler_fd(int fd,
+                               const struct ql_handler_options *options,
+                               struct ql_handler *handler_out);
+
+/**
+ * Makes a stream handler writing to a C `FILE *` the program owns (for
+ * example `stdout`), one `fwrite` per group of whole lines, which holds
+ * the stream's lock: lines never interleave with the program's other
+ * writes through that stream. The flush policy ends with `fflush`.
+ * Otherwise as `ql_stream_handler_fd`; `QL_ERR_NULL` for a NULL `stream`.
+ *
+ * # Safety
+ * `stream` must be NULL or an open `FILE *` that stays open until the
+ * listener is freed; otherwise as `ql_stream_handler_fd`.
+ */
+ql_status ql_stream_handler_file(FILE *stream,
+                                 const struct ql_handler_options *options,
+                                 struct ql_handler *handler_out);
+
+/**
+ * Makes a file handler: appends lines to `path` (created if missing, mode
+ * 0666 minus the umask), with size-based rotation when
+ * `options->max_bytes` is set, as Python's RotatingFileHandler: `path.1`
+ * is the newest backup, at most `backup_count` are kept. The file is
+ * opened with `O_APPEND` and every write holds whole lines, so several
+ * handlers or processes appending to one file never interleave inside a
+ * line (rotation, though, assumes one rotating handler per file).
+ *
+ * `QL_ERR_NULL` for a NULL `path` or `handler_out`; `QL_ERR_INVALID` for a
+ * bad pattern or flush policy, or a file that cannot be opened (its errno
+ * is left in `errno`). Otherwise as `ql_stream_handler_fd`.
+ *
+ * # Safety
+ * `path` must be NULL or a C string; otherwise as `ql_stream_handler_fd`.
+ */
+ql_status ql_file_handler(const char *path,
+                          const struct ql_handler_options *options,
+                          struct ql_handler *handler_out);
+
+/**
+ * Makes a handler that does nothing with each record (Python's
+ * NullHandler), at `level`. It owns nothing. `QL_ERR_NULL` for a NULL
+ * `handler_out`. Any thread.
+ *
+ * # Safety
+ * `handler_out` must be NULL or valid for one write.
+ */
+ql_status ql_null_handler(int32_t level, struct ql_handler *handler_out);
+
+/**
+ * Lines a built-in stream or file handler dropped because its writes kept
+ * failing (it keeps up to 4 MiB of lines for retrying, then drops the
+ * oldest). Each failed write is also reported: the next record's `handle`
+ * returns the errno, counted in `handler_errors` and told to `on_error`.
+ * 0 for any other handler. Read it only while the listener is stopped or
+ * from the listener thread (the count is not synchronized). NULL gives 0.
+ *
+ * # Safety
+ * `handler` must be NULL or a handler whose `ctx` is alive.
+ */
+uint64_t ql_handler_lines_lost(const struct ql_handler *handler);
+
+/**
+ * Frees a handler that was never given to a listener (a listener owns the
+ * handlers it was made with and destroys them itself): calls its
+ * `destroy(ctx)` when set, then clears the struct. NULL is a no-op. Any
+ * thread.
+ *
+ * # Safety
+ * `handler` must be NULL or a handler not owned by any listener.
+ */
+void ql_handler_free(struct ql_handler *handler);
 
 /**
  * Makes an idle listener on the program's own queue.

@@ -14,6 +14,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod ffi;
+pub mod handlers;
 pub mod listener;
 pub mod queue;
 pub mod record;

@@ -797,6 +797,8 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
             }
         }
     }
+    // The loop's last batch ends here.
+    batch_end();
     // No more dequeues from here on: a stop now needs no sentinel.
     shared.lock().loop_done = true;
     shared.changed.notify_all();

@@ -6,6 +6,7 @@
 
 use std::ffi::{c_char, c_void};
 
+pub mod handlers;
 pub mod listener;
 pub mod queue;
 pub mod record;
