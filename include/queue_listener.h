@@ -590,6 +590,13 @@ typedef struct ql_record {
 #define QL_ERR_UNSUPPORTED 13
 
 /**
+ * The listener or queue was inherited from the parent process across
+ * `fork()`: it belongs to the parent and cannot be used here (make a new
+ * one in the child).
+ */
+#define QL_ERR_FORKED 14
+
+/**
  * `*record_out` holds a record.
  */
 #define QL_DEQUEUE_RECORD 0
@@ -942,6 +949,26 @@ ql_status ql_listener_flush(const struct ql_listener *listener, uint64_t timeout
 ql_status ql_listener_free(struct ql_listener *listener);
 
 /**
+ * Opts a listener in to draining at exit: when the program calls `exit()`
+ * (or returns from `main`) while the listener still runs, an `atexit`
+ * handler stops it as `ql_stop_timeout` would, so every record queued
+ * before `exit()` is handled and every handler flushed, waiting at most
+ * `timeout_ms`. Several listeners are stopped one after another within the
+ * largest bound given. If a handler blocks past the bound, exit goes on
+ * without it (and the records behind it are lost with the process).
+ *
+ * Calling it again for the same listener adds another registration (the
+ * later stop finds the listener stopped, at no cost). A listener freed
+ * before exit is simply skipped. Not run on `_exit()`, on a crash, or when
+ * `exit()` is called from the listener's own thread (a handler), which
+ * cannot wait for itself. `QL_OK`; `QL_ERR_NULL`. Any thread.
+ *
+ * # Safety
+ * `listener` must be NULL or a live listener.
+ */
+ql_status ql_listener_drain_at_exit(const struct ql_listener *listener, uint64_t timeout_ms);
+
+/**
  * The default options: capacity 8192, `QL_OVERFLOW_BLOCK`, a 1000 ms
  * timeout for `QL_OVERFLOW_BLOCK_TIMEOUT`, level `QL_LEVEL_ALL`, no drop
  * report, no `on_drop`. Any thread.
@@ -1003,7 +1030,9 @@ ql_status ql_queue_set_level(const struct ql_queue *queue, int32_t level);
 bool ql_queue_enabled(const struct ql_queue *queue, int32_t level);
 
 /**
- * Drops the program's reference to a queue. NULL is a no-op.
+ * Drops the program's reference to a queue. NULL is a no-op. In a `fork`
+ * child, a queue inherited from the parent is left untouched (its memory
+ * stays allocated): it belongs to the parent.
  *
  * A listener made on this queue keeps its own reference, so freeing the
  * queue first is safe. Records still queued when the last reference goes

@@ -75,6 +75,9 @@ pub enum Error {
     /// The queue does not support the call (a flush barrier on a queue that
     /// cannot carry one).
     Unsupported,
+    /// The listener was inherited from a parent process across `fork`: its
+    /// thread does not exist here and it cannot run again.
+    Forked,
 }
 
 /// A queue's counters, as read by [`Queue::stats`].
@@ -355,6 +358,9 @@ struct Shared<R> {
     counters: Counters,
     /// The last flush marker id handed out.
     next_marker: AtomicU64,
+    /// [`fork_generation`] when the listener was made: a listener from an
+    /// older generation was inherited across `fork` and has no thread here.
+    generation: u64,
 }
 
 thread_local! {
@@ -363,6 +369,26 @@ thread_local! {
 }
 
 static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How many times this process is a `fork` child of a process that used
+/// the library (0 in the original process).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The current fork generation: objects made in an older one were inherited
+/// from a parent process.
+pub fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::Relaxed)
+}
+
+/// To be called in a `fork` child, on the thread that forked, before
+/// anything else: from now on every existing listener and queue counts as
+/// inherited (their threads do not exist here), and the thread forgets the
+/// per-thread state it had in the parent.
+pub fn note_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+    THIS_LISTENER.with(|this| this.set(0));
+    crate::record::forget_thread_id();
+}
 
 /// True on any listener thread. A put that would block there could wait for
 /// itself, so the built-in queue refuses it instead.
@@ -409,6 +435,7 @@ impl<R: Send + 'static> Listener<R> {
                 changed: Condvar::new(),
                 counters: Counters::default(),
                 next_marker: AtomicU64::new(0),
+                generation: fork_generation(),
             }),
         }
     }
@@ -422,6 +449,9 @@ impl<R: Send + 'static> Listener<R> {
     /// its handlers' `flush` returns, so start needs no stop in between.
     pub fn start(&self) -> Result<(), Error> {
         let shared = &*self.shared;
+        if self.is_inherited() {
+            return Err(Error::Forked);
+        }
         if self.is_listener_thread() {
             return Err(Error::AlreadyStarted);
         }
@@ -489,6 +519,9 @@ impl<R: Send + 'static> Listener<R> {
     /// records behind it wait for the next start.
     pub fn enqueue_sentinel(&self) -> Result<(), Error> {
         let shared = &*self.shared;
+        if self.is_inherited() {
+            return Err(Error::Forked);
+        }
         // Count it first: the thread may take it as soon as it is in.
         shared.lock().pending_sentinels += 1;
         let failed = match shared.hooks.enqueue_sentinel(&*shared.queue) {
@@ -504,6 +537,23 @@ impl<R: Send + 'static> Listener<R> {
     /// True from a successful start until the thread is joined.
     pub fn is_running(&self) -> bool {
         !matches!(self.shared.lock().run, Run::Idle)
+    }
+
+    /// True in a `fork` child for a listener the parent made.
+    pub fn is_inherited(&self) -> bool {
+        self.shared.generation != fork_generation()
+    }
+
+    /// A handle that can stop this listener later, from anywhere, without
+    /// keeping it alive (for draining at exit).
+    pub fn stopper(&self) -> Stopper {
+        let weak = Arc::downgrade(&self.shared);
+        Stopper {
+            stop: Box::new(move |timeout| match weak.upgrade() {
+                Some(shared) => shared.stop_until(Instant::now().checked_add(timeout)),
+                None => Ok(()),
+            }),
+        }
     }
 
     /// True when called from this listener's own thread.
@@ -540,6 +590,9 @@ impl<R: Send + 'static> Listener<R> {
         if self.is_listener_thread() {
             return Err(Error::WouldDeadlock);
         }
+        if self.is_inherited() {
+            return Err(Error::Forked);
+        }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         {
             let ctl = shared.lock();
@@ -561,9 +614,33 @@ impl<R: Send + 'static> Listener<R> {
     }
 
     fn stop_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
-        let shared = &*self.shared;
-        if self.is_listener_thread() {
+        self.shared.stop_until(deadline)
+    }
+}
+
+/// A handle that stops a listener if it still exists (see
+/// [`Listener::stopper`]).
+pub struct Stopper {
+    stop: Box<dyn Fn(Duration) -> Result<(), Error> + Send + Sync>,
+}
+
+impl Stopper {
+    /// Stops the listener within `timeout`, if it still exists; `Ok` when
+    /// it is gone.
+    pub fn stop_within(&self, timeout: Duration) -> Result<(), Error> {
+        (self.stop)(timeout)
+    }
+}
+
+impl<R: Send + 'static> Shared<R> {
+    fn stop_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
+        let shared = self;
+        if THIS_LISTENER.with(Cell::get) == self.id {
             return Err(Error::WouldDeadlock);
+        }
+        if self.generation != fork_generation() {
+            // Inherited across fork: its thread does not exist here.
+            return Ok(());
         }
         let mut ctl = shared.lock();
         // Wait out a stop in progress in another thread; take over a run.
@@ -644,6 +721,14 @@ impl<R: Send + 'static> Drop for Listener<R> {
     /// Stops the listener first. From the listener's own thread this cannot
     /// wait; the thread then keeps the shared state alive until it ends.
     fn drop(&mut self) {
+        if self.is_inherited() {
+            // Inherited across fork: its handlers and queue belong to the
+            // parent (freeing them could flush the parent's buffered lines
+            // a second time, or wait on locks held by threads that do not
+            // exist here). Leave them all as they are.
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
         let _ = self.stop();
     }
 }

@@ -198,7 +198,7 @@ pub struct ql_stats {
 /// thread, concurrently. `ql_listener_free` must be the last call on the
 /// listener, with no other call in progress.
 pub struct ql_listener {
-    inner: Listener<Entry>,
+    pub(crate) inner: Listener<Entry>,
 }
 
 struct VtableQueue(ql_queue_vtable);
@@ -449,6 +449,7 @@ unsafe fn new_listener(
     listener_out: *mut *mut ql_listener,
 ) -> ql_status {
     let out = try_out!(listener_out);
+    super::process::install();
     let handlers: &[ql_handler] = match handler_count {
         0 => &[],
         n => {
@@ -574,6 +575,9 @@ pub unsafe extern "C" fn ql_listener_new_with_queue(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        if queue.is_inherited() {
+            return super::QL_ERR_FORKED;
+        }
         let parts = QueueParts {
             queue: Arc::clone(&queue.inner) as Arc<dyn Queue<Entry>>,
             pool: Some(Arc::clone(&queue.pool)),

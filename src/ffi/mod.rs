@@ -8,6 +8,7 @@ use std::ffi::{c_char, c_void};
 
 pub mod handlers;
 pub mod listener;
+mod process;
 pub mod queue;
 pub mod record;
 mod status;

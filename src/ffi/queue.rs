@@ -10,6 +10,7 @@ use super::{
     boundary, ql_status, status_of_get, status_of_put, try_out, try_ref, RawRecord, QL_ERR_INVALID,
     QL_OK,
 };
+use crate::listener::fork_generation;
 use crate::queue::{ChannelQueue, GetError, Options, Overflow};
 use crate::record::{LogRecord, RecordPool};
 
@@ -129,6 +130,8 @@ pub struct ql_queue {
     pub(crate) pool: Arc<RecordPool>,
     /// The threshold of `ql_log`: records below it are skipped.
     level: AtomicI32,
+    /// The fork generation it was made in (see `QL_ERR_FORKED`).
+    generation: u64,
 }
 
 impl ql_queue {
@@ -142,7 +145,14 @@ impl ql_queue {
             inner: Arc::new(inner),
             pool: Arc::new(RecordPool::new(keep)),
             level: AtomicI32::new(level),
+            generation: fork_generation(),
         }
+    }
+
+    /// True in a `fork` child for a queue the parent made.
+    #[inline]
+    pub(crate) fn is_inherited(&self) -> bool {
+        self.generation != fork_generation()
     }
 
     /// True when a record at `level` passes the threshold.
@@ -151,6 +161,17 @@ impl ql_queue {
         level >= self.level.load(Ordering::Relaxed)
     }
 }
+
+/// Returns `QL_ERR_FORKED` from the enclosing function for a queue
+/// inherited across `fork`.
+macro_rules! refuse_inherited {
+    ($queue:expr) => {
+        if $queue.is_inherited() {
+            return $crate::ffi::QL_ERR_FORKED;
+        }
+    };
+}
+pub(crate) use refuse_inherited;
 
 /// Makes a built-in queue.
 ///
@@ -168,6 +189,7 @@ impl ql_queue {
 pub unsafe extern "C" fn ql_queue_new(capacity: usize, queue_out: *mut *mut ql_queue) -> ql_status {
     boundary(|| {
         let out = try_out!(queue_out);
+        super::process::install();
         let Some(queue) = ChannelQueue::new(capacity) else {
             return QL_ERR_INVALID;
         };
@@ -195,6 +217,7 @@ pub unsafe extern "C" fn ql_queue_new_with_options(
     boundary(|| {
         let options = *try_ref!(options);
         let out = try_out!(queue_out);
+        super::process::install();
         let overflow = match options.overflow {
             QL_OVERFLOW_BLOCK => Overflow::Block,
             QL_OVERFLOW_BLOCK_TIMEOUT => {
@@ -265,7 +288,8 @@ pub unsafe extern "C" fn ql_queue_set_level(queue: *const ql_queue, level: i32) 
 pub unsafe extern "C" fn ql_queue_enabled(queue: *const ql_queue, level: i32) -> bool {
     boundary(|| {
         // SAFETY: the caller's promise.
-        unsafe { queue.as_ref() }.is_some_and(|q| q.enabled(level))
+        // An inherited queue says yes, so that ql_log reports QL_ERR_FORKED.
+        unsafe { queue.as_ref() }.is_some_and(|q| q.is_inherited() || q.enabled(level))
     })
 }
 
@@ -275,7 +299,9 @@ impl super::Fallback for bool {
     }
 }
 
-/// Drops the program's reference to a queue. NULL is a no-op.
+/// Drops the program's reference to a queue. NULL is a no-op. In a `fork`
+/// child, a queue inherited from the parent is left untouched (its memory
+/// stays allocated): it belongs to the parent.
 ///
 /// A listener made on this queue keeps its own reference, so freeing the
 /// queue first is safe. Records still queued when the last reference goes
@@ -291,7 +317,12 @@ pub unsafe extern "C" fn ql_queue_free(queue: *mut ql_queue) {
         if !queue.is_null() {
             // SAFETY: `queue` came from `Box::into_raw` in `ql_queue_new`
             // and is freed once (the caller's promise).
-            drop(unsafe { Box::from_raw(queue) });
+            let queue = unsafe { Box::from_raw(queue) };
+            if queue.is_inherited() {
+                // The parent's: freeing it could wait on locks held by
+                // threads that do not exist in this process.
+                std::mem::forget(queue);
+            }
         }
     })
 }
@@ -315,6 +346,7 @@ pub unsafe extern "C" fn ql_queue_free(queue: *mut ql_queue) {
 pub unsafe extern "C" fn ql_queue_put(queue: *const ql_queue, record: *mut c_void) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        refuse_inherited!(queue);
         status_of_put(queue.inner.offer(Entry::Ptr(RawRecord(record))))
     })
 }
@@ -332,6 +364,7 @@ pub unsafe extern "C" fn ql_queue_put_nowait(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        refuse_inherited!(queue);
         status_of_put(queue.inner.put_nowait(Entry::Ptr(RawRecord(record))))
     })
 }
@@ -351,6 +384,7 @@ pub unsafe extern "C" fn ql_queue_put_timeout(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        refuse_inherited!(queue);
         let timeout = Duration::from_millis(timeout_ms);
         status_of_put(
             queue
@@ -391,6 +425,7 @@ pub unsafe extern "C" fn ql_queue_get(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        refuse_inherited!(queue);
         let out = try_out!(record_out);
         get_into(queue.inner.get(), out)
     })
@@ -408,6 +443,7 @@ pub unsafe extern "C" fn ql_queue_get_nowait(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        refuse_inherited!(queue);
         let out = try_out!(record_out);
         get_into(queue.inner.get_nowait(), out)
     })
@@ -426,6 +462,7 @@ pub unsafe extern "C" fn ql_queue_get_timeout(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        refuse_inherited!(queue);
         let out = try_out!(record_out);
         get_into(
             queue.inner.get_timeout(Duration::from_millis(timeout_ms)),
@@ -444,6 +481,7 @@ pub unsafe extern "C" fn ql_queue_get_timeout(
 pub unsafe extern "C" fn ql_queue_len(queue: *const ql_queue, len_out: *mut usize) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
+        refuse_inherited!(queue);
         let out = try_out!(len_out);
         *out = queue.inner.len();
         QL_OK

@@ -245,6 +245,7 @@ pub unsafe extern "C" fn ql_log_user(
         if !queue.enabled(level) {
             return QL_OK;
         }
+        super::queue::refuse_inherited!(queue);
         // SAFETY: the caller's promise.
         let Some(message) = (unsafe { bytes(message, len) }) else {
             return QL_ERR_NULL;

@@ -48,6 +48,10 @@ pub const QL_ERR_NOT_RUNNING: ql_status = 12;
 /// The call is not supported here (for example a flush barrier on a queue
 /// given as a vtable, which cannot carry one).
 pub const QL_ERR_UNSUPPORTED: ql_status = 13;
+/// The listener or queue was inherited from the parent process across
+/// `fork()`: it belongs to the parent and cannot be used here (make a new
+/// one in the child).
+pub const QL_ERR_FORKED: ql_status = 14;
 
 /// What a `dequeue` callback reports. Any other value counts as
 /// `QL_DEQUEUE_ERROR`.
@@ -94,6 +98,7 @@ pub(crate) fn status_of(error: Error) -> ql_status {
         Error::Panicked => QL_ERR_PANIC,
         Error::NotRunning => QL_ERR_NOT_RUNNING,
         Error::Unsupported => QL_ERR_UNSUPPORTED,
+        Error::Forked => QL_ERR_FORKED,
     }
 }
 
@@ -145,6 +150,7 @@ pub extern "C" fn ql_status_str(status: ql_status) -> *const c_char {
             QL_ERR_PANIC => c"QL_ERR_PANIC: a panic inside the library was caught",
             QL_ERR_NOT_RUNNING => c"QL_ERR_NOT_RUNNING: the listener is not running",
             QL_ERR_UNSUPPORTED => c"QL_ERR_UNSUPPORTED: not supported by this queue",
+            QL_ERR_FORKED => c"QL_ERR_FORKED: inherited from the parent process across fork()",
             _ => c"unknown status",
         };
         text.as_ptr()
