@@ -208,11 +208,26 @@ pub const BUFFER_LIMIT: usize = 1 << 20;
 /// Lines kept while writes fail, past which the oldest are dropped.
 pub const RETRY_LIMIT: usize = 4 << 20;
 
+/// A write that failed after `written` bytes went out.
+#[derive(Debug)]
+pub struct WriteError {
+    /// Bytes written before the failure (they must not be written again).
+    pub written: usize,
+    /// Why it failed.
+    pub error: io::Error,
+}
+
+impl From<io::Error> for WriteError {
+    fn from(error: io::Error) -> Self {
+        WriteError { written: 0, error }
+    }
+}
+
 /// Where whole lines go.
 pub trait LineSink: Send {
-    /// Writes `lines` (whole lines only) in one go, or fails without having
-    /// written part of a line.
-    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()>;
+    /// Writes `lines` (whole lines only), each `write(2)` of whole lines;
+    /// on failure says how much went out.
+    fn write_lines(&mut self, lines: &[u8]) -> Result<(), WriteError>;
     /// Pushes written data to the OS (and stdio buffers to the fd).
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
@@ -221,7 +236,7 @@ pub trait LineSink: Send {
 
 /// Writes `buf` to `fd` with as few `write(2)` calls as it takes, each
 /// ending at a line boundary and, on a pipe, at most `PIPE_BUF` bytes.
-fn write_fd(fd: RawFd, buf: &[u8], pipe: bool) -> io::Result<()> {
+fn write_fd(fd: RawFd, buf: &[u8], pipe: bool) -> Result<(), WriteError> {
     let mut rest = buf;
     while !rest.is_empty() {
         let mut chunk = rest;
@@ -240,11 +255,14 @@ fn write_fd(fd: RawFd, buf: &[u8], pipe: bool) -> io::Result<()> {
         // SAFETY: `chunk` is valid for its length; `fd` is the caller's.
         let n = unsafe { libc::write(fd, chunk.as_ptr().cast(), chunk.len()) };
         if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(err);
+            return Err(WriteError {
+                written: buf.len() - rest.len(),
+                error,
+            });
         }
         rest = &rest[n as usize..];
     }
@@ -275,7 +293,7 @@ impl FdSink {
 }
 
 impl LineSink for FdSink {
-    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+    fn write_lines(&mut self, lines: &[u8]) -> Result<(), WriteError> {
         write_fd(self.fd, lines, self.pipe)
     }
 }
@@ -300,13 +318,16 @@ impl StdioSink {
 }
 
 impl LineSink for StdioSink {
-    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+    fn write_lines(&mut self, lines: &[u8]) -> Result<(), WriteError> {
         // SAFETY: the stream is valid (constructor contract).
         let n = unsafe { libc::fwrite(lines.as_ptr().cast(), 1, lines.len(), self.stream) };
         if n == lines.len() {
             Ok(())
         } else {
-            Err(io::Error::last_os_error())
+            Err(WriteError {
+                written: n,
+                error: io::Error::last_os_error(),
+            })
         }
     }
 
@@ -377,11 +398,14 @@ impl FileSink {
 }
 
 impl LineSink for FileSink {
-    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+    fn write_lines(&mut self, lines: &[u8]) -> Result<(), WriteError> {
         if self.max_bytes == 0 {
-            write_fd(self.file.as_raw_fd(), lines, false)?;
-            self.size += lines.len() as u64;
-            return Ok(());
+            let written = write_fd(self.file.as_raw_fd(), lines, false);
+            self.size += match &written {
+                Ok(()) => lines.len(),
+                Err(e) => e.written,
+            } as u64;
+            return written;
         }
         // Write line groups that fit in the current file, rotating between.
         let mut rest = lines;
@@ -396,9 +420,13 @@ impl LineSink for FileSink {
                     end = i + 1;
                 }
             }
+            let done = lines.len() - rest.len();
             if end == 0 {
                 if self.size > 0 {
-                    self.rotate()?;
+                    self.rotate().map_err(|error| WriteError {
+                        written: done,
+                        error,
+                    })?;
                     continue;
                 }
                 // A single line longer than max_bytes: alone in its file.
@@ -407,7 +435,13 @@ impl LineSink for FileSink {
                     .position(|&b| b == b'\n')
                     .map_or(rest.len(), |i| i + 1);
             }
-            write_fd(self.file.as_raw_fd(), &rest[..end], false)?;
+            if let Err(e) = write_fd(self.file.as_raw_fd(), &rest[..end], false) {
+                self.size += e.written as u64;
+                return Err(WriteError {
+                    written: done + e.written,
+                    error: e.error,
+                });
+            }
             self.size += end as u64;
             rest = &rest[end..];
         }
@@ -478,7 +512,9 @@ impl LineHandler {
             match self.sink.write_lines(&self.buffer) {
                 Ok(()) => self.buffer.clear(),
                 Err(e) => {
-                    self.pending_error = Some(e.raw_os_error().unwrap_or(libc::EIO));
+                    // What went out is never written again.
+                    self.buffer.drain(..e.written.min(self.buffer.len()));
+                    self.pending_error = Some(e.error.raw_os_error().unwrap_or(libc::EIO));
                     self.trim_after_failure();
                     return;
                 }
@@ -514,9 +550,9 @@ mod tests {
 
     struct Memory(Arc<Mutex<Vec<u8>>>, bool);
     impl LineSink for Memory {
-        fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        fn write_lines(&mut self, lines: &[u8]) -> Result<(), WriteError> {
             if self.1 {
-                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC).into());
             }
             self.0.lock().unwrap().extend_from_slice(lines);
             Ok(())
