@@ -162,21 +162,11 @@ static int32_t sink_value(void *ctx, void *record) {
     return 0;
 }
 
-/* A message record: what a program without built-in records would do. */
-typedef struct {
-    uint32_t len;
-    char text[28];
-} message;
-
+/* A built-in record made by ql_logf: parse the formatted message back. */
 static int32_t sink_message(void *ctx, void *record) {
-    const message *m = record;
-    bench_sink_take(ctx, bench_parse_hello(m->text, m->len));
+    const ql_record *r = record;
+    bench_sink_take(ctx, bench_parse_hello(r->message, r->message_len));
     return 0;
-}
-
-static void free_message(void *ctx, void *record) {
-    (void)ctx;
-    free(record);
 }
 
 /* ------------------------------------------------------------ producers */
@@ -201,14 +191,9 @@ static inline void put_one(const producer *p, uint64_t v) {
     case TO_QL_VALUE:
         QL(ql_queue_put(p->q, (void *)(uintptr_t)v));
         break;
-    case TO_QL_MESSAGE: {
-        message *m = malloc(sizeof *m);
-        if (!m) die("malloc", 0);
-        int len = snprintf(m->text, sizeof m->text, "hello %llu", (unsigned long long)v);
-        m->len = (uint32_t)len;
-        QL(ql_queue_put(p->q, m));
+    case TO_QL_MESSAGE:
+        QL(ql_logf(p->q, QL_LEVEL_INFO, "bench", "hello %llu", (unsigned long long)v));
         break;
-    }
     case TO_RING:
         ring_put(p->r, v);
         break;
@@ -279,15 +264,12 @@ static uint64_t run(contender c, uint32_t P, uint32_t n, uint64_t *ticks, bool p
     pthread_t consumer_thread;
     consumer cons = {&r, NULL, &sink};
     ql_handler h = {&sink, 0, c == C_QL_MESSAGE ? sink_message : sink_value, NULL, NULL, NULL};
-    ql_hooks hooks;
-    memset(&hooks, 0, sizeof hooks);
-    hooks.done = free_message;
 
     switch (c) {
     case C_QL_VALUE:
     case C_QL_MESSAGE:
         QL(ql_queue_new(CAPACITY, &q));
-        QL(ql_listener_new_with_queue(q, &h, 1, c == C_QL_MESSAGE ? &hooks : NULL, false, &l));
+        QL(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
         QL(ql_start(l));
         break;
     case C_QL_RING: {

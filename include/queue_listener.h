@@ -73,16 +73,6 @@
 #define QL_MESSAGE_MAX (1 << 20)
 
 /**
- * Buffered bytes past which lines are written out whatever the policy.
- */
-#define BUFFER_LIMIT (1 << 20)
-
-/**
- * Lines kept while writes fail, past which the oldest are dropped.
- */
-#define RETRY_LIMIT (4 << 20)
-
-/**
  * A listener: a queue, a list of handlers, hooks, and at most one thread
  * (named `ql-listener`) taking records off the queue.
  *

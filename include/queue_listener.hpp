@@ -474,14 +474,19 @@ public:
     explicit handler(const ql_handler &raw)
         : level_(raw.level), raw_(std::make_shared<detail::raw_handler_state>(raw)) {}
 
-    /** Sets a callable run when the listener loop ends, before stop() returns. */
+    /**
+     * Sets a callable run on the listener thread when its loop ends (before
+     * stop() returns) and at each flush() barrier. on_flush and on_batch_end
+     * apply to handlers made from callables; a wrapped ql_handler keeps its
+     * own slots.
+     */
     handler &on_flush(std::function<void()> flush) & {
         flush_ = std::move(flush);
         return *this;
     }
     handler &&on_flush(std::function<void()> flush) && { return std::move(on_flush(std::move(flush))); }
 
-    /** Sets a callable run when the built-in queue was found empty (end of a batch). */
+    /** Sets a callable run when the built-in queue was found empty (the end of a batch). */
     handler &on_batch_end(std::function<void()> batch_end) & {
         batch_end_ = std::move(batch_end);
         return *this;

@@ -111,6 +111,10 @@ pub trait Queue<R>: Send + Sync {
     fn dequeue_idle(&self, block: bool, _idle: &mut dyn FnMut()) -> Dequeued<R> {
         self.dequeue(block)
     }
+    /// True when [`Queue::dequeue_idle`] reports the ends of batches.
+    fn reports_batches(&self) -> bool {
+        false
+    }
     /// Puts flush marker `id` behind every queued record, waiting for room
     /// until `deadline`. The default cannot ([`Error::Unsupported`]).
     fn enqueue_marker(&self, _id: u64, _deadline: Option<Instant>) -> Result<(), Error> {
@@ -882,8 +886,10 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
             }
         }
     }
-    // The loop's last batch ends here.
-    batch_end();
+    // The loop's last batch ends here (for queues that have batches).
+    if shared.queue.reports_batches() && !overrides.dequeue {
+        batch_end();
+    }
     // No more dequeues from here on: a stop now needs no sentinel.
     shared.lock().loop_done = true;
     shared.changed.notify_all();

@@ -372,8 +372,14 @@ impl<R: Send> ChannelQueue<R> {
         let start = Instant::now();
         let mut pauses = SPIN_PAUSES_MIN;
         loop {
-            for _ in 0..pauses {
-                std::hint::spin_loop();
+            if pauses < SPIN_PAUSES_MAX {
+                for _ in 0..pauses {
+                    std::hint::spin_loop();
+                }
+            } else {
+                // Still nothing: let a producer that waits for a core run
+                // (more runnable threads than cores), instead of spinning.
+                std::thread::yield_now();
             }
             if let Ok(item) = self.rx.try_recv() {
                 return Some(item);
@@ -442,6 +448,10 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         false
     }
 
+    fn reports_batches(&self) -> bool {
+        true
+    }
+
     fn enqueue_sentinel(&self) -> SentinelPut {
         match self.tx.try_send(Item::Sentinel) {
             Ok(()) => SentinelPut::Ok,
@@ -451,10 +461,8 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
     }
 
     fn enqueue_marker(&self, id: u64, deadline: Option<Instant>) -> Result<(), Error> {
-        if self.overflow == Overflow::DropOldest {
-            self.put_evicting(Item::Marker(id));
-            return Ok(());
-        }
+        // Never evicts, whatever the policy: the barrier exists to see the
+        // records before it handled, not to drop them.
         match self.tx.try_send(Item::Marker(id)) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Full(_)) if on_listener_thread() => return Err(Error::WouldDeadlock),

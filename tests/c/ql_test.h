@@ -696,3 +696,237 @@ static inline void qlt_cq_wait_at_least(qlt_cq *q, const long *field, long n) {
 }
 
 #endif /* QL_TEST_H */
+
+/* ================================================================ records
+ *
+ * Helpers for built-in records (ql_log / ql_logf), appended for
+ * test_records, test_overflow, test_flush and test_stats:
+ *
+ * - qlt_sink: a handler that casts each record to `const ql_record *`,
+ *   checks its strings are NUL-terminated where their lengths say, and
+ *   keeps a deep copy (the record is valid only during the call). It can
+ *   hold the listener at a latch when it gets a record with a given
+ *   message, run a test's own callback first, count flush and batch_end
+ *   calls, and (with copy off) only count.
+ * - qlt_realtime_ns / qlt_gettid: wall clock and the Linux thread id.
+ */
+#ifndef QL_TEST_RECORDS_H
+#define QL_TEST_RECORDS_H
+
+#include <sys/syscall.h>
+
+static inline int64_t qlt_realtime_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline uint32_t qlt_gettid(void) { return (uint32_t)syscall(SYS_gettid); }
+
+/* A deep copy of one ql_record. */
+typedef struct {
+    int32_t level;
+    uint32_t thread_id;
+    int64_t timestamp_ns;
+    void *user;
+    char *logger; /* logger_len bytes + NUL */
+    size_t logger_len;
+    char *message; /* message_len bytes + NUL */
+    size_t message_len;
+} qlt_rec;
+
+/* True when the copy's message is exactly the C string `text`. */
+static inline bool qlt_rec_is(const qlt_rec *r, const char *text) {
+    size_t n = strlen(text);
+    return r->message_len == n && memcmp(r->message, text, n) == 0;
+}
+
+#define QLT_SINK_GATES 4
+
+typedef struct qlt_sink qlt_sink;
+struct qlt_sink {
+    int id;
+    bool copy; /* keep copies (default); false: count only */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    qlt_rec *recs;
+    size_t len, cap;
+    long count; /* handle calls */
+    /* a record whose message is gate_msg[i] waits at gate[i] first */
+    const char *gate_msg[QLT_SINK_GATES];
+    qlt_latch *gate[QLT_SINK_GATES];
+    /* optional, called first in every handle call (listener thread) */
+    void (*on_record)(qlt_sink *s, const ql_record *r);
+    void *arg;
+    atomic_long flushes;
+    atomic_long count_at_flush; /* `count` at the last flush */
+    qlt_counter batch_ends;     /* batch_end calls (waitable) */
+    atomic_long count_at_batch_end;
+    atomic_long wrong_thread; /* calls not on the listener thread ql-listener */
+};
+
+static inline void qlt_sink_init(qlt_sink *s, int id) {
+    memset(s, 0, sizeof *s);
+    s->id = id;
+    s->copy = true;
+    QLT_PT(pthread_mutex_init(&s->mu, NULL));
+    QLT_PT(pthread_cond_init(&s->cv, NULL));
+    atomic_init(&s->flushes, 0);
+    atomic_init(&s->count_at_flush, -1);
+    qlt_counter_init(&s->batch_ends);
+    atomic_init(&s->count_at_batch_end, -1);
+    atomic_init(&s->wrong_thread, 0);
+}
+
+static inline void qlt_sink_fini(qlt_sink *s) {
+    for (size_t i = 0; i < s->len; i++) {
+        free(s->recs[i].logger);
+        free(s->recs[i].message);
+    }
+    free(s->recs);
+    qlt_counter_destroy(&s->batch_ends);
+    QLT_PT(pthread_cond_destroy(&s->cv));
+    QLT_PT(pthread_mutex_destroy(&s->mu));
+}
+
+static inline void qlt_sink_check_thread(qlt_sink *s) {
+    char name[32] = "";
+    if (pthread_getname_np(pthread_self(), name, sizeof name) != 0 ||
+        strcmp(name, "ql-listener") != 0)
+        atomic_fetch_add(&s->wrong_thread, 1);
+}
+
+static inline int32_t qlt_sink_handle(void *ctx, void *record) {
+    qlt_sink *s = (qlt_sink *)ctx;
+    const ql_record *r = (const ql_record *)record;
+    if (r == NULL) QLT_FAIL("sink %d: NULL record", s->id);
+    if (r->logger == NULL || r->message == NULL)
+        QLT_FAIL("sink %d: record with a NULL logger or message", s->id);
+    if (r->logger[r->logger_len] != '\0' || strlen(r->logger) != r->logger_len)
+        QLT_FAIL("sink %d: logger not NUL-terminated at logger_len %zu", s->id, r->logger_len);
+    if (r->message[r->message_len] != '\0')
+        QLT_FAIL("sink %d: message not NUL-terminated at message_len %zu", s->id, r->message_len);
+    qlt_sink_check_thread(s);
+    if (s->on_record) s->on_record(s, r);
+    for (int i = 0; i < QLT_SINK_GATES; i++) {
+        if (s->gate[i] && s->gate_msg[i] && r->message_len == strlen(s->gate_msg[i]) &&
+            memcmp(r->message, s->gate_msg[i], r->message_len) == 0)
+            qlt_latch_wait(s->gate[i]);
+    }
+    qlt_rec c;
+    memset(&c, 0, sizeof c);
+    if (s->copy) {
+        c.level = r->level;
+        c.thread_id = r->thread_id;
+        c.timestamp_ns = r->timestamp_ns;
+        c.user = r->user;
+        c.logger_len = r->logger_len;
+        c.message_len = r->message_len;
+        c.logger = (char *)malloc(r->logger_len + 1);
+        c.message = (char *)malloc(r->message_len + 1);
+        CHECK(c.logger != NULL && c.message != NULL);
+        memcpy(c.logger, r->logger, r->logger_len + 1);
+        memcpy(c.message, r->message, r->message_len + 1);
+    }
+    QLT_PT(pthread_mutex_lock(&s->mu));
+    if (s->copy) {
+        if (s->len == s->cap) {
+            s->cap = s->cap ? s->cap * 2 : 64;
+            s->recs = (qlt_rec *)realloc(s->recs, s->cap * sizeof *s->recs);
+            CHECK(s->recs != NULL);
+        }
+        s->recs[s->len++] = c;
+    }
+    s->count++;
+    QLT_PT(pthread_cond_broadcast(&s->cv));
+    QLT_PT(pthread_mutex_unlock(&s->mu));
+    return 0;
+}
+
+static inline long qlt_sink_count(qlt_sink *s) {
+    QLT_PT(pthread_mutex_lock(&s->mu));
+    long n = s->count;
+    QLT_PT(pthread_mutex_unlock(&s->mu));
+    return n;
+}
+
+static inline void qlt_sink_flush(void *ctx) {
+    qlt_sink *s = (qlt_sink *)ctx;
+    qlt_sink_check_thread(s);
+    atomic_store(&s->count_at_flush, qlt_sink_count(s));
+    atomic_fetch_add(&s->flushes, 1);
+}
+
+static inline void qlt_sink_batch_end(void *ctx) {
+    qlt_sink *s = (qlt_sink *)ctx;
+    qlt_sink_check_thread(s);
+    atomic_store(&s->count_at_batch_end, qlt_sink_count(s));
+    qlt_counter_add(&s->batch_ends, 1);
+}
+
+/* The sink as a handler; no destroy (the test owns the sink). */
+static inline ql_handler qlt_sink_handler(qlt_sink *s, int32_t level) {
+    ql_handler h;
+    h.ctx = s;
+    h.level = level;
+    h.handle = qlt_sink_handle;
+    h.flush = qlt_sink_flush;
+    h.destroy = NULL;
+    h.batch_end = qlt_sink_batch_end;
+    return h;
+}
+
+/* Waits until the sink got at least n records. */
+static inline void qlt_sink_wait(qlt_sink *s, long n) {
+    struct timespec dl = qlt_deadline();
+    QLT_PT(pthread_mutex_lock(&s->mu));
+    while (s->count < n) qlt_cond_wait(&s->cv, &s->mu, &dl, "records at a sink");
+    QLT_PT(pthread_mutex_unlock(&s->mu));
+}
+
+/* A copy of the i-th record (its strings stay owned by the sink). */
+static inline qlt_rec qlt_sink_at(qlt_sink *s, size_t i) {
+    QLT_PT(pthread_mutex_lock(&s->mu));
+    if (i >= s->len) QLT_FAIL("sink %d: record %zu asked, %zu held", s->id, i, s->len);
+    qlt_rec r = s->recs[i];
+    QLT_PT(pthread_mutex_unlock(&s->mu));
+    return r;
+}
+
+/* Fails unless the sink's messages are exactly `want[0..n)`, in order. */
+#define qlt_sink_expect(s, want, n) qlt_sink_expect_at(__FILE__, __LINE__, (s), (want), (n))
+static inline void qlt_sink_expect_at(const char *file, int line, qlt_sink *s,
+                                      const char *const *want, size_t n) {
+    QLT_PT(pthread_mutex_lock(&s->mu));
+    bool same = s->len == n;
+    for (size_t i = 0; same && i < n; i++) same = qlt_rec_is(&s->recs[i], want[i]);
+    if (!same) {
+        fprintf(stderr, "%s:%d: FAIL: sink %d got %zu records, want %zu\n  got: ", file, line,
+                s->id, s->len, n);
+        for (size_t i = 0; i < s->len; i++)
+            fprintf(stderr, "\"%.*s\" ", (int)(s->recs[i].message_len < 40 ? s->recs[i].message_len : 40),
+                    s->recs[i].message);
+        fprintf(stderr, "\n  want: ");
+        for (size_t i = 0; i < n; i++) fprintf(stderr, "\"%s\" ", want[i]);
+        fputc('\n', stderr);
+        fflush(NULL);
+        _exit(1);
+    }
+    QLT_PT(pthread_mutex_unlock(&s->mu));
+}
+
+/* Logs a C string (level INFO, logger "test"). */
+static inline ql_status qlt_log_str(const ql_queue *q, const char *text) {
+    return ql_log(q, QL_LEVEL_INFO, "test", text, strlen(text));
+}
+
+/* Runs one test function and prints how long it took. */
+#define QLT_RUN(fn)                                                          \
+    do {                                                                     \
+        long long qlt_t0_ = qlt_now_ms();                                    \
+        fn();                                                                \
+        printf("     (%s: %lld ms)\n", #fn, qlt_now_ms() - qlt_t0_);         \
+        fflush(stdout);                                                      \
+    } while (0)
+
+#endif /* QL_TEST_RECORDS_H */
