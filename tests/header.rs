@@ -38,7 +38,7 @@ fn every_exported_name_has_the_ql_prefix() {
         let line = line.trim_end();
         if let Some(rest) = line.strip_prefix("#define ") {
             names.push(
-                rest.split(|c: char| c == ' ' || c == '(')
+                rest.split([' ', '('])
                     .next()
                     .unwrap_or(""),
             );
@@ -55,7 +55,7 @@ fn every_exported_name_has_the_ql_prefix() {
             if let Some(open) = line.find('(') {
                 let before = &line[..open];
                 let name = before
-                    .rsplit(|c: char| c == ' ' || c == '*')
+                    .rsplit([' ', '*'])
                     .next()
                     .unwrap_or("");
                 names.push(name);
