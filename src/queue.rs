@@ -107,10 +107,8 @@ pub struct ChannelQueue<R> {
     dropped: AtomicU64,
     /// Drops not yet reported by a report record.
     unreported: AtomicU64,
-    /// The most items the listener saw queued (sampled).
+    /// The most items the listener saw queued, before any take.
     high_water: AtomicUsize,
-    /// Takes since the depth was last sampled (listener thread only).
-    takes: AtomicUsize,
 }
 
 impl<R: Send> ChannelQueue<R> {
@@ -138,7 +136,6 @@ impl<R: Send> ChannelQueue<R> {
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             high_water: AtomicUsize::new(0),
-            takes: AtomicUsize::new(0),
         })
     }
 
@@ -353,9 +350,6 @@ fn from_item<R>(item: Item<R>) -> Result<R, GetError> {
 /// put wakes it: an idle listener uses no CPU.
 pub const IDLE_SPIN: Duration = Duration::from_micros(100);
 const SPIN_PAUSES_MIN: u32 = 32;
-/// The listener samples the queue's depth (for the high-water mark) at the
-/// start of each batch and every this many records within one.
-const HIGH_WATER_EVERY: usize = 32;
 const SPIN_PAUSES_MAX: u32 = 1024;
 
 impl<R: Send> ChannelQueue<R> {
@@ -421,18 +415,11 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         if let Some(report) = self.take_report() {
             return Dequeued::Record(report);
         }
-        // Sample the depth every HIGH_WATER_EVERY takes and at the start of
-        // each batch: reading it pulls the producers' cache line over.
-        let takes = self.takes.load(Ordering::Relaxed);
-        self.takes.store(takes.wrapping_add(1), Ordering::Relaxed);
-        if takes % HIGH_WATER_EVERY == 0 {
-            self.sample_depth();
-        }
+        // The depth only grows between takes, so measuring it before each
+        // take finds its peak.
+        self.sample_depth();
         let item = if block {
-            self.take_blocking(&mut || {
-                idle();
-                self.takes.store(0, Ordering::Relaxed);
-            })
+            self.take_blocking(idle)
         } else {
             self.rx.try_recv().ok()
         };

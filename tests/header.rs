@@ -37,11 +37,7 @@ fn every_exported_name_has_the_ql_prefix() {
     for line in header.lines() {
         let line = line.trim_end();
         if let Some(rest) = line.strip_prefix("#define ") {
-            names.push(
-                rest.split([' ', '('])
-                    .next()
-                    .unwrap_or(""),
-            );
+            names.push(rest.split([' ', '(']).next().unwrap_or(""));
             continue;
         }
         // Declarations start at column 0 with an identifier (types,
@@ -54,10 +50,7 @@ fn every_exported_name_has_the_ql_prefix() {
         } else if starts_decl && !line.starts_with("extern") && !line.ends_with('{') {
             if let Some(open) = line.find('(') {
                 let before = &line[..open];
-                let name = before
-                    .rsplit([' ', '*'])
-                    .next()
-                    .unwrap_or("");
+                let name = before.rsplit([' ', '*']).next().unwrap_or("");
                 names.push(name);
             } else if let Some(rest) = line.strip_prefix("typedef ") {
                 names.push(rest.trim_end_matches(';').rsplit(' ').next().unwrap_or(""));
