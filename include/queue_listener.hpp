@@ -604,6 +604,15 @@ public:
         return true;
     }
 
+    /**
+     * Opts in to draining at exit (ql_listener_drain_at_exit): if the
+     * program calls exit() while this listener runs, its records are
+     * handled within `timeout` first. Throws ql::error on failure.
+     */
+    void drain_at_exit(std::chrono::milliseconds timeout) {
+        check(ql_listener_drain_at_exit(l_, detail::to_ms(timeout)), "ql_listener_drain_at_exit");
+    }
+
     /** Whether the thread runs (from start() until a stop joins it). */
     bool running() const {
         bool r = false;
