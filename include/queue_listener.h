@@ -647,9 +647,22 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * For tests of the panic boundary: makes the next call of any `ql_*`
+ * function (on any thread) panic inside the library before it does
+ * anything, as an internal bug would. That call then returns
+ * `QL_ERR_PANIC` (functions returning a status), or its documented
+ * fallback: `ql_status_str` and `ql_version` a static text,
+ * `ql_level_name` NULL... see each function; void functions do nothing.
+ * Nothing else changes. The panic message goes to stderr. Not for
+ * production use. Any thread.
+ */
+void ql_debug_panic_next_call(void);
+
+/**
  * The library's version, as in Cargo.toml ("MAJOR.MINOR.PATCH").
  *
- * Returns a static NUL-terminated string; never NULL. Any thread.
+ * Returns a static NUL-terminated string; never NULL (after an internal
+ * panic, "panic inside queue_listener"). Any thread.
  */
 const char *ql_version(void);
 
@@ -1011,7 +1024,8 @@ ql_status ql_queue_set_level(const struct ql_queue *queue, int32_t level);
 
 /**
  * True when a record at `level` would pass the queue's threshold: what
- * `ql_logf` asks before it formats anything. False for a NULL `queue`.
+ * `ql_logf` asks before it formats anything. False for a NULL `queue`;
+ * true after an internal panic (so the following `ql_log` reports it).
  * Any thread.
  *
  * # Safety
@@ -1137,7 +1151,9 @@ void ql_record_free(struct ql_record *record);
  * "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL" for Python's levels,
  * NULL for any other value (print those as numbers, for example "Level 25").
  *
- * Returns a static string; never to be freed. Any thread.
+ * Returns a static string; never to be freed. After an internal panic
+ * (never expected), the static text "panic inside queue_listener". Any
+ * thread.
  */
 const char *ql_level_name(int32_t level);
 
@@ -1194,8 +1210,8 @@ ql_status ql_log_user(const struct ql_queue *queue,
  * The name and meaning of a status, for messages.
  *
  * Takes any integer: an unknown value gives "unknown status". Returns a
- * static NUL-terminated string that must not be freed; never NULL.
- * Any thread.
+ * static NUL-terminated string that must not be freed; never NULL (after
+ * an internal panic, "panic inside queue_listener"). Any thread.
  */
 const char *ql_status_str(ql_status status);
 

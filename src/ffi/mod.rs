@@ -5,6 +5,7 @@
 #![allow(non_camel_case_types)]
 
 use std::ffi::{c_char, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod handlers;
 pub mod listener;
@@ -29,11 +30,33 @@ unsafe impl Send for RawRecord {}
 // SAFETY: as above; `&RawRecord` only gives out the pointer value.
 unsafe impl Sync for RawRecord {}
 
+/// Set by `ql_debug_panic_next_call`: the next boundary panics.
+static PANIC_NEXT: AtomicBool = AtomicBool::new(false);
+
 /// Runs `body`, turning a panic into the return type's fallback value
 /// (`QL_ERR_PANIC` for a status). Every exported function's body goes
 /// through here, so no unwind ever crosses into C.
 pub(crate) fn boundary<T: Fallback>(body: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| T::fallback())
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if PANIC_NEXT.load(Ordering::Relaxed) && PANIC_NEXT.swap(false, Ordering::Relaxed) {
+            panic!("ql_debug_panic_next_call: a panic inside the boundary, on request");
+        }
+        body()
+    }))
+    .unwrap_or_else(|_| T::fallback())
+}
+
+/// For tests of the panic boundary: makes the next call of any `ql_*`
+/// function (on any thread) panic inside the library before it does
+/// anything, as an internal bug would. That call then returns
+/// `QL_ERR_PANIC` (functions returning a status), or its documented
+/// fallback: `ql_status_str` and `ql_version` a static text,
+/// `ql_level_name` NULL... see each function; void functions do nothing.
+/// Nothing else changes. The panic message goes to stderr. Not for
+/// production use. Any thread.
+#[no_mangle]
+pub extern "C" fn ql_debug_panic_next_call() {
+    PANIC_NEXT.store(true, Ordering::Relaxed);
 }
 
 /// The value an exported function returns when its body panicked.
@@ -86,7 +109,8 @@ pub(crate) use {try_out, try_ref};
 
 /// The library's version, as in Cargo.toml ("MAJOR.MINOR.PATCH").
 ///
-/// Returns a static NUL-terminated string; never NULL. Any thread.
+/// Returns a static NUL-terminated string; never NULL (after an internal
+/// panic, "panic inside queue_listener"). Any thread.
 #[no_mangle]
 pub extern "C" fn ql_version() -> *const c_char {
     boundary(|| {

@@ -279,7 +279,8 @@ pub unsafe extern "C" fn ql_queue_set_level(queue: *const ql_queue, level: i32) 
 }
 
 /// True when a record at `level` would pass the queue's threshold: what
-/// `ql_logf` asks before it formats anything. False for a NULL `queue`.
+/// `ql_logf` asks before it formats anything. False for a NULL `queue`;
+/// true after an internal panic (so the following `ql_log` reports it).
 /// Any thread.
 ///
 /// # Safety
@@ -294,8 +295,10 @@ pub unsafe extern "C" fn ql_queue_enabled(queue: *const ql_queue, level: i32) ->
 }
 
 impl super::Fallback for bool {
+    /// `ql_queue_enabled` says yes after a panic, so that `ql_logf` goes
+    /// on to `ql_log`, which reports the failure instead of a silent drop.
     fn fallback() -> Self {
-        false
+        true
     }
 }
 

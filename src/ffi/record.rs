@@ -148,7 +148,9 @@ pub unsafe extern "C" fn ql_record_free(record: *mut ql_record) {
 /// "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL" for Python's levels,
 /// NULL for any other value (print those as numbers, for example "Level 25").
 ///
-/// Returns a static string; never to be freed. Any thread.
+/// Returns a static string; never to be freed. After an internal panic
+/// (never expected), the static text "panic inside queue_listener". Any
+/// thread.
 #[no_mangle]
 pub extern "C" fn ql_level_name(level: i32) -> *const c_char {
     boundary(|| {

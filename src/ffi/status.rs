@@ -128,8 +128,8 @@ pub(crate) fn status_of_get(error: GetError) -> ql_status {
 /// The name and meaning of a status, for messages.
 ///
 /// Takes any integer: an unknown value gives "unknown status". Returns a
-/// static NUL-terminated string that must not be freed; never NULL.
-/// Any thread.
+/// static NUL-terminated string that must not be freed; never NULL (after
+/// an internal panic, "panic inside queue_listener"). Any thread.
 #[no_mangle]
 pub extern "C" fn ql_status_str(status: ql_status) -> *const c_char {
     boundary(|| {
