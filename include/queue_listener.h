@@ -867,10 +867,11 @@ ql_status ql_stop(const struct ql_listener *listener);
  * `ql_stop` with a deadline of `timeout_ms` milliseconds.
  *
  * `QL_ERR_TIMEOUT` when the sentinel could not get in, or the thread did
- * not reach it, in time. The listener then keeps running and usable: if
- * the sentinel got in, the thread ends when it reaches it, and a later
- * `ql_stop` joins it without enqueuing another. Other results as
- * `ql_stop`.
+ * not reach it, in time. The listener then keeps running and usable: a
+ * sentinel this call already queued is skipped when the thread reaches it
+ * (it goes on with the records behind it), and a later `ql_stop` puts its
+ * own, so every record put before that later stop is handled when it
+ * returns. Other results as `ql_stop`.
  *
  * # Safety
  * `listener` must be NULL or a live listener.

@@ -512,8 +512,10 @@ impl<R: Send + 'static> Listener<R> {
     }
 
     /// [`Listener::stop`] with a deadline. On [`Error::Timeout`] the listener
-    /// is still running and usable; if the sentinel already went in, the
-    /// thread ends when it reaches it and a later stop joins it.
+    /// is still running and usable: a sentinel this call already put is
+    /// skipped when the thread reaches it, and a later stop puts its own.
+    /// (If the thread had already taken it, the loop is ending; a later stop
+    /// joins it.)
     pub fn stop_timeout(&self, timeout: Duration) -> Result<(), Error> {
         self.stop_until(Instant::now().checked_add(timeout))
     }
@@ -663,6 +665,8 @@ impl<R: Send + 'static> Shared<R> {
         // Put the sentinel, unless one is already on its way or the loop has
         // ended by itself (then a sentinel would be left behind).
         let mut backoff = Duration::from_micros(20);
+        // Whether this call put the sentinel the thread will stop at.
+        let mut ours = false;
         while ctl.pending_sentinels == 0 && !ctl.loop_done {
             // Count it first: the thread may take it as soon as it is in.
             ctl.pending_sentinels += 1;
@@ -673,7 +677,10 @@ impl<R: Send + 'static> Shared<R> {
                 ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
             }
             let failed = match put {
-                SentinelPut::Ok => break,
+                SentinelPut::Ok => {
+                    ours = true;
+                    break;
+                }
                 SentinelPut::Error => Error::Queue,
                 SentinelPut::Full => match shared.wait_for(ctl, backoff, deadline) {
                     Some(guard) => {
@@ -698,6 +705,15 @@ impl<R: Send + 'static> Shared<R> {
                 None => {
                     ctl = shared.lock();
                     if !ctl.thread_done {
+                        // Left running and usable: the sentinel this call
+                        // put, if the thread has not reached it, is skipped
+                        // when reached (the thread goes on with the records
+                        // behind it), and a later stop puts its own.
+                        if ours && !ctl.loop_done && ctl.pending_sentinels > 0 {
+                            ctl.pending_sentinels -= 1;
+                            ctl.stale_sentinels += 1;
+                        }
+                        ctl.stop_requested = false;
                         ctl.run = Run::Running(handle);
                         shared.changed.notify_all();
                         return Err(Error::Timeout);
