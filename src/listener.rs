@@ -111,6 +111,12 @@ pub trait Queue<R>: Send + Sync {
     fn dequeue_idle(&self, block: bool, _idle: &mut dyn FnMut()) -> Dequeued<R> {
         self.dequeue(block)
     }
+    /// Sentinels taken off the queue by something other than a listener
+    /// since the last call (the program's own get), so that a stop stops
+    /// counting on them. The default knows of none.
+    fn take_vanished_sentinels(&self) -> usize {
+        0
+    }
     /// True when [`Queue::dequeue_idle`] reports the ends of batches.
     fn reports_batches(&self) -> bool {
         false
@@ -343,8 +349,11 @@ struct Control {
     ended_by_error: bool,
     /// The last thread panicked.
     panicked: bool,
-    /// The highest flush marker the listener has taken and served.
-    flushed: u64,
+    /// Flush markers this listener put and has not taken yet.
+    markers: Vec<u64>,
+    /// A stop timed out while the loop was already ending: the next stop
+    /// that joins the thread runs the loop again for the records put since.
+    resume_after_join: bool,
 }
 
 struct Shared<R> {
@@ -360,8 +369,6 @@ struct Shared<R> {
     control: Mutex<Control>,
     changed: Condvar,
     counters: Counters,
-    /// The last flush marker id handed out.
-    next_marker: AtomicU64,
     /// [`fork_generation`] when the listener was made: a listener from an
     /// older generation was inherited across `fork` and has no thread here.
     generation: u64,
@@ -373,6 +380,13 @@ thread_local! {
 }
 
 static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Flush marker ids, unique in the process.
+static NEXT_MARKER: AtomicU64 = AtomicU64::new(1);
+
+/// How often a waiting stop checks that the sentinel it counts on is still
+/// on its way.
+const SENTINEL_CHECK: Duration = Duration::from_millis(50);
 
 /// How many times this process is a `fork` child of a process that used
 /// the library (0 in the original process).
@@ -434,11 +448,11 @@ impl<R: Send + 'static> Listener<R> {
                     stale_sentinels: 0,
                     ended_by_error: false,
                     panicked: false,
-                    flushed: 0,
+                    markers: Vec::new(),
+                    resume_after_join: false,
                 }),
                 changed: Condvar::new(),
                 counters: Counters::default(),
-                next_marker: AtomicU64::new(0),
                 generation: fork_generation(),
             }),
         }
@@ -467,6 +481,7 @@ impl<R: Send + 'static> Listener<R> {
                     // The thread has released the lock for the last time.
                     let _ = handle.join();
                     ctl.retire_sentinels();
+                    ctl.resume_after_join = false;
                     break;
                 }
                 Run::Running(handle) if ctl.loop_done => {
@@ -537,6 +552,8 @@ impl<R: Send + 'static> Listener<R> {
         };
         let mut ctl = shared.lock();
         ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
+        // A stop counting on this sentinel must put its own.
+        shared.changed.notify_all();
         Err(failed)
     }
 
@@ -606,15 +623,29 @@ impl<R: Send + 'static> Listener<R> {
                 return Err(Error::NotRunning);
             }
         }
-        let id = shared.next_marker.fetch_add(1, Ordering::Relaxed) + 1;
-        shared.queue.enqueue_marker(id, deadline)?;
+        // Unique among all listeners: on a queue several listeners share,
+        // a marker another listener takes never completes this flush.
+        let id = NEXT_MARKER.fetch_add(1, Ordering::Relaxed);
+        shared.lock().markers.push(id);
+        let forget = |ctl: &mut Control| ctl.markers.retain(|&m| m != id);
+        if let Err(e) = shared.queue.enqueue_marker(id, deadline) {
+            forget(&mut shared.lock());
+            return Err(e);
+        }
         let mut ctl = shared.lock();
-        while ctl.flushed < id {
+        while ctl.markers.contains(&id) {
             if ctl.loop_done {
                 // The loop ended before reaching the marker.
+                forget(&mut ctl);
                 return Err(Error::NotRunning);
             }
-            ctl = shared.wait(ctl, deadline).ok_or(Error::Timeout)?;
+            ctl = match shared.wait(ctl, deadline) {
+                Some(guard) => guard,
+                None => {
+                    forget(&mut shared.lock());
+                    return Err(Error::Timeout);
+                }
+            };
         }
         Ok(())
     }
@@ -639,8 +670,8 @@ impl Stopper {
 }
 
 impl<R: Send + 'static> Shared<R> {
-    fn stop_until(&self, deadline: Option<Instant>) -> Result<(), Error> {
-        let shared = self;
+    fn stop_until(self: &Arc<Self>, deadline: Option<Instant>) -> Result<(), Error> {
+        let shared = &**self;
         if THIS_LISTENER.with(Cell::get) == self.id {
             return Err(Error::WouldDeadlock);
         }
@@ -650,7 +681,7 @@ impl<R: Send + 'static> Shared<R> {
         }
         let mut ctl = shared.lock();
         // Wait out a stop in progress in another thread; take over a run.
-        let handle = loop {
+        let mut handle = loop {
             match std::mem::replace(&mut ctl.run, Run::Stopping) {
                 Run::Running(handle) => break handle,
                 Run::Idle => {
@@ -662,77 +693,123 @@ impl<R: Send + 'static> Shared<R> {
             ctl = shared.wait(ctl, deadline).ok_or(Error::Timeout)?;
         };
         ctl.stop_requested = true;
-        // Put the sentinel, unless one is already on its way or the loop has
-        // ended by itself (then a sentinel would be left behind).
         let mut backoff = Duration::from_micros(20);
         // Whether this call put the sentinel the thread will stop at.
         let mut ours = false;
-        while ctl.pending_sentinels == 0 && !ctl.loop_done {
-            // Count it first: the thread may take it as soon as it is in.
-            ctl.pending_sentinels += 1;
-            drop(ctl);
-            let put = shared.hooks.enqueue_sentinel(&*shared.queue);
-            ctl = shared.lock();
-            if put != SentinelPut::Ok {
-                ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
-            }
-            let failed = match put {
-                SentinelPut::Ok => {
-                    ours = true;
-                    break;
+        'run: loop {
+            // Put the sentinel, unless one is already on its way or the loop
+            // has ended by itself (then a sentinel would be left behind).
+            while ctl.pending_sentinels == 0 && !ctl.loop_done {
+                // Count it first: the thread may take it as soon as it is in.
+                ctl.pending_sentinels += 1;
+                drop(ctl);
+                let put = shared.hooks.enqueue_sentinel(&*shared.queue);
+                ctl = shared.lock();
+                if put != SentinelPut::Ok {
+                    ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
                 }
-                SentinelPut::Error => Error::Queue,
-                SentinelPut::Full => match shared.wait_for(ctl, backoff, deadline) {
-                    Some(guard) => {
-                        ctl = guard;
-                        backoff = (backoff * 2).min(Duration::from_millis(5));
-                        continue;
+                let failed = match put {
+                    SentinelPut::Ok => {
+                        ours = true;
+                        break;
                     }
-                    None => {
-                        ctl = shared.lock();
-                        Error::Timeout
+                    SentinelPut::Error => Error::Queue,
+                    SentinelPut::Full => match shared.wait_for(ctl, backoff, deadline) {
+                        Some(guard) => {
+                            ctl = guard;
+                            backoff = (backoff * 2).min(Duration::from_millis(5));
+                            continue;
+                        }
+                        None => {
+                            ctl = shared.lock();
+                            Error::Timeout
+                        }
+                    },
+                };
+                ctl.stop_requested = false;
+                ctl.run = Run::Running(handle);
+                shared.changed.notify_all();
+                return Err(failed);
+            }
+            if ctl.thread_done {
+                // The thread has done its work; it only has to return.
+                if ctl.resume_after_join && !ctl.panicked {
+                    // A timed-out stop let this run end under records put
+                    // after it: run the loop again, until this stop's own
+                    // sentinel.
+                    ctl.resume_after_join = false;
+                    ctl.retire_sentinels();
+                    ctl.loop_done = false;
+                    ctl.thread_done = false;
+                    ctl.ended_by_error = false;
+                    let next = Arc::clone(self);
+                    let spawned = thread::Builder::new()
+                        .name("ql-listener".into())
+                        .spawn(move || monitor(next));
+                    match spawned {
+                        Ok(new) => {
+                            let _ = std::mem::replace(&mut handle, new).join();
+                            ours = false;
+                            continue 'run;
+                        }
+                        Err(_) => {
+                            let _ = handle.join();
+                            ctl.run = Run::Idle;
+                            ctl.stop_requested = false;
+                            shared.changed.notify_all();
+                            return Err(Error::Thread);
+                        }
                     }
-                },
-            };
-            ctl.stop_requested = false;
-            ctl.run = Run::Running(handle);
-            shared.changed.notify_all();
-            return Err(failed);
-        }
-        while !ctl.thread_done {
-            match shared.wait(ctl, deadline) {
+                }
+                ctl.resume_after_join = false;
+                let joined = handle.join();
+                let panicked = joined.is_err() || ctl.panicked;
+                ctl.retire_sentinels();
+                ctl.run = Run::Idle;
+                shared.changed.notify_all();
+                return if panicked {
+                    Err(Error::Panicked)
+                } else if ctl.ended_by_error {
+                    Err(Error::Queue)
+                } else {
+                    Ok(())
+                };
+            }
+            // Wait for the thread, looking again now and then: a sentinel
+            // this stop counted on can vanish (a concurrent
+            // ql_enqueue_sentinel that failed, or a program's get that took
+            // it off the queue), and then this stop must put its own.
+            match shared.wait_for(ctl, SENTINEL_CHECK, deadline) {
                 Some(guard) => ctl = guard,
                 None => {
                     ctl = shared.lock();
-                    if !ctl.thread_done {
-                        // Left running and usable: the sentinel this call
-                        // put, if the thread has not reached it, is skipped
-                        // when reached (the thread goes on with the records
-                        // behind it), and a later stop puts its own.
-                        if ours && !ctl.loop_done && ctl.pending_sentinels > 0 {
-                            ctl.pending_sentinels -= 1;
-                            ctl.stale_sentinels += 1;
-                        }
-                        ctl.stop_requested = false;
-                        ctl.run = Run::Running(handle);
-                        shared.changed.notify_all();
-                        return Err(Error::Timeout);
+                    if ctl.thread_done {
+                        continue 'run;
                     }
+                    // Left running and usable: the sentinel this call
+                    // put, if the thread has not reached it, is skipped
+                    // when reached (the thread goes on with the records
+                    // behind it), and a later stop puts its own.
+                    if ours && !ctl.loop_done && ctl.pending_sentinels > 0 {
+                        ctl.pending_sentinels -= 1;
+                        ctl.stale_sentinels += 1;
+                    }
+                    // If the thread has already taken its sentinel it is
+                    // ending: the next stop runs the loop again for the
+                    // records put meanwhile.
+                    if ctl.loop_done {
+                        ctl.resume_after_join = true;
+                    }
+                    ctl.stop_requested = false;
+                    ctl.run = Run::Running(handle);
+                    shared.changed.notify_all();
+                    return Err(Error::Timeout);
                 }
             }
-        }
-        // The thread has done its work; it only has to return.
-        let joined = handle.join();
-        let panicked = joined.is_err() || ctl.panicked;
-        ctl.retire_sentinels();
-        ctl.run = Run::Idle;
-        shared.changed.notify_all();
-        if panicked {
-            Err(Error::Panicked)
-        } else if ctl.ended_by_error {
-            Err(Error::Queue)
-        } else {
-            Ok(())
+            // Sentinels the program took off the queue itself no longer
+            // count (the loop above then puts a new one).
+            let vanished = shared.queue.take_vanished_sentinels();
+            ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(vanished);
         }
     }
 }
@@ -881,7 +958,8 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                     handler.flush();
                 }
                 let mut ctl = shared.lock();
-                ctl.flushed = ctl.flushed.max(id);
+                // Serves this listener's own marker only.
+                ctl.markers.retain(|&m| m != id);
                 shared.changed.notify_all();
             }
             Dequeued::Error => {

@@ -109,6 +109,8 @@ pub struct ChannelQueue<R> {
     unreported: AtomicU64,
     /// The most items the listener saw queued, before any take.
     high_water: AtomicUsize,
+    /// Sentinels taken by `get*` (not by a listener) and not yet reported.
+    vanished: AtomicUsize,
 }
 
 impl<R: Send> ChannelQueue<R> {
@@ -136,6 +138,7 @@ impl<R: Send> ChannelQueue<R> {
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             high_water: AtomicUsize::new(0),
+            vanished: AtomicUsize::new(0),
         })
     }
 
@@ -270,7 +273,7 @@ impl<R: Send> ChannelQueue<R> {
                 .and_then(from_item)
             {
                 Err(GetError::Marker) => continue,
-                other => return other,
+                other => return self.note_sentinel(other),
             }
         }
     }
@@ -281,7 +284,7 @@ impl<R: Send> ChannelQueue<R> {
             match self.rx.try_recv() {
                 Ok(item) => match from_item(item) {
                     Err(GetError::Marker) => continue,
-                    other => return other,
+                    other => return self.note_sentinel(other),
                 },
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
                     return Err(GetError::Empty)
@@ -301,13 +304,21 @@ impl<R: Send> ChannelQueue<R> {
             match got {
                 Ok(item) => match from_item(item) {
                     Err(GetError::Marker) => continue,
-                    other => return other,
+                    other => return self.note_sentinel(other),
                 },
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
                     return Err(GetError::Timeout)
                 }
             }
         }
+    }
+
+    /// Counts a sentinel a get took, for the stop that counts on it.
+    fn note_sentinel(&self, got: Result<R, GetError>) -> Result<R, GetError> {
+        if let Err(GetError::Sentinel) = got {
+            self.vanished.fetch_add(1, Ordering::Relaxed);
+        }
+        got
     }
 
     /// Items queued now (records and sentinels).
@@ -437,6 +448,13 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
 
     fn reports_batches(&self) -> bool {
         true
+    }
+
+    fn take_vanished_sentinels(&self) -> usize {
+        if self.vanished.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.vanished.swap(0, Ordering::Relaxed)
     }
 
     fn enqueue_sentinel(&self) -> SentinelPut {
