@@ -480,6 +480,7 @@ impl<R: Send + 'static> Listener<R> {
                 Run::Running(handle) if ctl.thread_done => {
                     // The thread has released the lock for the last time.
                     let _ = handle.join();
+                    shared.absorb_vanished(&mut ctl);
                     ctl.retire_sentinels();
                     ctl.resume_after_join = false;
                     break;
@@ -738,6 +739,7 @@ impl<R: Send + 'static> Shared<R> {
                     // after it: run the loop again, until this stop's own
                     // sentinel.
                     ctl.resume_after_join = false;
+                    shared.absorb_vanished(&mut ctl);
                     ctl.retire_sentinels();
                     ctl.loop_done = false;
                     ctl.thread_done = false;
@@ -764,6 +766,7 @@ impl<R: Send + 'static> Shared<R> {
                 ctl.resume_after_join = false;
                 let joined = handle.join();
                 let panicked = joined.is_err() || ctl.panicked;
+                shared.absorb_vanished(&mut ctl);
                 ctl.retire_sentinels();
                 ctl.run = Run::Idle;
                 shared.changed.notify_all();
@@ -808,8 +811,7 @@ impl<R: Send + 'static> Shared<R> {
             }
             // Sentinels the program took off the queue itself no longer
             // count (the loop above then puts a new one).
-            let vanished = shared.queue.take_vanished_sentinels();
-            ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(vanished);
+            shared.absorb_vanished(&mut ctl);
         }
     }
 }
@@ -839,6 +841,17 @@ impl Control {
 }
 
 impl<R> Shared<R> {
+    /// Sentinels the program took off the queue itself (its own get) no
+    /// longer count: those of the current run first, then stale ones.
+    fn absorb_vanished(&self, ctl: &mut Control) {
+        let vanished = self.queue.take_vanished_sentinels();
+        if vanished > 0 {
+            let from_pending = vanished.min(ctl.pending_sentinels);
+            ctl.pending_sentinels -= from_pending;
+            ctl.stale_sentinels = ctl.stale_sentinels.saturating_sub(vanished - from_pending);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Control> {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -937,6 +950,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
             Dequeued::Sentinel => {
                 let stale = {
                     let mut ctl = shared.lock();
+                    shared.absorb_vanished(&mut ctl);
                     if ctl.stale_sentinels > 0 {
                         ctl.stale_sentinels -= 1;
                         true
