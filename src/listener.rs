@@ -842,13 +842,14 @@ impl Control {
 
 impl<R> Shared<R> {
     /// Sentinels the program took off the queue itself (its own get) no
-    /// longer count: those of the current run first, then stale ones.
+    /// longer count. A get takes the oldest first, and stale sentinels are
+    /// older than the pending ones, so stale ones go first.
     fn absorb_vanished(&self, ctl: &mut Control) {
         let vanished = self.queue.take_vanished_sentinels();
         if vanished > 0 {
-            let from_pending = vanished.min(ctl.pending_sentinels);
-            ctl.pending_sentinels -= from_pending;
-            ctl.stale_sentinels = ctl.stale_sentinels.saturating_sub(vanished - from_pending);
+            let from_stale = vanished.min(ctl.stale_sentinels);
+            ctl.stale_sentinels -= from_stale;
+            ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(vanished - from_stale);
         }
     }
 
