@@ -118,7 +118,7 @@ impl Pattern {
                 Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Piece::Time => clock.write_iso8601(record.timestamp_ns, out),
                 Piece::Level => match level_name(record.level) {
-                    Some(name) => out.extend_from_slice(name.as_bytes()),
+                    Some(name) => out.extend_from_slice(name.to_bytes()),
                     None => {
                         let _ = write!(out, "Level {}", record.level);
                     }

@@ -496,17 +496,8 @@ impl<R: Send + 'static> Listener<R> {
                 }
             }
         }
-        ctl.ended_by_error = false;
-        ctl.loop_done = false;
-        ctl.thread_done = false;
         ctl.stop_requested = false;
-        ctl.panicked = false;
-        let shared = Arc::clone(&self.shared);
-        let handle = thread::Builder::new()
-            .name("ql-listener".into())
-            .spawn(move || monitor(shared))
-            .map_err(|_| Error::Thread)?;
-        ctl.run = Run::Running(handle);
+        ctl.run = Run::Running(self.shared.spawn_run(&mut ctl)?);
         Ok(())
     }
 
@@ -671,6 +662,19 @@ impl Stopper {
 }
 
 impl<R: Send + 'static> Shared<R> {
+    /// Resets the per-run state and spawns a listener thread for a new run.
+    fn spawn_run(self: &Arc<Self>, ctl: &mut Control) -> Result<JoinHandle<()>, Error> {
+        ctl.loop_done = false;
+        ctl.thread_done = false;
+        ctl.ended_by_error = false;
+        ctl.panicked = false;
+        let shared = Arc::clone(self);
+        thread::Builder::new()
+            .name("ql-listener".into())
+            .spawn(move || monitor(shared))
+            .map_err(|_| Error::Thread)
+    }
+
     fn stop_until(self: &Arc<Self>, deadline: Option<Instant>) -> Result<(), Error> {
         let shared = &**self;
         if THIS_LISTENER.with(Cell::get) == self.id {
@@ -741,25 +745,18 @@ impl<R: Send + 'static> Shared<R> {
                     ctl.resume_after_join = false;
                     shared.absorb_vanished(&mut ctl);
                     ctl.retire_sentinels();
-                    ctl.loop_done = false;
-                    ctl.thread_done = false;
-                    ctl.ended_by_error = false;
-                    let next = Arc::clone(self);
-                    let spawned = thread::Builder::new()
-                        .name("ql-listener".into())
-                        .spawn(move || monitor(next));
-                    match spawned {
+                    match self.spawn_run(&mut ctl) {
                         Ok(new) => {
                             let _ = std::mem::replace(&mut handle, new).join();
                             ours = false;
                             continue 'run;
                         }
-                        Err(_) => {
+                        Err(e) => {
                             let _ = handle.join();
                             ctl.run = Run::Idle;
                             ctl.stop_requested = false;
                             shared.changed.notify_all();
-                            return Err(Error::Thread);
+                            return Err(e);
                         }
                     }
                 }

@@ -142,11 +142,6 @@ impl<R: Send> ChannelQueue<R> {
         })
     }
 
-    /// The overflow policy given at creation.
-    pub fn overflow(&self) -> Overflow {
-        self.overflow
-    }
-
     /// Counts one dropped record (the caller dropped it because a put
     /// refused it).
     pub fn count_drop(&self) {

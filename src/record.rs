@@ -8,6 +8,7 @@
 //! than [`MAX_MESSAGE`] bytes is cut there and ends with [`CUT_MARKER`].
 
 use std::cell::Cell;
+use std::ffi::CStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -28,16 +29,17 @@ pub mod level {
     pub const CRITICAL: i32 = 50;
 }
 
-/// Python's name for a level: "DEBUG", "INFO", ... and "Level N" for the
-/// others (as `logging.getLevelName`), written into `out`.
-pub fn level_name(level: i32) -> Option<&'static str> {
+/// Python's name for a level ("DEBUG", "INFO", ...), as a static C
+/// string; `None` for other levels (`logging.getLevelName` writes those as
+/// "Level N").
+pub fn level_name(level: i32) -> Option<&'static CStr> {
     Some(match level {
-        level::NOTSET => "NOTSET",
-        level::DEBUG => "DEBUG",
-        level::INFO => "INFO",
-        level::WARNING => "WARNING",
-        level::ERROR => "ERROR",
-        level::CRITICAL => "CRITICAL",
+        level::NOTSET => c"NOTSET",
+        level::DEBUG => c"DEBUG",
+        level::INFO => c"INFO",
+        level::WARNING => c"WARNING",
+        level::ERROR => c"ERROR",
+        level::CRITICAL => c"CRITICAL",
         _ => return None,
     })
 }
@@ -312,7 +314,7 @@ mod tests {
 
     #[test]
     fn level_names_are_pythons() {
-        assert_eq!(level_name(30), Some("WARNING"));
+        assert_eq!(level_name(30), Some(c"WARNING"));
         assert_eq!(level_name(31), None);
     }
 }

@@ -50,8 +50,10 @@ pub(crate) fn boundary<T: Fallback>(body: impl FnOnce() -> T) -> T {
 /// function (on any thread) panic inside the library before it does
 /// anything, as an internal bug would. That call then returns
 /// `QL_ERR_PANIC` (functions returning a status), or its documented
-/// fallback: `ql_status_str` and `ql_version` a static text,
-/// `ql_level_name` NULL... see each function; void functions do nothing.
+/// fallback: `ql_status_str`, `ql_version` and `ql_level_name` the static
+/// text "panic inside queue_listener", `ql_queue_enabled` true, the
+/// `*_default` functions the defaults, `ql_handler_lines_lost` 0; void
+/// functions do nothing.
 /// Nothing else changes. The panic message goes to stderr. Not for
 /// production use. Any thread.
 #[no_mangle]

@@ -1,13 +1,13 @@
 //! `ql_record`, the built-in record, and the producer API (`ql_log`).
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_void, CStr};
 use std::ptr;
 use std::slice;
 
 use super::queue::ql_queue;
 use super::{boundary, ql_status, try_ref, RawRecord, QL_ERR_NULL, QL_OK};
 use crate::queue::PutError;
-use crate::record::LogRecord;
+use crate::record::{level_name, LogRecord};
 
 /// Python's level NOTSET (0): a handler at this level gets every record.
 pub const QL_LEVEL_NOTSET: i32 = 0;
@@ -153,18 +153,7 @@ pub unsafe extern "C" fn ql_record_free(record: *mut ql_record) {
 /// thread.
 #[no_mangle]
 pub extern "C" fn ql_level_name(level: i32) -> *const c_char {
-    boundary(|| {
-        let name: &'static std::ffi::CStr = match level {
-            QL_LEVEL_NOTSET => c"NOTSET",
-            QL_LEVEL_DEBUG => c"DEBUG",
-            QL_LEVEL_INFO => c"INFO",
-            QL_LEVEL_WARNING => c"WARNING",
-            QL_LEVEL_ERROR => c"ERROR",
-            QL_LEVEL_CRITICAL => c"CRITICAL",
-            _ => return ptr::null(),
-        };
-        name.as_ptr()
-    })
+    boundary(|| level_name(level).map_or(ptr::null(), CStr::as_ptr))
 }
 
 /// # Safety
