@@ -929,7 +929,8 @@ ql_status ql_listener_stats(const struct ql_listener *listener, struct ql_stats 
  * never be handled) or its loop ended before the barrier;
  * `QL_ERR_WOULD_DEADLOCK` from the listener thread (inside a handler or
  * hook); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
- * cannot carry a barrier; `QL_ERR_NULL`. Any thread, concurrently with
+ * cannot carry a barrier, or whose hooks replace `dequeue`, which cannot
+ * hand one on; `QL_ERR_NULL`. Any thread, concurrently with
  * everything but `ql_listener_free`.
  *
  * # Safety
@@ -1096,9 +1097,13 @@ ql_status ql_queue_put_timeout(const struct ql_queue *queue, void *record, uint6
  * Takes the oldest record, waiting for one.
  *
  * `QL_OK` writes it to `*record_out`; the caller owns it. When the oldest
- * item is a sentinel, it is removed and `QL_ERR_SENTINEL` is returned with
- * `*record_out` untouched. Meant for draining a queue no listener is
- * running on: a get competes with the listener for records.
+ * item is a listener's sentinel, it is removed and `QL_ERR_SENTINEL` is
+ * returned with `*record_out` untouched (that listener's next stop puts
+ * another). Meant for draining a queue no listener is running on: a get
+ * competes with the listeners for records. Passed over: flush barriers
+ * (held for their listener), anything a freed listener left behind
+ * (dropped), and, from a listener's own thread (a `dequeue` hook), the
+ * sentinels of other listeners (held for them).
  *
  * # Safety
  * `queue` must be NULL or a live queue; `record_out` NULL or valid for one

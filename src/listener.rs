@@ -97,8 +97,11 @@ pub struct QueueStats {
 pub trait Queue<R>: Send + Sync {
     /// Takes one record. With `block`, waits until there is one.
     fn dequeue(&self, block: bool) -> Dequeued<R>;
-    /// Tries once, without blocking, to put the sentinel.
-    fn enqueue_sentinel(&self) -> SentinelPut;
+    /// Tries once, without blocking, to put a sentinel addressed to the
+    /// listener with id `listener` (see [`Listener::id`]). A queue shared
+    /// by several listeners gives each sentinel to its own listener; a
+    /// queue that cannot may let any listener take it.
+    fn enqueue_sentinel(&self, listener: u64) -> SentinelPut;
     /// Acknowledges a dequeued record (`Some`) or the sentinel (`None`).
     fn task_done(&self, _record: Option<&R>) {}
     /// False when `task_done` does nothing, so the listener can skip it.
@@ -111,19 +114,29 @@ pub trait Queue<R>: Send + Sync {
     fn dequeue_idle(&self, block: bool, _idle: &mut dyn FnMut()) -> Dequeued<R> {
         self.dequeue(block)
     }
-    /// Sentinels taken off the queue by something other than a listener
-    /// since the last call (the program's own get), so that a stop stops
-    /// counting on them. The default knows of none.
-    fn take_vanished_sentinels(&self) -> usize {
+    /// Sentinels addressed to `listener` that something other than a
+    /// listener (the program's own get) took off the queue since the last
+    /// call, so that its stop stops counting on them. The default knows of
+    /// none.
+    fn take_vanished_sentinels(&self, _listener: u64) -> usize {
         0
     }
+    /// The listener with this id no longer exists: its sentinels and
+    /// markers still queued are to be dropped when taken.
+    fn forget_listener(&self, _listener: u64) {}
     /// True when [`Queue::dequeue_idle`] reports the ends of batches.
     fn reports_batches(&self) -> bool {
         false
     }
-    /// Puts flush marker `id` behind every queued record, waiting for room
-    /// until `deadline`. The default cannot ([`Error::Unsupported`]).
-    fn enqueue_marker(&self, _id: u64, _deadline: Option<Instant>) -> Result<(), Error> {
+    /// Puts flush marker `id` of listener `listener` behind every queued
+    /// record, waiting for room until `deadline`. The default cannot
+    /// ([`Error::Unsupported`]).
+    fn enqueue_marker(
+        &self,
+        _listener: u64,
+        _id: u64,
+        _deadline: Option<Instant>,
+    ) -> Result<(), Error> {
         Err(Error::Unsupported)
     }
     /// The queue's counters; zeros when it keeps none.
@@ -223,9 +236,10 @@ pub trait Hooks<R>: Send + Sync {
     fn handle(&self, _record: &R) -> Option<Result<(), i32>> {
         None
     }
-    /// Tries once to put the sentinel; the default asks the queue.
-    fn enqueue_sentinel(&self, queue: &dyn Queue<R>) -> SentinelPut {
-        queue.enqueue_sentinel()
+    /// Tries once to put a sentinel for listener `listener`; the default
+    /// asks the queue.
+    fn enqueue_sentinel(&self, queue: &dyn Queue<R>, listener: u64) -> SentinelPut {
+        queue.enqueue_sentinel(listener)
     }
     /// The record's level for `respect_handler_level`; `None` passes all.
     fn record_level(&self, _record: &R) -> Option<i32> {
@@ -256,8 +270,8 @@ impl<R, H: Hooks<R> + ?Sized> Hooks<R> for Arc<H> {
     fn handle(&self, record: &R) -> Option<Result<(), i32>> {
         (**self).handle(record)
     }
-    fn enqueue_sentinel(&self, queue: &dyn Queue<R>) -> SentinelPut {
-        (**self).enqueue_sentinel(queue)
+    fn enqueue_sentinel(&self, queue: &dyn Queue<R>, listener: u64) -> SentinelPut {
+        (**self).enqueue_sentinel(queue, listener)
     }
     fn record_level(&self, record: &R) -> Option<i32> {
         (**self).record_level(record)
@@ -411,7 +425,13 @@ pub fn note_fork_in_child() {
 /// True on any listener thread. A put that would block there could wait for
 /// itself, so the built-in queue refuses it instead.
 pub fn on_listener_thread() -> bool {
-    THIS_LISTENER.with(Cell::get) != 0
+    current_listener() != 0
+}
+
+/// The id of the listener whose thread calls ([`Listener::id`]); 0 on any
+/// other thread.
+pub fn current_listener() -> u64 {
+    THIS_LISTENER.with(Cell::get)
 }
 
 /// A `QueueListener`: a queue, a list of handlers, the hooks, and at most
@@ -537,7 +557,7 @@ impl<R: Send + 'static> Listener<R> {
         }
         // Count it first: the thread may take it as soon as it is in.
         shared.lock().pending_sentinels += 1;
-        let failed = match shared.hooks.enqueue_sentinel(&*shared.queue) {
+        let failed = match shared.hooks.enqueue_sentinel(&*shared.queue, shared.id) {
             SentinelPut::Ok => return Ok(()),
             SentinelPut::Full => Error::Full,
             SentinelPut::Error => Error::Queue,
@@ -569,6 +589,12 @@ impl<R: Send + 'static> Listener<R> {
                 None => Ok(()),
             }),
         }
+    }
+
+    /// The listener's id: unique in the process, never 0. Sentinels and
+    /// flush markers are addressed with it.
+    pub fn id(&self) -> u64 {
+        self.shared.id
     }
 
     /// True when called from this listener's own thread.
@@ -620,7 +646,7 @@ impl<R: Send + 'static> Listener<R> {
         let id = NEXT_MARKER.fetch_add(1, Ordering::Relaxed);
         shared.lock().markers.push(id);
         let forget = |ctl: &mut Control| ctl.markers.retain(|&m| m != id);
-        if let Err(e) = shared.queue.enqueue_marker(id, deadline) {
+        if let Err(e) = shared.queue.enqueue_marker(shared.id, id, deadline) {
             forget(&mut shared.lock());
             return Err(e);
         }
@@ -708,7 +734,7 @@ impl<R: Send + 'static> Shared<R> {
                 // Count it first: the thread may take it as soon as it is in.
                 ctl.pending_sentinels += 1;
                 drop(ctl);
-                let put = shared.hooks.enqueue_sentinel(&*shared.queue);
+                let put = shared.hooks.enqueue_sentinel(&*shared.queue, shared.id);
                 ctl = shared.lock();
                 if put != SentinelPut::Ok {
                     ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
@@ -829,6 +855,14 @@ impl<R: Send + 'static> Drop for Listener<R> {
     }
 }
 
+impl<R> Drop for Shared<R> {
+    /// The listener and its thread are gone: the queue drops what is still
+    /// addressed to it. (An inherited listener is never dropped.)
+    fn drop(&mut self) {
+        self.queue.forget_listener(self.id);
+    }
+}
+
 impl Control {
     /// After a join: sentinels the joined thread never took can only end a
     /// later run early, so the next run skips them.
@@ -842,7 +876,7 @@ impl<R> Shared<R> {
     /// longer count. A get takes the oldest first, and stale sentinels are
     /// older than the pending ones, so stale ones go first.
     fn absorb_vanished(&self, ctl: &mut Control) {
-        let vanished = self.queue.take_vanished_sentinels();
+        let vanished = self.queue.take_vanished_sentinels(self.id);
         if vanished > 0 {
             let from_stale = vanished.min(ctl.stale_sentinels);
             ctl.stale_sentinels -= from_stale;

@@ -3,16 +3,27 @@
 //! Records and the sentinel share one channel, so the sentinel lands behind
 //! every record put before it. The sentinel is a variant of its own: no
 //! record value can be mistaken for it.
+//!
+//! Several listeners may share one queue. Each sentinel and flush marker is
+//! addressed to the listener that put it: when another listener's thread
+//! takes it, the queue holds it for its listener, which takes it before
+//! anything else at its next take (and is woken for it if asleep). It was
+//! at the head of the queue when taken, so its listener still meets it
+//! behind every record put before it. Those of a listener that no longer
+//! exists are dropped when taken.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{
-    bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError,
-    TrySendError,
+    bounded, unbounded, Receiver, Select, SendTimeoutError, Sender, TrySendError,
 };
 
-use crate::listener::{on_listener_thread, Dequeued, Error, Queue, QueueStats, SentinelPut};
+use crate::listener::{
+    current_listener, on_listener_thread, Dequeued, Error, Queue, QueueStats, SentinelPut,
+};
 
 /// The largest capacity a bounded queue may have. The slots are allocated
 /// up front, so a larger request is refused instead of risking an abort on
@@ -21,9 +32,62 @@ pub const MAX_CAPACITY: usize = 1 << 24;
 
 enum Item<R> {
     Record(R),
+    /// A sentinel, addressed to the listener with this id.
+    Sentinel(u64),
+    /// A flush barrier of `listener`: it flushes its handlers when it takes it.
+    Marker {
+        listener: u64,
+        id: u64,
+    },
+}
+
+/// A sentinel or flush marker held for its listener.
+#[derive(Debug, Clone, Copy)]
+enum Control {
     Sentinel,
-    /// A flush barrier: the listener flushes its handlers when it takes it.
     Marker(u64),
+}
+
+/// Where one listener's sentinels and flush markers are.
+#[derive(Default)]
+struct Addressee {
+    /// How many are in the channel now.
+    queued: usize,
+    /// Taken off the channel by another thread, waiting for this
+    /// listener's next take, oldest first.
+    held: VecDeque<Control>,
+    /// Sentinels a program's get took, not yet reported to the listener.
+    vanished: usize,
+    /// The listener no longer exists: its items are dropped when taken.
+    gone: bool,
+    /// Wakes the listener's thread, asleep on an empty channel, when an
+    /// item is held for it.
+    wake: Option<(Sender<()>, Receiver<()>)>,
+}
+
+/// The addressees of a queue, by listener id.
+#[derive(Default)]
+struct Book {
+    listeners: HashMap<u64, Addressee>,
+}
+
+/// What a waiting take produced.
+enum Slept<R> {
+    Item(Item<R>),
+    /// An item was held for this thread's listener: look in the book.
+    Woken,
+    TimedOut,
+}
+
+/// How long a take may wait.
+enum Wait<'a> {
+    /// Not at all.
+    No,
+    /// Until the deadline (`None`: for ever).
+    Until(Option<Instant>),
+    /// For ever, telling `idle` and looking again for [`IDLE_SPIN`] before
+    /// sleeping (the listener's take).
+    Spin(&'a mut dyn FnMut()),
 }
 
 /// What a put does when a bounded queue is full. Explicit calls
@@ -92,8 +156,6 @@ pub enum GetError {
     Timeout,
     /// A sentinel was taken off the queue.
     Sentinel,
-    /// A flush marker was taken off the queue (its flush never completes).
-    Marker,
 }
 
 /// A multi-producer FIFO queue of records, with room for the sentinel.
@@ -109,8 +171,11 @@ pub struct ChannelQueue<R> {
     unreported: AtomicU64,
     /// The most items the listener saw queued, before any take.
     high_water: AtomicUsize,
-    /// Sentinels taken by `get*` (not by a listener) and not yet reported.
-    vanished: AtomicUsize,
+    /// Who each sentinel and marker is for, and what was held for whom.
+    book: Mutex<Book>,
+    /// Items held in the book for all listeners: a take looks in the book
+    /// only when this is not 0.
+    held: AtomicUsize,
 }
 
 impl<R: Send> ChannelQueue<R> {
@@ -138,7 +203,8 @@ impl<R: Send> ChannelQueue<R> {
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             high_water: AtomicUsize::new(0),
-            vanished: AtomicUsize::new(0),
+            book: Mutex::new(Book::default()),
+            held: AtomicUsize::new(0),
         })
     }
 
@@ -256,64 +322,44 @@ impl<R: Send> ChannelQueue<R> {
         }
     }
 
-    /// Takes the oldest record or sentinel, waiting for one. Flush markers
-    /// are passed over (the flush that put one then runs into its deadline).
+    /// Takes the oldest record or sentinel, waiting for one.
+    ///
+    /// Flush markers are passed over (held for their listener). On a
+    /// listener thread, sentinels addressed to other listeners are passed
+    /// over too (held for them); elsewhere a sentinel is removed and
+    /// reported, and its listener's stop puts another.
     pub fn get(&self) -> Result<R, GetError> {
-        loop {
-            // Never disconnected: `self` holds a sender.
-            match self
-                .rx
-                .recv()
-                .map_err(|_| GetError::Empty)
-                .and_then(from_item)
-            {
-                Err(GetError::Marker) => continue,
-                other => return self.note_sentinel(other),
-            }
-        }
+        self.get_with(Wait::Until(None), GetError::Timeout)
     }
 
-    /// Takes the oldest record or sentinel if there is one.
+    /// Takes the oldest record or sentinel if there is one (as
+    /// [`ChannelQueue::get`]).
     pub fn get_nowait(&self) -> Result<R, GetError> {
-        loop {
-            match self.rx.try_recv() {
-                Ok(item) => match from_item(item) {
-                    Err(GetError::Marker) => continue,
-                    other => return self.note_sentinel(other),
-                },
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
-                    return Err(GetError::Empty)
-                }
-            }
-        }
+        self.get_with(Wait::No, GetError::Empty)
     }
 
-    /// Takes the oldest record or sentinel, waiting at most `timeout`.
+    /// Takes the oldest record or sentinel, waiting at most `timeout` (as
+    /// [`ChannelQueue::get`]).
     pub fn get_timeout(&self, timeout: Duration) -> Result<R, GetError> {
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            let got = match deadline {
-                Some(deadline) => self.rx.recv_deadline(deadline),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match got {
-                Ok(item) => match from_item(item) {
-                    Err(GetError::Marker) => continue,
-                    other => return self.note_sentinel(other),
-                },
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    return Err(GetError::Timeout)
-                }
-            }
-        }
+        // A deadline too far to represent waits for ever.
+        self.get_with(
+            Wait::Until(Instant::now().checked_add(timeout)),
+            GetError::Timeout,
+        )
     }
 
-    /// Counts a sentinel a get took, for the stop that counts on it.
-    fn note_sentinel(&self, got: Result<R, GetError>) -> Result<R, GetError> {
-        if let Err(GetError::Sentinel) = got {
-            self.vanished.fetch_add(1, Ordering::Relaxed);
+    fn get_with(&self, mut wait: Wait<'_>, none: GetError) -> Result<R, GetError> {
+        loop {
+            match self.take(&mut wait) {
+                Some(Item::Record(r)) => return Ok(r),
+                Some(Item::Sentinel(_)) => return Err(GetError::Sentinel),
+                // Only this listener's own marker, taken by its own thread
+                // through a `dequeue` hook, comes back: a hook cannot hand
+                // a marker on (flush refuses such listeners), so drop it.
+                Some(Item::Marker { .. }) => {}
+                None => return Err(none),
+            }
         }
-        got
     }
 
     /// Items queued now (records and sentinels).
@@ -337,15 +383,9 @@ fn into_record<R>(item: Item<R>) -> R {
         Item::Record(r) => r,
         // Justified: the put paths only ever send `Item::Record` and get
         // back what they sent.
-        Item::Sentinel | Item::Marker(_) => unreachable!("only records are put through this path"),
-    }
-}
-
-fn from_item<R>(item: Item<R>) -> Result<R, GetError> {
-    match item {
-        Item::Record(r) => Ok(r),
-        Item::Sentinel => Err(GetError::Sentinel),
-        Item::Marker(_) => Err(GetError::Marker),
+        Item::Sentinel(_) | Item::Marker { .. } => {
+            unreachable!("only records are put through this path")
+        }
     }
 }
 
@@ -359,11 +399,55 @@ const SPIN_PAUSES_MIN: u32 = 32;
 const SPIN_PAUSES_MAX: u32 = 1024;
 
 impl<R: Send> ChannelQueue<R> {
-    /// A blocking take: when the queue is empty, tells `idle`, then looks
-    /// again for up to [`IDLE_SPIN`] before sleeping.
-    fn take_blocking(&self, idle: &mut dyn FnMut()) -> Option<Item<R>> {
+    /// Takes the next item the calling thread may see, waiting as `wait`
+    /// says; `None` when nothing came in time.
+    ///
+    /// Items held for this thread's listener come first. A sentinel or
+    /// marker addressed to another listener is held for it and passed over;
+    /// one whose listener is gone is dropped. Off listener threads a
+    /// sentinel is returned, and counted as vanished for its listener.
+    fn take(&self, wait: &mut Wait<'_>) -> Option<Item<R>> {
+        loop {
+            if self.held.load(Ordering::Relaxed) != 0 {
+                if let Some(item) = self.take_held(current_listener()) {
+                    return Some(item);
+                }
+            }
+            let item = match wait {
+                Wait::No => self.rx.try_recv().ok(),
+                Wait::Until(deadline) => match self.sleep_take(*deadline) {
+                    Slept::Item(item) => Some(item),
+                    Slept::Woken => continue,
+                    Slept::TimedOut => None,
+                },
+                Wait::Spin(idle) => match self.spin_take(&mut **idle) {
+                    Slept::Item(item) => Some(item),
+                    Slept::Woken => continue,
+                    // Never: a spinning take has no deadline.
+                    Slept::TimedOut => None,
+                },
+            }?;
+            match item {
+                Item::Record(_) => return Some(item),
+                Item::Sentinel(owner) => {
+                    if self.arrived(owner, Control::Sentinel) {
+                        return Some(item);
+                    }
+                }
+                Item::Marker { listener, id } => {
+                    if self.arrived(listener, Control::Marker(id)) {
+                        return Some(item);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A blocking take for the listener: when the queue is empty, tells
+    /// `idle`, then looks again for up to [`IDLE_SPIN`] before sleeping.
+    fn spin_take(&self, idle: &mut dyn FnMut()) -> Slept<R> {
         if let Ok(item) = self.rx.try_recv() {
-            return Some(item);
+            return Slept::Item(item);
         }
         idle();
         // Look again after a pause that doubles: a listener polling a queue
@@ -382,12 +466,136 @@ impl<R: Send> ChannelQueue<R> {
                 std::thread::yield_now();
             }
             if let Ok(item) = self.rx.try_recv() {
-                return Some(item);
+                return Slept::Item(item);
+            }
+            if self.held.load(Ordering::Relaxed) != 0 {
+                return Slept::Woken;
             }
             if start.elapsed() >= IDLE_SPIN {
-                return self.rx.recv().ok();
+                return self.sleep_take(None);
             }
             pauses = (pauses * 2).min(SPIN_PAUSES_MAX);
+        }
+    }
+
+    /// Waits for an item until `deadline` (`None`: for ever). A listener's
+    /// thread also wakes when an item is held for its listener.
+    fn sleep_take(&self, deadline: Option<Instant>) -> Slept<R> {
+        let me = current_listener();
+        let wake = if me == 0 {
+            None
+        } else {
+            match self.wake_for(me) {
+                Some(wake) => Some(wake),
+                None => return Slept::Woken,
+            }
+        };
+        let Some(wake) = wake else {
+            // Never disconnected: `self` holds a sender.
+            let got = match deadline {
+                Some(deadline) => self.rx.recv_deadline(deadline).ok(),
+                None => self.rx.recv().ok(),
+            };
+            return got.map_or(Slept::TimedOut, Slept::Item);
+        };
+        let mut select = Select::new();
+        let data = select.recv(&self.rx);
+        select.recv(&wake);
+        let op = match deadline {
+            Some(deadline) => match select.select_deadline(deadline) {
+                Ok(op) => op,
+                Err(_) => return Slept::TimedOut,
+            },
+            None => select.select(),
+        };
+        if op.index() == data {
+            op.recv(&self.rx).map_or(Slept::TimedOut, Slept::Item)
+        } else {
+            let _ = op.recv(&wake);
+            Slept::Woken
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // The book is consistent after every step: a panic elsewhere while
+        // it was locked leaves nothing half done.
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The receiver that wakes listener `me`'s thread, or `None` when an
+    /// item is already held for it (take it instead of sleeping).
+    fn wake_for(&self, me: u64) -> Option<Receiver<()>> {
+        let mut book = self.book();
+        let addressee = book.listeners.entry(me).or_default();
+        if !addressee.held.is_empty() {
+            return None;
+        }
+        let (_, rx) = addressee.wake.get_or_insert_with(|| bounded(1));
+        Some(rx.clone())
+    }
+
+    /// The oldest item held for listener `me`, if any.
+    fn take_held(&self, me: u64) -> Option<Item<R>> {
+        if me == 0 {
+            return None;
+        }
+        let mut book = self.book();
+        let control = book.listeners.get_mut(&me)?.held.pop_front()?;
+        self.held.fetch_sub(1, Ordering::Relaxed);
+        Some(match control {
+            Control::Sentinel => Item::Sentinel(me),
+            Control::Marker(id) => Item::Marker { listener: me, id },
+        })
+    }
+
+    /// Books `control`, addressed to `owner`, as taken off the channel by
+    /// this thread. True when the caller gets it: it is the caller's own,
+    /// or a sentinel taken by a program's get (then counted as vanished).
+    /// Otherwise it is held for its listener, or dropped when the listener
+    /// is gone.
+    fn arrived(&self, owner: u64, control: Control) -> bool {
+        let me = current_listener();
+        let mut book = self.book();
+        let Some(addressee) = book.listeners.get_mut(&owner) else {
+            // Never booked: nobody can be waiting for it.
+            return owner == me && me != 0;
+        };
+        addressee.queued = addressee.queued.saturating_sub(1);
+        let mine = if owner == me {
+            true
+        } else if addressee.gone {
+            false
+        } else if me == 0 && matches!(control, Control::Sentinel) {
+            addressee.vanished += 1;
+            true
+        } else {
+            addressee.held.push_back(control);
+            self.held.fetch_add(1, Ordering::Relaxed);
+            if let Some((wake, _)) = &addressee.wake {
+                // Full means a wake is already pending.
+                let _ = wake.try_send(());
+            }
+            false
+        };
+        if addressee.gone && addressee.queued == 0 {
+            book.listeners.remove(&owner);
+        }
+        mine
+    }
+
+    /// Counts one more item of `owner` in the channel, before it is sent.
+    fn booked(&self, owner: u64) {
+        self.book().listeners.entry(owner).or_default().queued += 1;
+    }
+
+    /// Takes back [`ChannelQueue::booked`] after a send that failed.
+    fn unbooked(&self, owner: u64) {
+        let mut book = self.book();
+        if let Some(addressee) = book.listeners.get_mut(&owner) {
+            addressee.queued = addressee.queued.saturating_sub(1);
+            if addressee.gone && addressee.queued == 0 {
+                book.listeners.remove(&owner);
+            }
         }
     }
 
@@ -424,15 +632,11 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         // The depth only grows between takes, so measuring it before each
         // take finds its peak.
         self.sample_depth();
-        let item = if block {
-            self.take_blocking(idle)
-        } else {
-            self.rx.try_recv().ok()
-        };
-        match item {
+        let mut wait = if block { Wait::Spin(idle) } else { Wait::No };
+        match self.take(&mut wait) {
             Some(Item::Record(r)) => Dequeued::Record(r),
-            Some(Item::Sentinel) => Dequeued::Sentinel,
-            Some(Item::Marker(id)) => Dequeued::Marker(id),
+            Some(Item::Sentinel(_)) => Dequeued::Sentinel,
+            Some(Item::Marker { id, .. }) => Dequeued::Marker(id),
             None => Dequeued::Empty,
         }
     }
@@ -445,41 +649,74 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         true
     }
 
-    fn take_vanished_sentinels(&self) -> usize {
-        if self.vanished.load(Ordering::Relaxed) == 0 {
-            return 0;
+    fn take_vanished_sentinels(&self, listener: u64) -> usize {
+        match self.book().listeners.get_mut(&listener) {
+            Some(addressee) => std::mem::take(&mut addressee.vanished),
+            None => 0,
         }
-        self.vanished.swap(0, Ordering::Relaxed)
     }
 
-    fn enqueue_sentinel(&self) -> SentinelPut {
-        match self.tx.try_send(Item::Sentinel) {
-            Ok(()) => SentinelPut::Ok,
+    fn enqueue_sentinel(&self, listener: u64) -> SentinelPut {
+        // Booked first: a thread may take it as soon as it is in.
+        self.booked(listener);
+        let put = match self.tx.try_send(Item::Sentinel(listener)) {
+            Ok(()) => return SentinelPut::Ok,
             Err(TrySendError::Full(_)) => SentinelPut::Full,
             Err(TrySendError::Disconnected(_)) => SentinelPut::Error,
-        }
+        };
+        self.unbooked(listener);
+        put
     }
 
-    fn enqueue_marker(&self, id: u64, deadline: Option<Instant>) -> Result<(), Error> {
+    fn enqueue_marker(
+        &self,
+        listener: u64,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        let item = || Item::Marker { listener, id };
         // Never evicts, whatever the policy: the barrier exists to see the
         // records before it handled, not to drop them.
-        match self.tx.try_send(Item::Marker(id)) {
+        self.booked(listener);
+        let failed = match self.tx.try_send(item()) {
             Ok(()) => return Ok(()),
-            Err(TrySendError::Full(_)) if on_listener_thread() => return Err(Error::WouldDeadlock),
-            Err(TrySendError::Full(_)) => {}
-            Err(TrySendError::Disconnected(_)) => return Err(Error::Queue),
-        }
-        let sent = match deadline {
-            Some(deadline) => self.tx.send_deadline(Item::Marker(id), deadline),
-            None => self
-                .tx
-                .send(Item::Marker(id))
-                .map_err(|e| SendTimeoutError::Disconnected(e.0)),
+            Err(TrySendError::Full(_)) if on_listener_thread() => Error::WouldDeadlock,
+            Err(TrySendError::Full(_)) => {
+                let sent = match deadline {
+                    Some(deadline) => self.tx.send_deadline(item(), deadline),
+                    None => self
+                        .tx
+                        .send(item())
+                        .map_err(|e| SendTimeoutError::Disconnected(e.0)),
+                };
+                match sent {
+                    Ok(()) => return Ok(()),
+                    Err(SendTimeoutError::Timeout(_)) => Error::Timeout,
+                    Err(SendTimeoutError::Disconnected(_)) => Error::Queue,
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => Error::Queue,
         };
-        sent.map_err(|e| match e {
-            SendTimeoutError::Timeout(_) => Error::Timeout,
-            SendTimeoutError::Disconnected(_) => Error::Queue,
-        })
+        self.unbooked(listener);
+        Err(failed)
+    }
+
+    fn forget_listener(&self, listener: u64) {
+        let mut book = self.book();
+        let Some(addressee) = book.listeners.get_mut(&listener) else {
+            return;
+        };
+        self.held.fetch_sub(addressee.held.len(), Ordering::Relaxed);
+        if addressee.queued == 0 {
+            book.listeners.remove(&listener);
+        } else {
+            // Items still in the channel are dropped as they are taken.
+            *addressee = Addressee {
+                queued: addressee.queued,
+                gone: true,
+                ..Addressee::default()
+            };
+        }
     }
 
     fn stats(&self) -> QueueStats {

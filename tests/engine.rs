@@ -239,7 +239,7 @@ impl Queue<u32> for Draining {
             None => Dequeued::Empty,
         }
     }
-    fn enqueue_sentinel(&self) -> queue_listener::SentinelPut {
+    fn enqueue_sentinel(&self, _listener: u64) -> queue_listener::SentinelPut {
         self.1.fetch_add(1, Ordering::SeqCst);
         queue_listener::SentinelPut::Ok
     }

@@ -619,7 +619,10 @@ enum Item {
         owner: u32,
         run: u32,
     },
-    Marker,
+    /// A flush barrier put by listener `owner`.
+    Marker {
+        owner: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -650,6 +653,9 @@ struct Model {
     put_ok: Vec<u64>,
     /// The handler is held at the gate: nothing is taken off the queue.
     blocked: bool,
+    /// Barriers of the listener that a get passed over: held by the queue
+    /// for the listener's next take, ahead of the queue.
+    held: VecDeque<Item>,
     /// Calls of the handler's `flush`: barriers served and loops ended.
     flushes: u64,
     next_listener: u32,
@@ -667,48 +673,33 @@ impl Model {
             .is_some_and(|l| l.active && !l.loop_ended)
     }
 
-    /// Lets the listener take everything it will take: records are handled,
-    /// barriers served, stale sentinels skipped, until its sentinel.
+    /// Lets the listener take everything it will take: held barriers
+    /// first, then records are handled, barriers served, stale sentinels
+    /// skipped, until its sentinel.
     ///
     /// Sentinels from earlier runs of the same listener that the run never
-    /// reached are skipped by later runs (documented). The library counts
-    /// sentinels rather than naming them, so a sentinel another listener
-    /// left on the queue takes the place of this listener's oldest one
-    /// still queued (that one then counts as the other listener's).
+    /// reached are skipped by later runs (documented). Sentinels and
+    /// barriers are addressed to the listener that put them: those of a
+    /// listener that no longer exists are dropped when taken.
     fn settle(&mut self) {
         if self.blocked || !self.consuming() {
             return;
         }
         let l = self.listener.as_mut().expect("consuming");
-        while let Some(item) = self.queue.pop_front() {
+        while let Some(item) = self.held.pop_front().or_else(|| self.queue.pop_front()) {
             match item {
                 Item::Rec(r) => {
                     self.handled.push(r);
                     l.handled += 1;
                 }
-                Item::Marker => self.flushes += 1,
+                Item::Marker { owner } => {
+                    if owner == l.id {
+                        self.flushes += 1;
+                    }
+                }
                 Item::Sent { owner, run } => {
-                    let run = if owner == l.id {
-                        run
-                    } else {
-                        // Trade places with our oldest queued sentinel.
-                        let ours = self
-                            .queue
-                            .iter()
-                            .position(|i| matches!(i, Item::Sent { owner, .. } if *owner == l.id));
-                        match ours {
-                            Some(at) => {
-                                let Item::Sent { run, .. } = self.queue[at] else {
-                                    unreachable!()
-                                };
-                                self.queue[at] = Item::Sent { owner, run: 0 };
-                                run
-                            }
-                            None => l.run,
-                        }
-                    };
-                    if run < l.run {
-                        continue; // stale: skipped
+                    if owner != l.id || run < l.run {
+                        continue; // another's: dropped; stale: skipped
                     }
                     l.loop_ended = true;
                     self.flushes += 1;
@@ -716,6 +707,11 @@ impl Model {
                 }
             }
         }
+    }
+
+    /// The live listener's id, if there is one.
+    fn live(&self) -> Option<u32> {
+        self.listener.as_ref().map(|l| l.id)
     }
 
     /// A stop that returns Ok (the handler is free).
@@ -846,6 +842,7 @@ impl SeqRun {
             expect(self.step, "free", got, &[Res::Ok])?;
             self.m.stop();
             self.m.listener = None;
+            self.m.held.clear();
         }
         Ok(())
     }
@@ -949,7 +946,8 @@ impl SeqRun {
                     expect(step, "flush", got, allowed)?;
                     if self.m.consuming() {
                         // Its barrier is served (now, or after a timeout).
-                        self.m.queue.push_back(Item::Marker);
+                        let owner = self.m.live().expect("listener");
+                        self.m.queue.push_back(Item::Marker { owner });
                     }
                 }
             }
@@ -987,11 +985,21 @@ impl SeqRun {
             }
             Op::GetNowait => {
                 let got = self.sut.get_nowait();
+                // A barrier of the live listener is held for it; the
+                // sentinels and barriers of freed listeners are dropped.
+                let live = self.m.live();
                 let want = loop {
                     match self.m.queue.pop_front() {
-                        Some(Item::Marker) => continue,
+                        Some(Item::Marker { owner }) => {
+                            if Some(owner) == live {
+                                self.m.held.push_back(Item::Marker { owner });
+                            }
+                        }
                         Some(Item::Rec(r)) => break Got::Rec(r),
-                        Some(Item::Sent { .. }) => break Got::Sentinel,
+                        Some(Item::Sent { owner, .. }) if Some(owner) == live => {
+                            break Got::Sentinel
+                        }
+                        Some(Item::Sent { .. }) => {}
                         None => break Got::Empty,
                     }
                 };
@@ -1065,7 +1073,7 @@ impl SeqRun {
                 let got = self.sut.flush(ms).expect("listener");
                 expect(step, "flush (handler held)", got, &[Res::Timeout])?;
                 if !self.m.full() {
-                    self.m.queue.push_back(Item::Marker);
+                    self.m.queue.push_back(Item::Marker { owner: id });
                 }
             }
             BlockedAction::PutNowait => {
@@ -1111,15 +1119,13 @@ impl SeqRun {
                 Got::Empty => break,
             }
         }
+        // Every listener is freed: their sentinels and barriers are dropped.
         let model_left: Vec<Item> = self
             .m
             .queue
             .iter()
-            .filter(|i| !matches!(i, Item::Marker))
-            .map(|i| match i {
-                Item::Sent { .. } => Item::Sent { owner: 0, run: 0 },
-                other => *other,
-            })
+            .filter(|i| matches!(i, Item::Rec(_)))
+            .copied()
             .collect();
         if drained != model_left {
             return Err(format!(
@@ -1632,13 +1638,7 @@ proptest! {
     #![proptest_config(config(64))]
 
     /// 2–3 threads at once, checked against invariants.
-    ///
-    /// Ignored for now: about 1 run in 10 finds a case that hangs (caught
-    /// by the watchdog) when several threads make, free, start and stop
-    /// listeners that share one queue; see the issue note. Run it with
-    /// `cargo test --test model -- --ignored`.
     #[test]
-    #[ignore = "a known hang with several listeners sharing one queue (issue 5 note)"]
     fn concurrent_operations_keep_the_invariants(
         (target, capacity, controller, threads) in concurrent_case(),
     ) {
@@ -1746,9 +1746,9 @@ impl Queue<u64> for RefuseOne {
     fn dequeue(&self, block: bool) -> Dequeued<u64> {
         self.inner.dequeue(block)
     }
-    fn enqueue_sentinel(&self) -> SentinelPut {
+    fn enqueue_sentinel(&self, listener: u64) -> SentinelPut {
         if thread::current().name() != Some("refused") {
-            return self.inner.enqueue_sentinel();
+            return self.inner.enqueue_sentinel(listener);
         }
         let open = self.open.lock().unwrap();
         drop(self.changed.wait_while(open, |o| !*o).unwrap());

@@ -10,8 +10,8 @@ use super::record::Entry;
 use super::{
     boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
     status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,
-    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_OK, QL_STAGE_DEQUEUE,
-    QL_STAGE_HANDLE, QL_STAGE_HANDLER, QL_STAGE_PREPARE,
+    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_UNSUPPORTED, QL_OK,
+    QL_STAGE_DEQUEUE, QL_STAGE_HANDLE, QL_STAGE_HANDLER, QL_STAGE_PREPARE,
 };
 use crate::ffi::queue::ql_queue;
 use crate::listener::{
@@ -199,6 +199,9 @@ pub struct ql_stats {
 /// listener, with no other call in progress.
 pub struct ql_listener {
     pub(crate) inner: Listener<Entry>,
+    /// False when a `dequeue` hook takes the records: a C hook cannot hand
+    /// a flush barrier on, so `ql_listener_flush` refuses.
+    barriers: bool,
 }
 
 struct VtableQueue(ql_queue_vtable);
@@ -243,7 +246,7 @@ impl Queue<Entry> for VtableQueue {
         call_dequeue(self.0.dequeue, self.0.ctx, block)
     }
 
-    fn enqueue_sentinel(&self) -> SentinelPut {
+    fn enqueue_sentinel(&self, _listener: u64) -> SentinelPut {
         match self.0.enqueue_sentinel {
             // SAFETY: as in `call_dequeue`.
             Some(f) => sentinel_put(unsafe { f(self.0.ctx) }),
@@ -312,11 +315,11 @@ impl Hooks<Entry> for CHooks {
         })
     }
 
-    fn enqueue_sentinel(&self, queue: &dyn Queue<Entry>) -> SentinelPut {
+    fn enqueue_sentinel(&self, queue: &dyn Queue<Entry>, listener: u64) -> SentinelPut {
         match self.0.enqueue_sentinel {
             // SAFETY: as in `call_dequeue`.
             Some(f) => sentinel_put(unsafe { f(self.0.ctx) }),
-            None => queue.enqueue_sentinel(),
+            None => queue.enqueue_sentinel(listener),
         }
     }
 
@@ -488,13 +491,17 @@ unsafe fn new_listener(
         .iter()
         .map(|h| Box::new(CHandler(*h)) as Box<dyn Handler<Entry>>)
         .collect();
+    let barriers = hooks.dequeue.is_none();
     let listener = Listener::new(
         queue,
         handlers,
         Box::new(CHooks(hooks, pool)),
         respect_handler_level,
     );
-    *out = Box::into_raw(Box::new(ql_listener { inner: listener }));
+    *out = Box::into_raw(Box::new(ql_listener {
+        inner: listener,
+        barriers,
+    }));
     QL_OK
 }
 
@@ -744,7 +751,8 @@ pub unsafe extern "C" fn ql_listener_stats(
 /// never be handled) or its loop ended before the barrier;
 /// `QL_ERR_WOULD_DEADLOCK` from the listener thread (inside a handler or
 /// hook); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
-/// cannot carry a barrier; `QL_ERR_NULL`. Any thread, concurrently with
+/// cannot carry a barrier, or whose hooks replace `dequeue`, which cannot
+/// hand one on; `QL_ERR_NULL`. Any thread, concurrently with
 /// everything but `ql_listener_free`.
 ///
 /// # Safety
@@ -756,6 +764,9 @@ pub unsafe extern "C" fn ql_listener_flush(
 ) -> ql_status {
     boundary(|| {
         let listener = try_ref!(listener);
+        if !listener.barriers {
+            return QL_ERR_UNSUPPORTED;
+        }
         status_of_result(
             listener
                 .inner

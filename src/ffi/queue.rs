@@ -414,9 +414,13 @@ fn get_into(got: Result<Entry, GetError>, out: &mut *mut c_void) -> ql_status {
 /// Takes the oldest record, waiting for one.
 ///
 /// `QL_OK` writes it to `*record_out`; the caller owns it. When the oldest
-/// item is a sentinel, it is removed and `QL_ERR_SENTINEL` is returned with
-/// `*record_out` untouched. Meant for draining a queue no listener is
-/// running on: a get competes with the listener for records.
+/// item is a listener's sentinel, it is removed and `QL_ERR_SENTINEL` is
+/// returned with `*record_out` untouched (that listener's next stop puts
+/// another). Meant for draining a queue no listener is running on: a get
+/// competes with the listeners for records. Passed over: flush barriers
+/// (held for their listener), anything a freed listener left behind
+/// (dropped), and, from a listener's own thread (a `dequeue` hook), the
+/// sentinels of other listeners (held for them).
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue; `record_out` NULL or valid for one

@@ -120,8 +120,6 @@ pub(crate) fn status_of_get(error: GetError) -> ql_status {
         GetError::Empty => QL_ERR_EMPTY,
         GetError::Timeout => QL_ERR_TIMEOUT,
         GetError::Sentinel => QL_ERR_SENTINEL,
-        // The queue's get functions pass markers over; never seen here.
-        GetError::Marker => QL_ERR_EMPTY,
     }
 }
 

@@ -11,7 +11,9 @@
  * - a queue freed while a listener uses it still works;
  * - ql_queue_free(NULL) is a no-op;
  * - a put from a handler onto its own full queue: QL_ERR_WOULD_DEADLOCK
- *   at once; onto a queue with room: QL_OK.
+ *   at once; onto a queue with room: QL_OK;
+ * - two listeners on one queue: every record handled once by one of them,
+ *   each stop ends only its own listener, however the sentinels are taken.
  */
 #include "ql_test.h"
 
@@ -247,6 +249,85 @@ static void freed_while_listening(void) {
     PASS("queue freed before start: records handled; ql_queue_free(NULL) is a no-op");
 }
 
+/* ---------------------------------------------------------------- shared queue */
+
+/* Two listeners on one queue while the program puts. Each stop ends only
+ * its own listener (a sentinel the other listener's thread takes is held
+ * for its listener): every stop returns QL_OK, the other listener keeps
+ * running, and every record is handled exactly once by one of the two. */
+static void shared_by_two_listeners(void) {
+    enum { ROUNDS = 40, PER_ROUND = 500, TOTAL = ROUNDS * PER_ROUND };
+    qlt_log log;
+    qlt_log_init(&log, TOTAL + 2);
+    qlt_handler_ctx ha, hb;
+    qlt_handler_init(&ha, 1, &log);
+    qlt_handler_init(&hb, 2, &log);
+    ql_handler handler_a = qlt_handler(&ha, 0), handler_b = qlt_handler(&hb, 0);
+    ql_queue *q = NULL;
+    ql_listener *a = NULL, *b = NULL;
+    CHECK_OK(ql_queue_new(16, &q));
+    CHECK_OK(ql_listener_new_with_queue(q, &handler_a, 1, NULL, false, &a));
+    CHECK_OK(ql_listener_new_with_queue(q, &handler_b, 1, NULL, false, &b));
+    long put = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        CHECK_OK(ql_start(a));
+        CHECK_OK(ql_start(b));
+        for (long i = 0; i < PER_ROUND; i++) {
+            put++;
+            CHECK_OK(ql_queue_put(q, QLT_REC(put)));
+        }
+        ql_listener *first = round % 2 ? a : b, *second = round % 2 ? b : a;
+        CHECK_OK(ql_stop(first));
+        CHECK(!qlt_is_running(first));
+        CHECK(qlt_is_running(second));
+        CHECK_OK(ql_stop(second));
+        CHECK_EQ_INT(qlt_queue_len(q), 0);
+    }
+    CHECK_EQ_INT(put, TOTAL);
+    CHECK_EQ_INT(qlt_log_len(&log), TOTAL);
+    CHECK_EQ_INT(qlt_counter_get(&ha.handled) + qlt_counter_get(&hb.handled), TOTAL);
+    unsigned char *seen = (unsigned char *)calloc(TOTAL + 1, 1);
+    CHECK(seen != NULL);
+    for (size_t i = 0; i < log.len; i++) {
+        long r = QLT_NUM(log.ev[i].record);
+        CHECK(r >= 1 && r <= TOTAL);
+        if (seen[r]++) QLT_FAIL("record %ld handled twice", r);
+    }
+    free(seen);
+    PASS("two listeners on one queue, %d rounds: each stop ended its own listener only; %d "
+         "records handled once each (%ld by one, %ld by the other)",
+         ROUNDS, TOTAL, qlt_counter_get(&ha.handled), qlt_counter_get(&hb.handled));
+
+    /* A sentinel put for an idle listener, taken by the other one's thread,
+     * waits for its own listener: the next run of `a` ends at once. */
+    CHECK_OK(ql_enqueue_sentinel(a));
+    CHECK_OK(ql_start(b));
+    CHECK_OK(ql_queue_put(q, QLT_REC(put + 1)));
+    CHECK_OK(ql_listener_flush(b, 1000L * QLT_WAIT_SECONDS));
+    CHECK(qlt_is_running(b));
+    CHECK_EQ_INT(qlt_counter_get(&hb.handled) + qlt_counter_get(&ha.handled), TOTAL + 1);
+    CHECK_EQ_INT(qlt_queue_len(q), 0);
+    CHECK_OK(ql_stop(b));
+    long a_before = qlt_counter_get(&ha.handled);
+    CHECK_OK(ql_queue_put(q, QLT_REC(put + 2)));
+    CHECK_OK(ql_start(a));
+    CHECK_OK(ql_stop_timeout(a, 1000L * QLT_WAIT_SECONDS));
+    CHECK_EQ_INT(qlt_counter_get(&ha.handled), a_before);
+    CHECK_EQ_INT(qlt_queue_len(q), 1); /* record put+2 waits behind the sentinel */
+    CHECK_OK(ql_start(a));
+    CHECK_OK(ql_stop(a));
+    CHECK_EQ_INT(qlt_counter_get(&ha.handled), a_before + 1);
+    PASS("ql_enqueue_sentinel(a) while a is idle and b runs: b takes it and goes on; a's next "
+         "run ends at it, before the record put behind it");
+
+    CHECK_OK(ql_listener_free(a));
+    CHECK_OK(ql_listener_free(b));
+    ql_queue_free(q);
+    qlt_handler_fini(&ha);
+    qlt_handler_fini(&hb);
+    qlt_log_destroy(&log);
+}
+
 /* ---------------------------------------------------------------- put from a handler */
 
 typedef struct {
@@ -328,5 +409,6 @@ int main(void) {
     fifo_many_producers();
     freed_while_listening();
     put_from_handler();
+    shared_by_two_listeners();
     return qlt_end();
 }
