@@ -1013,6 +1013,8 @@ struct LSlot {
     has_prepare: bool,
     has_release: bool,
     has_handle_hook: bool,
+    /// Its hooks replace `dequeue` (then a flush barrier is refused).
+    has_dequeue_hook: bool,
     /// Only handlers of ours (their failures are counted exactly).
     only_ours: bool,
 }
@@ -1617,6 +1619,7 @@ impl Fuzzer {
             has_prepare: hooks.as_ref().is_some_and(|h| h.prepare.is_some()),
             has_release: hooks.as_ref().is_some_and(|h| h.release.is_some()),
             has_handle_hook: hooks.as_ref().is_some_and(|h| h.handle.is_some()),
+            has_dequeue_hook: hooks.as_ref().is_some_and(|h| h.dequeue.is_some()),
             only_ours,
         }));
     }
@@ -1728,10 +1731,13 @@ impl Fuzzer {
         };
         let slot = self.listeners[li].as_ref().unwrap();
         let (l, vtable) = (slot.ptr, slot.fake.is_some());
+        let hooked = slot.has_dequeue_hook;
         let ms = self.rng.pick(&[0, 1, 10]);
         // SAFETY: a live listener.
         let got = unsafe { ql_listener_flush(l, ms) };
-        let allowed: &[i32] = if vtable {
+        let allowed: &[i32] = if hooked {
+            &[QL_ERR_UNSUPPORTED]
+        } else if vtable {
             &[QL_ERR_UNSUPPORTED, QL_ERR_NOT_RUNNING]
         } else {
             &[QL_OK, QL_ERR_TIMEOUT, QL_ERR_NOT_RUNNING]

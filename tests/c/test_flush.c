@@ -11,7 +11,8 @@
  *   succeeds;
  * - QL_ERR_NOT_RUNNING (never started, stopped, loop ended by a
  *   sentinel, sentinel queued ahead of the barrier), QL_ERR_WOULD_DEADLOCK
- *   from a handler, QL_ERR_UNSUPPORTED on a vtable queue, QL_ERR_NULL;
+ *   from a handler, QL_ERR_UNSUPPORTED on a vtable queue and with a
+ *   dequeue hook, QL_ERR_NULL;
  * - batch_end: called on the listener thread once the queue is found
  *   empty after records, once per batch, never without records, never for
  *   a vtable queue; stats.batches counts them and stays <= handled.
@@ -277,6 +278,19 @@ static void flush_from_handler(qlt_sink *s, const ql_record *r) {
     f->ms = qlt_now_ms() - t0;
 }
 
+
+/* A dequeue hook on a built-in queue (ctx), through the queue's get. */
+static ql_dequeue_result get_dequeue(void *ctx, bool block, void **record_out) {
+    ql_queue *q = (ql_queue *)ctx;
+    ql_status st = block ? ql_queue_get(q, record_out) : ql_queue_get_nowait(q, record_out);
+    switch (st) {
+    case QL_OK: return QL_DEQUEUE_RECORD;
+    case QL_ERR_SENTINEL: return QL_DEQUEUE_SENTINEL;
+    case QL_ERR_EMPTY: return QL_DEQUEUE_EMPTY;
+    default: return QL_DEQUEUE_ERROR;
+    }
+}
+
 static void errors(void) {
     CHECK_EQ_STATUS(ql_listener_flush(NULL, 1000), QL_ERR_NULL);
 
@@ -364,6 +378,28 @@ static void errors(void) {
          "when a sentinel ahead of the barrier ended the loop (no hang); QL_ERR_WOULD_DEADLOCK "
          "from a handler at once (%lld ms); QL_ERR_UNSUPPORTED on a vtable queue",
          f.ms);
+
+    /* A dequeue hook taking from a built-in queue cannot hand a barrier on. */
+    qlt_handler_init(&h, 0, NULL);
+    handler = qlt_handler(&h, 0);
+    ql_queue *bq = NULL;
+    CHECK_OK(ql_queue_new(0, &bq));
+    ql_hooks hooks;
+    memset(&hooks, 0, sizeof hooks);
+    hooks.ctx = bq;
+    hooks.dequeue = get_dequeue;
+    CHECK_OK(ql_listener_new_with_queue(bq, &handler, 1, &hooks, false, &l));
+    CHECK_OK(ql_start(l));
+    CHECK_OK(ql_queue_put(bq, QLT_REC(1)));
+    CHECK_EQ_STATUS(ql_listener_flush(l, 1000), QL_ERR_UNSUPPORTED);
+    CHECK_OK(ql_stop(l));
+    CHECK_EQ_INT(qlt_counter_get(&h.handled), 1);
+    CHECK_EQ_INT(qlt_queue_len(bq), 0);
+    CHECK_OK(ql_listener_free(l));
+    ql_queue_free(bq);
+    qlt_handler_fini(&h);
+    PASS("ql_listener_flush: QL_ERR_UNSUPPORTED when a dequeue hook takes the records off a "
+         "built-in queue (it has no way to hand a barrier on); the stop still works");
 }
 
 /* ------------------------------------------------------------ batch_end */
