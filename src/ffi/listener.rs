@@ -10,8 +10,9 @@ use super::record::Entry;
 use super::{
     boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
     status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,
-    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_UNSUPPORTED, QL_OK,
-    QL_STAGE_DEQUEUE, QL_STAGE_HANDLE, QL_STAGE_HANDLER, QL_STAGE_PREPARE,
+    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_UNSUPPORTED,
+    QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLE, QL_STAGE_HANDLER,
+    QL_STAGE_PREPARE,
 };
 use crate::ffi::queue::ql_queue;
 use crate::listener::{
@@ -765,7 +766,12 @@ pub unsafe extern "C" fn ql_listener_flush(
     boundary(|| {
         let listener = try_ref!(listener);
         if !listener.barriers {
-            return QL_ERR_UNSUPPORTED;
+            // The listener's own thread is told first, as by any flush.
+            return if listener.inner.is_listener_thread() {
+                QL_ERR_WOULD_DEADLOCK
+            } else {
+                QL_ERR_UNSUPPORTED
+            };
         }
         status_of_result(
             listener
