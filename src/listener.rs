@@ -434,6 +434,15 @@ pub fn current_listener() -> u64 {
     THIS_LISTENER.with(Cell::get)
 }
 
+/// Runs `f` as if on the thread of listener `id` (unit tests of the queue).
+#[cfg(test)]
+pub(crate) fn as_listener_thread<T>(id: u64, f: impl FnOnce() -> T) -> T {
+    let before = THIS_LISTENER.with(|this| this.replace(id));
+    let out = f();
+    THIS_LISTENER.with(|this| this.set(before));
+    out
+}
+
 /// A `QueueListener`: a queue, a list of handlers, the hooks, and at most
 /// one running thread.
 pub struct Listener<R: Send + 'static> {
@@ -841,7 +850,9 @@ impl<R: Send + 'static> Shared<R> {
 
 impl<R: Send + 'static> Drop for Listener<R> {
     /// Stops the listener first. From the listener's own thread this cannot
-    /// wait; the thread then keeps the shared state alive until it ends.
+    /// wait: it puts the sentinel (when the queue has room), so the thread
+    /// ends after the records queued before the drop, keeping the shared
+    /// state alive until then. Nothing else could stop it any more.
     fn drop(&mut self) {
         if self.is_inherited() {
             // Inherited across fork: its handlers and queue belong to the
@@ -849,6 +860,10 @@ impl<R: Send + 'static> Drop for Listener<R> {
             // a second time, or wait on locks held by threads that do not
             // exist here). Leave them all as they are.
             std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
+        if self.is_listener_thread() {
+            let _ = self.enqueue_sentinel();
             return;
         }
         let _ = self.stop();

@@ -12,6 +12,7 @@
 //! behind every record put before it. Those of a listener that no longer
 //! exists are dropped when taken.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -173,9 +174,17 @@ pub struct ChannelQueue<R> {
     high_water: AtomicUsize,
     /// Who each sentinel and marker is for, and what was held for whom.
     book: Mutex<Book>,
-    /// Items held in the book for all listeners: a take looks in the book
-    /// only when this is not 0.
-    held: AtomicUsize,
+    /// Bumped (under the book's lock) each time an item is held for a
+    /// listener: a listener's thread looks in the book only when this
+    /// changed since it last looked, so an item held for another listener
+    /// costs the others nothing per record.
+    held_version: AtomicU64,
+}
+
+thread_local! {
+    /// The queue (address), listener and `held_version` this thread last
+    /// looked in the book at.
+    static SEEN: Cell<(usize, u64, u64)> = const { Cell::new((0, 0, 0)) };
 }
 
 impl<R: Send> ChannelQueue<R> {
@@ -204,7 +213,7 @@ impl<R: Send> ChannelQueue<R> {
             unreported: AtomicU64::new(0),
             high_water: AtomicUsize::new(0),
             book: Mutex::new(Book::default()),
-            held: AtomicUsize::new(0),
+            held_version: AtomicU64::new(0),
         })
     }
 
@@ -407,26 +416,27 @@ impl<R: Send> ChannelQueue<R> {
     /// one whose listener is gone is dropped. Off listener threads a
     /// sentinel is returned, and counted as vanished for its listener.
     fn take(&self, wait: &mut Wait<'_>) -> Option<Item<R>> {
+        let mut woken = false;
         loop {
-            if self.held.load(Ordering::Relaxed) != 0 {
+            if woken || self.new_holds() {
                 if let Some(item) = self.take_held(current_listener()) {
                     return Some(item);
                 }
             }
-            let item = match wait {
-                Wait::No => self.rx.try_recv().ok(),
-                Wait::Until(deadline) => match self.sleep_take(*deadline) {
-                    Slept::Item(item) => Some(item),
-                    Slept::Woken => continue,
-                    Slept::TimedOut => None,
-                },
-                Wait::Spin(idle) => match self.spin_take(&mut **idle) {
-                    Slept::Item(item) => Some(item),
-                    Slept::Woken => continue,
-                    // Never: a spinning take has no deadline.
-                    Slept::TimedOut => None,
-                },
-            }?;
+            let slept = match wait {
+                Wait::No => self.rx.try_recv().map_or(Slept::TimedOut, Slept::Item),
+                Wait::Until(deadline) => self.sleep_take(*deadline),
+                Wait::Spin(idle) => self.spin_take(&mut **idle),
+            };
+            let item = match slept {
+                Slept::Item(item) => item,
+                Slept::Woken => {
+                    woken = true;
+                    continue;
+                }
+                Slept::TimedOut => return None,
+            };
+            woken = false;
             match item {
                 Item::Record(_) => return Some(item),
                 Item::Sentinel(owner) => {
@@ -468,7 +478,7 @@ impl<R: Send> ChannelQueue<R> {
             if let Ok(item) = self.rx.try_recv() {
                 return Slept::Item(item);
             }
-            if self.held.load(Ordering::Relaxed) != 0 {
+            if self.new_holds() {
                 return Slept::Woken;
             }
             if start.elapsed() >= IDLE_SPIN {
@@ -534,15 +544,45 @@ impl<R: Send> ChannelQueue<R> {
         Some(rx.clone())
     }
 
-    /// The oldest item held for listener `me`, if any.
+    /// True when an item may have been held for some listener since this
+    /// thread last looked in the book (on a listener's thread only).
+    #[inline]
+    fn new_holds(&self) -> bool {
+        let version = self.held_version.load(Ordering::Relaxed);
+        if version == 0 {
+            return false;
+        }
+        let me = current_listener();
+        me != 0 && SEEN.with(|seen| seen.get() != (self as *const Self as usize, me, version))
+    }
+
+    /// The item held for listener `me` to take first, if any: its first
+    /// marker, else its oldest sentinel.
+    ///
+    /// Markers go first: two items of one listener taken by two threads
+    /// can be booked in either order, and a marker served early is still
+    /// served after every record before it (it was at the head of the
+    /// queue when taken), while a sentinel served first would end the run
+    /// and leave the marker's flush unserved.
     fn take_held(&self, me: u64) -> Option<Item<R>> {
         if me == 0 {
             return None;
         }
+        let version = self.held_version.load(Ordering::Relaxed);
         let mut book = self.book();
-        let control = book.listeners.get_mut(&me)?.held.pop_front()?;
-        self.held.fetch_sub(1, Ordering::Relaxed);
-        Some(match control {
+        let control = book.listeners.get_mut(&me).and_then(|addressee| {
+            let held = &mut addressee.held;
+            let first = held
+                .iter()
+                .position(|c| matches!(c, Control::Marker(_)))
+                .unwrap_or(0);
+            held.remove(first)
+        });
+        if book.listeners.get(&me).is_none_or(|a| a.held.is_empty()) {
+            // Nothing more for this thread up to `version`.
+            SEEN.with(|seen| seen.set((self as *const Self as usize, me, version)));
+        }
+        Some(match control? {
             Control::Sentinel => Item::Sentinel(me),
             Control::Marker(id) => Item::Marker { listener: me, id },
         })
@@ -570,7 +610,7 @@ impl<R: Send> ChannelQueue<R> {
             true
         } else {
             addressee.held.push_back(control);
-            self.held.fetch_add(1, Ordering::Relaxed);
+            self.held_version.fetch_add(1, Ordering::Relaxed);
             if let Some((wake, _)) = &addressee.wake {
                 // Full means a wake is already pending.
                 let _ = wake.try_send(());
@@ -706,7 +746,6 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         let Some(addressee) = book.listeners.get_mut(&listener) else {
             return;
         };
-        self.held.fetch_sub(addressee.held.len(), Ordering::Relaxed);
         if addressee.queued == 0 {
             book.listeners.remove(&listener);
         } else {
@@ -725,5 +764,57 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
             high_water: self.high_water.load(Ordering::Relaxed) as u64,
             dropped: self.dropped(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listener::as_listener_thread;
+
+    /// Two items of listener 7, a marker then a sentinel, taken by two
+    /// other threads that book them in the other order: 7 is served the
+    /// marker first (its flush completes), then the sentinel.
+    #[test]
+    fn a_held_marker_is_served_before_a_held_sentinel() {
+        let q = ChannelQueue::<u32>::new(0).unwrap();
+        q.booked(7);
+        q.booked(7);
+        // The sentinel, by listener 9's thread: held for 7.
+        assert!(!as_listener_thread(9, || q.arrived(7, Control::Sentinel)));
+        // The marker, by a program's get: held for 7.
+        assert!(!q.arrived(7, Control::Marker(1)));
+        // Neither is another listener's to take.
+        assert_eq!(as_listener_thread(9, || q.dequeue(false)), Dequeued::Empty);
+        assert_eq!(q.get_nowait(), Err(GetError::Empty));
+        as_listener_thread(7, || {
+            assert_eq!(q.dequeue(false), Dequeued::Marker(1));
+            assert_eq!(q.dequeue(false), Dequeued::Sentinel);
+            assert_eq!(q.dequeue(false), Dequeued::Empty);
+        });
+    }
+
+    /// What is held for a listener that is then forgotten is dropped, and
+    /// what it still has in the channel is dropped when taken, by anyone.
+    #[test]
+    fn a_forgotten_listeners_items_are_dropped() {
+        let q = ChannelQueue::<u32>::new(0).unwrap();
+        assert_eq!(q.enqueue_sentinel(7), SentinelPut::Ok);
+        q.put(1).unwrap();
+        assert_eq!(q.enqueue_sentinel(7), SentinelPut::Ok);
+        as_listener_thread(9, || {
+            // 9 takes 7's first sentinel (held for 7), then record 1.
+            assert_eq!(q.dequeue(false), Dequeued::Record(1));
+        });
+        q.forget_listener(7);
+        assert!(q.book().listeners.contains_key(&7), "one still queued");
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.get_nowait(), Err(GetError::Empty));
+        assert_eq!(q.len(), 0);
+        assert!(
+            q.book().listeners.is_empty(),
+            "the entry goes with the last"
+        );
+        as_listener_thread(7, || assert_eq!(q.dequeue(false), Dequeued::Empty));
     }
 }

@@ -139,6 +139,60 @@ fn stop_from_the_listener_thread_would_deadlock() {
     stopper.listener.lock().unwrap().take();
 }
 
+/// A handler that drops its own listener (the only handle) at record 2.
+struct DropSelf {
+    listener: Mutex<Option<Listener<u32>>>,
+    collect: Arc<Collect>,
+}
+
+impl Handler<u32> for DropSelf {
+    fn level(&self) -> i32 {
+        0
+    }
+    fn handle(&self, record: &u32) -> Result<(), i32> {
+        self.collect.handle(record)?;
+        if *record == 2 {
+            drop(self.listener.lock().unwrap().take());
+        }
+        Ok(())
+    }
+    fn flush(&self) {
+        self.collect.flush();
+    }
+}
+
+/// Dropped from its own thread, a listener cannot wait for itself: it puts
+/// its sentinel, so the thread ends after the records queued before the
+/// drop (nothing else could ever stop it), and records put after it stay.
+#[test]
+fn a_listener_dropped_from_its_own_thread_ends_at_its_sentinel() {
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let collect = Arc::new(Collect::default());
+    let handler = Arc::new(DropSelf {
+        listener: Mutex::new(None),
+        collect: collect.clone(),
+    });
+    let listener = listener_on(
+        &queue,
+        vec![Box::new(handler.clone())],
+        Box::new(DefaultHooks),
+        false,
+    );
+    for r in 1..=3 {
+        queue.put(r).unwrap();
+    }
+    {
+        // Started under the lock: the handler gets it only after this.
+        let mut slot = handler.listener.lock().unwrap();
+        slot.insert(listener).start().unwrap();
+    }
+    drop(handler);
+    collect.wait_flushes(1);
+    assert_eq!(*collect.seen.lock().unwrap(), vec![1, 2, 3]);
+    queue.put(4).unwrap();
+    assert_eq!(queue.len(), 1, "record 4 waits: the thread has ended");
+}
+
 /// A handler that waits at a gate until the test opens it.
 #[derive(Default)]
 struct Gate {

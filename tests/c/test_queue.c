@@ -307,6 +307,15 @@ static void shared_by_two_listeners(void) {
     CHECK(qlt_is_running(b));
     CHECK_EQ_INT(qlt_counter_get(&hb.handled) + qlt_counter_get(&ha.handled), TOTAL + 1);
     CHECK_EQ_INT(qlt_queue_len(q), 0);
+    /* With a's sentinel held, b is idle and sleeps: over a 300 ms window
+     * the process uses far less than the 300 ms of CPU a thread looking
+     * for work nonstop would. (A window to measure in, not a wait.) */
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    qlt_sleep_ms(300);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    long long cpu_us = (c1.tv_sec - c0.tv_sec) * 1000000LL + (c1.tv_nsec - c0.tv_nsec) / 1000;
+    if (cpu_us > 100000) QLT_FAIL("idle listener b used %lld us of CPU in 300 ms", cpu_us);
     CHECK_OK(ql_stop(b));
     long a_before = qlt_counter_get(&ha.handled);
     CHECK_OK(ql_queue_put(q, QLT_REC(put + 2)));
@@ -317,8 +326,10 @@ static void shared_by_two_listeners(void) {
     CHECK_OK(ql_start(a));
     CHECK_OK(ql_stop(a));
     CHECK_EQ_INT(qlt_counter_get(&ha.handled), a_before + 1);
-    PASS("ql_enqueue_sentinel(a) while a is idle and b runs: b takes it and goes on; a's next "
-         "run ends at it, before the record put behind it");
+    PASS("ql_enqueue_sentinel(a) while a is idle and b runs: b takes it and goes on, idle b "
+         "sleeps (%lld us of CPU in 300 ms); a's next run ends at it, before the record put "
+         "behind it",
+         cpu_us);
 
     CHECK_OK(ql_listener_free(a));
     CHECK_OK(ql_listener_free(b));
