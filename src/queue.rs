@@ -35,11 +35,10 @@ enum Item<R> {
     Record(R),
     /// A sentinel, addressed to the listener with this id.
     Sentinel(u64),
-    /// A flush barrier of `listener`: it flushes its handlers when it takes it.
-    Marker {
-        listener: u64,
-        id: u64,
-    },
+    /// A flush barrier, by its id (unique in the process; the book knows
+    /// whose it is): its listener flushes its handlers when it takes it.
+    /// Ids, not owners, ride in the channel, to keep its slots small.
+    Marker(u64),
 }
 
 /// A sentinel or flush marker held for its listener.
@@ -70,6 +69,8 @@ struct Addressee {
 #[derive(Default)]
 struct Book {
     listeners: HashMap<u64, Addressee>,
+    /// The listener of each flush marker in the channel, by marker id.
+    markers: HashMap<u64, u64>,
 }
 
 /// What a waiting take produced.
@@ -365,7 +366,7 @@ impl<R: Send> ChannelQueue<R> {
                 // Only this listener's own marker, taken by its own thread
                 // through a `dequeue` hook, comes back: a hook cannot hand
                 // a marker on (flush refuses such listeners), so drop it.
-                Some(Item::Marker { .. }) => {}
+                Some(Item::Marker(_)) => {}
                 None => return Err(none),
             }
         }
@@ -392,7 +393,7 @@ fn into_record<R>(item: Item<R>) -> R {
         Item::Record(r) => r,
         // Justified: the put paths only ever send `Item::Record` and get
         // back what they sent.
-        Item::Sentinel(_) | Item::Marker { .. } => {
+        Item::Sentinel(_) | Item::Marker(_) => {
             unreachable!("only records are put through this path")
         }
     }
@@ -415,26 +416,48 @@ impl<R: Send> ChannelQueue<R> {
     /// marker addressed to another listener is held for it and passed over;
     /// one whose listener is gone is dropped. Off listener threads a
     /// sentinel is returned, and counted as vanished for its listener.
+    #[inline]
     fn take(&self, wait: &mut Wait<'_>) -> Option<Item<R>> {
-        let mut woken = false;
-        loop {
-            if woken || self.new_holds() {
-                if let Some(item) = self.take_held(current_listener()) {
+        // The common case, kept short: nothing new held, a record ready.
+        if !self.new_holds() {
+            if let Ok(item) = self.rx.try_recv() {
+                if let Item::Record(_) = item {
                     return Some(item);
                 }
+                return self.take_slow(Some(item), wait);
             }
-            let slept = match wait {
-                Wait::No => self.rx.try_recv().map_or(Slept::TimedOut, Slept::Item),
-                Wait::Until(deadline) => self.sleep_take(*deadline),
-                Wait::Spin(idle) => self.spin_take(&mut **idle),
-            };
-            let item = match slept {
-                Slept::Item(item) => item,
-                Slept::Woken => {
-                    woken = true;
-                    continue;
+        }
+        self.take_slow(None, wait)
+    }
+
+    /// [`ChannelQueue::take`], once the common case did not apply; `first`
+    /// is an item already taken off the channel.
+    #[inline(never)]
+    fn take_slow(&self, mut first: Option<Item<R>>, wait: &mut Wait<'_>) -> Option<Item<R>> {
+        let mut woken = false;
+        loop {
+            let item = match first.take() {
+                Some(item) => item,
+                None => {
+                    if woken || self.new_holds() {
+                        if let Some(item) = self.take_held(current_listener()) {
+                            return Some(item);
+                        }
+                    }
+                    let slept = match wait {
+                        Wait::No => self.rx.try_recv().map_or(Slept::TimedOut, Slept::Item),
+                        Wait::Until(deadline) => self.sleep_take(*deadline),
+                        Wait::Spin(idle) => self.spin_take(&mut **idle),
+                    };
+                    match slept {
+                        Slept::Item(item) => item,
+                        Slept::Woken => {
+                            woken = true;
+                            continue;
+                        }
+                        Slept::TimedOut => return None,
+                    }
                 }
-                Slept::TimedOut => return None,
             };
             woken = false;
             match item {
@@ -444,8 +467,8 @@ impl<R: Send> ChannelQueue<R> {
                         return Some(item);
                     }
                 }
-                Item::Marker { listener, id } => {
-                    if self.arrived(listener, Control::Marker(id)) {
+                Item::Marker(id) => {
+                    if self.arrived(0, Control::Marker(id)) {
                         return Some(item);
                     }
                 }
@@ -584,7 +607,7 @@ impl<R: Send> ChannelQueue<R> {
         }
         Some(match control? {
             Control::Sentinel => Item::Sentinel(me),
-            Control::Marker(id) => Item::Marker { listener: me, id },
+            Control::Marker(id) => Item::Marker(id),
         })
     }
 
@@ -596,6 +619,13 @@ impl<R: Send> ChannelQueue<R> {
     fn arrived(&self, owner: u64, control: Control) -> bool {
         let me = current_listener();
         let mut book = self.book();
+        let owner = match control {
+            Control::Sentinel => owner,
+            Control::Marker(id) => match book.markers.remove(&id) {
+                Some(owner) => owner,
+                None => return false,
+            },
+        };
         let Some(addressee) = book.listeners.get_mut(&owner) else {
             // Never booked: nobody can be waiting for it.
             return owner == me && me != 0;
@@ -624,13 +654,21 @@ impl<R: Send> ChannelQueue<R> {
     }
 
     /// Counts one more item of `owner` in the channel, before it is sent.
-    fn booked(&self, owner: u64) {
-        self.book().listeners.entry(owner).or_default().queued += 1;
+    /// A marker's id is booked with it.
+    fn booked(&self, owner: u64, marker: Option<u64>) {
+        let mut book = self.book();
+        book.listeners.entry(owner).or_default().queued += 1;
+        if let Some(id) = marker {
+            book.markers.insert(id, owner);
+        }
     }
 
     /// Takes back [`ChannelQueue::booked`] after a send that failed.
-    fn unbooked(&self, owner: u64) {
+    fn unbooked(&self, owner: u64, marker: Option<u64>) {
         let mut book = self.book();
+        if let Some(id) = marker {
+            book.markers.remove(&id);
+        }
         if let Some(addressee) = book.listeners.get_mut(&owner) {
             addressee.queued = addressee.queued.saturating_sub(1);
             if addressee.gone && addressee.queued == 0 {
@@ -676,7 +714,7 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         match self.take(&mut wait) {
             Some(Item::Record(r)) => Dequeued::Record(r),
             Some(Item::Sentinel(_)) => Dequeued::Sentinel,
-            Some(Item::Marker { id, .. }) => Dequeued::Marker(id),
+            Some(Item::Marker(id)) => Dequeued::Marker(id),
             None => Dequeued::Empty,
         }
     }
@@ -698,13 +736,13 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
 
     fn enqueue_sentinel(&self, listener: u64) -> SentinelPut {
         // Booked first: a thread may take it as soon as it is in.
-        self.booked(listener);
+        self.booked(listener, None);
         let put = match self.tx.try_send(Item::Sentinel(listener)) {
             Ok(()) => return SentinelPut::Ok,
             Err(TrySendError::Full(_)) => SentinelPut::Full,
             Err(TrySendError::Disconnected(_)) => SentinelPut::Error,
         };
-        self.unbooked(listener);
+        self.unbooked(listener, None);
         put
     }
 
@@ -714,10 +752,10 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         id: u64,
         deadline: Option<Instant>,
     ) -> Result<(), Error> {
-        let item = || Item::Marker { listener, id };
+        let item = || Item::Marker(id);
         // Never evicts, whatever the policy: the barrier exists to see the
         // records before it handled, not to drop them.
-        self.booked(listener);
+        self.booked(listener, Some(id));
         let failed = match self.tx.try_send(item()) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Full(_)) if on_listener_thread() => Error::WouldDeadlock,
@@ -737,7 +775,7 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
             }
             Err(TrySendError::Disconnected(_)) => Error::Queue,
         };
-        self.unbooked(listener);
+        self.unbooked(listener, Some(id));
         Err(failed)
     }
 
@@ -778,8 +816,8 @@ mod tests {
     #[test]
     fn a_held_marker_is_served_before_a_held_sentinel() {
         let q = ChannelQueue::<u32>::new(0).unwrap();
-        q.booked(7);
-        q.booked(7);
+        q.booked(7, None);
+        q.booked(7, Some(1));
         // The sentinel, by listener 9's thread: held for 7.
         assert!(!as_listener_thread(9, || q.arrived(7, Control::Sentinel)));
         // The marker, by a program's get: held for 7.
