@@ -1736,10 +1736,26 @@ fn a_stale_sentinel_taken_back_does_not_make_the_next_run_skip_the_stop() {
 
 /// A queue whose `enqueue_sentinel` refuses (Full) the call made on a
 /// thread named "refused", after waiting at a gate, and accepts all others.
+/// It tells when that call reached the gate, and how often a waiting stop
+/// looked for vanished sentinels (which it does only while it waits).
 struct RefuseOne {
     inner: ChannelQueue<u64>,
-    open: Mutex<bool>,
+    state: Mutex<RefuseState>,
     changed: Condvar,
+}
+
+#[derive(Default)]
+struct RefuseState {
+    open: bool,
+    at_gate: bool,
+    checks: usize,
+}
+
+impl RefuseOne {
+    fn wait_until(&self, what: impl Fn(&RefuseState) -> bool) {
+        let state = self.state.lock().unwrap();
+        drop(self.changed.wait_while(state, |s| !what(s)).unwrap());
+    }
 }
 
 impl Queue<u64> for RefuseOne {
@@ -1750,9 +1766,16 @@ impl Queue<u64> for RefuseOne {
         if thread::current().name() != Some("refused") {
             return self.inner.enqueue_sentinel(listener);
         }
-        let open = self.open.lock().unwrap();
-        drop(self.changed.wait_while(open, |o| !*o).unwrap());
+        let mut state = self.state.lock().unwrap();
+        state.at_gate = true;
+        self.changed.notify_all();
+        drop(self.changed.wait_while(state, |s| !s.open).unwrap());
         SentinelPut::Full
+    }
+    fn take_vanished_sentinels(&self, listener: u64) -> usize {
+        self.state.lock().unwrap().checks += 1;
+        self.changed.notify_all();
+        self.inner.take_vanished_sentinels(listener)
     }
 }
 
@@ -1770,7 +1793,7 @@ fn a_failed_enqueue_sentinel_does_not_strand_a_concurrent_stop() {
     bounded("enqueue_sentinel refused during a stop", || {
         let queue = Arc::new(RefuseOne {
             inner: ChannelQueue::new(0).unwrap(),
-            open: Mutex::new(false),
+            state: Mutex::new(RefuseState::default()),
             changed: Condvar::new(),
         });
         let q: Arc<dyn Queue<u64>> = queue.clone();
@@ -1781,11 +1804,14 @@ fn a_failed_enqueue_sentinel_does_not_strand_a_concurrent_stop() {
             .name("refused".into())
             .spawn(move || l.enqueue_sentinel())
             .unwrap();
-        thread::sleep(Duration::from_millis(50)); // the count is up
+        // The count is up before the put, so once the put is at the gate.
+        queue.wait_until(|s| s.at_gate);
         let l = listener.clone();
         let stop = thread::spawn(move || l.stop_timeout(Duration::from_secs(2)));
-        thread::sleep(Duration::from_millis(50)); // the stop is waiting
-        *queue.open.lock().unwrap() = true;
+        // The stop counts on that sentinel and waits: it looks for
+        // vanished sentinels only while waiting.
+        queue.wait_until(|s| s.checks >= 1);
+        queue.state.lock().unwrap().open = true;
         queue.changed.notify_all();
         let put = refused.join().unwrap();
         let stopped = stop.join().unwrap();
