@@ -629,7 +629,8 @@ impl<R: Send + 'static> Listener<R> {
     /// for records put after it (producers may go on putting).
     ///
     /// Puts a marker behind the queued records (waiting for room on a full
-    /// queue, within the deadline) and waits until the listener takes it.
+    /// queue, within the deadline, while the loop goes on) and waits until
+    /// the listener takes it.
     /// Errors: [`Error::NotRunning`] when no thread runs (records would
     /// never be handled), [`Error::WouldDeadlock`] from the listener's own
     /// thread, [`Error::Unsupported`] for a queue that cannot carry a
@@ -655,9 +656,26 @@ impl<R: Send + 'static> Listener<R> {
         let id = NEXT_MARKER.fetch_add(1, Ordering::Relaxed);
         shared.lock().markers.push(id);
         let forget = |ctl: &mut Control| ctl.markers.retain(|&m| m != id);
-        if let Err(e) = shared.queue.enqueue_marker(shared.id, id, deadline) {
-            forget(&mut shared.lock());
-            return Err(e);
+        // On a full queue, wait for room in slices, looking between them
+        // that the listener still takes records: if its loop ended
+        // meanwhile, the queue may never make room.
+        loop {
+            let slice = Instant::now() + SENTINEL_CHECK;
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            match shared.queue.enqueue_marker(shared.id, id, Some(until)) {
+                Ok(()) => break,
+                Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    let mut ctl = shared.lock();
+                    if matches!(ctl.run, Run::Idle) || ctl.loop_done {
+                        forget(&mut ctl);
+                        return Err(Error::NotRunning);
+                    }
+                }
+                Err(e) => {
+                    forget(&mut shared.lock());
+                    return Err(e);
+                }
+            }
         }
         let mut ctl = shared.lock();
         while ctl.markers.contains(&id) {

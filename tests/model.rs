@@ -1970,3 +1970,52 @@ fn a_barrier_left_by_another_listener_does_not_complete_a_flush() {
         Ok(())
     });
 }
+
+/// A flush that waits for room on a full queue while the listener's loop
+/// ends (at a sentinel), and a producer takes the room the loop's last take
+/// made: the queue stays full with nobody taking from it. The flush used to
+/// wait for room until its deadline (for ever without one); it returns
+/// `NotRunning` once the loop has ended. (When the flush's barrier wins the
+/// room instead, the result is the same: the loop ended before it.)
+#[test]
+fn a_flush_waiting_for_room_returns_when_the_loop_ends() {
+    bounded("flush waiting for room", || {
+        let queue = Arc::new(ChannelQueue::new(1).unwrap());
+        let log = Arc::new(Log::default());
+        let q: Arc<dyn Queue<u64>> = queue.clone();
+        let listener = Arc::new(Listener::new(
+            q,
+            vec![Box::new(LogHandler(log.clone()))],
+            Box::new(DefaultHooks),
+            false,
+        ));
+        listener.start().unwrap();
+        log.set_gate(true);
+        queue.put(GATE | 1).unwrap();
+        assert!(log.wait_len(1, SETTLE_BOUND));
+        // The thread is held inside record 1; the queue holds the sentinel.
+        listener.enqueue_sentinel().unwrap();
+        let producer = {
+            let queue = queue.clone();
+            thread::spawn(move || queue.put(2))
+        };
+        let flusher = {
+            let l = listener.clone();
+            thread::spawn(move || l.flush(None))
+        };
+        // Makes it likely both wait for room when the gate opens (the
+        // result does not depend on it).
+        thread::sleep(Duration::from_millis(20));
+        log.set_gate(false);
+        let flushed = flusher.join().unwrap();
+        // Let the producer in if the barrier took the room (a get holds
+        // the barrier for the listener).
+        let _ = queue.get_nowait();
+        producer.join().unwrap().unwrap();
+        listener.stop().unwrap();
+        if flushed != Err(Error::NotRunning) {
+            return Err(format!("flush returned {flushed:?}, not NotRunning"));
+        }
+        Ok(())
+    });
+}

@@ -744,7 +744,8 @@ pub unsafe extern "C" fn ql_listener_stats(
 /// It does not wait for records put after the call, so producers may go on
 /// producing: it puts a barrier behind the records queued now and waits for
 /// the listener to reach it. On a full queue it waits for room for the
-/// barrier, within the same deadline.
+/// barrier, within the same deadline, and gives `QL_ERR_NOT_RUNNING` as
+/// soon as the listener's loop ends meanwhile (the room may never come).
 ///
 /// `timeout_ms`: the most to wait in all; `QL_ERR_TIMEOUT` past it (a
 /// barrier already queued is reached later and harms nothing).
