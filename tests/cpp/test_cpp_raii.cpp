@@ -20,6 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include <errno.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 // Defined in test_cpp_raii_tu2.cpp (a second translation unit).
 ql::handler tu2_counting_handler(std::atomic<long> &count, int level);
 long tu2_log_and_count(ql::queue &q, int records);
@@ -543,6 +547,99 @@ void test_move() {
     CHECK(b == 2);
 }
 
+// A child process opts in to draining at exit, then calls std::exit() in
+// the middle of its work, without a stop. Every record reaches the handler,
+// which counts them and reports the count down a pipe only from its flush
+// (run when a stop ends the loop), so records handled without a stop, as
+// the process dies, are not counted:
+// - with the queue and listener leaked on the heap, only the drain can
+//   have handled them;
+// - with them in function-local statics (destroyed by the C++ runtime at
+//   exit), the drain and the destructors, in either order, neither crash
+//   nor hang (the child would then not exit 0) nor handle a record twice.
+void test_drain_at_exit_with_static_objects() {
+    g_test = "drain_at_exit_static";
+    constexpr long kRecords = 20000;
+    enum { kLeaked, kDrainFirst, kDestructorsFirst };
+    for (int mode : {kLeaked, kDrainFirst, kDestructorsFirst}) {
+        int fds[2];
+        CHECK(pipe(fds) == 0);
+        std::fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(fds[0]);
+            alarm(60);  // a hang kills the child: the parent sees a signal
+            int out = fds[1];
+            auto counted = std::make_shared<long>(0);
+            auto counter = [counted, out] {
+                // The count since the last flush, as one line.
+                ql::handler h([counted](void *) { ++*counted; });
+                h.on_flush([counted, out] {
+                    char line[32];
+                    int n = std::snprintf(line, sizeof line, "%ld\n", *counted);
+                    *counted = 0;
+                    if (write(out, line, static_cast<size_t>(n)) != n) std::_Exit(20);
+                });
+                return h;
+            };
+            if (mode == kLeaked) {
+                auto *q = new ql::queue(256);
+                auto *l = new ql::listener(*q, {counter()});
+                l->drain_at_exit(std::chrono::seconds(20));
+                for (long i = 0; i < kRecords; ++i) q->logf(QL_LEVEL_INFO, "exit", "r%ld", i);
+            } else if (mode == kDrainFirst) {
+                // Destructors registered first run last: the drain
+                // (registered after them) runs before them.
+                static ql::queue q(256);
+                static ql::listener l(q, {counter()});
+                l.drain_at_exit(std::chrono::seconds(20));
+                for (long i = 0; i < kRecords; ++i) q.logf(QL_LEVEL_INFO, "exit", "r%ld", i);
+            } else {
+                // The drain is registered before the statics exist, so
+                // their destructors (stop, free) run first and the drain
+                // then finds the listener gone.
+                {
+                    ql::queue first_q(1);
+                    ql::listener first(first_q, {counter()});
+                    first.drain_at_exit(std::chrono::seconds(20));  // registers the exit hook
+                }
+                static ql::queue q(256);
+                static ql::listener l(q, {counter()});
+                l.drain_at_exit(std::chrono::seconds(20));
+                for (long i = 0; i < kRecords; ++i) q.logf(QL_LEVEL_INFO, "exit", "r%ld", i);
+            }
+            std::exit(0);
+        }
+        close(fds[1]);
+        std::string text;
+        char buf[4096];
+        for (;;) {
+            ssize_t n = read(fds[0], buf, sizeof buf);
+            if (n > 0) {
+                text.append(buf, static_cast<size_t>(n));
+            } else if (n == 0 || errno != EINTR) {
+                break;
+            }
+        }
+        close(fds[0]);
+        long reported = 0;  // the records the flushes reported, summed
+        for (const char *p = text.c_str(); *p != '\0';) {
+            char *end = nullptr;
+            reported += std::strtol(p, &end, 10);
+            if (end == p) break;
+            p = end;
+        }
+        int status = 0;
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        CHECK(reported == kRecords);
+        static const char *const kModes[] = {"leaked objects, drain only", "drain, then destructors",
+                                             "destructors, then drain"};
+        std::printf("     %s: %ld of %ld records reported by its flushes\n", kModes[mode], reported,
+                    kRecords);
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -557,6 +654,7 @@ int main() {
     test_raw_handler();
     test_flush();
     test_move();
+    test_drain_at_exit_with_static_objects();
     std::printf("test_cpp_raii: %d checks, %d failed\n", g_checks, g_failures);
     return g_failures == 0 ? 0 : 1;
 }
