@@ -502,9 +502,6 @@ typedef struct ql_record {
 /**
  * Drop the oldest queued records until the new one fits; never waits,
  * never refuses. A program pointer evicted this way goes to `on_drop`.
- * A stop's sentinel waits for room first, as on any queue, but once it
- * has found the queue full for 100 ms (producers evicting nonstop fill
- * every slot the listener frees) it gets in the same way.
  */
 #define QL_OVERFLOW_DROP_OLDEST 3
 
@@ -849,9 +846,7 @@ ql_status ql_start(const struct ql_listener *listener);
  * joins it.
  *
  * Every record put before the call has been handled when it returns
- * `QL_OK`. On a full bounded queue it waits until the sentinel gets in
- * (on a `QL_OVERFLOW_DROP_OLDEST` queue that stays full for 100 ms, the
- * sentinel then evicts the oldest record, as any put there does).
+ * `QL_OK`. On a full bounded queue it waits until the sentinel gets in.
  * A listener that is not running (never started, or already stopped) is
  * left alone: `QL_OK`, nothing enqueued. A listener whose loop already
  * ended (its queue reported empty) is joined without a sentinel. Several

@@ -63,17 +63,7 @@ struct Addressee {
     /// Wakes the listener's thread, asleep on an empty channel, when an
     /// item is held for it.
     wake: Option<(Sender<()>, Receiver<()>)>,
-    /// Since when its sentinel keeps finding the queue full (see
-    /// [`SENTINEL_EVICTS_AFTER`]).
-    full_since: Option<Instant>,
 }
-
-/// On a [`Overflow::DropOldest`] queue, a sentinel that has found the queue
-/// full for this long gets in as any put does there: by evicting the
-/// oldest record. A listener that drains the queue makes room well before;
-/// producers that evict nonstop can fill every slot it frees, and would
-/// otherwise keep a stop out without bound.
-pub const SENTINEL_EVICTS_AFTER: Duration = Duration::from_millis(100);
 
 /// The addressees of a queue, by listener id.
 #[derive(Default)]
@@ -748,31 +738,11 @@ impl<R: Send> Queue<R> for ChannelQueue<R> {
         // Booked first: a thread may take it as soon as it is in.
         self.booked(listener, None);
         let put = match self.tx.try_send(Item::Sentinel(listener)) {
-            Ok(()) => SentinelPut::Ok,
+            Ok(()) => return SentinelPut::Ok,
             Err(TrySendError::Full(_)) => SentinelPut::Full,
             Err(TrySendError::Disconnected(_)) => SentinelPut::Error,
         };
-        let evict = {
-            let mut book = self.book();
-            let addressee = book.listeners.entry(listener).or_default();
-            if put == SentinelPut::Full && self.overflow == Overflow::DropOldest {
-                let since = *addressee.full_since.get_or_insert_with(Instant::now);
-                since.elapsed() >= SENTINEL_EVICTS_AFTER
-            } else {
-                addressee.full_since = None;
-                false
-            }
-        };
-        if evict {
-            self.put_evicting(Item::Sentinel(listener));
-            if let Some(addressee) = self.book().listeners.get_mut(&listener) {
-                addressee.full_since = None;
-            }
-            return SentinelPut::Ok;
-        }
-        if put != SentinelPut::Ok {
-            self.unbooked(listener, None);
-        }
+        self.unbooked(listener, None);
         put
     }
 

@@ -633,9 +633,7 @@ pub unsafe extern "C" fn ql_start(listener: *const ql_listener) -> ql_status {
 /// joins it.
 ///
 /// Every record put before the call has been handled when it returns
-/// `QL_OK`. On a full bounded queue it waits until the sentinel gets in
-/// (on a `QL_OVERFLOW_DROP_OLDEST` queue that stays full for 100 ms, the
-/// sentinel then evicts the oldest record, as any put there does).
+/// `QL_OK`. On a full bounded queue it waits until the sentinel gets in.
 /// A listener that is not running (never started, or already stopped) is
 /// left alone: `QL_OK`, nothing enqueued. A listener whose loop already
 /// ended (its queue reported empty) is joined without a sentinel. Several

@@ -28,9 +28,6 @@ pub const QL_OVERFLOW_BLOCK_TIMEOUT: ql_overflow = 1;
 pub const QL_OVERFLOW_DROP_NEWEST: ql_overflow = 2;
 /// Drop the oldest queued records until the new one fits; never waits,
 /// never refuses. A program pointer evicted this way goes to `on_drop`.
-/// A stop's sentinel waits for room first, as on any queue, but once it
-/// has found the queue full for 100 ms (producers evicting nonstop fill
-/// every slot the listener frees) it gets in the same way.
 pub const QL_OVERFLOW_DROP_OLDEST: ql_overflow = 3;
 
 /// How to make a built-in queue: start from `ql_queue_options_default()`

@@ -12,10 +12,8 @@
  * - QL_OVERFLOW_DROP_OLDEST: always QL_OK; the oldest are evicted and
  *   counted; handled == the newest, in order; evicted pointers go to
  *   on_drop once each, with drop_ctx, on the putting thread; a flush on a
- *   full queue waits for room rather than evicting a record; a stop's
- *   sentinel that found the queue full for 100 ms evicts the oldest record
- *   (so producers evicting nonstop cannot keep it out); stop returns while
- *   producers keep evicting (the sentinel is never lost);
+ *   full queue waits for room rather than evicting a record; stop returns
+ *   while producers keep evicting (the sentinel is never lost);
  * - report_drops: one WARNING record "N records dropped" from logger
  *   "queue_listener" before later records;
  * - a handler logging onto its own full queue: BLOCK refuses at once with
@@ -418,11 +416,8 @@ static void drop_oldest_stop(void) {
     ql_listener *l = NULL;
     CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
 
-    /* first, deterministic: with the listener held and the queue full, a
-     * stop's sentinel waits for room, then (after 100 ms full) gets in by
-     * evicting the oldest record, as any put does under this policy: the
-     * bounded stop times out on the held listener with its sentinel in;
-     * a second stop waits while a producer evicts, and still returns */
+    /* first, deterministic: the sentinel waits on the full queue while the
+     * listener is held; a producer then evicts; the stop still returns */
     qlt_latch gate;
     qlt_latch_init(&gate);
     qlt_sink held;
@@ -433,14 +428,10 @@ static void drop_oldest_stop(void) {
     CHECK_OK(ql_start(l1));
     hold_listener(q, &held, &gate);
     for (int i = 1; i <= CAP; i++) log_num(q, i, QL_OK);
-    CHECK_EQ_INT(qlt_queue_len(q), CAP);
-    uint64_t dropped_before = qlt_stats(l1).dropped;
-    CHECK_EQ_STATUS(ql_stop_timeout(l1, 500), QL_ERR_TIMEOUT);
-    CHECK_EQ_INT(qlt_stats(l1).dropped, dropped_before + 1);
-    CHECK_EQ_INT(qlt_queue_len(q), CAP);
     stop_arg sa = {l1, -1};
     pthread_t t;
     QLT_PT(pthread_create(&t, NULL, stop_main, &sa));
+    qlt_sleep_ms(30); /* makes it likely the stop meets the full queue */
     for (int i = CAP + 1; i <= CAP + 10; i++) log_num(q, i, QL_OK); /* evicting */
     qlt_latch_open(&gate);
     QLT_PT(pthread_join(t, NULL));
@@ -488,8 +479,7 @@ static void drop_oldest_stop(void) {
     qlt_sink_fini(&s);
     PASS("QL_OVERFLOW_DROP_OLDEST, capacity %d, %d producers evicting nonstop (%ld records, %llu "
          "dropped): %d start/flush/stop cycles all returned QL_OK (slowest flush %lld ms, stop "
-         "%lld ms); with the listener held, a stop's sentinel got into the full queue by "
-         "evicting one record after 100 ms, and the next stop returned",
+         "%lld ms); a stop whose sentinel met a full queue returned",
          CAP, PRODUCERS, attempts, (unsigned long long)st.dropped, CYCLES, worst_flush,
          worst_stop);
 }
