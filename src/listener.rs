@@ -129,7 +129,9 @@ pub trait Queue<R>: Send + Sync {
         false
     }
     /// Puts flush marker `id` of listener `listener` behind every queued
-    /// record, waiting for room until `deadline`. The default cannot
+    /// record, waiting for room until `deadline`. `id` must be unique in
+    /// the process (the listener takes them from one counter): a queue may
+    /// know a marker's listener by its id alone. The default cannot
     /// ([`Error::Unsupported`]).
     fn enqueue_marker(
         &self,
