@@ -356,6 +356,10 @@ struct Control {
     /// taken by a listener thread. Counted before the put, so the thread can
     /// never take a sentinel the count does not know of yet.
     pending_sentinels: usize,
+    /// Of `pending_sentinels`, those whose put has not returned yet. A join
+    /// leaves them pending: a put that completes after the join is for the
+    /// next run.
+    inflight_sentinels: usize,
     /// Sentinels addressed to a run whose thread was joined before it took
     /// them (its loop ended on an empty queue or a queue error). The next
     /// run acknowledges and skips this many, so they cannot end it early.
@@ -476,6 +480,7 @@ impl<R: Send + 'static> Listener<R> {
                     thread_done: false,
                     stop_requested: false,
                     pending_sentinels: 0,
+                    inflight_sentinels: 0,
                     stale_sentinels: 0,
                     ended_by_error: false,
                     panicked: false,
@@ -567,13 +572,19 @@ impl<R: Send + 'static> Listener<R> {
             return Err(Error::Forked);
         }
         // Count it first: the thread may take it as soon as it is in.
-        shared.lock().pending_sentinels += 1;
-        let failed = match shared.hooks.enqueue_sentinel(&*shared.queue, shared.id) {
+        {
+            let mut ctl = shared.lock();
+            ctl.pending_sentinels += 1;
+            ctl.inflight_sentinels += 1;
+        }
+        let put = shared.hooks.enqueue_sentinel(&*shared.queue, shared.id);
+        let mut ctl = shared.lock();
+        ctl.inflight_sentinels -= 1;
+        let failed = match put {
             SentinelPut::Ok => return Ok(()),
             SentinelPut::Full => Error::Full,
             SentinelPut::Error => Error::Queue,
         };
-        let mut ctl = shared.lock();
         ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
         // A stop counting on this sentinel must put its own.
         shared.changed.notify_all();
@@ -762,9 +773,11 @@ impl<R: Send + 'static> Shared<R> {
             while ctl.pending_sentinels == 0 && !ctl.loop_done {
                 // Count it first: the thread may take it as soon as it is in.
                 ctl.pending_sentinels += 1;
+                ctl.inflight_sentinels += 1;
                 drop(ctl);
                 let put = shared.hooks.enqueue_sentinel(&*shared.queue, shared.id);
                 ctl = shared.lock();
+                ctl.inflight_sentinels -= 1;
                 if put != SentinelPut::Ok {
                     ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
                 }
@@ -901,8 +914,14 @@ impl<R> Drop for Shared<R> {
 impl Control {
     /// After a join: sentinels the joined thread never took can only end a
     /// later run early, so the next run skips them.
+    /// Sentinels still being put (a concurrent `enqueue_sentinel`) stay
+    /// pending: they go in after the join, so they are the next run's.
     fn retire_sentinels(&mut self) {
-        self.stale_sentinels += std::mem::take(&mut self.pending_sentinels);
+        let settled = self
+            .pending_sentinels
+            .saturating_sub(self.inflight_sentinels);
+        self.stale_sentinels += settled;
+        self.pending_sentinels -= settled;
     }
 }
 

@@ -295,8 +295,10 @@ impl Sut for EngineSut {
         old
     }
     fn free_listener(&self) -> Option<Res> {
-        let old = write(&self.listener).take()?;
-        drop(old);
+        // Dropped under the write lock: at most one listener exists at a
+        // time (a new one could otherwise run beside the one being freed).
+        let mut slot = write(&self.listener);
+        drop(slot.take()?);
         Some(Res::Ok)
     }
     fn start(&self) -> Option<Res> {
@@ -440,7 +442,10 @@ impl Sut for FfiSut {
         old
     }
     fn free_listener(&self) -> Option<Res> {
-        let old = write(&self.listener).take()?;
+        // Freed under the write lock: at most one listener exists at a time
+        // (a new one could otherwise run beside the one being freed).
+        let mut slot = write(&self.listener);
+        let old = slot.take()?;
         // SAFETY: live; the write lock excludes every other call.
         Some(res_of_status(unsafe { ql_listener_free(old.0) }))
     }
@@ -2018,4 +2023,98 @@ fn a_flush_waiting_for_room_returns_when_the_loop_ends() {
         }
         Ok(())
     });
+}
+
+/// A queue whose `enqueue_sentinel` on a thread named "slow" waits at a gate
+/// before putting the sentinel (successfully); all others go straight in.
+struct SlowSentinel {
+    inner: ChannelQueue<u64>,
+    state: Mutex<(bool, bool)>, // (at the gate, open)
+    changed: Condvar,
+}
+
+impl Queue<u64> for SlowSentinel {
+    fn dequeue(&self, block: bool) -> Dequeued<u64> {
+        self.inner.dequeue(block)
+    }
+    fn enqueue_sentinel(&self, listener: u64) -> SentinelPut {
+        if thread::current().name() == Some("slow") {
+            let mut state = self.state.lock().unwrap();
+            state.0 = true;
+            self.changed.notify_all();
+            drop(self.changed.wait_while(state, |s| !s.1).unwrap());
+        }
+        self.inner.enqueue_sentinel(listener)
+    }
+    fn take_vanished_sentinels(&self, listener: u64) -> usize {
+        self.inner.take_vanished_sentinels(listener)
+    }
+}
+
+/// An `enqueue_sentinel` whose put is still in progress when `start` joins
+/// the previous run (its loop had ended): the sentinel goes in after the
+/// join, so it is the new run's, and the new run ends at it. The join used
+/// to count it as left over from the old run, so the new run skipped it:
+/// the call had no effect, and the miscount could later leave a stop
+/// waiting for a sentinel that was gone (found by the concurrent property:
+/// a `ql_listener_free` that never returned).
+#[test]
+fn a_sentinel_put_during_a_restart_is_the_new_runs() {
+    bounded("sentinel put during a restart", || {
+        let queue = Arc::new(SlowSentinel {
+            inner: ChannelQueue::new(0).unwrap(),
+            state: Mutex::new((false, false)),
+            changed: Condvar::new(),
+        });
+        let log = Arc::new(Log::default());
+        let q: Arc<dyn Queue<u64>> = queue.clone();
+        let listener = Arc::new(Listener::new(
+            q,
+            vec![Box::new(LogHandler(log.clone()))],
+            Box::new(DefaultHooks),
+            false,
+        ));
+        listener.start().unwrap();
+        // The first run ends at its sentinel (its handlers' flush tells).
+        listener.enqueue_sentinel().unwrap();
+        wait_until(|| log.flushes() == 1)?;
+        // A second enqueue_sentinel counts its sentinel, then waits.
+        let slow = {
+            let l = listener.clone();
+            thread::Builder::new()
+                .name("slow".into())
+                .spawn(move || l.enqueue_sentinel())
+                .unwrap()
+        };
+        {
+            let state = queue.state.lock().unwrap();
+            drop(queue.changed.wait_while(state, |s| !s.0).unwrap());
+        }
+        // Joins the first run, then starts the second.
+        listener.start().unwrap();
+        queue.state.lock().unwrap().1 = true;
+        queue.changed.notify_all();
+        slow.join().unwrap().unwrap();
+        // The second run ends at that sentinel.
+        let ended = wait_until(|| log.flushes() == 2);
+        let stopped = listener.stop_timeout(Duration::from_secs(5));
+        ended.map_err(|e| format!("the new run skipped the sentinel: {e}"))?;
+        if stopped != Ok(()) {
+            return Err(format!("stop returned {stopped:?}"));
+        }
+        Ok(())
+    });
+}
+
+/// Waits (a bounded poll: the handler's flush count has no event of its
+/// own here) until `cond` holds.
+fn wait_until(cond: impl Fn() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE_BOUND;
+    while !cond() {
+        if Instant::now() >= deadline {
+            return Err(format!("not reached within {SETTLE_BOUND:?}"));
+        }
+        thread::yield_now();
+    }
+    Ok(())
 }
