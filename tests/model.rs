@@ -136,6 +136,16 @@ impl Log {
         self.lock().seen.clone()
     }
 
+    /// Waits until the handler was flushed `n` times; false after `bound`.
+    fn wait_flushes(&self, n: u64, bound: Duration) -> bool {
+        let s = self.lock();
+        let (s, _) = self
+            .changed
+            .wait_timeout_while(s, bound, |s| s.flushes < n)
+            .unwrap_or_else(PoisonError::into_inner);
+        s.flushes >= n
+    }
+
     /// Waits until `n` records were seen; false after `bound`.
     fn wait_len(&self, n: usize, bound: Duration) -> bool {
         let s = self.lock();
@@ -1739,43 +1749,61 @@ fn a_stale_sentinel_taken_back_does_not_make_the_next_run_skip_the_stop() {
     });
 }
 
-/// A queue whose `enqueue_sentinel` refuses (Full) the call made on a
-/// thread named "refused", after waiting at a gate, and accepts all others.
-/// It tells when that call reached the gate, and how often a waiting stop
-/// looked for vanished sentinels (which it does only while it waits).
-struct RefuseOne {
+/// A queue whose `enqueue_sentinel`, called on a thread named "gated",
+/// waits at a gate, then refuses (Full) when `refuse` is set, else puts the
+/// sentinel; calls on other threads go straight in. It tells when the gated
+/// call reached the gate, and how often a waiting stop looked for vanished
+/// sentinels (which it does only while it waits).
+struct GatedSentinel {
     inner: ChannelQueue<u64>,
-    state: Mutex<RefuseState>,
+    refuse: bool,
+    state: Mutex<GateState>,
     changed: Condvar,
 }
 
 #[derive(Default)]
-struct RefuseState {
+struct GateState {
     open: bool,
     at_gate: bool,
     checks: usize,
 }
 
-impl RefuseOne {
-    fn wait_until(&self, what: impl Fn(&RefuseState) -> bool) {
+impl GatedSentinel {
+    fn new(refuse: bool) -> Self {
+        GatedSentinel {
+            inner: ChannelQueue::new(0).unwrap(),
+            refuse,
+            state: Mutex::new(GateState::default()),
+            changed: Condvar::new(),
+        }
+    }
+    fn wait_until(&self, what: impl Fn(&GateState) -> bool) {
         let state = self.state.lock().unwrap();
         drop(self.changed.wait_while(state, |s| !what(s)).unwrap());
     }
+    fn open(&self) {
+        self.state.lock().unwrap().open = true;
+        self.changed.notify_all();
+    }
 }
 
-impl Queue<u64> for RefuseOne {
+impl Queue<u64> for GatedSentinel {
     fn dequeue(&self, block: bool) -> Dequeued<u64> {
         self.inner.dequeue(block)
     }
     fn enqueue_sentinel(&self, listener: u64) -> SentinelPut {
-        if thread::current().name() != Some("refused") {
+        if thread::current().name() != Some("gated") {
             return self.inner.enqueue_sentinel(listener);
         }
         let mut state = self.state.lock().unwrap();
         state.at_gate = true;
         self.changed.notify_all();
         drop(self.changed.wait_while(state, |s| !s.open).unwrap());
-        SentinelPut::Full
+        if self.refuse {
+            SentinelPut::Full
+        } else {
+            self.inner.enqueue_sentinel(listener)
+        }
     }
     fn take_vanished_sentinels(&self, listener: u64) -> usize {
         self.state.lock().unwrap().checks += 1;
@@ -1796,17 +1824,13 @@ impl Queue<u64> for RefuseOne {
 #[test]
 fn a_failed_enqueue_sentinel_does_not_strand_a_concurrent_stop() {
     bounded("enqueue_sentinel refused during a stop", || {
-        let queue = Arc::new(RefuseOne {
-            inner: ChannelQueue::new(0).unwrap(),
-            state: Mutex::new(RefuseState::default()),
-            changed: Condvar::new(),
-        });
+        let queue = Arc::new(GatedSentinel::new(true));
         let q: Arc<dyn Queue<u64>> = queue.clone();
         let listener = Arc::new(Listener::new(q, vec![], Box::new(DefaultHooks), false));
         listener.start().unwrap();
         let l = listener.clone();
         let refused = thread::Builder::new()
-            .name("refused".into())
+            .name("gated".into())
             .spawn(move || l.enqueue_sentinel())
             .unwrap();
         // The count is up before the put, so once the put is at the gate.
@@ -1816,8 +1840,7 @@ fn a_failed_enqueue_sentinel_does_not_strand_a_concurrent_stop() {
         // The stop counts on that sentinel and waits: it looks for
         // vanished sentinels only while waiting.
         queue.wait_until(|s| s.checks >= 1);
-        queue.state.lock().unwrap().open = true;
-        queue.changed.notify_all();
+        queue.open();
         let put = refused.join().unwrap();
         let stopped = stop.join().unwrap();
         if stopped.is_err() {
@@ -2025,32 +2048,6 @@ fn a_flush_waiting_for_room_returns_when_the_loop_ends() {
     });
 }
 
-/// A queue whose `enqueue_sentinel` on a thread named "slow" waits at a gate
-/// before putting the sentinel (successfully); all others go straight in.
-struct SlowSentinel {
-    inner: ChannelQueue<u64>,
-    state: Mutex<(bool, bool)>, // (at the gate, open)
-    changed: Condvar,
-}
-
-impl Queue<u64> for SlowSentinel {
-    fn dequeue(&self, block: bool) -> Dequeued<u64> {
-        self.inner.dequeue(block)
-    }
-    fn enqueue_sentinel(&self, listener: u64) -> SentinelPut {
-        if thread::current().name() == Some("slow") {
-            let mut state = self.state.lock().unwrap();
-            state.0 = true;
-            self.changed.notify_all();
-            drop(self.changed.wait_while(state, |s| !s.1).unwrap());
-        }
-        self.inner.enqueue_sentinel(listener)
-    }
-    fn take_vanished_sentinels(&self, listener: u64) -> usize {
-        self.inner.take_vanished_sentinels(listener)
-    }
-}
-
 /// An `enqueue_sentinel` whose put is still in progress when `start` joins
 /// the previous run (its loop had ended): the sentinel goes in after the
 /// join, so it is the new run's, and the new run ends at it. The join used
@@ -2061,11 +2058,7 @@ impl Queue<u64> for SlowSentinel {
 #[test]
 fn a_sentinel_put_during_a_restart_is_the_new_runs() {
     bounded("sentinel put during a restart", || {
-        let queue = Arc::new(SlowSentinel {
-            inner: ChannelQueue::new(0).unwrap(),
-            state: Mutex::new((false, false)),
-            changed: Condvar::new(),
-        });
+        let queue = Arc::new(GatedSentinel::new(false));
         let log = Arc::new(Log::default());
         let q: Arc<dyn Queue<u64>> = queue.clone();
         let listener = Arc::new(Listener::new(
@@ -2077,44 +2070,31 @@ fn a_sentinel_put_during_a_restart_is_the_new_runs() {
         listener.start().unwrap();
         // The first run ends at its sentinel (its handlers' flush tells).
         listener.enqueue_sentinel().unwrap();
-        wait_until(|| log.flushes() == 1)?;
+        if !log.wait_flushes(1, SETTLE_BOUND) {
+            return Err("the first run did not end at its sentinel".into());
+        }
         // A second enqueue_sentinel counts its sentinel, then waits.
         let slow = {
             let l = listener.clone();
             thread::Builder::new()
-                .name("slow".into())
+                .name("gated".into())
                 .spawn(move || l.enqueue_sentinel())
                 .unwrap()
         };
-        {
-            let state = queue.state.lock().unwrap();
-            drop(queue.changed.wait_while(state, |s| !s.0).unwrap());
-        }
+        queue.wait_until(|s| s.at_gate);
         // Joins the first run, then starts the second.
         listener.start().unwrap();
-        queue.state.lock().unwrap().1 = true;
-        queue.changed.notify_all();
+        queue.open();
         slow.join().unwrap().unwrap();
         // The second run ends at that sentinel.
-        let ended = wait_until(|| log.flushes() == 2);
+        let ended = log.wait_flushes(2, SETTLE_BOUND);
         let stopped = listener.stop_timeout(Duration::from_secs(5));
-        ended.map_err(|e| format!("the new run skipped the sentinel: {e}"))?;
+        if !ended {
+            return Err("the new run skipped the sentinel".into());
+        }
         if stopped != Ok(()) {
             return Err(format!("stop returned {stopped:?}"));
         }
         Ok(())
     });
-}
-
-/// Waits (a bounded poll: the handler's flush count has no event of its
-/// own here) until `cond` holds.
-fn wait_until(cond: impl Fn() -> bool) -> Result<(), String> {
-    let deadline = Instant::now() + SETTLE_BOUND;
-    while !cond() {
-        if Instant::now() >= deadline {
-            return Err(format!("not reached within {SETTLE_BOUND:?}"));
-        }
-        thread::yield_now();
-    }
-    Ok(())
 }
