@@ -20,6 +20,11 @@
 #include <string.h>
 
 /**
+ * The most backups a file handler keeps (`backup_count`).
+ */
+#define QL_BACKUP_COUNT_MAX 1000
+
+/**
  * The largest capacity `ql_queue_new` accepts: 16777216 (2^24) items.
  */
 #define QL_QUEUE_MAX_CAPACITY (1 << 24)
@@ -106,6 +111,12 @@ typedef struct ql_queue ql_queue;
 typedef int32_t ql_flush_policy;
 
 /**
+ * Time-based rotation of a file handler, as Python's
+ * `TimedRotatingFileHandler`'s `when`.
+ */
+typedef int32_t ql_rotate_when;
+
+/**
  * How a built-in handler formats and writes: start from
  * `ql_handler_options_default()` and change what you need.
  */
@@ -129,15 +140,70 @@ typedef struct ql_handler_options {
   ql_flush_policy flush;
   /**
    * File handler only: rotate when a write would take the file past this
-   * many bytes; 0 (the default) never rotates.
+   * many bytes; 0 (the default) never rotates by size.
    */
   uint64_t max_bytes;
   /**
    * File handler only: backups kept when rotating (`path.1` is the
-   * newest). 0 with `max_bytes` set truncates the file instead, as
-   * Python's RotatingFileHandler. Default 0.
+   * newest), at most `QL_BACKUP_COUNT_MAX`. 0 with a rotation set
+   * truncates the file instead. Default 0.
    */
   uint32_t backup_count;
+  /**
+   * Write the logger name and message as they are. By default every
+   * control byte in them (below 0x20 except TAB, and 0x7f) is written as
+   * `\n`, `\r` or `\xHH`, so no content can end a line early and forge
+   * another record. Default false.
+   */
+  bool raw;
+  /**
+   * How long a write to a pipe, socket, terminal or device may wait for
+   * the reader without progress before it fails with `EAGAIN` (the lines
+   * are then kept for a retry, or counted lost at a flush). Default 5000.
+   * 0 never waits.
+   */
+  uint32_t write_timeout_ms;
+  /**
+   * File handler only: time-based rotation, one of `QL_ROTATE_*`.
+   * Default `QL_ROTATE_NEVER`. May be combined with `max_bytes`.
+   */
+  ql_rotate_when rotate_when;
+  /**
+   * File handler only: units of `rotate_when` between rotations.
+   * Default 1 (0 counts as 1).
+   */
+  uint32_t rotate_interval;
+  /**
+   * File handler only: compute midnight and weekdays in UTC instead of
+   * local time. Default false.
+   */
+  bool rotate_utc;
+  /**
+   * File handler only: rotate a non-empty file when the handler is
+   * made (needs `backup_count` > 0 to keep it). Default false.
+   */
+  bool rotate_on_open;
+  /**
+   * File handler only: compress each backup with gzip (`path.1.gz`),
+   * on a thread of its own. Default false.
+   */
+  bool compress;
+  /**
+   * File handler only: before each write, check that the path still
+   * names the open file, and reopen it when it was moved or deleted (as
+   * Python's WatchedFileHandler; one `stat` per write). Default false.
+   */
+  bool watch;
+  /**
+   * File handler only: where the time for time-based rotation comes
+   * from, in ns since the Unix epoch; called on the listener thread.
+   * NULL (the default) for the system's wall clock.
+   */
+  int64_t (*clock)(void *ctx);
+  /**
+   * Passed to `clock`; must stay valid while the handler lives.
+   */
+  void *clock_ctx;
 } ql_handler_options;
 
 /**
@@ -364,6 +430,89 @@ typedef struct ql_stats {
 } ql_stats;
 
 /**
+ * A built-in handler's own account of the records it was given. Every
+ * record
+ * received is, at any moment, `written`, `lost` or `pending`; after
+ * `ql_stop` or `ql_listener_flush` returns, `pending` is 0 for the
+ * built-in handlers.
+ */
+typedef struct ql_sink_counts {
+  /**
+   * Records written whole.
+   */
+  uint64_t written;
+  /**
+   * Records counted lost: dropped whole, or (on a stream, never on a
+   * file that could be truncated back) after a part of them went out.
+   */
+  uint64_t lost;
+  /**
+   * Records held, neither written nor lost yet.
+   */
+  uint64_t pending;
+  /**
+   * Failed writes (after `EINTR` retries and the write timeout).
+   */
+  uint64_t write_errors;
+  /**
+   * The failed writes no `handle` call returned (at a batch end or a
+   * flush); the listener counts and reports them.
+   */
+  uint64_t deferred_errors;
+  /**
+   * The errno of the last failure, or 0.
+   */
+  int32_t last_errno;
+  /**
+   * Files only: lines found cut off at the end of the file when it was
+   * opened (a writer died inside a line); each was ended with a newline.
+   */
+  uint64_t torn_tails;
+  /**
+   * Files only: rotations done.
+   */
+  uint64_t rotations;
+  /**
+   * Files only: rotations and reopens that failed (the handler kept its
+   * file and tries again at the next write).
+   */
+  uint64_t rotation_failures;
+  /**
+   * Files only: times the file was reopened (moved or deleted under a
+   * `watch` handler, or `ql_reopen_files`).
+   */
+  uint64_t reopens;
+  /**
+   * Files only: backups that could not be compressed (kept as they were).
+   */
+  uint64_t compress_failures;
+} ql_sink_counts;
+
+/**
+ * One handler's counters, from `ql_listener_handler_stats`.
+ */
+typedef struct ql_handler_stats {
+  /**
+   * Records the listener gave the handler's `handle`.
+   */
+  uint64_t received;
+  /**
+   * The handler's failures: nonzero returns of `handle`, and the
+   * `deferred_errors` its counts showed.
+   */
+  uint64_t errors;
+  /**
+   * True for a built-in handler, which keeps its own account; `sink` is
+   * all zeros otherwise.
+   */
+  bool has_counts;
+  /**
+   * The handler's own account.
+   */
+  struct ql_sink_counts sink;
+} ql_handler_stats;
+
+/**
  * What a put does when a bounded queue is full (`ql_queue_options`).
  */
 typedef int32_t ql_overflow;
@@ -481,6 +630,47 @@ typedef struct ql_record {
 #define QL_FLUSH_EXPLICIT 2
 
 /**
+ * No time-based rotation (the default).
+ */
+#define QL_ROTATE_NEVER 0
+
+/**
+ * Every `rotate_interval` seconds.
+ */
+#define QL_ROTATE_SECONDS 1
+
+/**
+ * Every `rotate_interval` minutes.
+ */
+#define QL_ROTATE_MINUTES 2
+
+/**
+ * Every `rotate_interval` hours.
+ */
+#define QL_ROTATE_HOURS 3
+
+/**
+ * Every `rotate_interval` days (24 hours).
+ */
+#define QL_ROTATE_DAYS 4
+
+/**
+ * At midnight, every `rotate_interval` days.
+ */
+#define QL_ROTATE_MIDNIGHT 5
+
+/**
+ * At midnight before a Monday (Python's `W0`), every week; `QL_ROTATE_W0
+ * + n` for the other days (n = 1 Tuesday ... 6 Sunday).
+ */
+#define QL_ROTATE_W0 10
+
+/**
+ * Sunday (Python's `W6`).
+ */
+#define QL_ROTATE_W6 16
+
+/**
  * Wait for room: lossless, the default. On a listener thread (a handler
  * that logs) a full queue refuses at once with `QL_ERR_WOULD_DEADLOCK`
  * instead of waiting for itself.
@@ -587,6 +777,14 @@ typedef struct ql_record {
 #define QL_ERR_FORKED 14
 
 /**
+ * The call did its work (the listener stopped, the flush completed, the
+ * listener was freed), but handlers counted records lost since the
+ * previous `ql_stop`, `ql_stop_timeout` or `ql_listener_flush` returned:
+ * read which and why with `ql_listener_handler_stats`.
+ */
+#define QL_ERR_LOST 15
+
+/**
  * `*record_out` holds a record.
  */
 #define QL_DEQUEUE_RECORD 0
@@ -670,7 +868,8 @@ const char *ql_version(void);
 
 /**
  * The default handler options: level 0, the default pattern,
- * `QL_FLUSH_BATCH`, no rotation. Any thread.
+ * `QL_FLUSH_BATCH`, escaped text, a 5 s write timeout, no rotation. Any
+ * thread.
  */
 struct ql_handler_options ql_handler_options_default(void);
 
@@ -682,8 +881,20 @@ struct ql_handler_options ql_handler_options_default(void);
  * `options`: NULL for the defaults (`ql_handler_options_default`).
  * On success writes the handler to `*handler_out`: put it in a listener's
  * handler array, which then owns it (or free it with `ql_handler_free`
- * if it is never used). Each write holds whole lines; on a pipe, at most
- * `PIPE_BUF` bytes, so lines of other writers never cut into them.
+ * if it is never used).
+ *
+ * Every record is one line, written whole or counted lost (see
+ * `ql_listener_handler_stats`): a partial write resumes at the exact
+ * byte; `EINTR` is retried; a full pipe or socket, or `EAGAIN` on a
+ * non-blocking fd, is waited for up to `write_timeout_ms` without
+ * progress. A closed pipe gives `EPIPE`, a counted failure: `SIGPIPE`
+ * never kills the process (the listener thread blocks it; elsewhere it is
+ * blocked around the write and taken back), and the process's signal
+ * dispositions are left alone. On a pipe each write holds whole lines of
+ * at most `PIPE_BUF` (4096) bytes together, so lines up to that size never
+ * interleave with other writers' (POSIX makes no such promise for longer
+ * lines). On a regular file opened with `O_APPEND` the rules of
+ * `ql_file_handler` apply.
  *
  * Built-in handlers take built-in records only (`ql_log`, `ql_logf`):
  * never use them on a queue of program pointers.
@@ -701,9 +912,13 @@ ql_status ql_stream_handler_fd(int fd,
 
 /**
  * Makes a stream handler writing to a C `FILE *` the program owns (for
- * example `stdout`), one `fwrite` per group of whole lines, which holds
- * the stream's lock: lines never interleave with the program's other
- * writes through that stream. The flush policy ends with `fflush`.
+ * example `stdout`). Each write holds the stream's lock (`flockfile`),
+ * first flushes what the program left in the stream's buffer, then writes
+ * whole lines through the stream's file descriptor by the rules of
+ * `ql_stream_handler_fd`: lines never interleave with the program's other
+ * writes through that stream, and `EINTR` or a partial write never loses
+ * or tears a line. A stream without a file descriptor (`fmemopen`,
+ * `fopencookie`) is written with `fwrite` and `fflush`.
  * Otherwise as `ql_stream_handler_fd`; `QL_ERR_NULL` for a NULL `stream`.
  *
  * # Safety
@@ -716,16 +931,37 @@ ql_status ql_stream_handler_file(FILE *stream,
 
 /**
  * Makes a file handler: appends lines to `path` (created if missing, mode
- * 0666 minus the umask), with size-based rotation when
- * `options->max_bytes` is set, as Python's RotatingFileHandler: `path.1`
- * is the newest backup, at most `backup_count` are kept. The file is
- * opened with `O_APPEND` and every write holds whole lines, so several
- * handlers or processes appending to one file never interleave inside a
- * line (rotation, though, assumes one rotating handler per file).
+ * 0666 minus the umask). A relative path is made absolute now, so a later
+ * `chdir` changes nothing.
+ *
+ * Appending: the file is opened with `O_APPEND` and every write holds
+ * whole lines, so several handlers or processes appending to one file
+ * never interleave inside a line. A write that goes out only in part
+ * (disk full, `RLIMIT_FSIZE`) is taken back out of the file (truncated to
+ * where it began) while the file still ends with it, and the record goes
+ * out whole later; if another writer appended after it meanwhile, it is
+ * never completed: the record is counted lost and the next one starts on a
+ * line of its own. A file that does not end with a newline when opened (a
+ * writer died inside a line) gets one before the first record; the torn
+ * line is counted (`torn_tails`).
+ *
+ * Rotation, by size (`max_bytes`, as Python's RotatingFileHandler) and by
+ * time (`rotate_when`, as TimedRotatingFileHandler), combined or not:
+ * `path.1` is the newest backup, at most `backup_count` are kept (numbered
+ * backups for both triggers), gzip-compressed with `compress`. The new
+ * file is made first, under a temporary name in the same directory, so
+ * nothing is renamed or deleted unless it can be opened; a rotation that
+ * fails keeps writing to the current file, is counted
+ * (`rotation_failures`) and is tried again at the next write. Only regular
+ * files are ever rotated (not a device, a FIFO or a symlink to one). When
+ * the path no longer names the open file (moved by another program), its
+ * new file is not renamed: the handler reopens the path instead.
+ * Rotation assumes one rotating handler per file.
  *
  * `QL_ERR_NULL` for a NULL `path` or `handler_out`; `QL_ERR_INVALID` for a
- * bad pattern or flush policy, or a file that cannot be opened (its errno
- * is left in `errno`). Otherwise as `ql_stream_handler_fd`.
+ * bad pattern, flush policy, `rotate_when` or a `backup_count` over
+ * `QL_BACKUP_COUNT_MAX`, or a file that cannot be opened (its errno is
+ * left in `errno`). Otherwise as `ql_stream_handler_fd`.
  *
  * # Safety
  * `path` must be NULL or a C string; otherwise as `ql_stream_handler_fd`.
@@ -745,12 +981,19 @@ ql_status ql_file_handler(const char *path,
 ql_status ql_null_handler(int32_t level, struct ql_handler *handler_out);
 
 /**
- * Lines a built-in stream or file handler dropped because its writes kept
- * failing (it keeps up to 4 MiB of lines for retrying, then drops the
- * oldest). Each failed write is also reported: the next record's `handle`
- * returns the errno, counted in `handler_errors` and told to `on_error`.
- * 0 for any other handler. Read it only while the listener is stopped or
- * from the listener thread (the count is not synchronized). NULL gives 0.
+ * Asks every built-in file handler in the process to reopen its path
+ * before its next write: after an outside `logrotate` moved the file, the
+ * handler goes on in a new file at the path instead of the moved one.
+ * Async-signal-safe (one atomic increment), so it may be called from a
+ * `SIGHUP` handler. Any thread.
+ */
+void ql_reopen_files(void);
+
+/**
+ * Records a built-in stream or file handler counted lost: the `lost` of
+ * its `ql_sink_counts` (`ql_listener_handler_stats` gives it, with the
+ * rest of the account, without a copy of the handler). 0 for any other
+ * handler. Any thread, any time. NULL gives 0.
  *
  * # Safety
  * `handler` must be NULL or a handler whose `ctx` is alive.
@@ -913,6 +1156,28 @@ ql_status ql_listener_is_running(const struct ql_listener *listener, bool *runni
  * one write.
  */
 ql_status ql_listener_stats(const struct ql_listener *listener, struct ql_stats *stats_out);
+
+/**
+ * Writes the counters of handler `index` (its place in the array the
+ * listener was made with) to `*stats_out`: records received, failures,
+ * and the handler's own account (written, lost, pending, and for files
+ * rotations and reopens) when it keeps one. For a built-in handler,
+ * `received == sink.written + sink.lost + sink.pending`.
+ *
+ * Any thread, any time, while the listener lives: no copy of the
+ * `ql_handler` and no stop needed. While the listener runs, the fields
+ * of one snapshot may be a record apart.
+ *
+ * `QL_ERR_NULL` for a NULL pointer; `QL_ERR_INVALID` for an index past the
+ * last handler (nothing written).
+ *
+ * # Safety
+ * `listener` must be NULL or a live listener; `stats_out` NULL or valid
+ * for one write.
+ */
+ql_status ql_listener_handler_stats(const struct ql_listener *listener,
+                                    size_t index,
+                                    struct ql_handler_stats *stats_out);
 
 /**
  * A flush barrier: returns `QL_OK` once every record put on the queue
@@ -1223,6 +1488,10 @@ ql_status ql_log_user(const struct ql_queue *queue,
  * an internal panic, "panic inside queue_listener"). Any thread.
  */
 const char *ql_status_str(ql_status status);
+
+extern void flockfile(FILE *stream);
+
+extern void funlockfile(FILE *stream);
 
 #ifdef __cplusplus
 }  // extern "C"

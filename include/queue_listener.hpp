@@ -570,7 +570,9 @@ public:
      * Stops the thread once every record queued before the call is handled
      * and the handlers flushed. Not running: does nothing. Throws
      * ql::error (QL_ERR_WOULD_DEADLOCK from a handler; QL_ERR_QUEUE when the
-     * queue failed, see ql_stop).
+     * queue failed, see ql_stop; QL_ERR_LOST when the listener stopped but
+     * built-in handlers counted records lost since the last stop or flush:
+     * see handler_stats()).
      */
     void stop() { check(ql_stop(l_), "ql_stop"); }
 
@@ -587,7 +589,8 @@ public:
      * handlers flushed, while the listener goes on running. false when
      * `timeout` passed first. Throws ql::error: QL_ERR_NOT_RUNNING,
      * QL_ERR_UNSUPPORTED on a queue_interface, QL_ERR_WOULD_DEADLOCK from a
-     * handler.
+     * handler, QL_ERR_LOST when the flush completed but built-in handlers
+     * counted records lost since the last stop or flush.
      */
     bool flush(std::chrono::milliseconds timeout) {
         ql_status status = ql_listener_flush(l_, detail::to_ms(timeout));
@@ -611,6 +614,13 @@ public:
      */
     void drain_at_exit(std::chrono::milliseconds timeout) {
         check(ql_listener_drain_at_exit(l_, detail::to_ms(timeout)), "ql_listener_drain_at_exit");
+    }
+
+    /** The counters of handler `index` (ql_listener_handler_stats). Any thread. */
+    ql_handler_stats handler_stats(std::size_t index) const {
+        ql_handler_stats s{};
+        check(ql_listener_handler_stats(l_, index, &s), "ql_listener_handler_stats");
+        return s;
     }
 
     /** Whether the thread runs (from start() until a stop joins it). */
@@ -701,7 +711,9 @@ private:
     void destroy() noexcept {
         if (l_ == nullptr) return;
         ql_status status = ql_listener_free(l_);
-        if (status != QL_OK)
+        // QL_ERR_LOST: freed all the same (the losses are in the handlers'
+        // stats, which went with it).
+        if (status != QL_OK && status != QL_ERR_LOST)
             std::fprintf(stderr, "ql::listener: ql_listener_free failed (%s); the listener is leaked\n",
                          ql_status_str(status));
         l_ = nullptr;

@@ -4,7 +4,8 @@
 //!
 //! * the engine, in safe Rust: [`listener`] holds the listener state machine
 //!   and the monitor loop (the whole life of a record), [`queue`] the
-//!   built-in bounded/unbounded queue;
+//!   built-in bounded/unbounded queue, [`output`] the output layer of the
+//!   built-in sinks (formatting, exact accounting, files and rotation);
 //! * [`ffi`], the C ABI: pointer conversion, NULL checks, status codes and
 //!   the panic boundary, and nothing else.
 //!
@@ -14,10 +15,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod ffi;
-pub mod handlers;
 pub mod listener;
+pub mod output;
 pub mod queue;
 pub mod record;
 
-pub use listener::{Dequeued, Error, Handler, Hooks, Listener, Queue, SentinelPut, Stage, Stats};
+pub use listener::{
+    Dequeued, Error, Handler, HandlerStats, Hooks, Listener, Queue, SentinelPut, Stage, Stats,
+};
 pub use queue::ChannelQueue;

@@ -25,6 +25,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use crate::output::SinkCounts;
+
 /// What one `dequeue` produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dequeued<R> {
@@ -78,6 +80,10 @@ pub enum Error {
     /// The listener was inherited from a parent process across `fork`: its
     /// thread does not exist here and it cannot run again.
     Forked,
+    /// The call did its work (the listener stopped, or the flush completed),
+    /// but handlers counted this many records lost since the previous stop
+    /// or flush returned (see [`Listener::handler_stats`]).
+    Lost(u64),
 }
 
 /// A queue's counters, as read by [`Queue::stats`].
@@ -161,6 +167,14 @@ pub trait Handler<R>: Send + Sync {
     /// The listener found its queue empty after taking records and is about
     /// to wait: the end of a batch.
     fn batch_end(&self) {}
+    /// The handler's own account of its records, for a handler that keeps
+    /// one (the built-in sinks). May be called from any thread at any time.
+    /// After each `batch_end` and `flush`, the listener counts and reports
+    /// the failures it shows that no `handle` call returned
+    /// ([`SinkCounts::deferred_errors`]).
+    fn counts(&self) -> Option<SinkCounts> {
+        None
+    }
 }
 
 /// A shared handler is a handler: the caller keeps a reference to read it.
@@ -176,6 +190,9 @@ impl<R, H: Handler<R> + ?Sized> Handler<R> for Arc<H> {
     }
     fn batch_end(&self) {
         (**self).batch_end()
+    }
+    fn counts(&self) -> Option<SinkCounts> {
+        (**self).counts()
     }
 }
 
@@ -318,6 +335,26 @@ pub struct Stats {
     pub queue: QueueStats,
 }
 
+/// One handler's counters, as read by [`Listener::handler_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandlerStats {
+    /// Records given to the handler's `handle`.
+    pub received: u64,
+    /// Its failures: nonzero returns of `handle`, and failures its counts
+    /// showed after a batch end or a flush.
+    pub errors: u64,
+    /// The handler's own account, if it keeps one ([`Handler::counts`]).
+    pub sink: Option<SinkCounts>,
+}
+
+#[derive(Default)]
+struct HandlerCounters {
+    received: AtomicU64,
+    errors: AtomicU64,
+    /// `deferred_errors` of the handler's counts already reported.
+    deferred_seen: AtomicU64,
+}
+
 #[derive(Default)]
 struct Counters {
     handled: AtomicU64,
@@ -382,6 +419,11 @@ struct Shared<R> {
     queue: Arc<dyn Queue<R>>,
     hooks: Box<dyn Hooks<R>>,
     handlers: Vec<Box<dyn Handler<R>>>,
+    /// One per handler.
+    handler_counters: Vec<HandlerCounters>,
+    /// Records the handlers had counted lost when a stop or flush last
+    /// returned.
+    lost_seen: AtomicU64,
     respect_handler_level: bool,
     /// `hooks.overrides()` and `queue.has_task_done()`, read once.
     overrides: Overrides,
@@ -472,6 +514,11 @@ impl<R: Send + 'static> Listener<R> {
                 task_done,
                 queue,
                 hooks,
+                handler_counters: handlers
+                    .iter()
+                    .map(|_| HandlerCounters::default())
+                    .collect(),
+                lost_seen: AtomicU64::new(0),
                 handlers,
                 respect_handler_level,
                 control: Mutex::new(Control {
@@ -551,7 +598,7 @@ impl<R: Send + 'static> Listener<R> {
     /// reaching the sentinel (the thread is joined, but records may remain on
     /// the queue); [`Error::Panicked`] when the thread panicked (joined).
     pub fn stop(&self) -> Result<(), Error> {
-        self.stop_until(None)
+        self.shared.with_losses(self.stop_until(None))
     }
 
     /// [`Listener::stop`] with a deadline. On [`Error::Timeout`] the listener
@@ -560,7 +607,8 @@ impl<R: Send + 'static> Listener<R> {
     /// (If the thread had already taken it, the loop is ending; a later stop
     /// joins it.)
     pub fn stop_timeout(&self, timeout: Duration) -> Result<(), Error> {
-        self.stop_until(Instant::now().checked_add(timeout))
+        self.shared
+            .with_losses(self.stop_until(Instant::now().checked_add(timeout)))
     }
 
     /// Puts one sentinel without blocking, as Python's
@@ -650,6 +698,28 @@ impl<R: Send + 'static> Listener<R> {
     /// marker, [`Error::Timeout`] past the deadline (a marker already put
     /// is served later and harms nothing).
     pub fn flush(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.shared.with_losses(self.flush_until(timeout))
+    }
+
+    /// One handler's counters (`None` past the last handler). Any thread,
+    /// any time; while the listener runs, the fields of one snapshot may be
+    /// a record apart.
+    pub fn handler_stats(&self, index: usize) -> Option<HandlerStats> {
+        let shared = &*self.shared;
+        let counters = shared.handler_counters.get(index)?;
+        Some(HandlerStats {
+            received: counters.received.load(Ordering::Relaxed),
+            errors: counters.errors.load(Ordering::Relaxed),
+            sink: shared.handlers[index].counts(),
+        })
+    }
+
+    /// The number of handlers.
+    pub fn handler_count(&self) -> usize {
+        self.shared.handlers.len()
+    }
+
+    fn flush_until(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let shared = &*self.shared;
         if self.is_listener_thread() {
             return Err(Error::WouldDeadlock);
@@ -724,6 +794,54 @@ impl Stopper {
     /// it is gone.
     pub fn stop_within(&self, timeout: Duration) -> Result<(), Error> {
         (self.stop)(timeout)
+    }
+}
+
+impl<R> Shared<R> {
+    /// `Ok` becomes [`Error::Lost`] when the handlers counted records lost
+    /// since the previous stop or flush returned. Other results keep the
+    /// losses for the next call to report.
+    fn with_losses(&self, result: Result<(), Error>) -> Result<(), Error> {
+        result?;
+        let total: u64 = self
+            .handlers
+            .iter()
+            .filter_map(|h| h.counts())
+            .map(|c| c.lost)
+            .sum();
+        let before = self.lost_seen.fetch_max(total, Ordering::Relaxed);
+        match total.saturating_sub(before) {
+            0 => Ok(()),
+            n => Err(Error::Lost(n)),
+        }
+    }
+
+    /// After a handler's `batch_end` or `flush`: counts and reports the
+    /// failures its counts show that no `handle` returned.
+    fn report_deferred(&self, index: usize) {
+        let Some(counts) = self.handlers[index].counts() else {
+            return;
+        };
+        let seen = &self.handler_counters[index].deferred_seen;
+        let before = seen.load(Ordering::Relaxed);
+        if counts.deferred_errors > before {
+            let n = counts.deferred_errors - before;
+            seen.store(counts.deferred_errors, Ordering::Relaxed);
+            let c = &self.handler_counters[index].errors;
+            c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            let c = &self.counters.handler_errors;
+            c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+            self.hooks
+                .on_error(Stage::Handler(index), None, counts.last_errno);
+        }
+    }
+
+    /// Flushes every handler, reporting what their flush could not write.
+    fn flush_handlers(&self) {
+        for (index, handler) in self.handlers.iter().enumerate() {
+            handler.flush();
+            self.report_deferred(index);
+        }
     }
 }
 
@@ -1003,6 +1121,9 @@ impl<R> Drop for ThreadEnd<'_, R> {
 /// The listener thread: Python's `QueueListener._monitor`.
 fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     THIS_LISTENER.with(|this| this.set(shared.id));
+    // A handler writing to a closed pipe or past RLIMIT_FSIZE gets EPIPE /
+    // EFBIG, and the process lives on.
+    crate::output::sys::block_write_signals_for_thread();
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
     let overrides = shared.overrides;
@@ -1010,8 +1131,9 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     let mut batch_end = || {
         if in_batch.replace(false) {
             Counters::bump(&shared.counters.batches);
-            for handler in &shared.handlers {
+            for (index, handler) in shared.handlers.iter().enumerate() {
                 handler.batch_end();
+                shared.report_deferred(index);
             }
         }
     };
@@ -1054,9 +1176,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
             }
             Dequeued::Empty => break,
             Dequeued::Marker(id) => {
-                for handler in &shared.handlers {
-                    handler.flush();
-                }
+                shared.flush_handlers();
                 let mut ctl = shared.lock();
                 // Serves this listener's own marker only.
                 ctl.markers.retain(|&m| m != id);
@@ -1087,9 +1207,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     // No more dequeues from here on: a stop now needs no sentinel.
     shared.lock().loop_done = true;
     shared.changed.notify_all();
-    for handler in &shared.handlers {
-        handler.flush();
-    }
+    shared.flush_handlers();
 }
 
 impl<R> Shared<R> {
@@ -1146,6 +1264,7 @@ impl<R> Shared<R> {
                     continue;
                 }
             }
+            Counters::bump(&self.handler_counters[index].received);
             if let Err(code) = handler.handle(record) {
                 self.handler_failed(index, record, code);
             }
@@ -1155,6 +1274,7 @@ impl<R> Shared<R> {
     #[cold]
     fn handler_failed(&self, index: usize, record: &R, code: i32) {
         Counters::bump(&self.counters.handler_errors);
+        Counters::bump(&self.handler_counters[index].errors);
         self.hooks
             .on_error(Stage::Handler(index), Some(record), code);
     }

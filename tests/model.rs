@@ -192,7 +192,14 @@ fn res_of(r: Result<(), Error>) -> Res {
         Err(Error::Timeout) => Res::Timeout,
         Err(Error::NotRunning) => Res::NotRunning,
         Err(Error::Queue) => Res::Queue,
-        Err(other) => Res::Other(-(other as i32) - 100),
+        Err(other) => Res::Other(match other {
+            Error::Thread => -110,
+            Error::Panicked => -111,
+            Error::Unsupported => -113,
+            Error::Forked => -114,
+            Error::Lost(_) => -115,
+            _ => -199,
+        }),
     }
 }
 

@@ -1,18 +1,24 @@
 //! The built-in handlers, as `ql_handler` entries made by the library on the
-//! same public mechanism a program uses for its own handlers.
+//! same public mechanism a program uses for its own handlers. The output
+//! layer ([`crate::output`]) holds every rule; this file converts options
+//! and pointers.
 
 use std::ffi::{c_char, c_int, c_void, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 use std::slice;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::listener::ql_handler;
 use super::record::ql_record;
 use super::{boundary, ql_status, try_out, QL_ERR_INVALID, QL_ERR_NULL, QL_OK};
-use crate::handlers::{
-    FdSink, FileSink, FlushPolicy, LineHandler, LineSink, Pattern, RecordView, StdioSink,
-    DEFAULT_PATTERN,
+use crate::output::file::{self, FileOptions, FileTarget, When};
+use crate::output::stream::{FdTarget, StdioTarget};
+use crate::output::{
+    Clock, Counters, FlushPolicy, LineHandler, Pattern, RecordView, SinkCounts, SystemClock,
+    Target, DEFAULT_PATTERN,
 };
 
 /// When a built-in handler writes its buffered lines out.
@@ -26,6 +32,31 @@ pub const QL_FLUSH_BATCH: ql_flush_policy = 1;
 /// Only at a flush barrier (`ql_listener_flush`) and when the listener
 /// stops, or when 1 MiB of lines is buffered.
 pub const QL_FLUSH_EXPLICIT: ql_flush_policy = 2;
+
+/// Time-based rotation of a file handler, as Python's
+/// `TimedRotatingFileHandler`'s `when`.
+pub type ql_rotate_when = i32;
+/// No time-based rotation (the default).
+pub const QL_ROTATE_NEVER: ql_rotate_when = 0;
+/// Every `rotate_interval` seconds.
+pub const QL_ROTATE_SECONDS: ql_rotate_when = 1;
+/// Every `rotate_interval` minutes.
+pub const QL_ROTATE_MINUTES: ql_rotate_when = 2;
+/// Every `rotate_interval` hours.
+pub const QL_ROTATE_HOURS: ql_rotate_when = 3;
+/// Every `rotate_interval` days (24 hours).
+pub const QL_ROTATE_DAYS: ql_rotate_when = 4;
+/// At midnight, every `rotate_interval` days.
+pub const QL_ROTATE_MIDNIGHT: ql_rotate_when = 5;
+/// At midnight before a Monday (Python's `W0`), every week; `QL_ROTATE_W0
+/// + n` for the other days (n = 1 Tuesday ... 6 Sunday).
+pub const QL_ROTATE_W0: ql_rotate_when = 10;
+/// Sunday (Python's `W6`).
+pub const QL_ROTATE_W6: ql_rotate_when = 16;
+
+/// The most backups a file handler keeps (`backup_count`).
+pub const QL_BACKUP_COUNT_MAX: u32 = 1000;
+const _: () = assert!(QL_BACKUP_COUNT_MAX == file::BACKUP_COUNT_MAX);
 
 /// How a built-in handler formats and writes: start from
 /// `ql_handler_options_default()` and change what you need.
@@ -44,12 +75,47 @@ pub struct ql_handler_options {
     /// One of `QL_FLUSH_*`. Default `QL_FLUSH_BATCH`.
     pub flush: ql_flush_policy,
     /// File handler only: rotate when a write would take the file past this
-    /// many bytes; 0 (the default) never rotates.
+    /// many bytes; 0 (the default) never rotates by size.
     pub max_bytes: u64,
     /// File handler only: backups kept when rotating (`path.1` is the
-    /// newest). 0 with `max_bytes` set truncates the file instead, as
-    /// Python's RotatingFileHandler. Default 0.
+    /// newest), at most `QL_BACKUP_COUNT_MAX`. 0 with a rotation set
+    /// truncates the file instead. Default 0.
     pub backup_count: u32,
+    /// Write the logger name and message as they are. By default every
+    /// control byte in them (below 0x20 except TAB, and 0x7f) is written as
+    /// `\n`, `\r` or `\xHH`, so no content can end a line early and forge
+    /// another record. Default false.
+    pub raw: bool,
+    /// How long a write to a pipe, socket, terminal or device may wait for
+    /// the reader without progress before it fails with `EAGAIN` (the lines
+    /// are then kept for a retry, or counted lost at a flush). Default 5000.
+    /// 0 never waits.
+    pub write_timeout_ms: u32,
+    /// File handler only: time-based rotation, one of `QL_ROTATE_*`.
+    /// Default `QL_ROTATE_NEVER`. May be combined with `max_bytes`.
+    pub rotate_when: ql_rotate_when,
+    /// File handler only: units of `rotate_when` between rotations.
+    /// Default 1 (0 counts as 1).
+    pub rotate_interval: u32,
+    /// File handler only: compute midnight and weekdays in UTC instead of
+    /// local time. Default false.
+    pub rotate_utc: bool,
+    /// File handler only: rotate a non-empty file when the handler is
+    /// made (needs `backup_count` > 0 to keep it). Default false.
+    pub rotate_on_open: bool,
+    /// File handler only: compress each backup with gzip (`path.1.gz`),
+    /// on a thread of its own. Default false.
+    pub compress: bool,
+    /// File handler only: before each write, check that the path still
+    /// names the open file, and reopen it when it was moved or deleted (as
+    /// Python's WatchedFileHandler; one `stat` per write). Default false.
+    pub watch: bool,
+    /// File handler only: where the time for time-based rotation comes
+    /// from, in ns since the Unix epoch; called on the listener thread.
+    /// NULL (the default) for the system's wall clock.
+    pub clock: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i64>,
+    /// Passed to `clock`; must stay valid while the handler lives.
+    pub clock_ctx: *mut c_void,
 }
 
 fn default_handler_options() -> ql_handler_options {
@@ -59,6 +125,16 @@ fn default_handler_options() -> ql_handler_options {
         flush: QL_FLUSH_BATCH,
         max_bytes: 0,
         backup_count: 0,
+        raw: false,
+        write_timeout_ms: 5000,
+        rotate_when: QL_ROTATE_NEVER,
+        rotate_interval: 1,
+        rotate_utc: false,
+        rotate_on_open: false,
+        compress: false,
+        watch: false,
+        clock: None,
+        clock_ctx: ptr::null_mut(),
     }
 }
 
@@ -69,7 +145,8 @@ impl super::Fallback for ql_handler_options {
 }
 
 /// The default handler options: level 0, the default pattern,
-/// `QL_FLUSH_BATCH`, no rotation. Any thread.
+/// `QL_FLUSH_BATCH`, escaped text, a 5 s write timeout, no rotation. Any
+/// thread.
 #[no_mangle]
 pub extern "C" fn ql_handler_options_default() -> ql_handler_options {
     boundary(default_handler_options)
@@ -141,62 +218,167 @@ unsafe extern "C" fn builtin_batch_end(ctx: *mut c_void) {
 unsafe extern "C" fn builtin_destroy(ctx: *mut c_void) {
     boundary(|| {
         // SAFETY: ctx came from `Box::into_raw` in `make` and is destroyed
-        // once (the listener's contract).
-        let mut this = unsafe { Box::from_raw(ctx.cast::<Builtin>()) };
-        this.lines.flush();
+        // once (the listener's contract). Dropping flushes (the output
+        // layer counts what it cannot write).
+        drop(unsafe { Box::from_raw(ctx.cast::<Builtin>()) });
     })
+}
+
+/// The built-in handler behind `handler`, if it is one. A program's handler
+/// has other code behind `handle`, so it can never compare equal to ours
+/// (merging applies to identical code only).
+fn builtin(handler: &ql_handler) -> Option<*const Builtin> {
+    let ours = handler.handle.is_some_and(|f| {
+        std::ptr::fn_addr_eq(
+            f,
+            builtin_handle as unsafe extern "C" fn(*mut c_void, *mut c_void) -> i32,
+        )
+    });
+    (ours && !handler.ctx.is_null()).then_some(handler.ctx.cast_const().cast())
+}
+
+/// A built-in handler's account; `None` for any other handler.
+///
+/// # Safety
+/// The handler's `ctx` must be alive (not destroyed).
+pub(crate) unsafe fn builtin_counts(handler: &ql_handler) -> Option<SinkCounts> {
+    let this = builtin(handler)?;
+    // SAFETY: a built-in handler's ctx is a live `Builtin` (the caller's
+    // promise); its counters are atomics, readable from any thread while
+    // the listener thread writes them.
+    Some(unsafe { &*this }.lines.counters().snapshot())
 }
 
 unsafe extern "C" fn null_handle(_ctx: *mut c_void, _record: *mut c_void) -> i32 {
     0
 }
 
+/// A clock the program gave.
+struct CClock {
+    now: unsafe extern "C" fn(ctx: *mut c_void) -> i64,
+    ctx: *mut c_void,
+}
+
+// SAFETY: called on the listener thread only; the program promises `ctx`
+// stays valid while the handler lives.
+unsafe impl Send for CClock {}
+
+impl Clock for CClock {
+    fn now_ns(&self) -> i64 {
+        // SAFETY: the program's callback, with its own ctx.
+        unsafe { (self.now)(self.ctx) }
+    }
+}
+
+/// The options, read once.
+struct Options {
+    raw: ql_handler_options,
+    policy: FlushPolicy,
+    pattern: Pattern,
+    stall: Duration,
+}
+
 /// # Safety
 /// `options` must be NULL or valid; its `pattern` NULL or a C string.
-unsafe fn make(
-    options: *const ql_handler_options,
-    sink: impl FnOnce() -> Result<Box<dyn LineSink>, ql_status>,
-    handler_out: *mut ql_handler,
-) -> ql_status {
-    let out = try_out!(handler_out);
+unsafe fn read_options(options: *const ql_handler_options) -> Result<Options, ql_status> {
     // SAFETY: the caller's promise.
-    let options = unsafe { options.as_ref() }
+    let raw = unsafe { options.as_ref() }
         .copied()
         .unwrap_or_else(default_handler_options);
-    let policy = match options.flush {
+    let policy = match raw.flush {
         QL_FLUSH_EVERY_RECORD => FlushPolicy::EveryRecord,
         QL_FLUSH_BATCH => FlushPolicy::Batch,
         QL_FLUSH_EXPLICIT => FlushPolicy::Explicit,
-        _ => return QL_ERR_INVALID,
+        _ => return Err(QL_ERR_INVALID),
     };
-    let pattern = if options.pattern.is_null() {
+    let pattern = if raw.pattern.is_null() {
         DEFAULT_PATTERN
     } else {
         // SAFETY: the caller's promise.
-        match unsafe { CStr::from_ptr(options.pattern) }.to_str() {
-            Ok(p) => p,
-            Err(_) => return QL_ERR_INVALID,
-        }
+        unsafe { CStr::from_ptr(raw.pattern) }
+            .to_str()
+            .map_err(|_| QL_ERR_INVALID)?
     };
-    let Ok(pattern) = Pattern::parse(pattern) else {
-        return QL_ERR_INVALID;
+    let pattern = Pattern::parse(pattern)
+        .map_err(|_| QL_ERR_INVALID)?
+        .raw(raw.raw);
+    Ok(Options {
+        raw,
+        policy,
+        pattern,
+        stall: Duration::from_millis(u64::from(raw.write_timeout_ms)),
+    })
+}
+
+fn file_options(o: &ql_handler_options, stall: Duration) -> Result<FileOptions, ql_status> {
+    let when = match o.rotate_when {
+        QL_ROTATE_NEVER => None,
+        QL_ROTATE_SECONDS => Some(When::Seconds),
+        QL_ROTATE_MINUTES => Some(When::Minutes),
+        QL_ROTATE_HOURS => Some(When::Hours),
+        QL_ROTATE_DAYS => Some(When::Days),
+        QL_ROTATE_MIDNIGHT => Some(When::Midnight),
+        w @ QL_ROTATE_W0..=QL_ROTATE_W6 => Some(When::Weekday((w - QL_ROTATE_W0) as u32)),
+        _ => return Err(QL_ERR_INVALID),
     };
-    let sink = match sink() {
-        Ok(sink) => sink,
-        Err(status) => return status,
-    };
+    if o.backup_count > QL_BACKUP_COUNT_MAX {
+        return Err(QL_ERR_INVALID);
+    }
+    Ok(FileOptions {
+        max_bytes: o.max_bytes,
+        backups: o.backup_count,
+        when,
+        interval: o.rotate_interval.max(1),
+        utc: o.rotate_utc,
+        rotate_on_open: o.rotate_on_open,
+        watch: o.watch,
+        compress: o.compress,
+        stall,
+    })
+}
+
+/// Writes a built-in handler over `target` to `*out`.
+fn install(
+    options: Options,
+    level: i32,
+    target: Box<dyn Target>,
+    counters: Arc<Counters>,
+    out: &mut ql_handler,
+) -> ql_status {
     let ctx = Box::into_raw(Box::new(Builtin {
-        lines: LineHandler::new(pattern, policy, sink),
+        lines: LineHandler::new(options.pattern, options.policy, target, counters),
     }));
     *out = ql_handler {
         ctx: ctx.cast(),
-        level: options.level,
+        level,
         handle: Some(builtin_handle),
         flush: Some(builtin_flush),
         destroy: Some(builtin_destroy),
         batch_end: Some(builtin_batch_end),
     };
     QL_OK
+}
+
+/// # Safety
+/// `options` must be NULL or valid; its `pattern` NULL or a C string.
+unsafe fn make(
+    options: *const ql_handler_options,
+    target: impl FnOnce(&Options, &Arc<Counters>) -> Result<Box<dyn Target>, ql_status>,
+    handler_out: *mut ql_handler,
+) -> ql_status {
+    let out = try_out!(handler_out);
+    // SAFETY: forwarded.
+    let options = match unsafe { read_options(options) } {
+        Ok(o) => o,
+        Err(status) => return status,
+    };
+    let counters = Arc::new(Counters::default());
+    let target = match target(&options, &counters) {
+        Ok(t) => t,
+        Err(status) => return status,
+    };
+    let level = options.raw.level;
+    install(options, level, target, counters, out)
 }
 
 /// Makes a stream handler writing to a file descriptor the program owns.
@@ -206,8 +388,20 @@ unsafe fn make(
 /// `options`: NULL for the defaults (`ql_handler_options_default`).
 /// On success writes the handler to `*handler_out`: put it in a listener's
 /// handler array, which then owns it (or free it with `ql_handler_free`
-/// if it is never used). Each write holds whole lines; on a pipe, at most
-/// `PIPE_BUF` bytes, so lines of other writers never cut into them.
+/// if it is never used).
+///
+/// Every record is one line, written whole or counted lost (see
+/// `ql_listener_handler_stats`): a partial write resumes at the exact
+/// byte; `EINTR` is retried; a full pipe or socket, or `EAGAIN` on a
+/// non-blocking fd, is waited for up to `write_timeout_ms` without
+/// progress. A closed pipe gives `EPIPE`, a counted failure: `SIGPIPE`
+/// never kills the process (the listener thread blocks it; elsewhere it is
+/// blocked around the write and taken back), and the process's signal
+/// dispositions are left alone. On a pipe each write holds whole lines of
+/// at most `PIPE_BUF` (4096) bytes together, so lines up to that size never
+/// interleave with other writers' (POSIX makes no such promise for longer
+/// lines). On a regular file opened with `O_APPEND` the rules of
+/// `ql_file_handler` apply.
 ///
 /// Built-in handlers take built-in records only (`ql_log`, `ql_logf`):
 /// never use them on a queue of program pointers.
@@ -227,14 +421,24 @@ pub unsafe extern "C" fn ql_stream_handler_fd(
     boundary(|| {
         let fd = if fd < 0 { libc::STDERR_FILENO } else { fd };
         // SAFETY: forwarded.
-        unsafe { make(options, || Ok(Box::new(FdSink::new(fd))), handler_out) }
+        unsafe {
+            make(
+                options,
+                |o, _| Ok(Box::new(FdTarget::new(fd, o.stall))),
+                handler_out,
+            )
+        }
     })
 }
 
 /// Makes a stream handler writing to a C `FILE *` the program owns (for
-/// example `stdout`), one `fwrite` per group of whole lines, which holds
-/// the stream's lock: lines never interleave with the program's other
-/// writes through that stream. The flush policy ends with `fflush`.
+/// example `stdout`). Each write holds the stream's lock (`flockfile`),
+/// first flushes what the program left in the stream's buffer, then writes
+/// whole lines through the stream's file descriptor by the rules of
+/// `ql_stream_handler_fd`: lines never interleave with the program's other
+/// writes through that stream, and `EINTR` or a partial write never loses
+/// or tears a line. A stream without a file descriptor (`fmemopen`,
+/// `fopencookie`) is written with `fwrite` and `fflush`.
 /// Otherwise as `ql_stream_handler_fd`; `QL_ERR_NULL` for a NULL `stream`.
 ///
 /// # Safety
@@ -254,7 +458,8 @@ pub unsafe extern "C" fn ql_stream_handler_file(
         unsafe {
             make(
                 options,
-                || Ok(Box::new(StdioSink::new(stream))),
+                // SAFETY: the stream is valid (the caller's promise).
+                |o, _| Ok(Box::new(StdioTarget::new(stream, o.stall))),
                 handler_out,
             )
         }
@@ -262,16 +467,37 @@ pub unsafe extern "C" fn ql_stream_handler_file(
 }
 
 /// Makes a file handler: appends lines to `path` (created if missing, mode
-/// 0666 minus the umask), with size-based rotation when
-/// `options->max_bytes` is set, as Python's RotatingFileHandler: `path.1`
-/// is the newest backup, at most `backup_count` are kept. The file is
-/// opened with `O_APPEND` and every write holds whole lines, so several
-/// handlers or processes appending to one file never interleave inside a
-/// line (rotation, though, assumes one rotating handler per file).
+/// 0666 minus the umask). A relative path is made absolute now, so a later
+/// `chdir` changes nothing.
+///
+/// Appending: the file is opened with `O_APPEND` and every write holds
+/// whole lines, so several handlers or processes appending to one file
+/// never interleave inside a line. A write that goes out only in part
+/// (disk full, `RLIMIT_FSIZE`) is taken back out of the file (truncated to
+/// where it began) while the file still ends with it, and the record goes
+/// out whole later; if another writer appended after it meanwhile, it is
+/// never completed: the record is counted lost and the next one starts on a
+/// line of its own. A file that does not end with a newline when opened (a
+/// writer died inside a line) gets one before the first record; the torn
+/// line is counted (`torn_tails`).
+///
+/// Rotation, by size (`max_bytes`, as Python's RotatingFileHandler) and by
+/// time (`rotate_when`, as TimedRotatingFileHandler), combined or not:
+/// `path.1` is the newest backup, at most `backup_count` are kept (numbered
+/// backups for both triggers), gzip-compressed with `compress`. The new
+/// file is made first, under a temporary name in the same directory, so
+/// nothing is renamed or deleted unless it can be opened; a rotation that
+/// fails keeps writing to the current file, is counted
+/// (`rotation_failures`) and is tried again at the next write. Only regular
+/// files are ever rotated (not a device, a FIFO or a symlink to one). When
+/// the path no longer names the open file (moved by another program), its
+/// new file is not renamed: the handler reopens the path instead.
+/// Rotation assumes one rotating handler per file.
 ///
 /// `QL_ERR_NULL` for a NULL `path` or `handler_out`; `QL_ERR_INVALID` for a
-/// bad pattern or flush policy, or a file that cannot be opened (its errno
-/// is left in `errno`). Otherwise as `ql_stream_handler_fd`.
+/// bad pattern, flush policy, `rotate_when` or a `backup_count` over
+/// `QL_BACKUP_COUNT_MAX`, or a file that cannot be opened (its errno is
+/// left in `errno`). Otherwise as `ql_stream_handler_fd`.
 ///
 /// # Safety
 /// `path` must be NULL or a C string; otherwise as `ql_stream_handler_fd`.
@@ -289,16 +515,29 @@ pub unsafe extern "C" fn ql_file_handler(
         let path = Path::new(OsStr::from_bytes(
             unsafe { CStr::from_ptr(path) }.to_bytes(),
         ));
-        // SAFETY: the caller's promise.
-        let (max_bytes, backups) =
-            unsafe { options.as_ref() }.map_or((0, 0), |o| (o.max_bytes, o.backup_count));
         // SAFETY: forwarded.
         unsafe {
             make(
                 options,
-                || match FileSink::open(path, max_bytes, backups) {
-                    Ok(sink) => Ok(Box::new(sink)),
-                    Err(_) => Err(QL_ERR_INVALID),
+                |o, counters| {
+                    let file = file_options(&o.raw, o.stall)?;
+                    let clock: Box<dyn Clock> = match o.raw.clock {
+                        Some(now) => Box::new(CClock {
+                            now,
+                            ctx: o.raw.clock_ctx,
+                        }),
+                        None => Box::new(SystemClock),
+                    };
+                    match FileTarget::open(path, file, clock, Arc::clone(counters)) {
+                        Ok(t) => Ok(Box::new(t)),
+                        Err(e) => {
+                            // The caller reads why in errno.
+                            // SAFETY (inside the unsafe block above):
+                            // errno is thread-local.
+                            *libc::__errno_location() = e.raw_os_error().unwrap_or(0);
+                            Err(QL_ERR_INVALID)
+                        }
+                    }
                 },
                 handler_out,
             )
@@ -328,12 +567,20 @@ pub unsafe extern "C" fn ql_null_handler(level: i32, handler_out: *mut ql_handle
     })
 }
 
-/// Lines a built-in stream or file handler dropped because its writes kept
-/// failing (it keeps up to 4 MiB of lines for retrying, then drops the
-/// oldest). Each failed write is also reported: the next record's `handle`
-/// returns the errno, counted in `handler_errors` and told to `on_error`.
-/// 0 for any other handler. Read it only while the listener is stopped or
-/// from the listener thread (the count is not synchronized). NULL gives 0.
+/// Asks every built-in file handler in the process to reopen its path
+/// before its next write: after an outside `logrotate` moved the file, the
+/// handler goes on in a new file at the path instead of the moved one.
+/// Async-signal-safe (one atomic increment), so it may be called from a
+/// `SIGHUP` handler. Any thread.
+#[no_mangle]
+pub extern "C" fn ql_reopen_files() {
+    boundary(file::request_reopen)
+}
+
+/// Records a built-in stream or file handler counted lost: the `lost` of
+/// its `ql_sink_counts` (`ql_listener_handler_stats` gives it, with the
+/// rest of the account, without a copy of the handler). 0 for any other
+/// handler. Any thread, any time. NULL gives 0.
 ///
 /// # Safety
 /// `handler` must be NULL or a handler whose `ctx` is alive.
@@ -344,19 +591,8 @@ pub unsafe extern "C" fn ql_handler_lines_lost(handler: *const ql_handler) -> u6
         let Some(h) = (unsafe { handler.as_ref() }) else {
             return 0;
         };
-        // A program's handler has other code behind `handle`, so it can
-        // never compare equal to ours (merging applies to identical code).
-        let ours = h.handle.is_some_and(|f| {
-            std::ptr::fn_addr_eq(
-                f,
-                builtin_handle as unsafe extern "C" fn(*mut c_void, *mut c_void) -> i32,
-            )
-        });
-        if !ours || h.ctx.is_null() {
-            return 0;
-        }
-        // SAFETY: a built-in handler's ctx is a live `Builtin`.
-        unsafe { &*h.ctx.cast::<Builtin>() }.lines.lost_lines()
+        // SAFETY: the caller's promise.
+        unsafe { builtin_counts(h) }.map_or(0, |c| c.lost)
     })
 }
 

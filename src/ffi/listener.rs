@@ -10,13 +10,13 @@ use super::record::Entry;
 use super::{
     boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
     status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,
-    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_UNSUPPORTED,
-    QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLE, QL_STAGE_HANDLER,
-    QL_STAGE_PREPARE,
+    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_LOST,
+    QL_ERR_UNSUPPORTED, QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLE,
+    QL_STAGE_HANDLER, QL_STAGE_PREPARE,
 };
 use crate::ffi::queue::ql_queue;
 use crate::listener::{
-    Dequeued, Error, Handler, Hooks, Listener, Overrides, Queue, SentinelPut, Stage,
+    Dequeued, Error, Handler, Hooks, Listener, Overrides, Queue, SentinelPut, SinkCounts, Stage,
 };
 use crate::record::RecordPool;
 
@@ -94,6 +94,77 @@ pub struct ql_handler {
     /// moment to flush buffered output cheaply. Never called for a queue
     /// given as a vtable.
     pub batch_end: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+}
+
+/// A built-in handler's own account of the records it was given. Every
+/// record
+/// received is, at any moment, `written`, `lost` or `pending`; after
+/// `ql_stop` or `ql_listener_flush` returns, `pending` is 0 for the
+/// built-in handlers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ql_sink_counts {
+    /// Records written whole.
+    pub written: u64,
+    /// Records counted lost: dropped whole, or (on a stream, never on a
+    /// file that could be truncated back) after a part of them went out.
+    pub lost: u64,
+    /// Records held, neither written nor lost yet.
+    pub pending: u64,
+    /// Failed writes (after `EINTR` retries and the write timeout).
+    pub write_errors: u64,
+    /// The failed writes no `handle` call returned (at a batch end or a
+    /// flush); the listener counts and reports them.
+    pub deferred_errors: u64,
+    /// The errno of the last failure, or 0.
+    pub last_errno: i32,
+    /// Files only: lines found cut off at the end of the file when it was
+    /// opened (a writer died inside a line); each was ended with a newline.
+    pub torn_tails: u64,
+    /// Files only: rotations done.
+    pub rotations: u64,
+    /// Files only: rotations and reopens that failed (the handler kept its
+    /// file and tries again at the next write).
+    pub rotation_failures: u64,
+    /// Files only: times the file was reopened (moved or deleted under a
+    /// `watch` handler, or `ql_reopen_files`).
+    pub reopens: u64,
+    /// Files only: backups that could not be compressed (kept as they were).
+    pub compress_failures: u64,
+}
+
+impl From<SinkCounts> for ql_sink_counts {
+    fn from(c: SinkCounts) -> Self {
+        ql_sink_counts {
+            written: c.written,
+            lost: c.lost,
+            pending: c.pending,
+            write_errors: c.write_errors,
+            deferred_errors: c.deferred_errors,
+            last_errno: c.last_errno,
+            torn_tails: c.torn_tails,
+            rotations: c.rotations,
+            rotation_failures: c.rotation_failures,
+            reopens: c.reopens,
+            compress_failures: c.compress_failures,
+        }
+    }
+}
+
+/// One handler's counters, from `ql_listener_handler_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ql_handler_stats {
+    /// Records the listener gave the handler's `handle`.
+    pub received: u64,
+    /// The handler's failures: nonzero returns of `handle`, and the
+    /// `deferred_errors` its counts showed.
+    pub errors: u64,
+    /// True for a built-in handler, which keeps its own account; `sink` is
+    /// all zeros otherwise.
+    pub has_counts: bool,
+    /// The handler's own account.
+    pub sink: ql_sink_counts,
 }
 
 /// Overrides of the listener's steps, as a Python subclass overrides
@@ -417,6 +488,11 @@ impl Handler<Entry> for CHandler {
             unsafe { f(self.0.ctx) }
         }
     }
+
+    fn counts(&self) -> Option<SinkCounts> {
+        // SAFETY: the listener owns the handler until it is freed.
+        unsafe { super::handlers::builtin_counts(&self.0) }
+    }
 }
 
 impl Drop for CHandler {
@@ -645,7 +721,11 @@ pub unsafe extern "C" fn ql_start(listener: *const ql_listener) -> ql_status {
 /// or when `dequeue` kept reporting errors during the stop, so the loop
 /// ended before reaching the sentinel: the thread is then joined and the
 /// listener stopped, but records may remain on the queue. `QL_ERR_PANIC`
-/// when the thread panicked (it is joined). `QL_ERR_NULL`.
+/// when the thread panicked (it is joined). `QL_ERR_LOST` when the stop
+/// did all of the above, but built-in handlers counted records lost (a
+/// failing disk, a closed pipe) since the previous `ql_stop`,
+/// `ql_stop_timeout` or `ql_listener_flush` returned: which and why is in
+/// `ql_listener_handler_stats`. `QL_ERR_NULL`.
 ///
 /// # Safety
 /// `listener` must be NULL or a live listener.
@@ -738,6 +818,44 @@ pub unsafe extern "C" fn ql_listener_stats(
     })
 }
 
+/// Writes the counters of handler `index` (its place in the array the
+/// listener was made with) to `*stats_out`: records received, failures,
+/// and the handler's own account (written, lost, pending, and for files
+/// rotations and reopens) when it keeps one. For a built-in handler,
+/// `received == sink.written + sink.lost + sink.pending`.
+///
+/// Any thread, any time, while the listener lives: no copy of the
+/// `ql_handler` and no stop needed. While the listener runs, the fields
+/// of one snapshot may be a record apart.
+///
+/// `QL_ERR_NULL` for a NULL pointer; `QL_ERR_INVALID` for an index past the
+/// last handler (nothing written).
+///
+/// # Safety
+/// `listener` must be NULL or a live listener; `stats_out` NULL or valid
+/// for one write.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_handler_stats(
+    listener: *const ql_listener,
+    index: usize,
+    stats_out: *mut ql_handler_stats,
+) -> ql_status {
+    boundary(|| {
+        let listener = try_ref!(listener);
+        let out = try_out!(stats_out);
+        let Some(s) = listener.inner.handler_stats(index) else {
+            return QL_ERR_INVALID;
+        };
+        *out = ql_handler_stats {
+            received: s.received,
+            errors: s.errors,
+            has_counts: s.sink.is_some(),
+            sink: s.sink.map(Into::into).unwrap_or_default(),
+        };
+        QL_OK
+    })
+}
+
 /// A flush barrier: returns `QL_OK` once every record put on the queue
 /// before the call has been handled and every handler's `flush` has run.
 ///
@@ -754,8 +872,12 @@ pub unsafe extern "C" fn ql_listener_stats(
 /// `QL_ERR_WOULD_DEADLOCK` from the listener thread (inside a handler or
 /// hook); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
 /// cannot carry a barrier, or whose hooks replace `dequeue`, which cannot
-/// hand one on; `QL_ERR_NULL`. Any thread, concurrently with
-/// everything but `ql_listener_free`.
+/// hand one on; `QL_ERR_LOST` when the flush completed, but built-in
+/// handlers counted records lost since the previous `ql_stop`,
+/// `ql_stop_timeout` or `ql_listener_flush` returned (every record before
+/// the barrier is then written or counted lost: a flush writes what the
+/// handlers hold, or counts it lost); `QL_ERR_NULL`. Any thread,
+/// concurrently with everything but `ql_listener_free`.
 ///
 /// # Safety
 /// `listener` must be NULL or a live listener.
@@ -786,7 +908,9 @@ pub unsafe extern "C" fn ql_listener_flush(
 /// takes), calls each handler's `destroy`, drops the listener's reference
 /// to a built-in queue, and frees the listener.
 ///
-/// Returns `QL_OK`; NULL is a no-op returning `QL_OK`. From the listener's
+/// Returns `QL_OK`, or `QL_ERR_LOST` when its stop reports lost records
+/// as `ql_stop` does (the listener is freed all the same); NULL is a no-op
+/// returning `QL_OK`. From the listener's
 /// own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
 /// the queue fails to take the sentinel it returns `QL_ERR_QUEUE` and frees
 /// nothing (the listener keeps running; call it again later).
@@ -806,12 +930,13 @@ pub unsafe extern "C" fn ql_listener_free(listener: *mut ql_listener) -> ql_stat
         // The thread must be gone before the handlers and the borrowed
         // contexts are released. A stop that fails leaves the listener
         // running, so nothing is freed then.
-        match inner.stop() {
-            Ok(()) | Err(Error::Panicked) => {}
+        let status = match inner.stop() {
+            Ok(()) | Err(Error::Panicked) => QL_OK,
+            Err(Error::Lost(_)) => QL_ERR_LOST,
             Err(e) => return status_of(e),
-        }
+        };
         // SAFETY: from `Box::into_raw` in `new_listener`, freed once.
         drop(unsafe { Box::from_raw(listener) });
-        QL_OK
+        status
     })
 }

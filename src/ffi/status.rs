@@ -52,6 +52,11 @@ pub const QL_ERR_UNSUPPORTED: ql_status = 13;
 /// `fork()`: it belongs to the parent and cannot be used here (make a new
 /// one in the child).
 pub const QL_ERR_FORKED: ql_status = 14;
+/// The call did its work (the listener stopped, the flush completed, the
+/// listener was freed), but handlers counted records lost since the
+/// previous `ql_stop`, `ql_stop_timeout` or `ql_listener_flush` returned:
+/// read which and why with `ql_listener_handler_stats`.
+pub const QL_ERR_LOST: ql_status = 15;
 
 /// What a `dequeue` callback reports. Any other value counts as
 /// `QL_DEQUEUE_ERROR`.
@@ -99,6 +104,7 @@ pub(crate) fn status_of(error: Error) -> ql_status {
         Error::NotRunning => QL_ERR_NOT_RUNNING,
         Error::Unsupported => QL_ERR_UNSUPPORTED,
         Error::Forked => QL_ERR_FORKED,
+        Error::Lost(_) => QL_ERR_LOST,
     }
 }
 
@@ -149,6 +155,9 @@ pub extern "C" fn ql_status_str(status: ql_status) -> *const c_char {
             QL_ERR_NOT_RUNNING => c"QL_ERR_NOT_RUNNING: the listener is not running",
             QL_ERR_UNSUPPORTED => c"QL_ERR_UNSUPPORTED: not supported by this queue",
             QL_ERR_FORKED => c"QL_ERR_FORKED: inherited from the parent process across fork()",
+            QL_ERR_LOST => {
+                c"QL_ERR_LOST: done, but handlers counted records lost since the last stop or flush"
+            }
             _ => c"unknown status",
         };
         text.as_ptr()

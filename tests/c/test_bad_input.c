@@ -209,10 +209,11 @@ static void status_strings(void) {
     const ql_status all[] = {QL_OK, QL_ERR_NULL, QL_ERR_INVALID, QL_ERR_ALREADY_STARTED,
                              QL_ERR_WOULD_DEADLOCK, QL_ERR_FULL, QL_ERR_TIMEOUT, QL_ERR_EMPTY,
                              QL_ERR_SENTINEL, QL_ERR_QUEUE, QL_ERR_THREAD, QL_ERR_PANIC,
-                             QL_ERR_NOT_RUNNING, QL_ERR_UNSUPPORTED, QL_ERR_FORKED};
+                             QL_ERR_NOT_RUNNING, QL_ERR_UNSUPPORTED, QL_ERR_FORKED,
+                             QL_ERR_LOST};
     const int n = (int)(sizeof all / sizeof all[0]);
     for (int i = 0; i < n; i++) {
-        CHECK_EQ_INT(all[i], i); /* the documented values 0..14 */
+        CHECK_EQ_INT(all[i], i); /* the documented values 0..15 */
         const char *s = ql_status_str(all[i]);
         CHECK(s != NULL);
         CHECK(s[0] != '\0');
@@ -222,7 +223,7 @@ static void status_strings(void) {
                 QLT_FAIL("statuses %d and %d share the text '%s'", i, j, s);
         }
     }
-    const ql_status unknown[] = {15, 12345, -1, INT32_MIN, INT32_MAX};
+    const ql_status unknown[] = {16, 12345, -1, INT32_MIN, INT32_MAX};
     for (int i = 0; i < 5; i++) {
         const char *s = ql_status_str(unknown[i]);
         CHECK(s != NULL);

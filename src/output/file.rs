@@ -1,0 +1,667 @@
+//! Files: appends that never leave a torn or glued line behind, and
+//! rotation (by size and by time) that never destroys what it cannot
+//! replace.
+//!
+//! # Appending when others may append too
+//! A file opened with `O_APPEND` may have other writers (another handler,
+//! another process). A write that goes out only in part (disk full,
+//! `RLIMIT_FSIZE`) leaves a fragment at the end of the file. The fragment
+//! is taken back out (`ftruncate` to where it began) when the file still
+//! ends with it, and the whole record goes out again later. If someone
+//! appended after it, it is never completed (that would glue the rest of
+//! the record onto their line): the record is counted lost, and the next
+//! record starts on a line of its own. When the file is opened and does not
+//! end with a newline (a writer died inside a line), the next record also
+//! starts on a line of its own, and the torn line is counted.
+
+use std::ffi::{CString, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::frames::{Counters, Frames};
+use super::sys::{self, Kind};
+use super::{Clock, Target};
+
+/// The most backups a rotating file keeps.
+pub const BACKUP_COUNT_MAX: u32 = 1000;
+
+/// Bumped by [`request_reopen`]; every file sink compares it before writing.
+static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Asks every file sink in the process to reopen its path before its next
+/// write (after an outside `logrotate`, typically from a `SIGHUP` handler).
+/// Async-signal-safe: one atomic increment.
+pub fn request_reopen() {
+    REOPEN_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the append-safe writer remembers between calls.
+#[derive(Debug, Default)]
+pub struct AppendState {
+    /// The file's size just after a write that went out in part: the
+    /// fragment of the head frame ends there.
+    fragment_end: Option<u64>,
+    /// Look at the file's last byte before the next write: if it is not a
+    /// newline, write one first.
+    pub check_tail: bool,
+    /// Count a torn line if the tail check finds one (at open, a previous
+    /// writer died inside a line; later, our own dropped fragment, already
+    /// counted lost).
+    pub count_torn: bool,
+}
+
+impl AppendState {
+    /// The state for a file just opened: its tail is checked, and a torn
+    /// line found there counted.
+    pub fn opened() -> AppendState {
+        AppendState {
+            fragment_end: None,
+            check_tail: true,
+            count_torn: true,
+        }
+    }
+}
+
+/// The file's last byte, when it can be read (the fd may be write-only: it
+/// is then read through `/proc/self/fd`).
+fn last_byte(fd: RawFd, size: u64) -> Option<u8> {
+    if size == 0 {
+        return None;
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: one byte into a valid buffer.
+    let n = unsafe { libc::pread(fd, b.as_mut_ptr().cast(), 1, (size - 1) as libc::off_t) };
+    if n == 1 {
+        return Some(b[0]);
+    }
+    let mut f = File::open(format!("/proc/self/fd/{fd}")).ok()?;
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(size - 1)).ok()?;
+    f.read_exact(&mut b).ok()?;
+    Some(b[0])
+}
+
+fn size_of(fd: RawFd) -> Result<u64, i32> {
+    sys::fstat(fd)
+        .map(|st| st.st_size as u64)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Writes "\n" alone.
+fn newline(fd: RawFd) -> Result<(), i32> {
+    match sys::write_once(fd, b"\n")? {
+        1 => Ok(()),
+        _ => Err(libc::EIO),
+    }
+}
+
+/// Writes frames to a regular file opened with `O_APPEND`, at most
+/// `budget` bytes of whole frames (the head frame alone when it is bigger),
+/// following the rules in this module's doc. Returns the bytes written.
+pub fn write_appending(
+    fd: RawFd,
+    frames: &mut Frames,
+    counters: &Counters,
+    state: &mut AppendState,
+    budget: usize,
+) -> Result<usize, i32> {
+    let mut total = 0;
+    if state.check_tail {
+        let size = size_of(fd)?;
+        if size > 0 && last_byte(fd, size).is_some_and(|b| b != b'\n') {
+            newline(fd)?;
+            if state.count_torn {
+                Counters::add(&counters.torn_tails, 1);
+            }
+        }
+        state.check_tail = false;
+        state.count_torn = false;
+    }
+    while !frames.is_empty() {
+        if frames.head_done() > 0 {
+            // Part of the head went out earlier: go on only if the file
+            // still ends with that fragment, which starts a line.
+            let size = size_of(fd)?;
+            let start = size.checked_sub(frames.head_done() as u64);
+            let ours = state.fragment_end == Some(size);
+            let at_line_start = match start {
+                Some(0) => true,
+                Some(s) => last_byte(fd, s) == Some(b'\n'),
+                None => false,
+            };
+            if !(ours && at_line_start) {
+                frames.drop_head(counters);
+                state.fragment_end = None;
+                if ours {
+                    // Our fragment ends a line someone else began.
+                    newline(fd)?;
+                } else {
+                    let size = size_of(fd)?;
+                    if size > 0 && last_byte(fd, size).is_some_and(|b| b != b'\n') {
+                        newline(fd)?;
+                    }
+                }
+                continue;
+            }
+        }
+        let left = budget.saturating_sub(total);
+        let chunk = frames.chunk(left.min(1 << 20));
+        if total > 0 && chunk.len() > left {
+            break;
+        }
+        match sys::write_once(fd, chunk) {
+            Ok(n) => {
+                let partial = n < chunk.len();
+                frames.advance(n, counters);
+                total += n;
+                if partial && frames.head_done() > 0 {
+                    state.fragment_end = size_of(fd).ok();
+                }
+                if n == 0 {
+                    return Err(libc::EIO);
+                }
+            }
+            Err(e) => {
+                take_back_fragment(fd, frames, state);
+                return Err(e);
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// After a failed write, takes a fragment of the head frame back out of the
+/// file when the file still ends with it, so the record can go out whole
+/// later.
+fn take_back_fragment(fd: RawFd, frames: &mut Frames, state: &mut AppendState) {
+    let done = frames.head_done() as u64;
+    if done == 0 {
+        return;
+    }
+    let Ok(size) = size_of(fd) else { return };
+    if state.fragment_end != Some(size) || size < done {
+        return;
+    }
+    // SAFETY: plain syscall on the caller's fd.
+    if unsafe { libc::ftruncate(fd, (size - done) as libc::off_t) } == 0 {
+        frames.rewind_head();
+        state.fragment_end = None;
+    }
+}
+
+/// What to do with a file sink.
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    /// Rotate when a write would take the file past this size; 0 never.
+    pub max_bytes: u64,
+    /// Backups kept (`path.1` is the newest); 0 with a rotation truncates.
+    pub backups: u32,
+    /// Time-based rotation, if any.
+    pub when: Option<When>,
+    /// Units of `when` between rotations (at least 1).
+    pub interval: u32,
+    /// Compute `when` in UTC instead of local time.
+    pub utc: bool,
+    /// Rotate a non-empty file when it is opened.
+    pub rotate_on_open: bool,
+    /// Reopen the path when the file under it was moved or deleted.
+    pub watch: bool,
+    /// Compress backups with gzip (`path.1.gz`), on a thread of their own.
+    pub compress: bool,
+    /// How long a write to a file that is not a regular file (a FIFO, a
+    /// device) may wait without progress.
+    pub stall: Duration,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            max_bytes: 0,
+            backups: 0,
+            when: None,
+            interval: 1,
+            utc: false,
+            rotate_on_open: false,
+            watch: false,
+            compress: false,
+            stall: super::DEFAULT_STALL,
+        }
+    }
+}
+
+/// Time-based rotation, as Python's `TimedRotatingFileHandler`'s `when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+    /// At midnight, every `interval` days.
+    Midnight,
+    /// At midnight before the given weekday (0 = Monday), every week.
+    Weekday(u32),
+}
+
+const NS: i64 = 1_000_000_000;
+const DAY: i64 = 86_400;
+
+/// The broken-down time of `secs`, local or UTC.
+fn tm_of(secs: i64, utc: bool) -> Option<libc::tm> {
+    let t = secs as libc::time_t;
+    // SAFETY: an all-zero tm is a valid value to be overwritten.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers; both functions are thread-safe.
+    let ok = unsafe {
+        if utc {
+            !libc::gmtime_r(&t, &mut tm).is_null()
+        } else {
+            !libc::localtime_r(&t, &mut tm).is_null()
+        }
+    };
+    ok.then_some(tm)
+}
+
+/// The first midnight after `secs`, `days_ahead - 1` days later.
+fn next_midnight(secs: i64, utc: bool, days_ahead: i64) -> i64 {
+    if utc {
+        return (secs.div_euclid(DAY) + days_ahead) * DAY;
+    }
+    let Some(mut tm) = tm_of(secs, false) else {
+        return (secs.div_euclid(DAY) + days_ahead) * DAY;
+    };
+    tm.tm_hour = 0;
+    tm.tm_min = 0;
+    tm.tm_sec = 0;
+    tm.tm_mday += days_ahead as i32;
+    tm.tm_isdst = -1;
+    // SAFETY: a valid tm; mktime normalizes it.
+    let t = unsafe { libc::mktime(&mut tm) };
+    if t == -1 {
+        (secs.div_euclid(DAY) + days_ahead) * DAY
+    } else {
+        t as i64
+    }
+}
+
+/// The next rotation time after `now_ns` (a rotation due at `base_ns`
+/// start), in ns.
+pub fn next_rollover(when: When, interval: u32, utc: bool, base_ns: i64) -> i64 {
+    let secs = base_ns.div_euclid(NS);
+    let interval = i64::from(interval.max(1));
+    let at = match when {
+        When::Seconds => secs + interval,
+        When::Minutes => secs + interval * 60,
+        When::Hours => secs + interval * 3600,
+        When::Days => secs + interval * DAY,
+        When::Midnight => next_midnight(secs, utc, interval),
+        When::Weekday(day) => {
+            // tm_wday: 0 = Sunday; Python's W0 = Monday.
+            let wday = tm_of(secs, utc).map_or(0, |tm| i64::from((tm.tm_wday + 6) % 7));
+            let mut ahead = (i64::from(day) - wday).rem_euclid(7);
+            if ahead == 0 {
+                ahead = 7;
+            }
+            // The midnight that starts that weekday: `ahead` days on.
+            next_midnight(secs, utc, ahead)
+        }
+    };
+    at.saturating_mul(NS)
+}
+
+/// A file that lines are appended to, with rotation.
+pub struct FileTarget {
+    path: PathBuf,
+    file: File,
+    dev: u64,
+    ino: u64,
+    kind: Kind,
+    append: AppendState,
+    opts: FileOptions,
+    clock: Box<dyn Clock>,
+    counters: Arc<Counters>,
+    rollover_at: Option<i64>,
+    reopen_seen: u64,
+    compressor: Option<JoinHandle<()>>,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.append(true).create(true).custom_flags(libc::O_CLOEXEC);
+    // Read access lets the tail check see the last byte; it is not needed.
+    o.clone().read(true).open(path).or_else(|_| o.open(path))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name: OsString = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn errno_of(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl FileTarget {
+    /// Opens (creating) `path` for appending; a relative path is made
+    /// absolute now, so a later `chdir` changes nothing.
+    pub fn open(
+        path: &Path,
+        opts: FileOptions,
+        clock: Box<dyn Clock>,
+        counters: Arc<Counters>,
+    ) -> io::Result<FileTarget> {
+        if opts.backups > BACKUP_COUNT_MAX {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(path)
+        };
+        let file = open_append(&path)?;
+        let st = sys::fstat(file.as_raw_fd())?;
+        let kind = sys::kind_of(&st);
+        let mut target = FileTarget {
+            path,
+            file,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            kind,
+            append: AppendState {
+                fragment_end: None,
+                check_tail: kind == Kind::Regular,
+                count_torn: true,
+            },
+            opts,
+            clock,
+            counters,
+            rollover_at: None,
+            reopen_seen: REOPEN_GENERATION.load(Ordering::Relaxed),
+            compressor: None,
+        };
+        if kind == Kind::Regular {
+            if let Some(when) = target.opts.when {
+                // As Python: from the file's last change, so a stale file is
+                // rotated at the first write.
+                let base = if st.st_size > 0 {
+                    st.st_mtime * NS
+                } else {
+                    target.clock.now_ns()
+                };
+                target.rollover_at = Some(next_rollover(
+                    when,
+                    target.opts.interval,
+                    target.opts.utc,
+                    base,
+                ));
+            }
+            if target.opts.rotate_on_open && st.st_size > 0 {
+                let _ = target.rotate();
+            }
+        }
+        Ok(target)
+    }
+
+    /// Whether `path` still names the file this sink writes.
+    fn path_is_ours(&self) -> Option<bool> {
+        match fs::metadata(&self.path) {
+            Ok(m) => Some(m.dev() == self.dev && m.ino() == self.ino),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
+    }
+
+    fn failed(&self, e: i32) {
+        Counters::add(&self.counters.rotation_failures, 1);
+        self.counters.last_errno.store(e, Ordering::Relaxed);
+    }
+
+    /// Switches to `file`, newly opened at `path`.
+    fn adopt(&mut self, file: File, frames: Option<&mut Frames>) -> io::Result<()> {
+        let st = sys::fstat(file.as_raw_fd())?;
+        if let Some(frames) = frames {
+            if frames.head_done() > 0 {
+                // Its fragment stays in the old file.
+                frames.drop_head(&self.counters);
+            }
+        }
+        self.file = file;
+        self.dev = st.st_dev;
+        self.ino = st.st_ino;
+        self.kind = sys::kind_of(&st);
+        self.append = AppendState {
+            fragment_end: None,
+            check_tail: self.kind == Kind::Regular,
+            count_torn: true,
+        };
+        Ok(())
+    }
+
+    /// Reopens the path (moved, deleted, or on request). On failure the
+    /// sink keeps the file it has.
+    fn reopen(&mut self, frames: &mut Frames) {
+        match open_append(&self.path).and_then(|f| self.adopt(f, Some(frames))) {
+            Ok(()) => Counters::add(&self.counters.reopens, 1),
+            Err(e) => self.failed(errno_of(&e)),
+        }
+    }
+
+    /// Rotates: the new file is made first, under a temporary name, so
+    /// nothing is renamed or deleted unless it can be opened.
+    fn rotate(&mut self) -> Result<(), i32> {
+        if self.opts.backups == 0 {
+            // SAFETY: plain syscall on our fd.
+            if unsafe { libc::ftruncate(self.file.as_raw_fd(), 0) } != 0 {
+                let e = sys::errno();
+                self.failed(e);
+                return Err(e);
+            }
+            Counters::add(&self.counters.rotations, 1);
+            return Ok(());
+        }
+        match self.path_is_ours() {
+            Some(true) => {}
+            _ => {
+                // Someone else moved or replaced our file: their file is not
+                // ours to rename. Start writing at the path instead.
+                let mut none = Frames::default();
+                self.reopen(&mut none);
+                return Ok(());
+            }
+        }
+        if let Some(c) = self.compressor.take() {
+            let _ = c.join();
+        }
+        let name = self
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec();
+        let mut tmp_name = b".".to_vec();
+        tmp_name.extend_from_slice(&name);
+        tmp_name.extend_from_slice(format!(".ql-rotate-{}", std::process::id()).as_bytes());
+        let tmp = self.path.with_file_name(OsString::from_vec(tmp_name));
+        let _ = fs::remove_file(&tmp);
+        let new = match OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let e = errno_of(&e);
+                self.failed(e);
+                return Err(e);
+            }
+        };
+        let path = self.path.clone();
+        let backup = |n: u32| with_suffix(&path, &format!(".{n}"));
+        let shift = || -> io::Result<()> {
+            let n = self.opts.backups;
+            for old in [backup(n), with_suffix(&backup(n), ".gz")] {
+                match fs::remove_file(&old) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            for i in (1..n).rev() {
+                for (from, to) in [
+                    (backup(i), backup(i + 1)),
+                    (
+                        with_suffix(&backup(i), ".gz"),
+                        with_suffix(&backup(i + 1), ".gz"),
+                    ),
+                ] {
+                    match fs::rename(&from, &to) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                }
+            }
+            fs::rename(&path, backup(1))?;
+            if let Err(e) = fs::rename(&tmp, &path) {
+                // Put ours back where it was.
+                let _ = fs::rename(backup(1), &path);
+                return Err(e);
+            }
+            Ok(())
+        };
+        if let Err(e) = shift() {
+            let _ = fs::remove_file(&tmp);
+            let e = errno_of(&e);
+            self.failed(e);
+            return Err(e);
+        }
+        if let Err(e) = self.adopt(new, None) {
+            self.failed(errno_of(&e));
+        }
+        Counters::add(&self.counters.rotations, 1);
+        if self.opts.compress {
+            let from = backup(1);
+            let counters = Arc::clone(&self.counters);
+            let spawned = std::thread::Builder::new()
+                .name("ql-compress".into())
+                .spawn(move || {
+                    if compress(&from).is_err() {
+                        Counters::add(&counters.compress_failures, 1);
+                    }
+                });
+            match spawned {
+                Ok(handle) => self.compressor = Some(handle),
+                Err(_) => Counters::add(&self.counters.compress_failures, 1),
+            }
+        }
+        Ok(())
+    }
+
+    fn due_by_time(&self) -> bool {
+        self.rollover_at.is_some_and(|at| self.clock.now_ns() >= at)
+    }
+}
+
+/// Compresses `path` to `path.gz` (through a temporary name), then removes
+/// `path`. On failure `path` stays as it is.
+fn compress(path: &Path) -> io::Result<()> {
+    let gz = with_suffix(path, ".gz");
+    let tmp = with_suffix(path, ".gz.tmp");
+    let run = || -> io::Result<()> {
+        let mut input = File::open(path)?;
+        let out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&tmp)?;
+        let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+        io::copy(&mut input, &mut enc)?;
+        let out = enc.finish()?;
+        out.sync_all()?;
+        fs::rename(&tmp, &gz)?;
+        fs::remove_file(path)
+    };
+    run().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+impl Target for FileTarget {
+    fn write(&mut self, frames: &mut Frames, counters: &Counters) -> Result<(), i32> {
+        let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
+        if generation != self.reopen_seen {
+            self.reopen_seen = generation;
+            self.reopen(frames);
+        } else if self.opts.watch && self.path_is_ours() == Some(false) {
+            self.reopen(frames);
+        }
+        if self.kind != Kind::Regular {
+            let fd = self.file.as_raw_fd();
+            return sys::write_frames(fd, self.kind, frames, counters, self.opts.stall);
+        }
+        if self.due_by_time() && !frames.is_empty() {
+            let _ = self.rotate();
+            let now = self.clock.now_ns();
+            if let (Some(when), Some(mut at)) = (self.opts.when, self.rollover_at) {
+                while at <= now {
+                    let next = next_rollover(when, self.opts.interval, self.opts.utc, at);
+                    if next <= at {
+                        break;
+                    }
+                    at = next;
+                }
+                self.rollover_at = Some(at);
+            }
+        }
+        let mut rotation_failed = false;
+        while !frames.is_empty() {
+            let fd = self.file.as_raw_fd();
+            let mut budget = usize::MAX;
+            if self.opts.max_bytes > 0 && !rotation_failed {
+                let size = size_of(fd)?;
+                let room = self.opts.max_bytes.saturating_sub(size) as usize;
+                let head = frames.head_len().unwrap_or(0) - frames.head_done();
+                if head > room && size > 0 && frames.head_done() == 0 {
+                    // A failed rotation keeps writing to this file, and is
+                    // tried again at the next write.
+                    if self.rotate().is_ok() {
+                        continue;
+                    }
+                    rotation_failed = true;
+                } else {
+                    // At least the head goes out (alone in a fresh file
+                    // when it is bigger than `max_bytes`).
+                    budget = room;
+                }
+            }
+            write_appending(fd, frames, counters, &mut self.append, budget)?;
+        }
+        Ok(())
+    }
+
+    fn fragment_left(&mut self) {
+        self.append.check_tail = true;
+    }
+}
+
+impl Drop for FileTarget {
+    fn drop(&mut self) {
+        if let Some(c) = self.compressor.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+/// The path of a file sink as a C string, for messages.
+pub fn c_path(path: &Path) -> Option<CString> {
+    CString::new(path.as_os_str().as_bytes()).ok()
+}

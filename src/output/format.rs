@@ -1,0 +1,298 @@
+//! Line formatting: a record becomes exactly one line.
+//!
+//! The logger name and the message are escaped by default, so that no
+//! content can end the line early or forge another record: every byte below
+//! 0x20 except TAB, and DEL (0x7f), is written as a C escape (`\n`, `\r`,
+//! `\xHH`). Bytes 0x80 and up (UTF-8, or invalid UTF-8) are written as they
+//! are. [`Pattern::raw`] turns escaping off.
+
+use std::io::Write;
+
+use crate::record::{level_name, LogRecord};
+
+/// What a handler reads of a record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordView<'a> {
+    /// The level.
+    pub level: i32,
+    /// The producing thread's id.
+    pub thread_id: u32,
+    /// Wall-clock time, ns since the Unix epoch.
+    pub timestamp_ns: i64,
+    /// The logger name.
+    pub logger: &'a [u8],
+    /// The message.
+    pub message: &'a [u8],
+}
+
+impl<'a> From<&'a LogRecord> for RecordView<'a> {
+    fn from(r: &'a LogRecord) -> Self {
+        RecordView {
+            level: r.level,
+            thread_id: r.thread_id,
+            timestamp_ns: r.timestamp_ns,
+            logger: r.logger(),
+            message: r.message(),
+        }
+    }
+}
+
+/// The default line pattern.
+pub const DEFAULT_PATTERN: &str = "{time} {level} [{thread}] {logger}: {message}";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Time,
+    Level,
+    LevelNo,
+    Thread,
+    Logger,
+    Message,
+}
+
+/// A compiled line pattern.
+///
+/// Fields: `{time}` (local time, ISO 8601 with milliseconds and UTC offset:
+/// `2026-11-24T21:31:05.123+01:00`), `{level}` (Python's level name, or
+/// `Level N`), `{levelno}`, `{thread}` (the thread id), `{logger}`,
+/// `{message}`. `{{` and `}}` write braces. A line ends with `\n`.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pieces: Vec<Piece>,
+    raw: bool,
+}
+
+impl Pattern {
+    /// Compiles a pattern; `Err` names the first unknown field.
+    pub fn parse(pattern: &str) -> Result<Pattern, String> {
+        let mut pieces = Vec::new();
+        let mut text = String::new();
+        let mut rest = pattern;
+        while let Some(c) = rest.chars().next() {
+            if rest.starts_with("{{") || rest.starts_with("}}") {
+                text.push(c);
+                rest = &rest[2..];
+                continue;
+            }
+            if c == '{' {
+                let Some(end) = rest.find('}') else {
+                    return Err(format!("unclosed field in pattern: {rest}"));
+                };
+                let piece = match &rest[1..end] {
+                    "time" => Piece::Time,
+                    "level" => Piece::Level,
+                    "levelno" => Piece::LevelNo,
+                    "thread" => Piece::Thread,
+                    "logger" => Piece::Logger,
+                    "message" => Piece::Message,
+                    other => return Err(format!("unknown field {{{other}}}")),
+                };
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(piece);
+                rest = &rest[end + 1..];
+                continue;
+            }
+            if c == '}' {
+                return Err("a lone '}' in pattern (write '}}')".into());
+            }
+            text.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Ok(Pattern { pieces, raw: false })
+    }
+
+    /// Writes the logger name and message as they are, control characters
+    /// included: a message with a newline then makes several lines. Never
+    /// the default.
+    pub fn raw(mut self, raw: bool) -> Pattern {
+        self.raw = raw;
+        self
+    }
+
+    /// Appends the record's line, with its `\n`, to `out`.
+    pub fn write_line(&self, clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8>) {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+                Piece::Time => clock.write_iso8601(record.timestamp_ns, out),
+                Piece::Level => match level_name(record.level) {
+                    Some(name) => out.extend_from_slice(name.to_bytes()),
+                    None => {
+                        let _ = write!(out, "Level {}", record.level);
+                    }
+                },
+                Piece::LevelNo => {
+                    let _ = write!(out, "{}", record.level);
+                }
+                Piece::Thread => {
+                    let _ = write!(out, "{}", record.thread_id);
+                }
+                Piece::Logger => self.text(record.logger, out),
+                Piece::Message => self.text(record.message, out),
+            }
+        }
+        out.push(b'\n');
+    }
+
+    #[inline]
+    fn text(&self, text: &[u8], out: &mut Vec<u8>) {
+        if self.raw {
+            out.extend_from_slice(text);
+        } else {
+            escape_into(text, out);
+        }
+    }
+}
+
+/// True for the bytes a line-oriented reader could take for structure:
+/// the C0 controls except TAB, and DEL.
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Appends `text` with every control byte (see [`needs_escape`]) written as
+/// `\n`, `\r` or `\xHH`, so `text` can never end the line.
+pub fn escape_into(text: &[u8], out: &mut Vec<u8>) {
+    let mut rest = text;
+    while let Some(i) = rest.iter().position(|&b| needs_escape(b)) {
+        out.extend_from_slice(&rest[..i]);
+        match rest[i] {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]);
+            }
+        }
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// Local time formatting, with the date-time part cached per second.
+#[derive(Default)]
+pub struct LocalClock {
+    second: Option<i64>,
+    /// `YYYY-MM-DDTHH:MM:SS` of `second`.
+    prefix: String,
+    /// `+HH:MM` of `second`.
+    offset: String,
+}
+
+impl LocalClock {
+    /// Appends `2026-11-24T21:31:05.123+01:00` for `ns` since the epoch.
+    pub fn write_iso8601(&mut self, ns: i64, out: &mut Vec<u8>) {
+        let second = ns.div_euclid(1_000_000_000);
+        let millis = ns.rem_euclid(1_000_000_000) / 1_000_000;
+        if self.second != Some(second) {
+            self.set_second(second);
+        }
+        out.extend_from_slice(self.prefix.as_bytes());
+        let _ = write!(out, ".{millis:03}");
+        out.extend_from_slice(self.offset.as_bytes());
+    }
+
+    fn set_second(&mut self, second: i64) {
+        let t = second as libc::time_t;
+        // SAFETY: an all-zero `tm` is a valid value to be overwritten.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers are valid for the call; localtime_r is
+        // thread-safe.
+        let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
+        self.second = Some(second);
+        if !ok {
+            self.prefix = format!("@{second}");
+            self.offset.clear();
+            return;
+        }
+        self.prefix = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            tm.tm_year as i64 + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        );
+        let off = tm.tm_gmtoff;
+        let sign = if off < 0 { '-' } else { '+' };
+        let off = off.abs();
+        self.offset = format!("{sign}{:02}:{:02}", off / 3600, (off % 3600) / 60);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(msg: &str) -> LogRecord {
+        LogRecord::new(30, b"app", msg.as_bytes(), 0)
+    }
+
+    #[test]
+    fn pattern_fields_and_escapes() {
+        let p = Pattern::parse("{{{level}}} {levelno} {logger}|{message}").unwrap();
+        let mut out = Vec::new();
+        let r = record("hi");
+        p.write_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        assert_eq!(out, b"{WARNING} 30 app|hi\n");
+        assert!(Pattern::parse("{nope}").is_err());
+        assert!(Pattern::parse("{time").is_err());
+        assert!(Pattern::parse("a } b").is_err());
+    }
+
+    #[test]
+    fn time_is_iso8601_with_millis() {
+        let mut out = Vec::new();
+        LocalClock::default().write_iso8601(1_700_000_000_123_456_789, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        // 2023-11-14T..:..:20.123+HH:MM in any time zone.
+        assert_eq!(s.len(), "2023-11-14T22:13:20.123+00:00".len(), "{s}");
+        assert_eq!(&s[19..23], ".123");
+        assert_eq!(&s[4..5], "-");
+        assert_eq!(&s[10..11], "T");
+    }
+
+    #[test]
+    fn control_bytes_are_escaped_unless_raw() {
+        let r = LogRecord::new(
+            50,
+            b"a\nb",
+            b"x\n2026 CRITICAL forged\r\x1b[31m\x7f\tok\xff",
+            0,
+        );
+        let p = Pattern::parse("{logger}: {message}").unwrap();
+        let mut out = Vec::new();
+        p.write_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        assert_eq!(
+            out,
+            b"a\\nb: x\\n2026 CRITICAL forged\\r\\x1b[31m\\x7f\tok\xff\n".to_vec()
+        );
+        let mut out = Vec::new();
+        p.raw(true)
+            .write_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 3);
+    }
+
+    #[test]
+    fn every_byte_value_stays_on_one_line() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        let mut out = Vec::new();
+        escape_into(&all, &mut out);
+        assert!(!out.iter().any(|&b| needs_escape(b)));
+        // 30 bytes become `\xHH` (3 more each), `\n` and `\r` one more each.
+        assert_eq!(out.len(), 256 + 30 * 3 + 2);
+    }
+}

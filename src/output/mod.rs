@@ -1,0 +1,317 @@
+//! The output layer every built-in sink shares: a record becomes exactly
+//! one framed unit (a line), which is written whole or counted lost, never
+//! torn and never glued to another.
+//!
+//! ```text
+//! handle ─▶ format (escaped) ─▶ Frames ─(policy)─▶ Target::write ─▶ fd / FILE * / file
+//!                                 │                     │ failed
+//!                                 │                     ▼
+//!                                 │   kept for a retry (at most RETRY_LIMIT bytes,
+//!                                 │   the oldest whole frames dropped past it), or
+//!                                 ▼   dropped at a final flush: counted lost
+//!                       received = written + lost + pending
+//! ```
+//!
+//! * [`format`]: patterns, time, escaping.
+//! * [`frames`]: the held records and the counters.
+//! * [`sys`]: `write(2)` with `EINTR`, `EAGAIN` and signal handling.
+//! * [`stream`]: fds and `FILE *` streams the program owns.
+//! * [`file`]: files, append-safe writes, rotation.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub mod file;
+pub mod format;
+pub mod frames;
+pub mod stream;
+pub mod sys;
+
+pub use format::{LocalClock, Pattern, RecordView, DEFAULT_PATTERN};
+pub use frames::{Counters, Frames, SinkCounts};
+
+/// When held lines are written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// After every record.
+    EveryRecord,
+    /// At the end of each batch the listener takes off the queue (and on
+    /// every flush).
+    Batch,
+    /// Only on an explicit flush (a flush barrier or the end of the
+    /// listener loop), or when the buffer passes [`BUFFER_LIMIT`].
+    Explicit,
+}
+
+/// Held bytes past which lines are written out whatever the policy.
+pub const BUFFER_LIMIT: usize = 1 << 20;
+
+/// Bytes kept for a retry while writes fail; past it the oldest whole
+/// records not yet started are dropped and counted lost.
+pub const RETRY_LIMIT: usize = 4 << 20;
+
+/// How long a write may wait for a pipe, socket or device to take data,
+/// without progress, by default.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(5);
+
+/// Where the time for time-based rotation comes from.
+pub trait Clock: Send {
+    /// Now, in ns since the Unix epoch.
+    fn now_ns(&self) -> i64;
+}
+
+/// The system's wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ns(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+    }
+}
+
+/// Where frames go.
+pub trait Target: Send {
+    /// Writes frames from the front until none is left (`Ok`) or a write
+    /// fails (`Err(errno)`; the frames not written stay, the head possibly
+    /// partly written).
+    fn write(&mut self, frames: &mut Frames, counters: &Counters) -> Result<(), i32>;
+    /// The head frame was dropped after part of it went out: the next
+    /// frame must start on a line of its own.
+    fn fragment_left(&mut self) {}
+}
+
+/// Why lines are being written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// In `handle`: a failure is returned for the record being handled.
+    Handle,
+    /// At the end of a batch: failed lines are kept for a retry.
+    Batch,
+    /// A flush (a barrier, a stop, a free): what cannot be written now is
+    /// counted lost.
+    Final,
+}
+
+/// A formatting sink: pattern, held frames, flush policy and target.
+pub struct LineHandler {
+    pattern: Pattern,
+    clock: LocalClock,
+    policy: FlushPolicy,
+    frames: Frames,
+    target: Box<dyn Target>,
+    counters: Arc<Counters>,
+}
+
+impl LineHandler {
+    /// A sink writing `pattern` lines to `target`, counting in `counters`
+    /// (shared with the target and with readers of the counts).
+    pub fn new(
+        pattern: Pattern,
+        policy: FlushPolicy,
+        target: Box<dyn Target>,
+        counters: Arc<Counters>,
+    ) -> LineHandler {
+        LineHandler {
+            pattern,
+            clock: LocalClock::default(),
+            policy,
+            frames: Frames::default(),
+            target,
+            counters,
+        }
+    }
+
+    /// The counters, for readers on other threads.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Formats one record. `Err(errno)` when a write made in this call
+    /// failed (the record is held for a retry, or counted lost).
+    pub fn handle(&mut self, record: &RecordView) -> Result<(), i32> {
+        Counters::add(&self.counters.received, 1);
+        let (pattern, clock) = (&self.pattern, &mut self.clock);
+        self.frames
+            .push(|buf| pattern.write_line(clock, record, buf));
+        if self.policy == FlushPolicy::EveryRecord || self.frames.bytes() >= BUFFER_LIMIT {
+            return self.write_out(When::Handle);
+        }
+        Ok(())
+    }
+
+    /// The end of a batch: the batch policy writes; lines held after a
+    /// failure are retried.
+    pub fn batch_end(&mut self) {
+        if self.policy == FlushPolicy::Batch
+            || (self.policy == FlushPolicy::EveryRecord && !self.frames.is_empty())
+        {
+            let _ = self.write_out(When::Batch);
+        }
+    }
+
+    /// An explicit flush: every held line is written, or counted lost.
+    pub fn flush(&mut self) {
+        let _ = self.write_out(When::Final);
+    }
+
+    /// Lines counted lost so far.
+    pub fn lost(&self) -> u64 {
+        self.counters.lost.load(Ordering::Relaxed)
+    }
+
+    fn write_out(&mut self, when: When) -> Result<(), i32> {
+        if self.frames.is_empty() {
+            return Ok(());
+        }
+        let (target, frames, counters) = (&mut self.target, &mut self.frames, &*self.counters);
+        let Err(e) = sys::without_write_signals(|| target.write(frames, counters)) else {
+            return Ok(());
+        };
+        Counters::add(&counters.write_errors, 1);
+        if when != When::Handle {
+            Counters::add(&counters.deferred_errors, 1);
+        }
+        counters.last_errno.store(e, Ordering::Relaxed);
+        match when {
+            When::Final => {
+                if frames.head_done() > 0 {
+                    target.fragment_left();
+                }
+                frames.drop_all(counters);
+            }
+            When::Handle | When::Batch => frames.trim(RETRY_LIMIT, counters),
+        }
+        Err(e)
+    }
+}
+
+impl Drop for LineHandler {
+    /// Whatever is held is written, or counted lost.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::LogRecord;
+    use std::sync::Mutex;
+
+    /// A target that writes into memory, or fails with `fail` after
+    /// taking `take` bytes.
+    struct Memory {
+        out: Arc<Mutex<Vec<u8>>>,
+        fail: Arc<Mutex<Option<(i32, usize)>>>,
+    }
+
+    impl Target for Memory {
+        fn write(&mut self, frames: &mut Frames, counters: &Counters) -> Result<(), i32> {
+            if let Some((e, take)) = *self.fail.lock().unwrap() {
+                let bytes = frames.unwritten()[..take.min(frames.bytes())].to_vec();
+                self.out.lock().unwrap().extend_from_slice(&bytes);
+                frames.advance(bytes.len(), counters);
+                return Err(e);
+            }
+            self.out
+                .lock()
+                .unwrap()
+                .extend_from_slice(frames.unwritten());
+            let n = frames.bytes();
+            frames.advance(n, counters);
+            Ok(())
+        }
+    }
+
+    type Written = Arc<Mutex<Vec<u8>>>;
+    /// `Some((errno, bytes taken first))` makes writes fail.
+    type Failure = Arc<Mutex<Option<(i32, usize)>>>;
+
+    fn sink(policy: FlushPolicy) -> (LineHandler, Written, Failure) {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let fail = Arc::new(Mutex::new(None));
+        let target = Memory {
+            out: Arc::clone(&out),
+            fail: Arc::clone(&fail),
+        };
+        let h = LineHandler::new(
+            Pattern::parse("{message}").unwrap(),
+            policy,
+            Box::new(target),
+            Arc::default(),
+        );
+        (h, out, fail)
+    }
+
+    fn rec(msg: &str) -> LogRecord {
+        LogRecord::new(30, b"app", msg.as_bytes(), 0)
+    }
+
+    fn balanced(h: &LineHandler) -> SinkCounts {
+        let c = h.counters.snapshot();
+        let received = h.counters.received.load(Ordering::Relaxed);
+        assert_eq!(received, c.written + c.lost + c.pending, "{c:?}");
+        c
+    }
+
+    #[test]
+    fn batch_policy_writes_at_batch_end_only() {
+        let (mut h, out, _) = sink(FlushPolicy::Batch);
+        h.handle(&(&rec("a")).into()).unwrap();
+        h.handle(&(&rec("b")).into()).unwrap();
+        assert!(out.lock().unwrap().is_empty());
+        assert_eq!(balanced(&h).pending, 2);
+        h.batch_end();
+        assert_eq!(&*out.lock().unwrap(), b"a\nb\n");
+        assert_eq!(balanced(&h).written, 2);
+    }
+
+    #[test]
+    fn a_failure_is_reported_with_its_record_and_retried() {
+        let (mut h, out, fail) = sink(FlushPolicy::EveryRecord);
+        *fail.lock().unwrap() = Some((libc::ENOSPC, 0));
+        assert_eq!(h.handle(&(&rec("a")).into()), Err(libc::ENOSPC));
+        let c = balanced(&h);
+        assert_eq!(
+            (c.pending, c.lost, c.write_errors, c.deferred_errors),
+            (1, 0, 1, 0)
+        );
+        *fail.lock().unwrap() = None;
+        h.handle(&(&rec("b")).into()).unwrap();
+        assert_eq!(&*out.lock().unwrap(), b"a\nb\n");
+        assert_eq!(balanced(&h).written, 2);
+    }
+
+    #[test]
+    fn a_final_flush_counts_what_it_cannot_write() {
+        let (mut h, _, fail) = sink(FlushPolicy::Batch);
+        for m in ["a", "b", "c"] {
+            h.handle(&(&rec(m)).into()).unwrap();
+        }
+        *fail.lock().unwrap() = Some((libc::EIO, 3)); // "a\nb": one whole, one started
+        h.batch_end();
+        let c = balanced(&h);
+        assert_eq!((c.written, c.pending, c.deferred_errors), (1, 2, 1));
+        *fail.lock().unwrap() = Some((libc::EIO, 0));
+        h.flush();
+        let c = balanced(&h);
+        assert_eq!(
+            (c.written, c.lost, c.pending, c.deferred_errors),
+            (1, 2, 0, 2)
+        );
+        assert_eq!(c.last_errno, libc::EIO);
+    }
+
+    #[test]
+    fn records_held_at_drop_are_counted() {
+        let (mut h, _, fail) = sink(FlushPolicy::Explicit);
+        h.handle(&(&rec("a")).into()).unwrap();
+        *fail.lock().unwrap() = Some((libc::EPIPE, 0));
+        let counters = Arc::clone(&h.counters);
+        drop(h);
+        assert_eq!(counters.lost.load(Ordering::Relaxed), 1);
+    }
+}
