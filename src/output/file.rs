@@ -665,3 +665,348 @@ impl Drop for FileTarget {
 pub fn c_path(path: &Path) -> Option<CString> {
     CString::new(path.as_os_str().as_bytes()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::AtomicI64;
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!(
+                "ql-file-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A clock the test sets.
+    #[derive(Clone)]
+    struct TestClock(Arc<AtomicI64>);
+    impl Clock for TestClock {
+        fn now_ns(&self) -> i64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    fn frames(lines: &[&str]) -> Frames {
+        let mut f = Frames::default();
+        for l in lines {
+            f.push(|b| b.extend_from_slice(l.as_bytes()));
+        }
+        f
+    }
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn target(path: &Path, opts: FileOptions, clock: &TestClock) -> (FileTarget, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let t =
+            FileTarget::open(path, opts, Box::new(clock.clone()), Arc::clone(&counters)).unwrap();
+        (t, counters)
+    }
+
+    fn utc(y: i32, mo: i32, d: i32, h: i32, mi: i32, s: i32) -> i64 {
+        // SAFETY: an all-zero tm is valid; timegm reads it.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        tm.tm_year = y - 1900;
+        tm.tm_mon = mo - 1;
+        tm.tm_mday = d;
+        tm.tm_hour = h;
+        tm.tm_min = mi;
+        tm.tm_sec = s;
+        // SAFETY: a valid tm.
+        (unsafe { libc::timegm(&mut tm) }) as i64 * NS
+    }
+
+    #[test]
+    fn rollover_times_follow_pythons_rules() {
+        let t = utc(2026, 12, 5, 23, 59, 59); // a Saturday
+        assert_eq!(next_rollover(When::Seconds, 10, true, t), t + 10 * NS);
+        assert_eq!(next_rollover(When::Minutes, 2, true, t), t + 120 * NS);
+        assert_eq!(next_rollover(When::Hours, 1, true, t), t + 3600 * NS);
+        assert_eq!(next_rollover(When::Days, 1, true, t), t + DAY * NS);
+        assert_eq!(
+            next_rollover(When::Midnight, 1, true, t),
+            utc(2026, 12, 6, 0, 0, 0)
+        );
+        assert_eq!(
+            next_rollover(When::Midnight, 3, true, t),
+            utc(2026, 12, 8, 0, 0, 0)
+        );
+        // W0 = Monday: the midnight that starts Monday 2026-12-07.
+        assert_eq!(
+            next_rollover(When::Weekday(0), 1, true, t),
+            utc(2026, 12, 7, 0, 0, 0)
+        );
+        // W5 = Saturday, today: a week on.
+        assert_eq!(
+            next_rollover(When::Weekday(5), 1, true, t),
+            utc(2026, 12, 12, 0, 0, 0)
+        );
+        // Local midnight is a local midnight, whatever the zone.
+        let local = next_rollover(When::Midnight, 1, false, t);
+        let tm = tm_of(local.div_euclid(NS), false).unwrap();
+        assert_eq!((tm.tm_hour, tm.tm_min, tm.tm_sec), (0, 0, 0));
+        assert!(local > t && local <= t + DAY * NS + 3600 * NS);
+    }
+
+    #[test]
+    fn time_rotation_with_an_injected_clock() {
+        let dir = TempDir::new("time");
+        let path = dir.0.join("app.log");
+        let clock = TestClock(Arc::new(AtomicI64::new(utc(2026, 12, 5, 23, 59, 58))));
+        let opts = FileOptions {
+            backups: 2,
+            when: Some(When::Midnight),
+            utc: true,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        t.write(&mut frames(&["saturday\n"]), &c).unwrap();
+        clock
+            .0
+            .store(utc(2026, 12, 5, 23, 59, 59), Ordering::Relaxed);
+        t.write(&mut frames(&["still saturday\n"]), &c).unwrap();
+        clock.0.store(utc(2026, 12, 6, 0, 0, 1), Ordering::Relaxed);
+        t.write(&mut frames(&["sunday\n"]), &c).unwrap();
+        assert_eq!(
+            read(&path.with_extension("log.1")),
+            "saturday\nstill saturday\n"
+        );
+        assert_eq!(read(&path), "sunday\n");
+        // Days later: one rotation, and the next is the following midnight.
+        clock.0.store(utc(2026, 12, 9, 12, 0, 0), Ordering::Relaxed);
+        t.write(&mut frames(&["wednesday\n"]), &c).unwrap();
+        assert_eq!(t.rollover_at, Some(utc(2026, 12, 10, 0, 0, 0)));
+        assert_eq!(
+            read(&path.with_extension("log.2")),
+            "saturday\nstill saturday\n"
+        );
+        assert_eq!(c.rotations.load(Ordering::Relaxed), 2);
+        assert_eq!(c.written.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn size_and_time_rotation_combine() {
+        let dir = TempDir::new("both");
+        let path = dir.0.join("app.log");
+        let clock = TestClock(Arc::new(AtomicI64::new(utc(2026, 1, 1, 0, 0, 0))));
+        let opts = FileOptions {
+            max_bytes: 10,
+            backups: 3,
+            when: Some(When::Seconds),
+            interval: 60,
+            utc: true,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        t.write(&mut frames(&["aaaa\n", "bbbb\n", "cccc\n"]), &c)
+            .unwrap();
+        assert_eq!(read(&path), "cccc\n");
+        assert_eq!(read(&path.with_extension("log.1")), "aaaa\nbbbb\n");
+        clock.0.fetch_add(61 * NS, Ordering::Relaxed);
+        t.write(&mut frames(&["dd\n"]), &c).unwrap();
+        assert_eq!(read(&path), "dd\n");
+        assert_eq!(read(&path.with_extension("log.1")), "cccc\n");
+        assert_eq!(read(&path.with_extension("log.2")), "aaaa\nbbbb\n");
+    }
+
+    #[test]
+    fn rotate_on_open_keeps_the_old_file() {
+        let dir = TempDir::new("onopen");
+        let path = dir.0.join("app.log");
+        fs::write(&path, "old run\n").unwrap();
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let opts = FileOptions {
+            backups: 1,
+            rotate_on_open: true,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        t.write(&mut frames(&["new run\n"]), &c).unwrap();
+        assert_eq!(read(&path), "new run\n");
+        assert_eq!(read(&path.with_extension("log.1")), "old run\n");
+    }
+
+    #[test]
+    fn backups_are_compressed_on_their_own_thread() {
+        let dir = TempDir::new("gz");
+        let path = dir.0.join("app.log");
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let opts = FileOptions {
+            max_bytes: 10,
+            backups: 2,
+            compress: true,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        for l in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n"] {
+            t.write(&mut frames(&[l]), &c).unwrap();
+        }
+        drop(t); // joins the compressor
+        let gunzip = |p: PathBuf| {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(File::open(&p).unwrap())
+                .read_to_string(&mut s)
+                .unwrap();
+            s
+        };
+        assert_eq!(read(&path), "eeee\n");
+        assert_eq!(gunzip(path.with_extension("log.1.gz")), "cccc\ndddd\n");
+        assert_eq!(gunzip(path.with_extension("log.2.gz")), "aaaa\nbbbb\n");
+        assert!(!path.with_extension("log.1").exists());
+        assert!(!path.with_extension("log.3.gz").exists());
+        assert_eq!(c.compress_failures.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_moved_file_is_reopened_when_watched_or_asked() {
+        let dir = TempDir::new("watch");
+        let path = dir.0.join("app.log");
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let watch = FileOptions {
+            watch: true,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, watch, &clock);
+        t.write(&mut frames(&["one\n"]), &c).unwrap();
+        fs::rename(&path, dir.0.join("moved.log")).unwrap();
+        t.write(&mut frames(&["two\n"]), &c).unwrap();
+        assert_eq!(read(&dir.0.join("moved.log")), "one\n");
+        assert_eq!(read(&path), "two\n");
+        assert_eq!(c.reopens.load(Ordering::Relaxed), 1);
+
+        let path = dir.0.join("b.log");
+        let (mut t, c) = target(&path, FileOptions::default(), &clock);
+        t.write(&mut frames(&["one\n"]), &c).unwrap();
+        fs::rename(&path, dir.0.join("b.moved")).unwrap();
+        t.write(&mut frames(&["still old\n"]), &c).unwrap();
+        request_reopen();
+        t.write(&mut frames(&["two\n"]), &c).unwrap();
+        assert_eq!(read(&dir.0.join("b.moved")), "one\nstill old\n");
+        assert_eq!(read(&path), "two\n");
+    }
+
+    #[test]
+    fn a_torn_tail_gets_a_newline_and_is_counted() {
+        let dir = TempDir::new("torn");
+        let path = dir.0.join("app.log");
+        fs::write(&path, "whole\nkilled mid-li").unwrap();
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let (mut t, c) = target(&path, FileOptions::default(), &clock);
+        t.write(&mut frames(&["next\n"]), &c).unwrap();
+        assert_eq!(read(&path), "whole\nkilled mid-li\nnext\n");
+        assert_eq!(c.torn_tails.load(Ordering::Relaxed), 1);
+    }
+
+    /// Sets up a head frame written in part, as a failed partial write
+    /// leaves it: the fragment is at the end of the file.
+    fn half_written(path: &Path, file: &File, state: &mut AppendState, c: &Counters) -> Frames {
+        let mut f = frames(&["RECORD-ONE\n", "record-two\n"]);
+        let fd = file.as_raw_fd();
+        assert_eq!(sys::write_once(fd, b"RECORD").unwrap(), 6);
+        f.advance(6, c);
+        state.fragment_end = Some(fs::metadata(path).unwrap().len());
+        f
+    }
+
+    #[test]
+    fn a_fragment_is_completed_only_while_the_file_ends_with_it() {
+        let dir = TempDir::new("frag");
+        let path = dir.0.join("app.log");
+        fs::write(&path, "before\n").unwrap();
+        let file = open_append(&path).unwrap();
+        let c = Counters::default();
+
+        // Nobody appended: the rest of the record goes out, exactly.
+        let mut state = AppendState::default();
+        let mut f = half_written(&path, &file, &mut state, &c);
+        write_appending(file.as_raw_fd(), &mut f, &c, &mut state, usize::MAX).unwrap();
+        assert_eq!(read(&path), "before\nRECORD-ONE\nrecord-two\n");
+
+        // Another process appended after the fragment (disk full, then
+        // space came back): the fragment is never completed after their
+        // line; the record is counted lost, the next starts a line.
+        fs::write(&path, "before\n").unwrap();
+        let mut state = AppendState::default();
+        let mut f = half_written(&path, &file, &mut state, &c);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"OTHER PROCESS LINE\n")
+            .unwrap();
+        let lost = c.lost.load(Ordering::Relaxed);
+        write_appending(file.as_raw_fd(), &mut f, &c, &mut state, usize::MAX).unwrap();
+        assert_eq!(
+            read(&path),
+            "before\nRECORDOTHER PROCESS LINE\nrecord-two\n"
+        );
+        assert_eq!(c.lost.load(Ordering::Relaxed), lost + 1);
+
+        // Another process's own fragment before ours: ours is not completed
+        // onto theirs; the line is ended.
+        fs::write(&path, "before\nTHEIR-FRAG").unwrap();
+        let mut state = AppendState::default();
+        let mut f = half_written(&path, &file, &mut state, &c);
+        write_appending(file.as_raw_fd(), &mut f, &c, &mut state, usize::MAX).unwrap();
+        assert_eq!(read(&path), "before\nTHEIR-FRAGRECORD\nrecord-two\n");
+        assert_eq!(c.lost.load(Ordering::Relaxed), lost + 2);
+    }
+
+    #[test]
+    fn a_failed_write_takes_its_fragment_back_out() {
+        let dir = TempDir::new("takeback");
+        let path = dir.0.join("app.log");
+        fs::write(&path, "before\n").unwrap();
+        let file = open_append(&path).unwrap();
+        let c = Counters::default();
+        let mut state = AppendState::default();
+        let mut f = half_written(&path, &file, &mut state, &c);
+        take_back_fragment(file.as_raw_fd(), &mut f, &mut state);
+        assert_eq!(read(&path), "before\n");
+        assert_eq!(f.head_done(), 0);
+        write_appending(file.as_raw_fd(), &mut f, &c, &mut state, usize::MAX).unwrap();
+        assert_eq!(read(&path), "before\nRECORD-ONE\nrecord-two\n");
+    }
+
+    #[test]
+    fn too_many_backups_are_refused_and_devices_never_rotate() {
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let opts = FileOptions {
+            backups: BACKUP_COUNT_MAX + 1,
+            ..FileOptions::default()
+        };
+        let counters = Arc::new(Counters::default());
+        assert!(
+            FileTarget::open(Path::new("/tmp/x"), opts, Box::new(clock.clone()), counters).is_err()
+        );
+        let opts = FileOptions {
+            max_bytes: 4,
+            backups: 2,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(Path::new("/dev/null"), opts, &clock);
+        t.write(&mut frames(&["aaaaaaa\n", "bbbbbbbb\n"]), &c)
+            .unwrap();
+        assert_eq!(c.rotations.load(Ordering::Relaxed), 0);
+        assert!(!Path::new("/dev/null.1").exists());
+        let st = fs::metadata("/dev/null").unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(st.file_type().is_char_device());
+    }
+}
