@@ -1101,7 +1101,11 @@ ql_status ql_start(const struct ql_listener *listener);
  * or when `dequeue` kept reporting errors during the stop, so the loop
  * ended before reaching the sentinel: the thread is then joined and the
  * listener stopped, but records may remain on the queue. `QL_ERR_PANIC`
- * when the thread panicked (it is joined). `QL_ERR_NULL`.
+ * when the thread panicked (it is joined). `QL_ERR_LOST` when the stop
+ * did all of the above, but built-in handlers counted records lost (a
+ * failing disk, a closed pipe) since the previous `ql_stop`,
+ * `ql_stop_timeout` or `ql_listener_flush` returned: which and why is in
+ * `ql_listener_handler_stats`. `QL_ERR_NULL`.
  *
  * # Safety
  * `listener` must be NULL or a live listener.
@@ -1196,8 +1200,12 @@ ql_status ql_listener_handler_stats(const struct ql_listener *listener,
  * `QL_ERR_WOULD_DEADLOCK` from the listener thread (inside a handler or
  * hook); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
  * cannot carry a barrier, or whose hooks replace `dequeue`, which cannot
- * hand one on; `QL_ERR_NULL`. Any thread, concurrently with
- * everything but `ql_listener_free`.
+ * hand one on; `QL_ERR_LOST` when the flush completed, but built-in
+ * handlers counted records lost since the previous `ql_stop`,
+ * `ql_stop_timeout` or `ql_listener_flush` returned (every record before
+ * the barrier is then written or counted lost: a flush writes what the
+ * handlers hold, or counts it lost); `QL_ERR_NULL`. Any thread,
+ * concurrently with everything but `ql_listener_free`.
  *
  * # Safety
  * `listener` must be NULL or a live listener.
@@ -1209,7 +1217,9 @@ ql_status ql_listener_flush(const struct ql_listener *listener, uint64_t timeout
  * takes), calls each handler's `destroy`, drops the listener's reference
  * to a built-in queue, and frees the listener.
  *
- * Returns `QL_OK`; NULL is a no-op returning `QL_OK`. From the listener's
+ * Returns `QL_OK`, or `QL_ERR_LOST` when its stop reports lost records
+ * as `ql_stop` does (the listener is freed all the same); NULL is a no-op
+ * returning `QL_OK`. From the listener's
  * own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
  * the queue fails to take the sentinel it returns `QL_ERR_QUEUE` and frees
  * nothing (the listener keeps running; call it again later).

@@ -198,7 +198,7 @@ fn cover(what: usize) {
     COVER[what].fetch_add(1, Ordering::Relaxed);
 }
 
-const KNOWN_STATUSES: std::ops::RangeInclusive<i32> = 0..=14;
+const KNOWN_STATUSES: std::ops::RangeInclusive<i32> = 0..=15;
 
 // ---------------------------------------------------------------------------
 // The program's records, and what became of each.

@@ -41,39 +41,24 @@ impl FdTarget {
     }
 }
 
-/// Writes frames to `fd` by the rules of its kind.
-fn write_fd(
-    fd: RawFd,
-    kind: Kind,
-    append: &mut Option<AppendState>,
-    fragment: &mut bool,
-    frames: &mut Frames,
-    counters: &Counters,
-    stall: Duration,
-) -> Result<(), i32> {
-    if let Some(state) = append {
-        return write_appending(fd, frames, counters, state, usize::MAX).map(|_| ());
-    }
-    if *fragment {
-        let deadline_frames = &mut Frames::default();
-        deadline_frames.push(|b| b.push(b'\n'));
-        sys::write_frames(fd, kind, deadline_frames, &Counters::default(), stall)?;
-        *fragment = false;
-    }
-    sys::write_frames(fd, kind, frames, counters, stall)
-}
-
 impl Target for FdTarget {
     fn write(&mut self, frames: &mut Frames, counters: &Counters) -> Result<(), i32> {
-        write_fd(
-            self.fd,
-            self.kind,
-            &mut self.append,
-            &mut self.fragment,
-            frames,
-            counters,
-            self.stall,
-        )
+        if let Some(state) = &mut self.append {
+            return write_appending(self.fd, frames, counters, state, usize::MAX).map(|_| ());
+        }
+        if self.fragment {
+            let mut newline = Frames::default();
+            newline.push(|b| b.push(b'\n'));
+            sys::write_frames(
+                self.fd,
+                self.kind,
+                &mut newline,
+                &Counters::default(),
+                self.stall,
+            )?;
+            self.fragment = false;
+        }
+        sys::write_frames(self.fd, self.kind, frames, counters, self.stall)
     }
 
     fn fragment_left(&mut self) {
@@ -94,11 +79,9 @@ impl Target for FdTarget {
 /// descriptor (`fmemopen`, `fopencookie`) is written with `fwrite`.
 pub struct StdioTarget {
     stream: *mut libc::FILE,
-    fd: RawFd,
-    kind: Kind,
-    append: Option<AppendState>,
-    stall: Duration,
-    fragment: bool,
+    /// The stream's fd, written by the rules of [`FdTarget`]; `None` for a
+    /// stream without one.
+    fd: Option<FdTarget>,
 }
 
 // SAFETY: a FILE * may be used from any thread (stdio locks it per call,
@@ -118,14 +101,9 @@ impl StdioTarget {
     pub unsafe fn new(stream: *mut libc::FILE, stall: Duration) -> StdioTarget {
         // SAFETY: the caller's promise.
         let fd = unsafe { libc::fileno(stream) };
-        let fd_target = (fd >= 0).then(|| FdTarget::new(fd, stall));
         StdioTarget {
             stream,
-            fd,
-            kind: fd_target.as_ref().map_or(Kind::Other, |t| t.kind),
-            append: fd_target.and_then(|t| t.append),
-            stall,
-            fragment: false,
+            fd: (fd >= 0).then(|| FdTarget::new(fd, stall)),
         }
     }
 
@@ -165,7 +143,7 @@ impl Target for StdioTarget {
         // SAFETY: the stream is valid (constructor contract); the lock is
         // released below on every path.
         unsafe { flockfile(self.stream) };
-        let result = if self.fd < 0 {
+        let result = if self.fd.is_none() {
             self.write_stdio(frames, counters)
         } else {
             // What the program wrote through the stream goes out first. A
@@ -176,15 +154,9 @@ impl Target for StdioTarget {
                 // SAFETY: as above.
                 unsafe { libc::clearerr(self.stream) };
             }
-            write_fd(
-                self.fd,
-                self.kind,
-                &mut self.append,
-                &mut self.fragment,
-                frames,
-                counters,
-                self.stall,
-            )
+            self.fd
+                .as_mut()
+                .map_or(Ok(()), |fd| fd.write(frames, counters))
         };
         // SAFETY: locked above.
         unsafe { funlockfile(self.stream) };
@@ -192,9 +164,8 @@ impl Target for StdioTarget {
     }
 
     fn fragment_left(&mut self) {
-        match &mut self.append {
-            Some(state) => state.check_tail = true,
-            None => self.fragment = true,
+        if let Some(fd) = &mut self.fd {
+            fd.fragment_left();
         }
     }
 }
