@@ -6,6 +6,8 @@
 // variables (with a generous deadline, so a bug fails instead of hanging).
 #include "queue_listener.hpp"
 
+#include <cerrno>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -630,6 +632,29 @@ void test_drain_at_exit_with_static_objects() {
 
 }  // namespace
 
+// A built-in file handler on /dev/full: stop() throws QL_ERR_LOST (the
+// listener is stopped all the same), handler_stats() accounts for every
+// record, and the destructor stays silent.
+void test_lost_records() {
+    g_test = "lost_records";
+    ql_handler raw{};
+    ql_handler_options o = ql_handler_options_default();
+    if (ql_file_handler("/dev/full", &o, &raw) != QL_OK) {
+        std::printf("skipped %s: /dev/full cannot be opened\n", g_test);
+        return;
+    }
+    ql::queue q(64);
+    ql::listener l(q, {ql::handler(raw)});
+    for (int i = 0; i < 10; i++) q.log(QL_LEVEL_INFO, "t", "x");
+    check_throws(QL_ERR_LOST, "stop() after lines were lost", [&] { l.stop(); });
+    CHECK(!l.running());
+    ql_handler_stats s = l.handler_stats(0);
+    CHECK(s.has_counts && s.received == 10 && s.sink.lost == 10 && s.sink.written == 0);
+    CHECK(s.sink.pending == 0 && s.sink.last_errno == ENOSPC);
+    l.stop();  // nothing new lost: no throw
+    check_throws(QL_ERR_INVALID, "handler_stats past the last handler", [&] { l.handler_stats(1); });
+}
+
 int main() {
     test_raii_scope();
     test_stop_restart();
@@ -643,6 +668,7 @@ int main() {
     test_flush();
     test_move();
     test_drain_at_exit_with_static_objects();
+    test_lost_records();
     std::printf("test_cpp_raii: %d checks, %d failed\n", g_checks, g_failures);
     return g_failures == 0 ? 0 : 1;
 }
