@@ -152,8 +152,23 @@ pub extern "C" fn ql_handler_options_default() -> ql_handler_options {
     boundary(default_handler_options)
 }
 
+/// A built-in handler's `ctx`. The listener thread changes `lines` (one
+/// call at a time); any thread reads `counters` (atomics) meanwhile, so the
+/// two are never borrowed mutably as a whole.
 struct Builtin {
-    lines: LineHandler,
+    lines: std::cell::UnsafeCell<LineHandler>,
+    counters: Arc<Counters>,
+}
+
+impl Builtin {
+    /// # Safety
+    /// `ctx` must be a live `Builtin`, and the caller the one thread that
+    /// uses its `lines` now (the listener's contract for handler calls).
+    unsafe fn lines<'a>(ctx: *mut c_void) -> &'a mut LineHandler {
+        // SAFETY: the caller's promise; only a shared reference to the
+        // `Builtin` is made, and the mutable one is to the cell's content.
+        unsafe { &mut *(*ctx.cast_const().cast::<Builtin>()).lines.get() }
+    }
 }
 
 /// Reads a built-in record the listener passed.
@@ -190,10 +205,10 @@ unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i3
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: ctx is the `Builtin` this handler was made with; the
         // listener calls it from one thread at a time.
-        let this = unsafe { &mut *ctx.cast::<Builtin>() };
+        let lines = unsafe { Builtin::lines(ctx) };
         // SAFETY: built-in handlers are documented to take built-in records.
         let record = unsafe { view(record) };
-        match this.lines.handle(&record) {
+        match lines.handle(&record) {
             Ok(()) => 0,
             Err(code) => code,
         }
@@ -204,14 +219,14 @@ unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i3
 unsafe extern "C" fn builtin_flush(ctx: *mut c_void) {
     boundary(|| {
         // SAFETY: as in `builtin_handle`.
-        unsafe { &mut *ctx.cast::<Builtin>() }.lines.flush();
+        unsafe { Builtin::lines(ctx) }.flush();
     })
 }
 
 unsafe extern "C" fn builtin_batch_end(ctx: *mut c_void) {
     boundary(|| {
         // SAFETY: as in `builtin_handle`.
-        unsafe { &mut *ctx.cast::<Builtin>() }.lines.batch_end();
+        unsafe { Builtin::lines(ctx) }.batch_end();
     })
 }
 
@@ -246,7 +261,7 @@ pub(crate) unsafe fn builtin_counts(handler: &ql_handler) -> Option<SinkCounts> 
     // SAFETY: a built-in handler's ctx is a live `Builtin` (the caller's
     // promise); its counters are atomics, readable from any thread while
     // the listener thread writes them.
-    Some(unsafe { &*this }.lines.counters().snapshot())
+    Some(unsafe { &*this }.counters.snapshot())
 }
 
 unsafe extern "C" fn null_handle(_ctx: *mut c_void, _record: *mut c_void) -> i32 {
@@ -346,7 +361,14 @@ fn install(
     out: &mut ql_handler,
 ) -> ql_status {
     let ctx = Box::into_raw(Box::new(Builtin {
-        lines: LineHandler::new(options.pattern, options.policy, target, counters),
+        lines: LineHandler::new(
+            options.pattern,
+            options.policy,
+            target,
+            Arc::clone(&counters),
+        )
+        .into(),
+        counters,
     }));
     *out = ql_handler {
         ctx: ctx.cast(),

@@ -163,7 +163,11 @@ pub fn write_appending(
                 frames.advance(n, counters);
                 total += n;
                 if partial && frames.head_done() > 0 {
-                    state.fragment_end = size_of(fd).ok();
+                    // With O_APPEND the offset is the end of what this write
+                    // put in, whatever others appended since.
+                    // SAFETY: plain lseek on the caller's fd.
+                    let end = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+                    state.fragment_end = (end >= 0).then_some(end as u64);
                 }
                 if n == 0 {
                     return Err(libc::EIO);
@@ -246,7 +250,8 @@ pub enum When {
     Days,
     /// At midnight, every `interval` days.
     Midnight,
-    /// At midnight before the given weekday (0 = Monday), every week.
+    /// At the midnight that ends the given weekday (0 = Monday), every
+    /// week, as Python's `W0`..`W6`.
     Weekday(u32),
 }
 
@@ -303,14 +308,12 @@ pub fn next_rollover(when: When, interval: u32, utc: bool, base_ns: i64) -> i64 
         When::Days => secs + interval * DAY,
         When::Midnight => next_midnight(secs, utc, interval),
         When::Weekday(day) => {
-            // tm_wday: 0 = Sunday; Python's W0 = Monday.
-            let wday = tm_of(secs, utc).map_or(0, |tm| i64::from((tm.tm_wday + 6) % 7));
-            let mut ahead = (i64::from(day) - wday).rem_euclid(7);
-            if ahead == 0 {
-                ahead = 7;
-            }
-            // The midnight that starts that weekday: `ahead` days on.
-            next_midnight(secs, utc, ahead)
+            // As Python: the midnight that ends the given weekday (W0: the
+            // one between Monday and Tuesday). tm_wday: 0 = Sunday; Python's
+            // W0 = Monday.
+            let today = tm_of(secs, utc).map_or(0, |tm| i64::from((tm.tm_wday + 6) % 7));
+            let ahead = (i64::from(day) - today).rem_euclid(7);
+            next_midnight(secs, utc, 1 + ahead)
         }
     };
     at.saturating_mul(NS)
@@ -332,11 +335,25 @@ pub struct FileTarget {
     compressor: Option<JoinHandle<()>>,
 }
 
+/// Opens `path` write-only for appending, creating it. Never blocks: a FIFO
+/// with no reader fails with `ENXIO` (opening it for reading too would make
+/// the handler its own reader, swallowing every line). Writes then block as
+/// usual (the flag is cleared on this new file description only).
 fn open_append(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.append(true).create(true).custom_flags(libc::O_CLOEXEC);
-    // Read access lets the tail check see the last byte; it is not needed.
-    o.clone().read(true).open(path).or_else(|_| o.open(path))
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    let fd = file.as_raw_fd();
+    // SAFETY: plain fcntl calls on our own fd.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(file)
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -472,9 +489,14 @@ impl FileTarget {
             _ => {
                 // Someone else moved or replaced our file: their file is not
                 // ours to rename. Start writing at the path instead.
+                let before = (self.dev, self.ino);
                 let mut none = Frames::default();
                 self.reopen(&mut none);
-                return Ok(());
+                return if (self.dev, self.ino) == before {
+                    Err(self.counters.last_errno.load(Ordering::Relaxed))
+                } else {
+                    Ok(())
+                };
             }
         }
         if let Some(c) = self.compressor.take() {
@@ -507,33 +529,45 @@ impl FileTarget {
         };
         let path = self.path.clone();
         let backup = |n: u32| with_suffix(&path, &format!(".{n}"));
+        // Each backup moves up one place (a rename replaces the oldest at
+        // the top); on any failure the moves made are undone, so a failed
+        // rotation, tried again at every write, never eats the backups.
+        let n = self.opts.backups;
         let shift = || -> io::Result<()> {
-            let n = self.opts.backups;
-            for old in [backup(n), with_suffix(&backup(n), ".gz")] {
-                match fs::remove_file(&old) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
+            let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
+            let mut moves = Vec::new();
             for i in (1..n).rev() {
-                for (from, to) in [
-                    (backup(i), backup(i + 1)),
-                    (
-                        with_suffix(&backup(i), ".gz"),
-                        with_suffix(&backup(i + 1), ".gz"),
-                    ),
-                ] {
-                    match fs::rename(&from, &to) {
-                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                        _ => {}
+                moves.push((backup(i), backup(i + 1)));
+                moves.push((
+                    with_suffix(&backup(i), ".gz"),
+                    with_suffix(&backup(i + 1), ".gz"),
+                ));
+            }
+            moves.push((path.clone(), backup(1)));
+            moves.push((tmp.clone(), path.clone()));
+            for (from, to) in moves {
+                match fs::rename(&from, &to) {
+                    Ok(()) => done.push((from, to)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && from != tmp => {}
+                    Err(e) => {
+                        for (from, to) in done.iter().rev() {
+                            let _ = fs::rename(to, from);
+                        }
+                        return Err(e);
                     }
                 }
             }
-            fs::rename(&path, backup(1))?;
-            if let Err(e) = fs::rename(&tmp, &path) {
-                // Put ours back where it was.
-                let _ = fs::rename(backup(1), &path);
-                return Err(e);
+            // What is left at the top place in the other form (plain or
+            // gzip) is the oldest backup: gone now, as a rotation wants.
+            let top = backup(n);
+            let top_gz = with_suffix(&top, ".gz");
+            let moved_in = |p: &PathBuf| done.iter().any(|(_, to)| to == p);
+            if moved_in(&top) || moved_in(&top_gz) {
+                for old in [&top, &top_gz] {
+                    if !moved_in(old) {
+                        let _ = fs::remove_file(old);
+                    }
+                }
             }
             Ok(())
         };
@@ -553,6 +587,7 @@ impl FileTarget {
             let spawned = std::thread::Builder::new()
                 .name("ql-compress".into())
                 .spawn(move || {
+                    sys::block_write_signals_for_thread();
                     if compress(&from).is_err() {
                         Counters::add(&counters.compress_failures, 1);
                     }
@@ -608,21 +643,17 @@ impl Target for FileTarget {
             let fd = self.file.as_raw_fd();
             return sys::write_frames(fd, self.kind, frames, counters, self.opts.stall);
         }
-        if self.due_by_time() && !frames.is_empty() {
-            let _ = self.rotate();
-            let now = self.clock.now_ns();
-            if let (Some(when), Some(mut at)) = (self.opts.when, self.rollover_at) {
-                while at <= now {
-                    let next = next_rollover(when, self.opts.interval, self.opts.utc, at);
-                    if next <= at {
-                        break;
-                    }
-                    at = next;
-                }
-                self.rollover_at = Some(at);
+        if self.due_by_time() && !frames.is_empty() && self.rotate().is_ok() {
+            // As Python: the next one counts from now. A failed rotation is
+            // tried again at the next write.
+            if let Some(when) = self.opts.when {
+                let now = self.clock.now_ns();
+                let next = next_rollover(when, self.opts.interval, self.opts.utc, now);
+                self.rollover_at = Some(next);
             }
         }
         let mut rotation_failed = false;
+        let mut just_rotated = false;
         while !frames.is_empty() {
             let fd = self.file.as_raw_fd();
             let mut budget = usize::MAX;
@@ -630,10 +661,11 @@ impl Target for FileTarget {
                 let size = size_of(fd)?;
                 let room = self.opts.max_bytes.saturating_sub(size) as usize;
                 let head = frames.head_len().unwrap_or(0) - frames.head_done();
-                if head > room && size > 0 && frames.head_done() == 0 {
+                if head > room && size > 0 && frames.head_done() == 0 && !just_rotated {
                     // A failed rotation keeps writing to this file, and is
                     // tried again at the next write.
                     if self.rotate().is_ok() {
+                        just_rotated = true;
                         continue;
                     }
                     rotation_failed = true;
@@ -644,6 +676,7 @@ impl Target for FileTarget {
                 }
             }
             write_appending(fd, frames, counters, &mut self.append, budget)?;
+            just_rotated = false;
         }
         Ok(())
     }
@@ -747,15 +780,21 @@ mod tests {
             next_rollover(When::Midnight, 3, true, t),
             utc(2026, 12, 8, 0, 0, 0)
         );
-        // W0 = Monday: the midnight that starts Monday 2026-12-07.
+        // W0 = Monday: Python's computeRollover gives the midnight that
+        // ends Monday 2026-12-07.
         assert_eq!(
             next_rollover(When::Weekday(0), 1, true, t),
-            utc(2026, 12, 7, 0, 0, 0)
+            utc(2026, 12, 8, 0, 0, 0)
         );
-        // W5 = Saturday, today: a week on.
+        // W5 = Saturday, today: tonight.
         assert_eq!(
             next_rollover(When::Weekday(5), 1, true, t),
-            utc(2026, 12, 12, 0, 0, 0)
+            utc(2026, 12, 6, 0, 0, 0)
+        );
+        // W6 = Sunday: the midnight that ends tomorrow.
+        assert_eq!(
+            next_rollover(When::Weekday(6), 1, true, t),
+            utc(2026, 12, 7, 0, 0, 0)
         );
         // Local midnight is a local midnight, whatever the zone.
         let local = next_rollover(When::Midnight, 1, false, t);
@@ -982,6 +1021,113 @@ mod tests {
         assert_eq!(f.head_done(), 0);
         write_appending(file.as_raw_fd(), &mut f, &c, &mut state, usize::MAX).unwrap();
         assert_eq!(read(&path), "before\nRECORD-ONE\nrecord-two\n");
+    }
+
+    #[test]
+    fn a_rotation_that_fails_midway_undoes_its_moves() {
+        let dir = TempDir::new("undo");
+        let path = dir.0.join("app.log");
+        fs::write(dir.0.join("app.log.1"), "one\n").unwrap();
+        fs::write(dir.0.join("app.log.2"), "two\n").unwrap();
+        // app.log.2 cannot move up: a non-empty directory is in the way.
+        fs::create_dir_all(dir.0.join("app.log.3").join("x")).unwrap();
+        fs::write(&path, "current\n").unwrap();
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let opts = FileOptions {
+            max_bytes: 10,
+            backups: 3,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        for l in ["aaaa\n", "bbbb\n", "cccc\n"] {
+            t.write(&mut frames(&[l]), &c).unwrap();
+        }
+        // Every attempt failed and changed nothing; nothing was lost.
+        assert_eq!(c.rotations.load(Ordering::Relaxed), 0);
+        assert_eq!(c.rotation_failures.load(Ordering::Relaxed), 3);
+        assert_eq!(read(&dir.0.join("app.log.1")), "one\n");
+        assert_eq!(read(&dir.0.join("app.log.2")), "two\n");
+        assert_eq!(read(&path), "current\naaaa\nbbbb\ncccc\n");
+        assert!(fs::read_dir(&dir.0).unwrap().all(|e| {
+            let name = e.unwrap().file_name();
+            !name.to_string_lossy().contains("ql-rotate")
+        }));
+        // Once the way is clear, it rotates by itself.
+        fs::remove_dir_all(dir.0.join("app.log.3")).unwrap();
+        t.write(&mut frames(&["dddd\n"]), &c).unwrap();
+        assert_eq!(c.rotations.load(Ordering::Relaxed), 1);
+        assert_eq!(read(&dir.0.join("app.log.3")), "two\n");
+        assert_eq!(read(&dir.0.join("app.log.2")), "one\n");
+        assert_eq!(read(&path), "dddd\n");
+    }
+
+    /// A rename in the middle of the chain fails (an immutable backup,
+    /// `chattr +i`, since root passes every permission check): the moves
+    /// already made are undone, so retries never eat the backups.
+    #[test]
+    fn a_rotation_that_fails_mid_chain_loses_no_backup() {
+        let dir = TempDir::new("midchain");
+        let path = dir.0.join("app.log");
+        for i in 1..=5 {
+            fs::write(dir.0.join(format!("app.log.{i}")), format!("backup {i}\n")).unwrap();
+        }
+        let stuck = dir.0.join("app.log.2");
+        let chattr = |flag: &str| {
+            std::process::Command::new("chattr")
+                .arg(flag)
+                .arg(&stuck)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !chattr("+i") {
+            eprintln!("skipped: `chattr +i` is not available here (needs root and a filesystem with the flag)");
+            return;
+        }
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let opts = FileOptions {
+            max_bytes: 10,
+            backups: 5,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        for l in ["aaaaaaaa\n", "bbbbbbbb\n", "cccccccc\n", "dddddddd\n"] {
+            t.write(&mut frames(&[l]), &c).unwrap();
+        }
+        let _ = chattr("-i");
+        assert!(c.rotation_failures.load(Ordering::Relaxed) >= 3);
+        assert_eq!(c.rotations.load(Ordering::Relaxed), 0);
+        // app.log.5 held the oldest, which a rotation replaces: whichever
+        // backup moved there stands in it; every other one is where it was.
+        for i in 1..=4 {
+            assert_eq!(
+                read(&dir.0.join(format!("app.log.{i}"))),
+                format!("backup {i}\n")
+            );
+        }
+        assert_eq!(read(&path), "aaaaaaaa\nbbbbbbbb\ncccccccc\ndddddddd\n");
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_reopened_never_spins() {
+        let dir = TempDir::new("gone");
+        let sub = dir.0.join("sub");
+        fs::create_dir_all(&sub).unwrap();
+        let path = sub.join("app.log");
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let opts = FileOptions {
+            max_bytes: 10,
+            backups: 2,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        t.write(&mut frames(&["aaaaaaaa\n"]), &c).unwrap();
+        fs::remove_dir_all(&sub).unwrap();
+        // The file is gone with its directory: the rotation becomes a
+        // reopen, which fails; the write goes on to the open file, once.
+        t.write(&mut frames(&["bbbbbbbb\n"]), &c).unwrap();
+        assert_eq!(c.written.load(Ordering::Relaxed), 2);
+        assert_eq!(c.rotation_failures.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -188,6 +188,16 @@ impl Frames {
         }
     }
 
+    /// Drops, as lost, every frame of which any of the next `n` unwritten
+    /// bytes went somewhere that cannot say what it kept.
+    pub fn drop_touched(&mut self, mut n: usize, counters: &Counters) {
+        while n > 0 && !self.is_empty() {
+            let rest = self.lens[0] - self.head_done;
+            n = n.saturating_sub(rest);
+            self.drop_head(counters);
+        }
+    }
+
     /// Forgets that part of the head frame was written (it was taken back
     /// out of the file): the whole frame goes out again.
     pub fn rewind_head(&mut self) {

@@ -103,6 +103,10 @@ pub struct LineHandler {
     frames: Frames,
     target: Box<dyn Target>,
     counters: Arc<Counters>,
+    /// The last write failed: until a write at a batch end or a flush
+    /// succeeds, records are only held (within [`RETRY_LIMIT`]), so a
+    /// stalled reader costs one `write_timeout` per batch, not per record.
+    failing: bool,
 }
 
 impl LineHandler {
@@ -121,6 +125,7 @@ impl LineHandler {
             frames: Frames::default(),
             target,
             counters,
+            failing: false,
         }
     }
 
@@ -137,6 +142,10 @@ impl LineHandler {
         self.frames
             .push(|buf| pattern.write_line(clock, record, buf));
         if self.policy == FlushPolicy::EveryRecord || self.frames.bytes() >= BUFFER_LIMIT {
+            if self.failing {
+                self.frames.trim(RETRY_LIMIT, &self.counters);
+                return Ok(());
+            }
             return self.write_out(When::Handle);
         }
         Ok(())
@@ -168,8 +177,10 @@ impl LineHandler {
         }
         let (target, frames, counters) = (&mut self.target, &mut self.frames, &*self.counters);
         let Err(e) = sys::without_write_signals(|| target.write(frames, counters)) else {
+            self.failing = false;
             return Ok(());
         };
+        self.failing = true;
         Counters::add(&counters.write_errors, 1);
         if when != When::Handle {
             Counters::add(&counters.deferred_errors, 1);
@@ -279,10 +290,16 @@ mod tests {
             (c.pending, c.lost, c.write_errors, c.deferred_errors),
             (1, 0, 1, 0)
         );
-        *fail.lock().unwrap() = None;
+        // While failing, records are held without a write each (a stalled
+        // reader would cost a write timeout per record)...
         h.handle(&(&rec("b")).into()).unwrap();
-        assert_eq!(&*out.lock().unwrap(), b"a\nb\n");
-        assert_eq!(balanced(&h).written, 2);
+        assert_eq!(balanced(&h).write_errors, 1);
+        // ...and retried at the end of the batch.
+        *fail.lock().unwrap() = None;
+        h.batch_end();
+        h.handle(&(&rec("c")).into()).unwrap();
+        assert_eq!(&*out.lock().unwrap(), b"a\nb\nc\n");
+        assert_eq!(balanced(&h).written, 3);
     }
 
     #[test]

@@ -107,34 +107,43 @@ impl StdioTarget {
         }
     }
 
-    /// `fwrite`, for a stream with no file descriptor.
+    /// `fwrite` and `fflush`, for a stream with no file descriptor. Records
+    /// count as written only once `fflush` succeeded; when it fails, the
+    /// records of this call are counted lost (how much of them the stream
+    /// passed on cannot be known, so none is written twice).
     fn write_stdio(&mut self, frames: &mut Frames, counters: &Counters) -> Result<(), i32> {
-        let mut interrupted = 0;
-        while !frames.is_empty() {
-            let chunk = frames.chunk(1 << 20);
+        let mut accepted = 0;
+        let mut retries = 0;
+        let mut failure = None;
+        while accepted < frames.bytes() {
+            let chunk = &frames.unwritten()[accepted..];
             // SAFETY: the stream is valid (constructor contract).
             let n = unsafe { libc::fwrite(chunk.as_ptr().cast(), 1, chunk.len(), self.stream) };
-            let short = n < chunk.len();
-            frames.advance(n, counters);
-            if short {
+            accepted += n;
+            if n < chunk.len() {
                 let e = sys::errno();
                 // SAFETY: as above.
                 unsafe { libc::clearerr(self.stream) };
-                if (e == libc::EINTR || e == libc::EAGAIN) && interrupted < 100 {
-                    interrupted += 1;
+                if (e == libc::EINTR || e == libc::EAGAIN) && retries < 100 {
+                    retries += 1;
                     continue;
                 }
-                return Err(e);
+                failure = Some(e);
+                break;
             }
         }
-        // SAFETY: as above.
-        if unsafe { libc::fflush(self.stream) } != 0 {
-            let e = sys::errno();
+        if failure.is_none() {
+            // SAFETY: as above.
+            if unsafe { libc::fflush(self.stream) } == 0 {
+                frames.advance(accepted, counters);
+                return Ok(());
+            }
+            failure = Some(sys::errno());
             // SAFETY: as above.
             unsafe { libc::clearerr(self.stream) };
-            return Err(e);
         }
-        Ok(())
+        frames.drop_touched(accepted, counters);
+        Err(failure.unwrap_or(libc::EIO))
     }
 }
 

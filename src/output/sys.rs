@@ -94,34 +94,47 @@ pub fn without_write_signals<T>(body: impl FnOnce() -> T) -> T {
     if BLOCKED.with(Cell::get) {
         return body();
     }
+    /// Takes back what the body raised and restores the mask, also when
+    /// the body unwinds.
+    struct Restore {
+        old: libc::sigset_t,
+        before: libc::sigset_t,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: plain signal calls on valid sets.
+            unsafe {
+                let mut after: libc::sigset_t = std::mem::zeroed();
+                libc::sigpending(&mut after);
+                for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
+                    if libc::sigismember(&after, sig) == 1
+                        && libc::sigismember(&self.before, sig) == 0
+                        && libc::sigismember(&self.old, sig) == 0
+                    {
+                        let mut one: libc::sigset_t = std::mem::zeroed();
+                        libc::sigemptyset(&mut one);
+                        libc::sigaddset(&mut one, sig);
+                        let zero = libc::timespec {
+                            tv_sec: 0,
+                            tv_nsec: 0,
+                        };
+                        libc::sigtimedwait(&one, std::ptr::null_mut(), &zero);
+                    }
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut());
+            }
+        }
+    }
     let set = write_signals();
     // SAFETY: plain signal-mask calls on valid sets.
-    unsafe {
+    let _restore = unsafe {
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
         let mut before: libc::sigset_t = std::mem::zeroed();
         libc::sigpending(&mut before);
-        let out = body();
-        let mut after: libc::sigset_t = std::mem::zeroed();
-        libc::sigpending(&mut after);
-        for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
-            if libc::sigismember(&after, sig) == 1
-                && libc::sigismember(&before, sig) == 0
-                && libc::sigismember(&old, sig) == 0
-            {
-                let mut one: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut one);
-                libc::sigaddset(&mut one, sig);
-                let zero = libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: 0,
-                };
-                libc::sigtimedwait(&one, std::ptr::null_mut(), &zero);
-            }
-        }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        out
-    }
+        Restore { old, before }
+    };
+    body()
 }
 
 /// Waits until `fd` can take a write, up to `deadline`. `Ok(false)` when
@@ -156,9 +169,27 @@ fn wait_writable(fd: RawFd, deadline: Instant) -> Result<bool, i32> {
 
 /// One `write(2)`, retried on `EINTR`. `Ok(n)` with the bytes written.
 pub fn write_once(fd: RawFd, buf: &[u8]) -> Result<usize, i32> {
+    write_kind(fd, Kind::Regular, buf)
+}
+
+/// One write by the rules of `kind`: a socket is written with `send`
+/// and `MSG_DONTWAIT` (it never blocks, whatever the fd's flags, and never
+/// raises `SIGPIPE`), anything else with `write`. Retried on `EINTR`.
+fn write_kind(fd: RawFd, kind: Kind, buf: &[u8]) -> Result<usize, i32> {
     loop {
         // SAFETY: `buf` is valid for its length; the fd is the caller's.
-        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            if kind == Kind::Socket {
+                libc::send(
+                    fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            } else {
+                libc::write(fd, buf.as_ptr().cast(), buf.len())
+            }
+        };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -174,10 +205,12 @@ pub fn write_once(fd: RawFd, buf: &[u8]) -> Result<usize, i32> {
 /// exact byte after a partial write. On a pipe each write holds whole
 /// frames of at most `PIPE_BUF` bytes together (a longer frame alone), so
 /// frames of at most `PIPE_BUF` bytes never interleave with other writers'.
-/// Before writing to anything but a regular file it waits for room, so a
-/// full pipe or socket whose reader stalls blocks the writer at most
-/// `stall` without progress; past it the write fails with `EAGAIN`.
-/// `EAGAIN` from a non-blocking fd is waited out the same way.
+/// Before writing to anything but a regular file it waits for room, and
+/// writes at most `PIPE_BUF` bytes at a time (a socket, without blocking
+/// at all), so a full pipe, socket or terminal whose reader stalls blocks
+/// the writer at most `stall` without progress; past it the write fails
+/// with `EAGAIN`. `EAGAIN` from a non-blocking fd is waited out the same
+/// way.
 pub fn write_frames(
     fd: RawFd,
     kind: Kind,
@@ -185,17 +218,20 @@ pub fn write_frames(
     counters: &Counters,
     stall: Duration,
 ) -> Result<(), i32> {
-    let limit = if kind == Kind::Pipe {
-        libc::PIPE_BUF
-    } else {
-        1 << 20
+    let limit = match kind {
+        Kind::Regular | Kind::Socket => 1 << 20,
+        // `poll` says there is room for at least this much.
+        Kind::Pipe | Kind::Other => libc::PIPE_BUF,
     };
     let mut deadline = Instant::now() + stall;
     while !frames.is_empty() {
         if kind != Kind::Regular && !wait_writable(fd, deadline)? {
             return Err(libc::EAGAIN);
         }
-        match write_once(fd, frames.chunk(limit)) {
+        let chunk = frames.chunk(limit);
+        // A frame longer than the limit goes out in pieces (resumed exactly).
+        let chunk = &chunk[..chunk.len().min(limit)];
+        match write_kind(fd, kind, chunk) {
             Ok(0) => return Err(libc::EIO),
             Ok(n) => {
                 frames.advance(n, counters);

@@ -412,9 +412,10 @@ static void failing_sink(void) {
     CHECK_EQ_INT(hs.sink.written, 0);
     CHECK_EQ_INT(hs.sink.lost, RECORDS);
     CHECK_EQ_INT(hs.sink.pending, 0);
-    /* Each record's own failed write, plus the retries at batch ends and
-     * the final flush, all counted and told to on_error. */
-    CHECK(hs.errors >= RECORDS);
+    /* The first record's failed write, then (records held meanwhile, not
+     * written one by one) the retries at batch ends and the final flush:
+     * each counted and told to on_error. */
+    CHECK(hs.errors >= 2);
     CHECK_EQ_INT(s.handler_errors, hs.errors);
     CHECK_EQ_INT(e.errors, (long)hs.errors);
     CHECK_EQ_INT(e.last_code, ENOSPC);
