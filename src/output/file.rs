@@ -49,23 +49,21 @@ pub struct AppendState {
     /// The file's size just after a write that went out in part: the
     /// fragment of the head frame ends there.
     fragment_end: Option<u64>,
-    /// Look at the file's last byte before the next write: if it is not a
-    /// newline, write one first.
-    pub check_tail: bool,
-    /// Count a torn line if the tail check finds one (at open, a previous
-    /// writer died inside a line; later, our own dropped fragment, already
-    /// counted lost).
-    pub count_torn: bool,
+    /// The file's size when it was opened, if it then ended inside a line.
+    /// If it has not grown by the first write, its writer is gone: that
+    /// write starts with a newline, and the torn line is counted. If it
+    /// grew, a live writer was in the middle of a write (the size moves
+    /// page by page during a long write): nothing is added.
+    torn_at: Option<u64>,
 }
 
 impl AppendState {
-    /// The state for a file just opened: its tail is checked, and a torn
-    /// line found there counted.
-    pub fn opened() -> AppendState {
+    /// The state for a regular file just opened on `fd`.
+    pub fn opened(fd: RawFd) -> AppendState {
+        let size = size_of(fd).unwrap_or(0);
         AppendState {
             fragment_end: None,
-            check_tail: true,
-            count_torn: true,
+            torn_at: (size > 0 && last_byte(fd, size).is_some_and(|b| b != b'\n')).then_some(size),
         }
     }
 }
@@ -114,16 +112,12 @@ pub fn write_appending(
     budget: usize,
 ) -> Result<usize, i32> {
     let mut total = 0;
-    if state.check_tail {
-        let size = size_of(fd)?;
-        if size > 0 && last_byte(fd, size).is_some_and(|b| b != b'\n') {
+    if let Some(at) = state.torn_at {
+        if size_of(fd)? == at {
             newline(fd)?;
-            if state.count_torn {
-                Counters::add(&counters.torn_tails, 1);
-            }
+            Counters::add(&counters.torn_tails, 1);
         }
-        state.check_tail = false;
-        state.count_torn = false;
+        state.torn_at = None;
     }
     while !frames.is_empty() {
         if frames.head_done() > 0 {
@@ -141,14 +135,11 @@ pub fn write_appending(
                 frames.drop_head(counters);
                 state.fragment_end = None;
                 if ours {
-                    // Our fragment ends a line someone else began.
+                    // Our fragment ends a line someone else began: end it.
                     newline(fd)?;
-                } else {
-                    let size = size_of(fd)?;
-                    if size > 0 && last_byte(fd, size).is_some_and(|b| b != b'\n') {
-                        newline(fd)?;
-                    }
                 }
+                // Otherwise someone appended after the fragment: their
+                // line already follows it, and ends with their newline.
                 continue;
             }
         }
@@ -386,17 +377,18 @@ impl FileTarget {
         let file = open_append(&path)?;
         let st = sys::fstat(file.as_raw_fd())?;
         let kind = sys::kind_of(&st);
+        let append = if kind == Kind::Regular {
+            AppendState::opened(file.as_raw_fd())
+        } else {
+            AppendState::default()
+        };
         let mut target = FileTarget {
             path,
             file,
             dev: st.st_dev,
             ino: st.st_ino,
             kind,
-            append: AppendState {
-                fragment_end: None,
-                check_tail: kind == Kind::Regular,
-                count_torn: true,
-            },
+            append,
             opts,
             clock,
             counters,
@@ -454,10 +446,10 @@ impl FileTarget {
         self.dev = st.st_dev;
         self.ino = st.st_ino;
         self.kind = sys::kind_of(&st);
-        self.append = AppendState {
-            fragment_end: None,
-            check_tail: self.kind == Kind::Regular,
-            count_torn: true,
+        self.append = if self.kind == Kind::Regular {
+            AppendState::opened(self.file.as_raw_fd())
+        } else {
+            AppendState::default()
         };
         Ok(())
     }
@@ -679,10 +671,6 @@ impl Target for FileTarget {
             just_rotated = false;
         }
         Ok(())
-    }
-
-    fn fragment_left(&mut self) {
-        self.append.check_tail = true;
     }
 }
 

@@ -30,7 +30,7 @@ impl FdTarget {
         // SAFETY: F_GETFL on any fd is harmless.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         let append = (kind == Kind::Regular && flags >= 0 && flags & libc::O_APPEND != 0)
-            .then(AppendState::opened);
+            .then(|| AppendState::opened(fd));
         FdTarget {
             fd,
             kind,
@@ -63,7 +63,8 @@ impl Target for FdTarget {
 
     fn fragment_left(&mut self) {
         match &mut self.append {
-            Some(state) => state.check_tail = true,
+            // A fragment left in a shared file: see `write_appending`.
+            Some(_) => {}
             None => self.fragment = true,
         }
     }
