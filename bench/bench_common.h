@@ -160,18 +160,24 @@ static inline void bench_pause_ns(uint64_t ns) {
     }
 }
 
-/* Sorts `ticks` (per-call TSC deltas) and prints one latency JSON line. */
-static inline void bench_emit_latency(const char *contender, const char *mode, int rep,
-                                      uint64_t *ticks, size_t n) {
+/* Sorts `ticks` (per-call TSC deltas) and prints the percentile fields of a
+ * latency JSON line (no braces), for bench_emit_latency and the file sink's. */
+static inline void bench_print_percentiles(uint64_t *ticks, size_t n) {
     qsort(ticks, n, sizeof *ticks, bench_cmp_u64);
     double k = bench_ticks_per_ns();
 #define BENCH_PCT(q) ((double)ticks[(size_t)((double)(n - 1) * (q))] / k)
-    printf("{\"workload\":\"latency\",\"contender\":\"%s\",\"mode\":\"%s\",\"rep\":%d,"
-           "\"calls\":%zu,\"p50_ns\":%.1f,\"p99_ns\":%.1f,\"p999_ns\":%.1f,\"max_ns\":%.1f,"
-           "\"ok\":true}\n",
-           contender, mode, rep, n, BENCH_PCT(0.5), BENCH_PCT(0.99), BENCH_PCT(0.999),
-           (double)ticks[n - 1] / k);
+    printf("\"calls\":%zu,\"p50_ns\":%.1f,\"p99_ns\":%.1f,\"p999_ns\":%.1f,\"max_ns\":%.1f", n,
+           BENCH_PCT(0.5), BENCH_PCT(0.99), BENCH_PCT(0.999), (double)ticks[n - 1] / k);
 #undef BENCH_PCT
+}
+
+/* Sorts `ticks` (per-call TSC deltas) and prints one latency JSON line. */
+static inline void bench_emit_latency(const char *contender, const char *mode, int rep,
+                                      uint64_t *ticks, size_t n) {
+    printf("{\"workload\":\"latency\",\"contender\":\"%s\",\"mode\":\"%s\",\"rep\":%d,",
+           contender, mode, rep);
+    bench_print_percentiles(ticks, n);
+    printf(",\"ok\":true}\n");
     fflush(stdout);
 }
 

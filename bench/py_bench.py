@@ -11,15 +11,21 @@ directly, so plain objects do as records.
 The handler does the work of bench_sink_take() in bench_common.h: per-producer
 order check, count, and the wrapping 64-bit sum of bench_mix(v).
 
+The file sink workload (after the others): logging.FileHandler behind a
+QueueHandler and a QueueListener over a SimpleQueue, producers calling
+logger.info("hello %d", v); the file is read back and checked.
+
 Output: one JSON object per line on stdout, formatted like bench_emit_e2e()
 and bench_emit_latency(); diagnostics on stderr.
-Arguments: --records N --reps R --latency-calls C.
+Arguments: --records N --reps R --latency-calls C --file-records F
+--file-dir DIR [--no-file | --file-only].
 """
 
 import argparse
 import json
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import threading
@@ -225,6 +231,86 @@ def run_latency(paced, calls, rep):
         emit_latency(mode, rep, ns)
 
 
+# ---------------------------------------------------------------- file sink
+
+FILE_FORMAT = "%(asctime)s %(levelname)s [%(thread)d] %(name)s: %(message)s"
+FILE_TAIL = "] bench: hello "
+
+
+def file_producer(log, p, n, go, starts):
+    info = log.info
+    base = p << 32
+    go.wait()
+    starts[p] = time.perf_counter()
+    for i in range(1, n + 1):
+        info("hello %d", base | i)
+
+
+def check_file(path, producers, n):
+    """('' or why, lines read, bytes read): every producer's records 1..n once
+    each, in order (bench_file_check in bench_file.h, without rotation)."""
+    nxt = [1] * producers
+    lines = 0
+    size = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            lines += 1
+            size += len(raw)
+            line = raw.decode("ascii", "replace")
+            at = line.rfind(FILE_TAIL)
+            digits = line[at + len(FILE_TAIL):].rstrip("\n") if at > 0 else ""
+            if not raw.endswith(b"\n") or not digits.isdigit() or not line[:1].isdigit():
+                return "line %d is not a record: %.80s" % (lines, line), lines, size
+            v = int(digits)
+            p, seq = v >> 32, v & 0xFFFFFFFF
+            if p >= producers or seq != nxt[p]:
+                return "line %d: record %d of producer %d, expected %d" % (
+                    lines, seq, p, nxt[p] if p < producers else -1), lines, size
+            nxt[p] = seq + 1
+    for p in range(producers):
+        if nxt[p] != n + 1:
+            return "producer %d: last record read %d of %d" % (p, nxt[p] - 1, n), lines, size
+    return "", lines, size
+
+
+def run_file(producers, n, rep, path):
+    """logger.info -> QueueHandler -> SimpleQueue -> QueueListener ->
+    FileHandler. The span ends when listener.stop() has returned (every
+    record handled) and the handler is closed (its stream flushed)."""
+    if os.path.exists(path):
+        os.unlink(path)
+    q = queue.SimpleQueue()
+    fh = logging.FileHandler(path)
+    fh.setFormatter(logging.Formatter(FILE_FORMAT))
+    listener = logging.handlers.QueueListener(q, fh, respect_handler_level=False)
+    log = logging.getLogger("bench")
+    log.handlers.clear()
+    log.addHandler(logging.handlers.QueueHandler(q))
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    listener.start()
+    go = threading.Barrier(producers + 1)
+    starts = [0.0] * producers
+    threads = [threading.Thread(target=file_producer, args=(log, p, n, go, starts))
+               for p in range(producers)]
+    for t in threads:
+        t.start()
+    go.wait()
+    for t in threads:
+        t.join()
+    listener.stop()
+    fh.close()
+    seconds = time.perf_counter() - min(starts)
+    log.handlers.clear()
+    why, lines, size = check_file(path, producers, n)
+    os.unlink(path)
+    emit('{"workload":"file","contender":%s,"variant":"file","rep":%d,"producers":%d,'
+         '"records":%d,"seconds":%.6f,"lines_read":%d,"bytes_read":%d,"rotated_out":0,'
+         '"files":1,"gz_files":0,"ok":%s,"error":%s}'
+         % (json.dumps(CONTENDER), rep, producers, producers * n, seconds, lines, size,
+            "false" if why else "true", json.dumps(why)))
+
+
 def positive(s):
     v = int(s)
     if v <= 0:
@@ -239,18 +325,29 @@ def main():
     ap.add_argument("--reps", type=positive, default=5)
     ap.add_argument("--latency-calls", type=positive, default=128000,
                     help="calls per latency run, a multiple of 64")
+    ap.add_argument("--file-records", type=positive,
+                    help="records per producer of the file sink workload (default N)")
+    ap.add_argument("--file-dir", default=".", help="where the file sink workload writes")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--no-file", action="store_true", help="skip the file sink workload")
+    only.add_argument("--file-only", action="store_true", help="only the file sink workload")
     a = ap.parse_args()
+    a.file_records = a.file_records or a.records
     if a.latency_calls % 64:
         ap.error("--latency-calls must be a multiple of 64")
-    if a.records > 0xFFFFFFFF or a.latency_calls > 0xFFFFFFFF:
-        ap.error("--records and --latency-calls must fit in 32 bits")
+    if max(a.records, a.latency_calls, a.file_records) > 0xFFFFFFFF:
+        ap.error("--records, --latency-calls and --file-records must fit in 32 bits")
 
-    for rep in range(a.reps):
+    for rep in range(0 if a.file_only else a.reps):
         for producers in (1, 2):
             for variant in ("value", "message"):
                 run_e2e(variant, producers, a.records, rep)
         for paced in (True, False):
             run_latency(paced, a.latency_calls, rep)
+    # The file sink, after the rest (as in ql_bench.c), with its own reps.
+    for rep in range(0 if a.no_file else a.reps):
+        for producers in (1, 2):
+            run_file(producers, a.file_records, rep, os.path.join(a.file_dir, "python-file"))
     return 0
 
 

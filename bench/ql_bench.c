@@ -6,11 +6,16 @@
  *   latency   ql-builtin, ql-ring-vtable, mutex-condvar, spsc-reference
  *   vtable    ql-ring-vtable against plain-c-loop on a prefilled ring
  *   idle      ql-builtin: CPU over 1 s with nothing to do, ql_stop latency
+ *   file      ql-builtin through ql_file_handler: lines per second to a file
+ *             (variants file, rotating, rotating+gzip), P = 1 and 2
+ *   file_latency  the same, P = 1, every ql_logf call timed (paced and
+ *             saturating)
  *
  * Every contender's consumer does exactly bench_sink_take() per record, and
- * every run is checked by bench_sink_verify(). Output: JSON lines (see
+ * every run is checked by bench_sink_verify(); a file run is checked by
+ * reading the files back (bench_file_check). Output: JSON lines (see
  * bench/README.md). Usage: ql_bench [--records N] [--reps R]
- * [--latency-calls C]
+ * [--latency-calls C] [--file-dir DIR] [--no-file | --file-only]
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -19,6 +24,7 @@
 #include <sys/resource.h>
 
 #include "bench_common.h"
+#include "bench_file.h"
 #include "queue_listener.h"
 
 #define CAPACITY 8192 /* every bounded queue, as spdlog's in the issue */
@@ -438,18 +444,130 @@ static void idle(int rep) {
     ql_queue_free(q);
 }
 
+/* ------------------------------------------------------------ file sink */
+
+typedef enum { F_PLAIN, F_ROTATING, F_ROTATING_GZ } file_variant;
+static const char *const FILE_VARIANTS[] = {"file", "rotating", "rotating+gzip"};
+static const char *const FILE_NAMES[] = {"ql-file", "ql-rotating", "ql-rotating-gzip"};
+
+/* P producers log n records each with ql_logf through a built-in queue to
+ * one ql_file_handler (default options: QL_FLUSH_BATCH, the default
+ * pattern), rotating at 8 MiB with 3 backups for the rotating variants,
+ * gzip-compressing them for rotating+gzip. The span ends when ql_stop
+ * returns: every line written (the handler's flush ran). For the gzip
+ * variant, `seconds_all` also covers ql_listener_free, which waits for the
+ * last backup's compression. With `ticks` (P = 1) every call is timed and
+ * the line is a file_latency one. */
+static void file_run(file_variant fv, uint32_t P, uint32_t n, uint64_t *ticks, bool paced,
+                     int rep, const char *dir) {
+    char base[BENCH_PATH_MAX], why[512] = "";
+    snprintf(base, sizeof base, "%s/%s", dir, FILE_NAMES[fv]);
+    bench_file_remove(base, BENCH_ROTATE_BACKUPS);
+    ql_handler_options opts = ql_handler_options_default();
+    if (fv != F_PLAIN) {
+        opts.max_bytes = BENCH_ROTATE_MAX_BYTES;
+        opts.backup_count = BENCH_ROTATE_BACKUPS;
+        opts.compress = fv == F_ROTATING_GZ;
+    }
+    ql_handler h;
+    ql_queue *q = NULL;
+    ql_listener *l = NULL;
+    QL(ql_file_handler(base, &opts, &h));
+    QL(ql_queue_new(CAPACITY, &q));
+    QL(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
+    QL(ql_start(l));
+
+    pthread_barrier_t go;
+    PT(pthread_barrier_init(&go, NULL, P + 1));
+    producer prods[BENCH_MAX_PRODUCERS];
+    pthread_t threads[BENCH_MAX_PRODUCERS];
+    for (uint32_t p = 0; p < P; p++) {
+        producer pr = {TO_QL_MESSAGE, q, NULL, NULL, p, n, &go, ticks, paced, 0};
+        prods[p] = pr;
+        PT(pthread_create(&threads[p], NULL, producer_main, &prods[p]));
+    }
+    int rc = pthread_barrier_wait(&go);
+    if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) die("pthread_barrier_wait", rc);
+    for (uint32_t p = 0; p < P; p++) PT(pthread_join(threads[p], NULL));
+    uint64_t t0 = prods[0].start_ns;
+    for (uint32_t p = 1; p < P; p++)
+        if (prods[p].start_ns < t0) t0 = prods[p].start_ns;
+    ql_status st = ql_stop(l);
+    uint64_t t_stop = bench_now_ns();
+    ql_handler_stats hs;
+    memset(&hs, 0, sizeof hs);
+    QL(ql_listener_handler_stats(l, 0, &hs));
+    ql_status st_free = ql_listener_free(l); /* waits for the last backup's compression */
+    uint64_t t_free = bench_now_ns();
+    ql_queue_free(q);
+    pthread_barrier_destroy(&go);
+
+    const uint64_t total = (uint64_t)P * n;
+    bench_file_result res;
+    memset(&res, 0, sizeof res);
+    if (st != QL_OK || st_free != QL_OK) {
+        snprintf(why, sizeof why, "ql_stop: %s, ql_listener_free: %s", ql_status_str(st),
+                 ql_status_str(st_free));
+    } else if (hs.sink.written != total || hs.sink.lost || hs.sink.pending ||
+               hs.sink.write_errors || hs.sink.rotation_failures || hs.sink.compress_failures) {
+        snprintf(why, sizeof why, "handler account: written %llu of %llu, lost %llu, pending "
+                 "%llu, write errors %llu, rotation failures %llu, compress failures %llu",
+                 (unsigned long long)hs.sink.written, (unsigned long long)total,
+                 (unsigned long long)hs.sink.lost, (unsigned long long)hs.sink.pending,
+                 (unsigned long long)hs.sink.write_errors,
+                 (unsigned long long)hs.sink.rotation_failures,
+                 (unsigned long long)hs.sink.compress_failures);
+    } else {
+        bench_file_check(base, fv == F_PLAIN ? 0 : BENCH_ROTATE_BACKUPS,
+                         fv == F_PLAIN ? 0 : BENCH_ROTATE_MAX_BYTES, fv == F_ROTATING_GZ, P, n,
+                         &res, why, sizeof why);
+    }
+    bench_file_remove(base, BENCH_ROTATE_BACKUPS);
+    for (char *c = why; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = '?';
+
+    if (ticks) {
+        printf("{\"workload\":\"file_latency\",\"contender\":\"ql-builtin\",\"variant\":\"%s\","
+               "\"mode\":\"%s\",\"rep\":%d,\"records\":%u,\"seconds\":%.6f,\"rotations\":%llu,",
+               FILE_VARIANTS[fv], paced ? "paced" : "saturating", rep, n,
+               (double)(t_stop - t0) / 1e9, (unsigned long long)hs.sink.rotations);
+        if (!why[0]) {
+            bench_print_percentiles(ticks, n);
+            printf(",");
+        }
+    } else {
+        printf("{\"workload\":\"file\",\"contender\":\"ql-builtin\",\"variant\":\"%s\","
+               "\"rep\":%d,\"producers\":%u,\"records\":%llu,\"seconds\":%.6f,"
+               "\"seconds_all\":%.6f,\"rotations\":%llu,",
+               FILE_VARIANTS[fv], rep, P, (unsigned long long)total, (double)(t_stop - t0) / 1e9,
+               (double)(t_free - t0) / 1e9, (unsigned long long)hs.sink.rotations);
+    }
+    bench_file_print_result(&res);
+    printf(",\"ok\":%s,\"error\":\"%s\"}\n", why[0] ? "false" : "true", why);
+    fflush(stdout);
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
     uint32_t n = 1000000, calls = 128000;
     int reps = 5;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--records")) n = (uint32_t)strtoul(argv[i + 1], NULL, 10);
-        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--latency-calls"))
-            calls = (uint32_t)strtoul(argv[i + 1], NULL, 10);
-        else {
-            fprintf(stderr, "usage: ql_bench [--records N] [--reps R] [--latency-calls C]\n");
+    bool run_main = true, run_file = true;
+    const char *file_dir = ".";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (!strcmp(a, "--no-file")) run_file = false;
+        else if (!strcmp(a, "--file-only")) run_main = false;
+        else if (!v) ok = false;
+        else if (!strcmp(a, "--records")) n = (uint32_t)strtoul(v, NULL, 10), i++;
+        else if (!strcmp(a, "--reps")) reps = atoi(v), i++;
+        else if (!strcmp(a, "--latency-calls")) calls = (uint32_t)strtoul(v, NULL, 10), i++;
+        else if (!strcmp(a, "--file-dir")) file_dir = v, i++;
+        else ok = false;
+        if (!ok) {
+            fprintf(stderr, "usage: ql_bench [--records N] [--reps R] [--latency-calls C] "
+                            "[--file-dir DIR] [--no-file | --file-only]\n");
             return 2;
         }
     }
@@ -465,7 +583,7 @@ int main(int argc, char **argv) {
     if (!ticks) die("malloc", 0);
 
     /* Reps interleave the contenders, so a noisy moment hits them all. */
-    for (int rep = 0; rep < reps; rep++) {
+    for (int rep = 0; run_main && rep < reps; rep++) {
         for (uint32_t P = 1; P <= 2; P++) {
             for (contender c = C_QL_VALUE; c <= C_SPSC; c++) {
                 if (c == C_SPSC && P != 1) continue; /* single producer */
@@ -491,5 +609,19 @@ int main(int argc, char **argv) {
         idle(rep);
     }
     free(ticks);
+
+    /* The file sink, after every other workload (its page-cache writes then
+     * cannot disturb them), with its own interleaved reps. */
+    uint64_t *file_ticks = run_file ? malloc((size_t)n * sizeof *file_ticks) : NULL;
+    if (run_file && !file_ticks) die("malloc", 0);
+    for (int rep = 0; run_file && rep < reps; rep++) {
+        for (uint32_t P = 1; P <= 2; P++)
+            for (file_variant fv = F_PLAIN; fv <= F_ROTATING_GZ; fv++)
+                file_run(fv, P, n, NULL, false, rep, file_dir);
+        for (int paced = 1; paced >= 0; paced--)
+            for (file_variant fv = F_PLAIN; fv <= F_ROTATING_GZ; fv++)
+                file_run(fv, 1, n, file_ticks, paced, rep, file_dir);
+    }
+    free(file_ticks);
     return 0;
 }

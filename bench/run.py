@@ -4,8 +4,10 @@
 Builds the project with -DQL_BENCH=ON into build-bench/, runs the contender
 programs (each prints one JSON object per line on stdout), aggregates the reps
 (median, min, max), prints a markdown report and writes results.jsonl,
-results.csv, summary.md, throughput.svg and latency.svg to the out dir.
-Exits 1 when a program or any measured rep failed.
+results.csv, summary.md, throughput.svg, latency.svg and file_sink.svg to the
+out dir. The file sink workload writes its files under build-bench/filesink/
+(each program deletes them after checking them). Exits 1 when a program or
+any measured rep failed.
 """
 import argparse
 import csv
@@ -27,9 +29,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, "build-bench")
 REF = "ql-builtin"  # the reference contender of every ratio
 SPDLOG_SKIP = "spdlog not found at configure time (apt-get install libspdlog-dev)"
-# The metrics aggregated per workload; e2e's mrec_s is derived (records/seconds).
-METRICS = {"e2e": ["mrec_s"], "latency": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
-           "vtable": ["ns_per_record"], "idle": ["cpu_ms_per_s", "stop_us"]}
+FILE_DIR = os.path.join(BUILD, "filesink")
+# The metrics aggregated per workload. Derived: e2e's mrec_s (records/seconds),
+# the file sink's mlines_s (lines/seconds, in millions) and mlines_s_all (lines
+# per second until ql_listener_free returned: the last gzip done).
+LATENCY = ["p50_ns", "p99_ns", "p999_ns", "max_ns"]
+METRICS = {"e2e": ["mrec_s"], "latency": LATENCY,
+           "vtable": ["ns_per_record"], "idle": ["cpu_ms_per_s", "stop_us"],
+           "file": ["mlines_s", "mlines_s_all", "rotations", "rotated_out"],
+           "file_latency": LATENCY + ["mlines_s", "rotations"]}
+DERIVED = {"mrec_s": "seconds", "mlines_s": "seconds", "mlines_s_all": "seconds_all"}
+OPTIONAL = {"mlines_s_all", "rotations"}  # only some contenders report them
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -49,7 +59,12 @@ def parse_args(argv):
     ap.add_argument("--reps", type=positive, help="repetitions (default 5)")
     ap.add_argument("--latency-calls", type=positive, help="timed put calls (default 128000)")
     ap.add_argument("--python-records", type=positive, help="records for py_bench (default N)")
+    ap.add_argument("--python-file-records", type=positive,
+                    help="records per producer of py_bench's file sink (default N/10)")
     ap.add_argument("--quick", action="store_true", help="N=100000, R=3, C=12800")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--no-file", action="store_true", help="skip the file sink workload")
+    only.add_argument("--file-only", action="store_true", help="run only the file sink workload")
     ap.add_argument("--only", action="append", choices=["ql", "spdlog", "python"],
                     metavar="NAME", help="run only this program: ql, spdlog, python (repeatable)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"), help="output dir")
@@ -60,6 +75,7 @@ def parse_args(argv):
     a.reps = a.reps or (3 if a.quick else 5)
     a.latency_calls = a.latency_calls or (12800 if a.quick else 128000)
     a.python_records = a.python_records or a.records
+    a.python_file_records = a.python_file_records or max(a.records // 10, 1)
     return a
 
 
@@ -79,7 +95,9 @@ def machine_info():
 def build():
     if shutil.which("cmake") is None:
         sys.exit("run.py: cmake not found; install it first (apt-get install cmake)")
-    for cmd in (["cmake", "-S", REPO, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DQL_BENCH=ON"],
+    # The tests are not built: the bench needs only the library and its programs.
+    for cmd in (["cmake", "-S", REPO, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DQL_BENCH=ON",
+                 "-DBUILD_TESTING=OFF"],
                 ["cmake", "--build", BUILD, "-j2"]):
         log("$ " + shlex.join(cmd))
         sys.stdout.flush()
@@ -111,8 +129,13 @@ def run_programs(a):
              ("python", "py_bench.py", [sys.executable, os.path.join(REPO, "bench", "py_bench.py")],
               a.python_records)]
     records, commands = [], []
+    os.makedirs(FILE_DIR, exist_ok=True)
     for name, label, cmd, n in progs:
-        cmd += ["--records", str(n), "--reps", str(a.reps), "--latency-calls", str(a.latency_calls)]
+        cmd += ["--records", str(n), "--reps", str(a.reps), "--latency-calls", str(a.latency_calls),
+                "--file-dir", FILE_DIR]
+        if name == "python":
+            cmd += ["--file-records", str(a.python_file_records)]
+        cmd += ["--no-file"] if a.no_file else ["--file-only"] if a.file_only else []
         if a.only and name not in a.only:
             continue
         if name == "spdlog" and not os.path.exists(cmd[0]):
@@ -142,7 +165,8 @@ def run_programs(a):
 # ---------------------------------------------------------------- aggregation
 
 def sub_of(r):
-    return r.get("variant") or r.get("mode") or ""
+    """The variant, the mode, or both ("rotating paced") for file_latency."""
+    return " ".join(x for x in (r.get("variant"), r.get("mode")) if x)
 
 
 def aggregate(records):
@@ -161,7 +185,9 @@ def aggregate(records):
             continue
         try:
             for m in METRICS[w]:
-                v = r["records"] / r["seconds"] / 1e6 if m == "mrec_s" else float(r[m])
+                if m in OPTIONAL and DERIVED.get(m, m) not in r:
+                    continue
+                v = r["records"] / r[DERIVED[m]] / 1e6 if m in DERIVED else float(r[m])
                 g["values"][m].append(v)
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
             g["errors"].append(f"rep {rep}: bad line ({type(e).__name__} {e})")
@@ -235,9 +261,9 @@ def goals(groups, skips):
         out.append(f"- {label}: " + (f"not measured: {why}" if why else
                                      f"{shown} — **{'met' if passed else 'missed'}**"))
 
-    def ratio(label, k_num, k_den, target):
-        a, why_a = median_of(groups, skips, k_num, "mrec_s")
-        b, why_b = median_of(groups, skips, k_den, "mrec_s")
+    def ratio(label, k_num, k_den, target, metric="mrec_s"):
+        a, why_a = median_of(groups, skips, k_num, metric)
+        b, why_b = median_of(groups, skips, k_den, metric)
         r = a / b if a is not None and b else None
         verdict(label, r, why_a or why_b, r is not None and r >= target, f"{num(r or 0)}×")
 
@@ -262,6 +288,114 @@ def goals(groups, skips):
     d, why = vtable_diff(groups, skips)
     verdict("vtable overhead ≤ 10 ns/record", d, why, d is not None and d <= 10,
             f"{num(d or 0)} ns/record")
+    for v, theirs in (("file", "basic_file_sink_mt"), ("rotating", "rotating_file_sink_mt")):
+        for p in (1, 2):
+            ratio(f"file sink ≥ 1× spdlog-async {theirs} ({v}, P={p})", ("file", REF, v, p),
+                  ("file", "spdlog-async", v, p), 1, "mlines_s")
+    for p in (1, 2):
+        ratio(f"file sink ≥ 10× Python FileHandler behind QueueListener (P={p})",
+              ("file", REF, "file", p), ("file", "python-queuelistener", "file", p), 10,
+              "mlines_s")
+    return out
+
+
+def stat(g, m):
+    """The median of metric m in group g, or None (no group, failed, absent)."""
+    return g["stats"][m][0] if g and not g["errors"] and m in g["stats"] else None
+
+
+def ratio_cell(g, ref, m):
+    a, b = stat(g, m), stat(ref, m)
+    return f"{num(a / b)}×" if a is not None and b else "–"
+
+
+def file_sink_report(groups, meta):
+    """The file sink section: throughput, the cost of rotation and gzip, and
+    what the producers paid per call in those runs."""
+    fk = [k for k in groups if k[0] == "file"]
+    if not fk and not any(k[0] == "file_latency" for k in groups):
+        return []
+    ps = sorted({k[3] for k in fk})
+    where = meta.get("file_dir") or "build-bench/filesink"
+    out = ["## File sink", "",
+           f"Lines written to a file in `{where}` (the repository's disk; no contender calls "
+           "fsync, so this is the write path into the page cache), million lines per second, "
+           "median (min–max) over reps. Each producer logs its records `hello <value>` at INFO; "
+           "the span ends when every line is in the file (`ql_stop` returned; spdlog's "
+           "`flush()` then its pool joined; Python's `listener.stop()` then the handler "
+           "closed). Every run's files were read back: each producer's lines once each, in "
+           "order (rotating runs: the backups that rotation deleted cannot be read; see "
+           "bench/README.md). Ratio = contender / ql-builtin, same variant"
+           + (f"; Python's rows log {meta['python_file_records']} records per producer"
+              if "python_file_records" in meta else "") + ".", ""]
+    rows = []
+    for c in ordered(k[1] for k in fk):
+        for v in dict.fromkeys(k[2] for k in fk if k[1] == c):
+            row = [c, v]
+            for p in ps:
+                g, ref = groups.get(("file", c, v, p)), groups.get(("file", REF, v, p))
+                row += [cell(g, "mlines_s"), ratio_cell(g, ref, "mlines_s")]
+            rows.append(row)
+    out += table(["contender", "variant"] + [h for p in ps for h in (f"P={p}", f"vs ql P={p}")],
+                 rows)
+
+    variants = [v for v in ("file", "rotating", "rotating+gzip")
+                if any(("file", REF, v, p) in groups for p in ps)]
+    if variants:
+        out += ["### The cost of rotation and compression (ql-builtin)", "",
+                "Rotation at 8 MiB with 3 backups; `rotating+gzip` also compresses each backup "
+                "on a thread of the library's own. `to last gzip`: million lines per second "
+                "until `ql_listener_free` returned, which waits for the last backup's "
+                "compression (`ql_stop` does not). Rotations: median per run.", ""]
+        rows = []
+        for v in variants:
+            row = [v]
+            for p in ps:
+                g, ref = groups.get(("file", REF, v, p)), groups.get(("file", REF, "file", p))
+                rot = stat(g, "rotations")
+                row += [num(rot) if rot is not None else "–", cell(g, "mlines_s"),
+                        ratio_cell(g, ref, "mlines_s"),
+                        num(stat(g, "mlines_s_all")) if stat(g, "mlines_s_all") else "–"]
+            rows.append(row)
+        out += table(["variant"] + [h for p in ps for h in (
+            f"rotations P={p}", f"P={p}", f"vs file P={p}", f"to last gzip P={p}")], rows)
+
+    lk = [k for k in groups if k[0] == "file_latency"]
+    if lk:
+        pairs = list(dict.fromkeys((k[1], k[2].rsplit(" ", 1)[0]) for k in lk))
+        pairs.sort(key=lambda cv: (cv[0] != REF, cv[0]))
+        cols = [("p50", "p50_ns", None), ("p99", "p99_ns", None), ("p99.9", "p999_ns", "[]"),
+                ("max", "max_ns", "[]")]
+        out += ["### Producer cost in the file runs", "",
+                "One producer, every call timed (`ql_logf`, spdlog's `logger->info`): **paced** "
+                "(64 calls, then a 50 µs pause) and **saturating** (back to back); ns per call, "
+                "median over reps, p99.9 and max also [min–max]. `span`: million lines per "
+                "second of the saturating run (timing included). A stall of the writing thread "
+                "longer than the queue's 8192 records shows in the max.", ""]
+        rows = []
+        for c, v in pairs:
+            row = [c, v]
+            for md in ("paced", "saturating"):
+                g = groups.get(("file_latency", c, f"{v} {md}", 0))
+                row += [cell(g, key, sp) for _, key, sp in cols]
+            g = groups.get(("file_latency", c, f"{v} saturating", 0))
+            row.append(num(stat(g, "mlines_s")) if stat(g, "mlines_s") else "–")
+            rows.append(row)
+        out += table(["contender", "variant"] + [f"{md} {h}" for md in ("paced", "saturating")
+                                                 for h, _, _ in cols] + ["span"], rows)
+
+        def lat(v, md, m):
+            return stat(groups.get(("file_latency", REF, f"{v} {md}", 0)), m)
+        said = []
+        for md in ("paced", "saturating"):
+            a, b = lat("rotating+gzip", md, "max_ns"), lat("rotating", md, "max_ns")
+            a9, b9 = lat("rotating+gzip", md, "p999_ns"), lat("rotating", md, "p999_ns")
+            if None not in (a, b, a9, b9):
+                said.append(f"{md}: p99.9 {num(a9)} ns with gzip, {num(b9)} ns without; "
+                            f"max {num(a / 1e3)} µs with gzip, {num(b / 1e3)} µs without")
+        if said:
+            out += ["Compression and the producer (ql-builtin, medians): " + "; ".join(said)
+                    + ".", ""]
     return out
 
 
@@ -275,7 +409,9 @@ def report(records, meta):
            f"- Date: {m['date']}", f"- Command: `{meta['command']}`"]
     if "reps" in meta:
         out.append(f"- Parameters: records={meta['records']}, reps={meta['reps']}, latency calls="
-                   f"{meta['latency_calls']}, python records={meta['python_records']}")
+                   f"{meta['latency_calls']}, python records={meta['python_records']}"
+                   + (f", python file records={meta['python_file_records']}"
+                      if "python_file_records" in meta else ""))
     out += [f"- Ran: `{c}`" for c in meta.get("programs", [])] + [""]
 
     e2e = [k for k in groups if k[0] == "e2e"]
@@ -320,6 +456,7 @@ def report(records, meta):
                  [["CPU ms per second idle", cell(g, "cpu_ms_per_s")],
                   ["ql_stop latency, µs", cell(g, "stop_us")]])
 
+    out += file_sink_report(groups, meta)
     out += ["## Goals", ""] + goals(groups, skips) + [""]
     infos = [r for r in records if r["workload"] == "info"]
     if infos:
@@ -352,6 +489,10 @@ def write_csv(path, records):
                     and isinstance(v, (int, float)) and not isinstance(v, bool)}
             if r["workload"] == "e2e" and vals.get("seconds") and "records" in r:
                 vals["mrec_s"] = r["records"] / vals["seconds"] / 1e6
+            if r["workload"] in ("file", "file_latency") and "records" in r:
+                for m in ("mlines_s", "mlines_s_all"):
+                    if vals.get(DERIVED[m]):
+                        vals[m] = r["records"] / vals[DERIVED[m]] / 1e6
             for k, v in vals.items():
                 w.writerow(base + [k, v, str(r.get("ok", True) is True).lower()])
 
@@ -457,7 +598,20 @@ def charts(groups, meta):
     lt = svg_hbars(f"Producer cost per put call, paced — {where}",
                    "median over reps, whiskers min–max; log scale", "ns per put call",
                    [("paced mode", rows)], series, True)
-    return tp, lt
+    fk = [k for k in groups if k[0] == "file"]
+    fnames = ordered(k[1] for k in fk)
+    fcolour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(fnames)}
+    frows = [(f"P = {p} producer{'s' if p > 1 else ''}",
+              [(f"{k[1]} ({k[2]})", [bar(groups[k], "mlines_s", fcolour[k[1]])])
+               for c in fnames for k in fk if k[1] == c and k[3] == p])
+             for p in sorted({k[3] for k in fk})]
+    fmeds = [stat(groups[k], "mlines_s") for k in fk if stat(groups[k], "mlines_s")]
+    flog = bool(fmeds) and max(fmeds) / min(fmeds) > 50
+    fs = svg_hbars(f"File sink throughput — {where}",
+                   "median over reps, whiskers min–max" + ("; log scale" if flog else ""),
+                   "million lines per second written to a file", frows,
+                   [("median", PALETTE[0])], flog)
+    return tp, lt, fs
 
 
 def main(argv):
@@ -475,14 +629,16 @@ def main(argv):
         records, programs = run_programs(a)
         meta = {"workload": "meta", "machine": machine_info(), "command": command,
                 "programs": programs, "records": a.records, "reps": a.reps,
-                "latency_calls": a.latency_calls, "python_records": a.python_records}
+                "latency_calls": a.latency_calls, "python_records": a.python_records,
+                "python_file_records": a.python_file_records,
+                "file_dir": os.path.relpath(FILE_DIR, REPO)}
     md, groups, failed = report(records, meta)
     print(md)
     os.makedirs(a.out, exist_ok=True)
     write_csv(os.path.join(a.out, "results.csv"), records)
     files = {"results.jsonl": "".join(json.dumps(r) + "\n" for r in [meta] + records),
-             "summary.md": md + "\n", **dict(zip(("throughput.svg", "latency.svg"),
-                                                charts(groups, meta)))}
+             "summary.md": md + "\n",
+             **dict(zip(("throughput.svg", "latency.svg", "file_sink.svg"), charts(groups, meta)))}
     for name, text in files.items():
         if name.endswith(".svg"):
             ET.fromstring(text)  # the charts must be well-formed XML

@@ -6,14 +6,23 @@
 // (bench_parse_hello) and hands the value to bench_sink_take. The sink never
 // runs a pattern formatter: it reads msg.payload, the formatted message only.
 //
+// The file sink workload (after the others): the same async logger with
+// basic_file_sink_mt or rotating_file_sink_mt (8 MiB, 3 backups) and a
+// pattern giving the library's default line; the file is read back and
+// checked (bench_file.h).
+//
 // Output: one JSON object per line on stdout (bench_common.h); diagnostics on
-// stderr. Arguments: --records N --reps R --latency-calls C.
+// stderr. Arguments: --records N --reps R --latency-calls C --file-dir DIR
+// [--no-file | --file-only].
 #include "bench_common.h"
+#include "bench_file.h"
 
 #include <spdlog/async.h>
 #include <spdlog/async_logger.h>
 #include <spdlog/details/null_mutex.h>
 #include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -174,13 +183,115 @@ void run_latency(bool paced, uint32_t calls, int rep, std::vector<uint64_t> &tic
         bench_emit_latency(kContender, mode, rep, d, calls);
 }
 
+// ------------------------------------------------------------ file sink
+
+// The library's default line, "{time} {level} [{thread}] {logger}:
+// {message}": local time, ISO 8601 with milliseconds and UTC offset, level
+// name (spdlog's is lower case), thread id (gettid), logger name, message.
+const char *const kFilePattern = "%Y-%m-%dT%H:%M:%S.%e%z %l [%t] %n: %v";
+
+// P producers call logger->info("hello {}", v) n times each on an async
+// logger (queue 8192, one worker, block policy) with one file sink. The span
+// ends when every line is in the file: logger->flush() (queued behind every
+// record) then the pool destroyed, which joins its worker after it has
+// handled everything queued. With `ticks` (P = 1) every call is timed.
+void run_file(bool rotating, uint32_t producers, uint32_t n, int rep, uint64_t *ticks,
+              bool paced, const std::string &dir) {
+    const char *variant = rotating ? "rotating" : "file";
+    std::string base = dir + (rotating ? "/spdlog-rotating" : "/spdlog-file");
+    bench_file_remove(base.c_str(), BENCH_ROTATE_BACKUPS);
+    std::string error;
+    uint64_t t0 = 0, t1 = 0;
+    try {
+        std::shared_ptr<spdlog::sinks::sink> sink;
+        if (rotating)
+            sink = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+                base, (size_t)BENCH_ROTATE_MAX_BYTES, (size_t)BENCH_ROTATE_BACKUPS);
+        else
+            sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(base, true);
+        auto pool = std::make_shared<spdlog::details::thread_pool>(kQueueSize, 1);
+        auto logger = std::make_shared<spdlog::async_logger>(
+            "bench", sink, pool, spdlog::async_overflow_policy::block);
+        logger->set_pattern(kFilePattern);
+        logger->set_level(spdlog::level::info);
+        logger->flush_on(spdlog::level::off);
+        spdlog::async_logger *log = logger.get();
+
+        std::atomic<uint32_t> ready{0};
+        std::atomic<bool> go{false};
+        std::vector<uint64_t> starts(producers);
+        std::vector<std::thread> threads;
+        for (uint32_t p = 0; p < producers; p++) {
+            threads.emplace_back([&, p] {
+                ready.fetch_add(1, std::memory_order_acq_rel);
+                while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+                starts[p] = bench_now_ns();
+                if (!ticks) {
+                    for (uint32_t i = 1; i <= n; i++) log->info("hello {}", bench_value(p, i));
+                    return;
+                }
+                for (uint32_t i = 1; i <= n; i++) {
+                    uint64_t a = bench_ticks();
+                    log->info("hello {}", bench_value(p, i));
+                    ticks[i - 1] = bench_ticks() - a;
+                    if (paced && i % 64 == 0) bench_pause_ns(50000);
+                }
+            });
+        }
+        while (ready.load(std::memory_order_acquire) != producers) std::this_thread::yield();
+        go.store(true, std::memory_order_release);
+        for (auto &t : threads) t.join();
+        t0 = starts[0];
+        for (uint64_t s : starts) t0 = s < t0 ? s : t0;
+        logger->flush();  // queued behind every record: the sink's fflush
+        logger.reset();
+        pool.reset();  // the last owner: joins the worker once the queue is done
+        t1 = bench_now_ns();
+    } catch (const std::exception &e) {
+        error = std::string("spdlog: ") + e.what();
+    }
+
+    char why[512] = "";
+    bench_file_result res;
+    memset(&res, 0, sizeof res);
+    if (!error.empty())
+        snprintf(why, sizeof why, "%s", error.c_str());
+    else
+        bench_file_check(base.c_str(), rotating ? BENCH_ROTATE_BACKUPS : 0,
+                         rotating ? BENCH_ROTATE_MAX_BYTES : 0, 0, producers, n, &res, why,
+                         sizeof why);
+    bench_file_remove(base.c_str(), BENCH_ROTATE_BACKUPS);
+    for (char *c = why; *c; c++)
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = '?';
+    if (ticks) {
+        printf("{\"workload\":\"file_latency\",\"contender\":\"%s\",\"variant\":\"%s\","
+               "\"mode\":\"%s\",\"rep\":%d,\"records\":%u,\"seconds\":%.6f,",
+               kContender, variant, paced ? "paced" : "saturating", rep, n,
+               (double)(t1 - t0) / 1e9);
+        if (!why[0]) {
+            bench_print_percentiles(ticks, n);
+            printf(",");
+        }
+    } else {
+        printf("{\"workload\":\"file\",\"contender\":\"%s\",\"variant\":\"%s\",\"rep\":%d,"
+               "\"producers\":%u,\"records\":%llu,\"seconds\":%.6f,",
+               kContender, variant, rep, producers, (unsigned long long)producers * n,
+               (double)(t1 - t0) / 1e9);
+    }
+    bench_file_print_result(&res);
+    printf(",\"ok\":%s,\"error\":\"%s\"}\n", why[0] ? "false" : "true", why);
+    fflush(stdout);
+}
+
 [[noreturn]] void usage(const char *why) {
     fprintf(stderr,
             "spdlog_bench: %s\n"
-            "usage: spdlog_bench [--records N] [--reps R] [--latency-calls C]\n"
+            "usage: spdlog_bench [--records N] [--reps R] [--latency-calls C] [--file-dir DIR]\n"
+            "                    [--no-file | --file-only]\n"
             "  N: records per producer (default 1000000, at most 4294967295)\n"
             "  R: repetitions of each measurement (default 5)\n"
-            "  C: calls per latency run (default 128000, a multiple of 64)\n",
+            "  C: calls per latency run (default 128000, a multiple of 64)\n"
+            "  DIR: where the file sink workload writes (default .)\n",
             why);
     exit(2);
 }
@@ -200,10 +311,20 @@ unsigned long long parse_arg(const char *name, const char *s, unsigned long long
 int main(int argc, char **argv) {
     uint32_t records = 1000000, calls = 128000;
     int reps = 5;
+    bool run_main = true, run_files = true;
+    std::string file_dir = ".";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : nullptr;
-        if (strcmp(a, "--records") == 0) {
+        if (strcmp(a, "--no-file") == 0) {
+            run_files = false;
+        } else if (strcmp(a, "--file-only") == 0) {
+            run_main = false;
+        } else if (strcmp(a, "--file-dir") == 0) {
+            if (!v) usage("--file-dir needs a value");
+            file_dir = v;
+            i++;
+        } else if (strcmp(a, "--records") == 0) {
             records = (uint32_t)parse_arg(a, v, 0xffffffffu);
             i++;
         } else if (strcmp(a, "--reps") == 0) {
@@ -221,9 +342,20 @@ int main(int argc, char **argv) {
     bench_ticks_per_ns();  // calibrate once, outside every measurement
 
     std::vector<uint64_t> ticks(calls);
-    for (int rep = 0; rep < reps; rep++) {
+    for (int rep = 0; run_main && rep < reps; rep++) {
         for (uint32_t producers = 1; producers <= 2; producers++) run_e2e(producers, records, rep);
         for (int paced = 1; paced >= 0; paced--) run_latency(paced != 0, calls, rep, ticks);
+    }
+
+    // The file sink, after the rest (as in ql_bench.c), with its own reps.
+    std::vector<uint64_t> file_ticks(run_files ? records : 0);
+    for (int rep = 0; run_files && rep < reps; rep++) {
+        for (uint32_t producers = 1; producers <= 2; producers++)
+            for (int rotating = 0; rotating <= 1; rotating++)
+                run_file(rotating != 0, producers, records, rep, nullptr, false, file_dir);
+        for (int paced = 1; paced >= 0; paced--)
+            for (int rotating = 0; rotating <= 1; rotating++)
+                run_file(rotating != 0, 1, records, rep, file_ticks.data(), paced != 0, file_dir);
     }
     return 0;
 }
