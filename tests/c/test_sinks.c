@@ -1242,7 +1242,7 @@ static void time_rotation(const char *name, ql_rotate_when when, uint32_t interv
 /* ============================================================ 12. gzip */
 
 static char *run_gunzip(const char *path) {
-    char cmd[600];
+    char cmd[700];
     snprintf(cmd, sizeof cmd, "gzip -dc '%s'", path);
     fflush(NULL);
     FILE *p = popen(cmd, "r");
