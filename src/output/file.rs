@@ -500,10 +500,20 @@ impl FileTarget {
             .unwrap_or_default()
             .as_bytes()
             .to_vec();
-        let mut tmp_name = b".".to_vec();
-        tmp_name.extend_from_slice(&name);
-        tmp_name.extend_from_slice(format!(".ql-rotate-{}", std::process::id()).as_bytes());
-        let tmp = self.path.with_file_name(OsString::from_vec(tmp_name));
+        let hidden = |what: &str| {
+            let mut hidden = b".".to_vec();
+            hidden.extend_from_slice(&name);
+            hidden.extend_from_slice(format!(".ql-{what}-{}", std::process::id()).as_bytes());
+            self.path.with_file_name(OsString::from_vec(hidden))
+        };
+        let tmp = hidden("rotate");
+        // The oldest backup is moved aside, then deleted on a thread of its
+        // own: freeing a file's blocks can wait on the disk (a synchronous
+        // discard), and the listener must not.
+        let drop = [hidden("drop"), hidden("drop.gz")];
+        for old in &drop {
+            let _ = fs::remove_file(old);
+        }
         let _ = fs::remove_file(&tmp);
         let new = match OpenOptions::new()
             .read(true)
@@ -527,7 +537,11 @@ impl FileTarget {
         let n = self.opts.backups;
         let shift = || -> io::Result<()> {
             let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
-            let mut moves = Vec::new();
+            let top = backup(n);
+            let mut moves = vec![
+                (top.clone(), drop[0].clone()),
+                (with_suffix(&top, ".gz"), drop[1].clone()),
+            ];
             for i in (1..n).rev() {
                 moves.push((backup(i), backup(i + 1)));
                 moves.push((
@@ -549,18 +563,6 @@ impl FileTarget {
                     }
                 }
             }
-            // What is left at the top place in the other form (plain or
-            // gzip) is the oldest backup: gone now, as a rotation wants.
-            let top = backup(n);
-            let top_gz = with_suffix(&top, ".gz");
-            let moved_in = |p: &PathBuf| done.iter().any(|(_, to)| to == p);
-            if moved_in(&top) || moved_in(&top_gz) {
-                for old in [&top, &top_gz] {
-                    if !moved_in(old) {
-                        let _ = fs::remove_file(old);
-                    }
-                }
-            }
             Ok(())
         };
         if let Err(e) = shift() {
@@ -573,20 +575,34 @@ impl FileTarget {
             self.failed(errno_of(&e));
         }
         Counters::add(&self.counters.rotations, 1);
-        if self.opts.compress {
-            let from = backup(1);
-            let counters = Arc::clone(&self.counters);
-            let spawned = std::thread::Builder::new()
-                .name("ql-compress".into())
-                .spawn(move || {
-                    sys::block_write_signals_for_thread();
+        // The oldest goes, and the newest backup is compressed, off the
+        // listener's thread (joined before the next rotation).
+        let compress_from = self.opts.compress.then(|| backup(1));
+        let counters = Arc::clone(&self.counters);
+        let aside = drop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ql-rotate".into())
+            .spawn(move || {
+                sys::block_write_signals_for_thread();
+                for old in &aside {
+                    let _ = fs::remove_file(old);
+                }
+                if let Some(from) = compress_from {
                     if compress(&from).is_err() {
                         Counters::add(&counters.compress_failures, 1);
                     }
-                });
-            match spawned {
-                Ok(handle) => self.compressor = Some(handle),
-                Err(_) => Counters::add(&self.counters.compress_failures, 1),
+                }
+            });
+        match spawned {
+            Ok(handle) => self.compressor = Some(handle),
+            Err(_) => {
+                // No thread: do it here.
+                for old in &drop {
+                    let _ = fs::remove_file(old);
+                }
+                if self.opts.compress {
+                    Counters::add(&self.counters.compress_failures, 1);
+                }
             }
         }
         Ok(())
@@ -1012,13 +1028,18 @@ mod tests {
     }
 
     #[test]
-    fn a_rotation_that_fails_midway_undoes_its_moves() {
+    fn a_rotation_that_fails_changes_nothing_and_recovers() {
         let dir = TempDir::new("undo");
         let path = dir.0.join("app.log");
         fs::write(dir.0.join("app.log.1"), "one\n").unwrap();
         fs::write(dir.0.join("app.log.2"), "two\n").unwrap();
-        // app.log.2 cannot move up: a non-empty directory is in the way.
-        fs::create_dir_all(dir.0.join("app.log.3").join("x")).unwrap();
+        fs::write(dir.0.join("app.log.3"), "three\n").unwrap();
+        // The oldest cannot be moved aside: a non-empty directory holds
+        // the name it goes to.
+        let aside = dir
+            .0
+            .join(format!(".app.log.ql-drop-{}", std::process::id()));
+        fs::create_dir_all(aside.join("x")).unwrap();
         fs::write(&path, "current\n").unwrap();
         let clock = TestClock(Arc::new(AtomicI64::new(0)));
         let opts = FileOptions {
@@ -1035,18 +1056,29 @@ mod tests {
         assert_eq!(c.rotation_failures.load(Ordering::Relaxed), 3);
         assert_eq!(read(&dir.0.join("app.log.1")), "one\n");
         assert_eq!(read(&dir.0.join("app.log.2")), "two\n");
+        assert_eq!(read(&dir.0.join("app.log.3")), "three\n");
         assert_eq!(read(&path), "current\naaaa\nbbbb\ncccc\n");
         assert!(fs::read_dir(&dir.0).unwrap().all(|e| {
             let name = e.unwrap().file_name();
             !name.to_string_lossy().contains("ql-rotate")
         }));
-        // Once the way is clear, it rotates by itself.
-        fs::remove_dir_all(dir.0.join("app.log.3")).unwrap();
+        // Once the way is clear, it rotates by itself, and the oldest goes.
+        fs::remove_dir_all(&aside).unwrap();
         t.write(&mut frames(&["dddd\n"]), &c).unwrap();
+        drop(t); // joins the thread that deletes the oldest
         assert_eq!(c.rotations.load(Ordering::Relaxed), 1);
         assert_eq!(read(&dir.0.join("app.log.3")), "two\n");
         assert_eq!(read(&dir.0.join("app.log.2")), "one\n");
+        assert_eq!(
+            read(&dir.0.join("app.log.1")),
+            "current\naaaa\nbbbb\ncccc\n"
+        );
         assert_eq!(read(&path), "dddd\n");
+        assert_eq!(
+            fs::read_dir(&dir.0).unwrap().count(),
+            4,
+            "nothing else left"
+        );
     }
 
     /// A rename in the middle of the chain fails (an immutable backup,
