@@ -117,6 +117,16 @@ typedef int32_t ql_flush_policy;
 typedef int32_t ql_rotate_when;
 
 /**
+ * How a built-in handler shapes each line.
+ */
+typedef int32_t ql_format;
+
+/**
+ * Whether a text handler colours level names for a terminal.
+ */
+typedef int32_t ql_color;
+
+/**
  * How a built-in handler formats and writes: start from
  * `ql_handler_options_default()` and change what you need.
  */
@@ -204,6 +214,15 @@ typedef struct ql_handler_options {
    * Passed to `clock`; must stay valid while the handler lives.
    */
   void *clock_ctx;
+  /**
+   * One of `QL_FORMAT_*`. Default `QL_FORMAT_TEXT`.
+   */
+  ql_format format;
+  /**
+   * One of `QL_COLOR_*`: ANSI colours on the `{level}` of text lines.
+   * Default `QL_COLOR_AUTO` (on for a terminal, unless `NO_COLOR`).
+   */
+  ql_color color;
 } ql_handler_options;
 
 /**
@@ -669,6 +688,44 @@ typedef struct ql_record {
  * Sunday (Python's `W6`).
  */
 #define QL_ROTATE_W6 16
+
+/**
+ * The line pattern (`pattern`). The default.
+ */
+#define QL_FORMAT_TEXT 0
+
+/**
+ * JSON Lines: one RFC 8259 object per line, keys `time` (RFC 3339, local
+ * time with microseconds and offset), `level`, `levelno`, `thread`,
+ * `logger`, `message`; `pattern` and `raw` are ignored. Every control
+ * character is escaped, and each byte that is not valid UTF-8 becomes
+ * U+FFFD, so every line parses.
+ */
+#define QL_FORMAT_JSON 1
+
+/**
+ * logfmt: `time=... level=WARNING levelno=30 thread=42 logger=app
+ * msg="..."`, values quoted when they hold a space, `"`, `=` or anything
+ * not printable ASCII, with C escapes inside.
+ */
+#define QL_FORMAT_LOGFMT 2
+
+/**
+ * On when the handler writes to a terminal (`isatty`) and the `NO_COLOR`
+ * environment variable is unset or empty, read when the handler is made.
+ * The default.
+ */
+#define QL_COLOR_AUTO 0
+
+/**
+ * Never.
+ */
+#define QL_COLOR_NEVER 1
+
+/**
+ * Always (also into files and pipes).
+ */
+#define QL_COLOR_ALWAYS 2
 
 /**
  * Wait for room: lossless, the default. On a listener thread (a handler

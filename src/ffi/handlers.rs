@@ -17,8 +17,8 @@ use super::{boundary, ql_status, try_out, QL_ERR_INVALID, QL_ERR_NULL, QL_OK};
 use crate::output::file::{self, FileOptions, FileTarget, When};
 use crate::output::stream::{FdTarget, StdioTarget};
 use crate::output::{
-    Clock, Counters, FlushPolicy, LineHandler, Pattern, RecordView, SinkCounts, SystemClock,
-    Target, DEFAULT_PATTERN,
+    color_wanted, Clock, Counters, FlushPolicy, LineHandler, Pattern, RecordView, SinkCounts,
+    Style, SystemClock, Target, DEFAULT_PATTERN,
 };
 
 /// When a built-in handler writes its buffered lines out.
@@ -53,6 +53,32 @@ pub const QL_ROTATE_MIDNIGHT: ql_rotate_when = 5;
 pub const QL_ROTATE_W0: ql_rotate_when = 10;
 /// Sunday (Python's `W6`).
 pub const QL_ROTATE_W6: ql_rotate_when = 16;
+
+/// How a built-in handler shapes each line.
+pub type ql_format = i32;
+/// The line pattern (`pattern`). The default.
+pub const QL_FORMAT_TEXT: ql_format = 0;
+/// JSON Lines: one RFC 8259 object per line, keys `time` (RFC 3339, local
+/// time with microseconds and offset), `level`, `levelno`, `thread`,
+/// `logger`, `message`; `pattern` and `raw` are ignored. Every control
+/// character is escaped, and each byte that is not valid UTF-8 becomes
+/// U+FFFD, so every line parses.
+pub const QL_FORMAT_JSON: ql_format = 1;
+/// logfmt: `time=... level=WARNING levelno=30 thread=42 logger=app
+/// msg="..."`, values quoted when they hold a space, `"`, `=` or anything
+/// not printable ASCII, with C escapes inside.
+pub const QL_FORMAT_LOGFMT: ql_format = 2;
+
+/// Whether a text handler colours level names for a terminal.
+pub type ql_color = i32;
+/// On when the handler writes to a terminal (`isatty`) and the `NO_COLOR`
+/// environment variable is unset or empty, read when the handler is made.
+/// The default.
+pub const QL_COLOR_AUTO: ql_color = 0;
+/// Never.
+pub const QL_COLOR_NEVER: ql_color = 1;
+/// Always (also into files and pipes).
+pub const QL_COLOR_ALWAYS: ql_color = 2;
 
 /// The most backups a file handler keeps (`backup_count`).
 pub const QL_BACKUP_COUNT_MAX: u32 = 1000;
@@ -116,6 +142,11 @@ pub struct ql_handler_options {
     pub clock: Option<unsafe extern "C" fn(ctx: *mut c_void) -> i64>,
     /// Passed to `clock`; must stay valid while the handler lives.
     pub clock_ctx: *mut c_void,
+    /// One of `QL_FORMAT_*`. Default `QL_FORMAT_TEXT`.
+    pub format: ql_format,
+    /// One of `QL_COLOR_*`: ANSI colours on the `{level}` of text lines.
+    /// Default `QL_COLOR_AUTO` (on for a terminal, unless `NO_COLOR`).
+    pub color: ql_color,
 }
 
 fn default_handler_options() -> ql_handler_options {
@@ -135,6 +166,8 @@ fn default_handler_options() -> ql_handler_options {
         watch: false,
         clock: None,
         clock_ctx: ptr::null_mut(),
+        format: QL_FORMAT_TEXT,
+        color: QL_COLOR_AUTO,
     }
 }
 
@@ -314,9 +347,19 @@ unsafe fn read_options(options: *const ql_handler_options) -> Result<Options, ql
             .to_str()
             .map_err(|_| QL_ERR_INVALID)?
     };
+    let style = match raw.format {
+        QL_FORMAT_TEXT => Style::Text,
+        QL_FORMAT_JSON => Style::Json,
+        QL_FORMAT_LOGFMT => Style::Logfmt,
+        _ => return Err(QL_ERR_INVALID),
+    };
+    if !(QL_COLOR_AUTO..=QL_COLOR_ALWAYS).contains(&raw.color) {
+        return Err(QL_ERR_INVALID);
+    }
     let pattern = Pattern::parse(pattern)
         .map_err(|_| QL_ERR_INVALID)?
-        .raw(raw.raw);
+        .raw(raw.raw)
+        .style(style);
     Ok(Options {
         raw,
         policy,
@@ -385,15 +428,18 @@ fn install(
 /// `options` must be NULL or valid; its `pattern` NULL or a C string.
 unsafe fn make(
     options: *const ql_handler_options,
+    color_fd: Option<c_int>,
     target: impl FnOnce(&Options, &Arc<Counters>) -> Result<Box<dyn Target>, ql_status>,
     handler_out: *mut ql_handler,
 ) -> ql_status {
     let out = try_out!(handler_out);
     // SAFETY: forwarded.
-    let options = match unsafe { read_options(options) } {
+    let mut options = match unsafe { read_options(options) } {
         Ok(o) => o,
         Err(status) => return status,
     };
+    let color = color_wanted(options.raw.color, color_fd);
+    options.pattern = options.pattern.color(color);
     let counters = Arc::new(Counters::default());
     let target = match target(&options, &counters) {
         Ok(t) => t,
@@ -446,6 +492,7 @@ pub unsafe extern "C" fn ql_stream_handler_fd(
         unsafe {
             make(
                 options,
+                Some(fd),
                 |o, _| Ok(Box::new(FdTarget::new(fd, o.stall))),
                 handler_out,
             )
@@ -480,6 +527,7 @@ pub unsafe extern "C" fn ql_stream_handler_file(
         unsafe {
             make(
                 options,
+                Some(libc::fileno(stream)),
                 // SAFETY: the stream is valid (the caller's promise).
                 |o, _| Ok(Box::new(StdioTarget::new(stream, o.stall))),
                 handler_out,
@@ -541,6 +589,7 @@ pub unsafe extern "C" fn ql_file_handler(
         unsafe {
             make(
                 options,
+                None,
                 |o, counters| {
                     let file = file_options(&o.raw, o.stall)?;
                     let clock: Box<dyn Clock> = match o.raw.clock {

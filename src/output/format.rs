@@ -61,6 +61,47 @@ enum Piece {
 pub struct Pattern {
     pieces: Vec<Piece>,
     raw: bool,
+    style: Style,
+    color: bool,
+}
+
+/// The shape of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// The pattern's pieces.
+    Text,
+    /// One JSON object ([`super::structured`]).
+    Json,
+    /// logfmt key=value pairs ([`super::structured`]).
+    Logfmt,
+}
+
+/// The ANSI colour of a level name on a terminal: DEBUG and below dim,
+/// INFO green, WARNING yellow, ERROR red, CRITICAL and above bold white on
+/// red.
+fn level_color(level: i32) -> &'static [u8] {
+    match level {
+        i32::MIN..=10 => b"\x1b[2m",
+        11..=20 => b"\x1b[32m",
+        21..=30 => b"\x1b[33m",
+        31..=40 => b"\x1b[31m",
+        _ => b"\x1b[1;37;41m",
+    }
+}
+
+/// Whether a terminal line should be coloured: `mode` 0 decides (on when
+/// `fd` is a terminal and the `NO_COLOR` environment variable is unset or
+/// empty, as <https://no-color.org> asks), 1 never, 2 always.
+pub fn color_wanted(mode: i32, fd: Option<i32>) -> bool {
+    match mode {
+        1 => false,
+        2 => true,
+        _ => {
+            // SAFETY: isatty on any fd is harmless.
+            let tty = fd.is_some_and(|fd| unsafe { libc::isatty(fd) } == 1);
+            tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    }
 }
 
 impl Pattern {
@@ -104,7 +145,12 @@ impl Pattern {
         if !text.is_empty() {
             pieces.push(Piece::Text(text));
         }
-        Ok(Pattern { pieces, raw: false })
+        Ok(Pattern {
+            pieces,
+            raw: false,
+            style: Style::Text,
+            color: false,
+        })
     }
 
     /// Writes the logger name and message as they are, control characters
@@ -115,18 +161,44 @@ impl Pattern {
         self
     }
 
+    /// Writes lines in `style` instead (JSON and logfmt ignore the pieces
+    /// and escape by their own rules; `raw` does not apply to them).
+    pub fn style(mut self, style: Style) -> Pattern {
+        self.style = style;
+        self
+    }
+
+    /// Colours the `{level}` piece of text lines for a terminal.
+    pub fn color(mut self, color: bool) -> Pattern {
+        self.color = color;
+        self
+    }
+
     /// Appends the record's line, with its `\n`, to `out`.
     pub fn write_line(&self, clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8>) {
+        match self.style {
+            Style::Text => {}
+            Style::Json => return super::structured::json_line(clock, record, out),
+            Style::Logfmt => return super::structured::logfmt_line(clock, record, out),
+        }
         for piece in &self.pieces {
             match piece {
                 Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
                 Piece::Time => clock.write_iso8601(record.timestamp_ns, out),
-                Piece::Level => match level_name(record.level) {
-                    Some(name) => out.extend_from_slice(name.to_bytes()),
-                    None => {
-                        let _ = write!(out, "Level {}", record.level);
+                Piece::Level => {
+                    if self.color {
+                        out.extend_from_slice(level_color(record.level));
                     }
-                },
+                    match level_name(record.level) {
+                        Some(name) => out.extend_from_slice(name.to_bytes()),
+                        None => {
+                            let _ = write!(out, "Level {}", record.level);
+                        }
+                    }
+                    if self.color {
+                        out.extend_from_slice(b"\x1b[0m");
+                    }
+                }
                 Piece::LevelNo => {
                     let _ = write!(out, "{}", record.level);
                 }
@@ -201,6 +273,19 @@ impl LocalClock {
         }
         out.extend_from_slice(self.prefix.as_bytes());
         let _ = write!(out, ".{millis:03}");
+        out.extend_from_slice(self.offset.as_bytes());
+    }
+
+    /// Appends `2026-11-24T21:31:05.123456+01:00` (RFC 3339, local time,
+    /// microseconds) for `ns` since the epoch.
+    pub fn write_rfc3339_micros(&mut self, ns: i64, out: &mut Vec<u8>) {
+        let second = ns.div_euclid(1_000_000_000);
+        let micros = ns.rem_euclid(1_000_000_000) / 1_000;
+        if self.second != Some(second) {
+            self.set_second(second);
+        }
+        out.extend_from_slice(self.prefix.as_bytes());
+        let _ = write!(out, ".{micros:06}");
         out.extend_from_slice(self.offset.as_bytes());
     }
 
@@ -284,6 +369,39 @@ mod tests {
         p.raw(true)
             .write_line(&mut LocalClock::default(), &(&r).into(), &mut out);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 3);
+    }
+
+    #[test]
+    fn levels_are_coloured_only_when_asked() {
+        let r = record("m");
+        let p = Pattern::parse("{level} {message}").unwrap();
+        let mut out = Vec::new();
+        p.clone()
+            .color(true)
+            .write_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        assert_eq!(out, b"\x1b[33mWARNING\x1b[0m m\n");
+        let mut out = Vec::new();
+        p.write_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        assert_eq!(out, b"WARNING m\n");
+        assert!(!color_wanted(1, Some(2)) && color_wanted(2, None));
+        // A pipe is not a terminal.
+        let mut fds = [0; 2];
+        // SAFETY: a valid array for pipe(2).
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        assert!(!color_wanted(0, Some(fds[1])));
+        // SAFETY: our own fds.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+    }
+
+    #[test]
+    fn rfc3339_has_microseconds() {
+        let mut out = Vec::new();
+        LocalClock::default().write_rfc3339_micros(1_700_000_000_123_456_789, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(&s[19..26], ".123456", "{s}");
     }
 
     #[test]

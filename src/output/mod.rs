@@ -12,7 +12,8 @@
 //!                       received = written + lost + pending
 //! ```
 //!
-//! * [`format`]: patterns, time, escaping.
+//! * [`format`]: patterns, time, escaping, colour.
+//! * [`structured`]: JSON Lines and logfmt.
 //! * [`frames`]: the held records and the counters.
 //! * [`sys`]: `write(2)` with `EINTR`, `EAGAIN` and signal handling.
 //! * [`stream`]: fds and `FILE *` streams the program owns.
@@ -26,9 +27,10 @@ pub mod file;
 pub mod format;
 pub mod frames;
 pub mod stream;
+pub mod structured;
 pub mod sys;
 
-pub use format::{LocalClock, Pattern, RecordView, DEFAULT_PATTERN};
+pub use format::{color_wanted, LocalClock, Pattern, RecordView, Style, DEFAULT_PATTERN};
 pub use frames::{Counters, Frames, SinkCounts};
 
 /// When held lines are written out.

@@ -1,0 +1,204 @@
+//! Structured line formats: JSON Lines and logfmt, one record per line.
+//!
+//! JSON (RFC 8259): one object per line, keys `time` (RFC 3339, local time
+//! with microseconds and offset), `level` (name), `levelno`, `thread`,
+//! `logger`, `message`. Strings are valid UTF-8 whatever the record holds:
+//! `"`, `\` and every control character are escaped (`\n`, `\r`, `\t`,
+//! `\b`, `\f`, else `\u00XX`, DEL included), U+2028 and U+2029 are written
+//! `\u2028` / `\u2029` (JavaScript readers), and each byte that is not part
+//! of valid UTF-8 becomes U+FFFD, the replacement character (the original
+//! bytes are not recoverable from JSON text).
+//!
+//! logfmt: `time=... level=WARNING levelno=30 thread=4242 logger=app.db
+//! msg="disk at 91%"`. A value is written bare when it is non-empty and
+//! holds only printable ASCII other than space, `"` and `=`, else quoted,
+//! with `\"`, `\\`, `\n`, `\r`, `\t` and `\xHH` for other control bytes and
+//! for bytes that are not valid UTF-8.
+
+use std::io::Write;
+
+use super::format::{LocalClock, RecordView};
+use crate::record::level_name;
+
+fn level_into(level: i32, out: &mut Vec<u8>) {
+    match level_name(level) {
+        Some(name) => out.extend_from_slice(name.to_bytes()),
+        None => {
+            let _ = write!(out, "Level {level}");
+        }
+    }
+}
+
+/// Appends `text` as the inside of a JSON string.
+pub fn json_string_into(text: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for chunk in text.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                '\u{8}' => out.extend_from_slice(b"\\b"),
+                '\u{c}' => out.extend_from_slice(b"\\f"),
+                '\u{2028}' => out.extend_from_slice(b"\\u2028"),
+                '\u{2029}' => out.extend_from_slice(b"\\u2029"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                    let b = c as u8;
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 15)]);
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+}
+
+/// Appends the record as one JSON object and `\n`.
+pub fn json_line(clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    clock.write_rfc3339_micros(record.timestamp_ns, out);
+    out.extend_from_slice(b"\",\"level\":\"");
+    let mut name = Vec::new();
+    level_into(record.level, &mut name);
+    json_string_into(&name, out);
+    let _ = write!(
+        out,
+        "\",\"levelno\":{},\"thread\":{},\"logger\":\"",
+        record.level, record.thread_id
+    );
+    json_string_into(record.logger, out);
+    out.extend_from_slice(b"\",\"message\":\"");
+    json_string_into(record.message, out);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// True when a logfmt value can be written bare.
+fn logfmt_bare(text: &[u8]) -> bool {
+    !text.is_empty()
+        && text
+            .iter()
+            .all(|&b| b > b' ' && b < 0x7f && b != b'"' && b != b'=')
+}
+
+/// Appends `text` as a logfmt value.
+pub fn logfmt_value_into(text: &[u8], out: &mut Vec<u8>) {
+    if logfmt_bare(text) {
+        out.extend_from_slice(text);
+        return;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hex = |b: u8, out: &mut Vec<u8>| {
+        out.extend_from_slice(&[
+            b'\\',
+            b'x',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 15)],
+        ]);
+    };
+    out.push(b'"');
+    for chunk in text.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => hex(c as u8, out),
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        for &b in chunk.invalid() {
+            hex(b, out);
+        }
+    }
+    out.push(b'"');
+}
+
+/// Appends the record as one logfmt line and `\n`.
+pub fn logfmt_line(clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"time=");
+    clock.write_rfc3339_micros(record.timestamp_ns, out);
+    out.extend_from_slice(b" level=");
+    let mut name = Vec::new();
+    level_into(record.level, &mut name);
+    logfmt_value_into(&name, out);
+    let _ = write!(
+        out,
+        " levelno={} thread={} logger=",
+        record.level, record.thread_id
+    );
+    logfmt_value_into(record.logger, out);
+    out.extend_from_slice(b" msg=");
+    logfmt_value_into(record.message, out);
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &[u8]) -> String {
+        let mut out = Vec::new();
+        json_string_into(text, &mut out);
+        String::from_utf8(out).expect("always valid UTF-8")
+    }
+
+    #[test]
+    fn json_escapes_every_control_and_replaces_invalid_utf8() {
+        assert_eq!(
+            json(b"a\"b\\c\n\r\t\x08\x0c\x01\x1f\x7f"),
+            "a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f\\u007f"
+        );
+        assert_eq!(json("é\u{2028}\u{2029}😀".as_bytes()), "é\\u2028\\u2029😀");
+        assert_eq!(json(b"ok\xff\xfe!\xc3"), "ok\u{fffd}\u{fffd}!\u{fffd}");
+        // Every byte value: the result is valid UTF-8 with no raw control.
+        let all: Vec<u8> = (0..=255u8).collect();
+        assert!(!json(&all).chars().any(|c| (c as u32) < 0x20));
+    }
+
+    #[test]
+    fn logfmt_quotes_only_when_needed() {
+        let v = |t: &[u8]| {
+            let mut out = Vec::new();
+            logfmt_value_into(t, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(v(b"app.db"), "app.db");
+        assert_eq!(v(b""), "\"\"");
+        assert_eq!(v(b"disk at 91%"), "\"disk at 91%\"");
+        assert_eq!(v(b"a=b"), "\"a=b\"");
+        assert_eq!(v(b"x\n level=CRITICAL"), "\"x\\n level=CRITICAL\"");
+        assert_eq!(v(b"q\"\\\x1b\xff"), "\"q\\\"\\\\\\x1b\\xff\"");
+    }
+
+    #[test]
+    fn a_record_is_one_object_on_one_line() {
+        let r =
+            crate::record::LogRecord::new(30, b"app\n", b"m \"1\"\n{\"level\":\"CRITICAL\"}", 7);
+        let mut out = Vec::new();
+        json_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s.matches('\n').count(), 1);
+        assert!(s.starts_with("{\"time\":\"") && s.ends_with("\"}\n"), "{s}");
+        assert!(s.contains("\"level\":\"WARNING\",\"levelno\":30,"), "{s}");
+        assert!(s.contains("\"logger\":\"app\\n\",\"message\":\"m \\\"1\\\"\\n{\\\"level\\\":\\\"CRITICAL\\\"}\"}"), "{s}");
+        let mut out = Vec::new();
+        logfmt_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s.matches('\n').count(), 1);
+        assert!(s.contains(" level=WARNING levelno=30 thread="), "{s}");
+    }
+}
