@@ -957,7 +957,10 @@ struct ql_handler_options ql_handler_options_default(void);
  * never use them on a queue of program pointers.
  *
  * `QL_ERR_NULL` for a NULL `handler_out`; `QL_ERR_INVALID` for a bad
- * pattern or flush policy. Any thread.
+ * pattern (an unknown field, or a control character other than TAB: a
+ * line break would make one record two lines), flush policy, format or
+ * colour, or an fd that is not open (`errno` `EBADF`: a closed stderr
+ * would later write into whatever file takes its number). Any thread.
  *
  * # Safety
  * `options` must be NULL or valid, with `pattern` NULL or a C string;
@@ -1013,7 +1016,10 @@ ql_status ql_stream_handler_file(FILE *stream,
  * files are ever rotated (not a device, a FIFO or a symlink to one). When
  * the path no longer names the open file (moved by another program), its
  * new file is not renamed: the handler reopens the path instead.
- * Rotation assumes one rotating handler per file.
+ * Several rotating handlers of one file take turns through a lock file
+ * beside it (`.NAME.ql-lock`) and follow each other's rotations; a writer
+ * that does not rotate needs `watch` (see the README for what several
+ * writers can still lose).
  *
  * `QL_ERR_NULL` for a NULL `path` or `handler_out`; `QL_ERR_INVALID` for a
  * bad pattern, flush policy, `rotate_when` or a `backup_count` over

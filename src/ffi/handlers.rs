@@ -301,6 +301,13 @@ unsafe extern "C" fn null_handle(_ctx: *mut c_void, _record: *mut c_void) -> i32
     0
 }
 
+/// `QL_ERR_INVALID`, with the cause left in `errno` for the caller.
+fn invalid_with_errno(e: &std::io::Error) -> ql_status {
+    // SAFETY: errno is thread-local.
+    unsafe { *libc::__errno_location() = e.raw_os_error().unwrap_or(libc::EINVAL) };
+    QL_ERR_INVALID
+}
+
 /// A clock the program gave.
 struct CClock {
     now: unsafe extern "C" fn(ctx: *mut c_void) -> i64,
@@ -475,7 +482,10 @@ unsafe fn make(
 /// never use them on a queue of program pointers.
 ///
 /// `QL_ERR_NULL` for a NULL `handler_out`; `QL_ERR_INVALID` for a bad
-/// pattern or flush policy. Any thread.
+/// pattern (an unknown field, or a control character other than TAB: a
+/// line break would make one record two lines), flush policy, format or
+/// colour, or an fd that is not open (`errno` `EBADF`: a closed stderr
+/// would later write into whatever file takes its number). Any thread.
 ///
 /// # Safety
 /// `options` must be NULL or valid, with `pattern` NULL or a C string;
@@ -493,7 +503,10 @@ pub unsafe extern "C" fn ql_stream_handler_fd(
             make(
                 options,
                 Some(fd),
-                |o, _| Ok(Box::new(FdTarget::new(fd, o.stall))),
+                |o, _| match FdTarget::new(fd, o.stall) {
+                    Ok(t) => Ok(Box::new(t)),
+                    Err(e) => Err(invalid_with_errno(&e)),
+                },
                 handler_out,
             )
         }
@@ -529,7 +542,10 @@ pub unsafe extern "C" fn ql_stream_handler_file(
                 options,
                 Some(libc::fileno(stream)),
                 // SAFETY: the stream is valid (the caller's promise).
-                |o, _| Ok(Box::new(StdioTarget::new(stream, o.stall))),
+                |o, _| match StdioTarget::new(stream, o.stall) {
+                    Ok(t) => Ok(Box::new(t)),
+                    Err(e) => Err(invalid_with_errno(&e)),
+                },
                 handler_out,
             )
         }
@@ -562,7 +578,10 @@ pub unsafe extern "C" fn ql_stream_handler_file(
 /// files are ever rotated (not a device, a FIFO or a symlink to one). When
 /// the path no longer names the open file (moved by another program), its
 /// new file is not renamed: the handler reopens the path instead.
-/// Rotation assumes one rotating handler per file.
+/// Several rotating handlers of one file take turns through a lock file
+/// beside it (`.NAME.ql-lock`) and follow each other's rotations; a writer
+/// that does not rotate needs `watch` (see the README for what several
+/// writers can still lose).
 ///
 /// `QL_ERR_NULL` for a NULL `path` or `handler_out`; `QL_ERR_INVALID` for a
 /// bad pattern, flush policy, `rotate_when` or a `backup_count` over

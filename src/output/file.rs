@@ -33,6 +33,10 @@ use super::{Clock, Target};
 /// The most backups a rotating file keeps.
 pub const BACKUP_COUNT_MAX: u32 = 1000;
 
+/// Makes the hidden names of a rotation unique in the process (two
+/// handlers of one process may rotate in one directory).
+static ROTATION_SEQ: AtomicU64 = AtomicU64::new(0);
+
 /// Bumped by [`request_reopen`]; every file sink compares it before writing.
 static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
 
@@ -401,7 +405,7 @@ impl FileTarget {
                 // As Python: from the file's last change, so a stale file is
                 // rotated at the first write.
                 let base = if st.st_size > 0 {
-                    st.st_mtime * NS
+                    st.st_mtime.saturating_mul(NS)
                 } else {
                     target.clock.now_ns()
                 };
@@ -476,11 +480,47 @@ impl FileTarget {
             Counters::add(&self.counters.rotations, 1);
             return Ok(());
         }
+        let name = self
+            .path
+            .file_name()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec();
+        // Our previous rotation's thread (it holds the lock) ends first.
+        if let Some(c) = self.compressor.take() {
+            let _ = c.join();
+        }
+        // Rotators of one file (other processes, other handlers) take turns:
+        // the one that finds the lock taken lets the other rotate and
+        // writes on, reopening the path at its next write.
+        let mut lock_name = b".".to_vec();
+        lock_name.extend_from_slice(&name);
+        lock_name.extend_from_slice(b".ql-lock");
+        let lock_path = self.path.with_file_name(OsString::from_vec(lock_name));
+        let lock = match OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&lock_path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                let e = errno_of(&e);
+                self.failed(e);
+                return Err(e);
+            }
+        };
+        // SAFETY: flock on our own fd; released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(libc::EWOULDBLOCK);
+        }
         match self.path_is_ours() {
             Some(true) => {}
             _ => {
-                // Someone else moved or replaced our file: their file is not
-                // ours to rename. Start writing at the path instead.
+                // Someone else moved or replaced our file (another rotator,
+                // logrotate): their file is not ours to rename. Start
+                // writing at the path instead.
                 let before = (self.dev, self.ino);
                 let mut none = Frames::default();
                 self.reopen(&mut none);
@@ -491,19 +531,11 @@ impl FileTarget {
                 };
             }
         }
-        if let Some(c) = self.compressor.take() {
-            let _ = c.join();
-        }
-        let name = self
-            .path
-            .file_name()
-            .unwrap_or_default()
-            .as_bytes()
-            .to_vec();
+        let seq = ROTATION_SEQ.fetch_add(1, Ordering::Relaxed);
         let hidden = |what: &str| {
             let mut hidden = b".".to_vec();
             hidden.extend_from_slice(&name);
-            hidden.extend_from_slice(format!(".ql-{what}-{}", std::process::id()).as_bytes());
+            hidden.extend_from_slice(format!(".ql-{what}-{}-{seq}", std::process::id()).as_bytes());
             self.path.with_file_name(OsString::from_vec(hidden))
         };
         let tmp = hidden("rotate");
@@ -580,9 +612,13 @@ impl FileTarget {
         let compress_from = self.opts.compress.then(|| backup(1));
         let counters = Arc::clone(&self.counters);
         let aside = drop.clone();
+        // The thread holds the rotation lock until it is done, so no other
+        // rotator of this file moves the backup while it is compressed.
+        let held = lock;
         let spawned = std::thread::Builder::new()
             .name("ql-rotate".into())
             .spawn(move || {
+                let _lock = held;
                 sys::block_write_signals_for_thread();
                 for old in &aside {
                     let _ = fs::remove_file(old);
@@ -608,7 +644,20 @@ impl FileTarget {
         Ok(())
     }
 
+    /// A regular file this sink rotates: it also watches its path, so that
+    /// when another rotator of the same file rotated it, it follows.
+    fn rotates(&self) -> bool {
+        self.kind == Kind::Regular
+            && self.opts.backups > 0
+            && (self.opts.max_bytes > 0 || self.opts.when.is_some())
+    }
+
+    /// Due, and worth it: a rotation time at the end of representable time
+    /// (a clock at `i64::MAX`) is never due.
     fn due_by_time(&self) -> bool {
+        if self.rollover_at == Some(i64::MAX) {
+            return false;
+        }
         self.rollover_at.is_some_and(|at| self.clock.now_ns() >= at)
     }
 }
@@ -617,17 +666,26 @@ impl FileTarget {
 /// `path`. On failure `path` stays as it is.
 fn compress(path: &Path) -> io::Result<()> {
     let gz = with_suffix(path, ".gz");
-    let tmp = with_suffix(path, ".gz.tmp");
+    let seq = ROTATION_SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = with_suffix(path, &format!(".gz.tmp-{}-{seq}", std::process::id()));
     let run = || -> io::Result<()> {
         let mut input = File::open(path)?;
         let out = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&tmp)?;
         let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-        io::copy(&mut input, &mut enc)?;
+        // A writer that had the file open before the rotation may still
+        // append its last batch: read until the size stops moving.
+        let mut read = io::copy(&mut input, &mut enc)?;
+        loop {
+            let size = input.metadata()?.len();
+            if size <= read {
+                break;
+            }
+            read += io::copy(&mut input, &mut enc)?;
+        }
         let out = enc.finish()?;
         out.sync_all()?;
         fs::rename(&tmp, &gz)?;
@@ -644,14 +702,19 @@ impl Target for FileTarget {
         if generation != self.reopen_seen {
             self.reopen_seen = generation;
             self.reopen(frames);
-        } else if self.opts.watch && self.path_is_ours() == Some(false) {
+        } else if (self.opts.watch || self.rotates()) && self.path_is_ours() == Some(false) {
             self.reopen(frames);
         }
         if self.kind != Kind::Regular {
             let fd = self.file.as_raw_fd();
             return sys::write_frames(fd, self.kind, frames, counters, self.opts.stall);
         }
-        if self.due_by_time() && !frames.is_empty() && self.rotate().is_ok() {
+        // Not while a record is half written: its rest belongs in this file.
+        if self.due_by_time()
+            && !frames.is_empty()
+            && frames.head_done() == 0
+            && self.rotate().is_ok()
+        {
             // As Python: the next one counts from now. A failed rotation is
             // tried again at the next write.
             if let Some(when) = self.opts.when {
@@ -1034,11 +1097,8 @@ mod tests {
         fs::write(dir.0.join("app.log.1"), "one\n").unwrap();
         fs::write(dir.0.join("app.log.2"), "two\n").unwrap();
         fs::write(dir.0.join("app.log.3"), "three\n").unwrap();
-        // The oldest cannot be moved aside: a non-empty directory holds
-        // the name it goes to.
-        let aside = dir
-            .0
-            .join(format!(".app.log.ql-drop-{}", std::process::id()));
+        // The rotation lock cannot be made: a directory holds its name.
+        let aside = dir.0.join(".app.log.ql-lock");
         fs::create_dir_all(aside.join("x")).unwrap();
         fs::write(&path, "current\n").unwrap();
         let clock = TestClock(Arc::new(AtomicI64::new(0)));
@@ -1074,11 +1134,8 @@ mod tests {
             "current\naaaa\nbbbb\ncccc\n"
         );
         assert_eq!(read(&path), "dddd\n");
-        assert_eq!(
-            fs::read_dir(&dir.0).unwrap().count(),
-            4,
-            "nothing else left"
-        );
+        // Nothing else left but the rotation lock.
+        assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 5);
     }
 
     /// A rename in the middle of the chain fails (an immutable backup,
@@ -1147,7 +1204,8 @@ mod tests {
         // reopen, which fails; the write goes on to the open file, once.
         t.write(&mut frames(&["bbbbbbbb\n"]), &c).unwrap();
         assert_eq!(c.written.load(Ordering::Relaxed), 2);
-        assert_eq!(c.rotation_failures.load(Ordering::Relaxed), 1);
+        // The reopen and the rotation each fail once, no more.
+        assert_eq!(c.rotation_failures.load(Ordering::Relaxed), 2);
     }
 
     #[test]

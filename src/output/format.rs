@@ -139,6 +139,10 @@ impl Pattern {
             if c == '}' {
                 return Err("a lone '}' in pattern (write '}}')".into());
             }
+            if (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}' {
+                // A pattern with a line break would make one record two.
+                return Err(format!("a control character in pattern: {c:?}"));
+            }
             text.push(c);
             rest = &rest[c.len_utf8()..];
         }
@@ -223,18 +227,49 @@ impl Pattern {
 }
 
 /// True for the bytes a line-oriented reader could take for structure:
-/// the C0 controls except TAB, and DEL.
+/// the C0 controls except TAB, and DEL; and the first byte of the UTF-8
+/// forms of the C1 controls (0xc2) and of U+2028 / U+2029 (0xe2), which
+/// [`escape_into`] looks at more closely.
 #[inline]
 fn needs_escape(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
+    (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2 || b == 0xe2
+}
+
+/// The length of a UTF-8 C1 control (U+0080..U+009F, NEL among them) or
+/// line / paragraph separator (U+2028, U+2029) at the start of `text`.
+fn unicode_break(text: &[u8]) -> Option<usize> {
+    match text {
+        [0xc2, 0x80..=0x9f, ..] => Some(2),
+        [0xe2, 0x80, 0xa8 | 0xa9, ..] => Some(3),
+        _ => None,
+    }
 }
 
 /// Appends `text` with every control byte (see [`needs_escape`]) written as
-/// `\n`, `\r` or `\xHH`, so `text` can never end the line.
+/// `\n`, `\r` or `\xHH`, and the C1 controls and U+2028 / U+2029 as
+/// `\u0085`, `\u2028` ..., so `text` can never end the line, for a reader
+/// splitting on `\n` or on Unicode line breaks.
 pub fn escape_into(text: &[u8], out: &mut Vec<u8>) {
     let mut rest = text;
     while let Some(i) = rest.iter().position(|&b| needs_escape(b)) {
         out.extend_from_slice(&rest[..i]);
+        if rest[i] >= 0xc2 {
+            match unicode_break(&rest[i..]) {
+                Some(n) => {
+                    let c = std::str::from_utf8(&rest[i..i + n])
+                        .ok()
+                        .and_then(|s| s.chars().next())
+                        .map_or(0, u32::from);
+                    let _ = write!(out, "\\u{c:04x}");
+                    rest = &rest[i + n..];
+                }
+                None => {
+                    out.push(rest[i]);
+                    rest = &rest[i + 1..];
+                }
+            }
+            continue;
+        }
         match rest[i] {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
@@ -336,6 +371,9 @@ mod tests {
         assert!(Pattern::parse("{nope}").is_err());
         assert!(Pattern::parse("{time").is_err());
         assert!(Pattern::parse("a } b").is_err());
+        assert!(Pattern::parse("{message}\n2026 CRITICAL {logger}").is_err());
+        assert!(Pattern::parse("{message}\u{2028}").is_err());
+        assert!(Pattern::parse("{message}\tok").is_ok());
     }
 
     #[test]
@@ -409,8 +447,18 @@ mod tests {
         let all: Vec<u8> = (0..=255u8).collect();
         let mut out = Vec::new();
         escape_into(&all, &mut out);
-        assert!(!out.iter().any(|&b| needs_escape(b)));
-        // 30 bytes become `\xHH` (3 more each), `\n` and `\r` one more each.
+        assert!(!out.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f));
+        // 30 bytes become `\xHH` (3 more each), `\n` and `\r` one more each;
+        // 0xc2 and 0xe2 alone are not line breaks and stay.
         assert_eq!(out.len(), 256 + 30 * 3 + 2);
+        let mut out = Vec::new();
+        escape_into(
+            "a\u{85}b\u{9b}c\u{2028}d\u{2029}e\u{e9}\u{2030}".as_bytes(),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "a\\u0085b\\u009bc\\u2028d\\u2029e\u{e9}\u{2030}".as_bytes()
+        );
     }
 }

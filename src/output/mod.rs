@@ -156,8 +156,11 @@ impl LineHandler {
     /// The end of a batch: the batch policy writes; lines held after a
     /// failure are retried.
     pub fn batch_end(&mut self) {
+        // Lines held after a failure are retried at every batch end,
+        // whatever the policy.
         if self.policy == FlushPolicy::Batch
             || (self.policy == FlushPolicy::EveryRecord && !self.frames.is_empty())
+            || (self.failing && !self.frames.is_empty())
         {
             let _ = self.write_out(When::Batch);
         }

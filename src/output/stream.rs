@@ -25,19 +25,24 @@ pub struct FdTarget {
 
 impl FdTarget {
     /// Writes to `fd`, which must stay open while the target lives.
-    pub fn new(fd: RawFd, stall: Duration) -> FdTarget {
-        let kind = sys::kind(fd);
+    /// `EBADF` when `fd` is not open: a closed fd (stderr closed) would
+    /// later write into whatever file takes its number.
+    pub fn new(fd: RawFd, stall: Duration) -> std::io::Result<FdTarget> {
         // SAFETY: F_GETFL on any fd is harmless.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let kind = sys::kind(fd);
         let append = (kind == Kind::Regular && flags >= 0 && flags & libc::O_APPEND != 0)
             .then(|| AppendState::opened(fd));
-        FdTarget {
+        Ok(FdTarget {
             fd,
             kind,
             append,
             stall,
             fragment: false,
-        }
+        })
     }
 }
 
@@ -99,13 +104,17 @@ impl StdioTarget {
     /// # Safety
     /// `stream` must be a valid, open `FILE *` for as long as the target
     /// lives.
-    pub unsafe fn new(stream: *mut libc::FILE, stall: Duration) -> StdioTarget {
+    pub unsafe fn new(stream: *mut libc::FILE, stall: Duration) -> std::io::Result<StdioTarget> {
         // SAFETY: the caller's promise.
         let fd = unsafe { libc::fileno(stream) };
-        StdioTarget {
+        Ok(StdioTarget {
             stream,
-            fd: (fd >= 0).then(|| FdTarget::new(fd, stall)),
-        }
+            fd: if fd >= 0 {
+                Some(FdTarget::new(fd, stall)?)
+            } else {
+                None
+            },
+        })
     }
 
     /// `fwrite` and `fflush`, for a stream with no file descriptor. Records

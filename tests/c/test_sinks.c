@@ -1418,6 +1418,68 @@ static void bad_rotation_options(void) {
          "untouched; QL_BACKUP_COUNT_MAX itself accepted");
 }
 
+/* ============================================================ 16. rotators */
+
+enum { MR_PROCS = 3, MR_LINES = 3000 };
+
+/* Several processes, each with its own rotating handler on one file
+ * (4 KiB files, 1000 backups: nothing is pruned): they take turns through
+ * the rotation lock and follow each other's rotations, so every line of
+ * every process is in one of the files, once, whole. */
+static void several_rotators(void) {
+    char sub[400], path[512];
+    in_dir(sub, sizeof sub, "rotators");
+    CHECK(mkdir(sub, 0700) == 0);
+    snprintf(path, sizeof path, "%s/app.log", sub);
+    fflush(NULL);
+    pid_t pids[MR_PROCS];
+    for (int p = 0; p < MR_PROCS; p++) {
+        pids[p] = fork();
+        CHECK(pids[p] >= 0);
+        if (pids[p] == 0) {
+            ql_queue *q = NULL;
+            ql_handler_options o = ql_handler_options_default();
+            o.pattern = "{message}";
+            o.flush = QL_FLUSH_EVERY_RECORD;
+            o.max_bytes = 4096;
+            o.backup_count = 1000;
+            ql_handler h;
+            ql_listener *l = NULL;
+            if (ql_queue_new(256, &q) != QL_OK || ql_file_handler(path, &o, &h) != QL_OK ||
+                ql_listener_new_with_queue(q, &h, 1, NULL, false, &l) != QL_OK || ql_start(l) != QL_OK)
+                _exit(2);
+            for (int i = 0; i < MR_LINES; i++)
+                if (ql_logf(q, 20, "t", "P%d-L%05d-xxxxxxxxxxxxxxxxxxxx", p, i) != QL_OK) _exit(3);
+            if (ql_stop(l) != QL_OK) _exit(4);
+            ql_handler_stats hs;
+            if (ql_listener_handler_stats(l, 0, &hs) != QL_OK || hs.sink.written != MR_LINES) _exit(5);
+            ql_listener_free(l);
+            ql_queue_free(q);
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < MR_PROCS; p++) {
+        int status = 0;
+        CHECK(waitpid(pids[p], &status, 0) == pids[p]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            QLT_FAIL("rotator %d ended with status %d", p, status);
+    }
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "cat '%s'/app.log* | sort | uniq | grep -c '^P[0-9]-L[0-9]\\{5\\}-x\\{20\\}$'; "
+             "cat '%s'/app.log* | wc -l",
+             sub, sub);
+    FILE *c = popen(cmd, "r");
+    CHECK(c != NULL);
+    long unique = -1, total = -1;
+    CHECK(fscanf(c, "%ld %ld", &unique, &total) == 2);
+    pclose(c);
+    CHECK_EQ_INT(unique, MR_PROCS * MR_LINES);
+    CHECK_EQ_INT(total, MR_PROCS * MR_LINES);
+    PASS("%d processes rotating one file every 4 KiB: all %d lines present once, whole", MR_PROCS,
+         MR_PROCS * MR_LINES);
+}
+
 int main(void) {
     qlt_begin("test_sinks");
     snprintf(dir, sizeof dir, "/tmp/ql-test-sinks-XXXXXX");
@@ -1442,6 +1504,7 @@ int main(void) {
     QLT_RUN(watched_and_reopened);
     QLT_RUN(rotate_on_open);
     QLT_RUN(bad_rotation_options);
+    QLT_RUN(several_rotators);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     fflush(NULL);
