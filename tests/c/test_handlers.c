@@ -448,6 +448,17 @@ static void bad_input(void) {
     o = ql_handler_options_default();
     o.flush = 7;
     CHECK_EQ_STATUS(ql_stream_handler_fd(2, &o, &h), QL_ERR_INVALID);
+    o = ql_handler_options_default();
+    o.pattern = "{message}\n2026-01-01 CRITICAL forged";
+    CHECK_EQ_STATUS(ql_stream_handler_fd(2, &o, &h), QL_ERR_INVALID);
+    /* A closed fd: refused, or its number's next owner would get our lines. */
+    o = ql_handler_options_default();
+    int closed = dup(2);
+    CHECK(closed >= 0);
+    close(closed);
+    errno = 0;
+    CHECK_EQ_STATUS(ql_stream_handler_fd(closed, &o, &h), QL_ERR_INVALID);
+    CHECK_EQ_INT(errno, EBADF);
     CHECK(memcmp(&h, &untouched, sizeof h) == 0); /* written only on success */
     /* A handler never given to a listener is freed with ql_handler_free. */
     o = ql_handler_options_default();
@@ -457,7 +468,8 @@ static void bad_input(void) {
     ql_handler_free(&h); /* twice: a no-op */
     ql_handler_free(NULL);
     CHECK_EQ_INT(ql_handler_lines_lost(NULL), 0);
-    PASS("handler bad input: NULLs, a bad pattern or policy, an unopenable path give clear "
+    PASS("handler bad input: NULLs, a bad pattern (a newline in it too) or policy, a closed fd "
+         "(EBADF), an unopenable path give clear "
          "statuses with the out-param untouched; ql_handler_free frees an unused handler");
 }
 
