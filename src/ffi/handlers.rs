@@ -134,7 +134,9 @@ pub struct ql_handler_options {
     pub compress: bool,
     /// File handler only: before each write, check that the path still
     /// names the open file, and reopen it when it was moved or deleted (as
-    /// Python's WatchedFileHandler; one `stat` per write). Default false.
+    /// Python's WatchedFileHandler; one `stat` per write). Default false;
+    /// a handler that rotates (`backup_count` > 0 with `max_bytes` or
+    /// `rotate_when`) always does, to follow other rotators of the file.
     pub watch: bool,
     /// File handler only: where the time for time-based rotation comes
     /// from, in ns since the Unix epoch; called on the listener thread.

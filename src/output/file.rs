@@ -14,7 +14,7 @@
 //! end with a newline (a writer died inside a line), the next record also
 //! starts on a line of its own, and the torn line is counted.
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
@@ -211,7 +211,8 @@ pub struct FileOptions {
     pub utc: bool,
     /// Rotate a non-empty file when it is opened.
     pub rotate_on_open: bool,
-    /// Reopen the path when the file under it was moved or deleted.
+    /// Reopen the path when the file under it was moved or deleted (a
+    /// rotating sink does so whatever this says, to follow other rotators).
     pub watch: bool,
     /// Compress backups with gzip (`path.1.gz`), on a thread of their own.
     pub compress: bool,
@@ -432,6 +433,23 @@ impl FileTarget {
         }
     }
 
+    /// `.NAME<suffix>` beside the file: the rotation's own files.
+    fn hidden(&self, suffix: &str) -> PathBuf {
+        let mut name = b".".to_vec();
+        name.extend_from_slice(self.path.file_name().unwrap_or_default().as_bytes());
+        name.extend_from_slice(suffix.as_bytes());
+        self.path.with_file_name(OsString::from_vec(name))
+    }
+
+    /// The file, or the failure counted as a failed rotation.
+    fn or_failed(&self, opened: io::Result<File>) -> Result<File, i32> {
+        opened.map_err(|e| {
+            let e = errno_of(&e);
+            self.failed(e);
+            e
+        })
+    }
+
     fn failed(&self, e: i32) {
         Counters::add(&self.counters.rotation_failures, 1);
         self.counters.last_errno.store(e, Ordering::Relaxed);
@@ -480,12 +498,6 @@ impl FileTarget {
             Counters::add(&self.counters.rotations, 1);
             return Ok(());
         }
-        let name = self
-            .path
-            .file_name()
-            .unwrap_or_default()
-            .as_bytes()
-            .to_vec();
         // Our previous rotation's thread (it holds the lock) ends first.
         if let Some(c) = self.compressor.take() {
             let _ = c.join();
@@ -493,24 +505,13 @@ impl FileTarget {
         // Rotators of one file (other processes, other handlers) take turns:
         // the one that finds the lock taken lets the other rotate and
         // writes on, reopening the path at its next write.
-        let mut lock_name = b".".to_vec();
-        lock_name.extend_from_slice(&name);
-        lock_name.extend_from_slice(b".ql-lock");
-        let lock_path = self.path.with_file_name(OsString::from_vec(lock_name));
-        let lock = match OpenOptions::new()
+        let lock = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(false)
             .custom_flags(libc::O_CLOEXEC)
-            .open(&lock_path)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                let e = errno_of(&e);
-                self.failed(e);
-                return Err(e);
-            }
-        };
+            .open(self.hidden(".ql-lock"));
+        let lock = self.or_failed(lock)?;
         // SAFETY: flock on our own fd; released when `lock` is closed.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(libc::EWOULDBLOCK);
@@ -532,12 +533,8 @@ impl FileTarget {
             }
         }
         let seq = ROTATION_SEQ.fetch_add(1, Ordering::Relaxed);
-        let hidden = |what: &str| {
-            let mut hidden = b".".to_vec();
-            hidden.extend_from_slice(&name);
-            hidden.extend_from_slice(format!(".ql-{what}-{}-{seq}", std::process::id()).as_bytes());
-            self.path.with_file_name(OsString::from_vec(hidden))
-        };
+        let pid = std::process::id();
+        let hidden = |what: &str| self.hidden(&format!(".ql-{what}-{pid}-{seq}"));
         let tmp = hidden("rotate");
         // The oldest backup is moved aside, then deleted on a thread of its
         // own: freeing a file's blocks can wait on the disk (a synchronous
@@ -547,20 +544,13 @@ impl FileTarget {
             let _ = fs::remove_file(old);
         }
         let _ = fs::remove_file(&tmp);
-        let new = match OpenOptions::new()
+        let new = OpenOptions::new()
             .read(true)
             .append(true)
             .create_new(true)
             .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                let e = errno_of(&e);
-                self.failed(e);
-                return Err(e);
-            }
-        };
+            .open(&tmp);
+        let new = self.or_failed(new)?;
         let path = self.path.clone();
         let backup = |n: u32| with_suffix(&path, &format!(".{n}"));
         // Each backup moves up one place (a rename replaces the oldest at
@@ -759,11 +749,6 @@ impl Drop for FileTarget {
             let _ = c.join();
         }
     }
-}
-
-/// The path of a file sink as a C string, for messages.
-pub fn c_path(path: &Path) -> Option<CString> {
-    CString::new(path.as_os_str().as_bytes()).ok()
 }
 
 #[cfg(test)]

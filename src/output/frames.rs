@@ -104,11 +104,6 @@ impl Frames {
         self.lens.push_back(self.buf.len() - before);
     }
 
-    /// Frames held.
-    pub fn len(&self) -> usize {
-        self.lens.len()
-    }
-
     /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
         self.lens.is_empty()
@@ -147,11 +142,6 @@ impl Frames {
             end = next;
         }
         &self.buf[self.head_done..end]
-    }
-
-    /// The lengths of the frames, head first.
-    pub fn frame_lens(&self) -> impl Iterator<Item = usize> + '_ {
-        self.lens.iter().copied()
     }
 
     /// `n` more bytes went out: frames that are now complete count as

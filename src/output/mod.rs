@@ -131,11 +131,6 @@ impl LineHandler {
         }
     }
 
-    /// The counters, for readers on other threads.
-    pub fn counters(&self) -> &Arc<Counters> {
-        &self.counters
-    }
-
     /// Formats one record. `Err(errno)` when a write made in this call
     /// failed (the record is held for a retry, or counted lost).
     pub fn handle(&mut self, record: &RecordView) -> Result<(), i32> {
@@ -169,11 +164,6 @@ impl LineHandler {
     /// An explicit flush: every held line is written, or counted lost.
     pub fn flush(&mut self) {
         let _ = self.write_out(When::Final);
-    }
-
-    /// Lines counted lost so far.
-    pub fn lost(&self) -> u64 {
-        self.counters.lost.load(Ordering::Relaxed)
     }
 
     fn write_out(&mut self, when: When) -> Result<(), i32> {

@@ -162,20 +162,19 @@ impl Target for StdioTarget {
         // SAFETY: the stream is valid (constructor contract); the lock is
         // released below on every path.
         unsafe { flockfile(self.stream) };
-        let result = if self.fd.is_none() {
-            self.write_stdio(frames, counters)
-        } else {
-            // What the program wrote through the stream goes out first. A
-            // failure there is the program's own data, reported to it by
-            // stdio; ours is written regardless.
-            // SAFETY: as above.
-            if unsafe { libc::fflush(self.stream) } != 0 {
+        let result = match &mut self.fd {
+            None => self.write_stdio(frames, counters),
+            Some(fd) => {
+                // What the program wrote through the stream goes out first.
+                // A failure there is the program's own data, reported to it
+                // by stdio; ours is written regardless.
                 // SAFETY: as above.
-                unsafe { libc::clearerr(self.stream) };
+                if unsafe { libc::fflush(self.stream) } != 0 {
+                    // SAFETY: as above.
+                    unsafe { libc::clearerr(self.stream) };
+                }
+                fd.write(frames, counters)
             }
-            self.fd
-                .as_mut()
-                .map_or(Ok(()), |fd| fd.write(frames, counters))
         };
         // SAFETY: locked above.
         unsafe { funlockfile(self.stream) };

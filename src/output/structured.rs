@@ -29,9 +29,18 @@ fn level_into(level: i32, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `text` as the inside of a JSON string.
-pub fn json_string_into(text: &[u8], out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `text` for a quoted string: `"`, `\`, `\n`, `\r` and `\t` as
+/// C escapes, other characters through `special` (which writes and says
+/// true when it took the character), the rest as they are; each run of
+/// bytes that is not valid UTF-8 through `invalid`.
+fn escape_utf8(
+    text: &[u8],
+    out: &mut Vec<u8>,
+    special: impl Fn(char, &mut Vec<u8>) -> bool,
+    invalid: impl Fn(&[u8], &mut Vec<u8>),
+) {
     for chunk in text.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -40,16 +49,7 @@ pub fn json_string_into(text: &[u8], out: &mut Vec<u8>) {
                 '\n' => out.extend_from_slice(b"\\n"),
                 '\r' => out.extend_from_slice(b"\\r"),
                 '\t' => out.extend_from_slice(b"\\t"),
-                '\u{8}' => out.extend_from_slice(b"\\b"),
-                '\u{c}' => out.extend_from_slice(b"\\f"),
-                '\u{2028}' => out.extend_from_slice(b"\\u2028"),
-                '\u{2029}' => out.extend_from_slice(b"\\u2029"),
-                c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                    let b = c as u8;
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[usize::from(b >> 4)]);
-                    out.push(HEX[usize::from(b & 15)]);
-                }
+                c if special(c, out) => {}
                 c => {
                     let mut buf = [0u8; 4];
                     out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -57,9 +57,36 @@ pub fn json_string_into(text: &[u8], out: &mut Vec<u8>) {
             }
         }
         if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{fffd}".as_bytes());
+            invalid(chunk.invalid(), out);
         }
     }
+}
+
+fn is_control(c: char) -> bool {
+    (c as u32) < 0x20 || c as u32 == 0x7f
+}
+
+/// Appends `text` as the inside of a JSON string.
+pub fn json_string_into(text: &[u8], out: &mut Vec<u8>) {
+    let special = |c: char, out: &mut Vec<u8>| {
+        match c {
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            '\u{2028}' => out.extend_from_slice(b"\\u2028"),
+            '\u{2029}' => out.extend_from_slice(b"\\u2029"),
+            c if is_control(c) => {
+                let b = c as u8;
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+            _ => return false,
+        }
+        true
+    };
+    escape_utf8(text, out, special, |_, out| {
+        out.extend_from_slice("\u{fffd}".as_bytes())
+    });
 }
 
 /// Appends the record as one JSON object and `\n`.
@@ -89,41 +116,33 @@ fn logfmt_bare(text: &[u8]) -> bool {
             .all(|&b| b > b' ' && b < 0x7f && b != b'"' && b != b'=')
 }
 
+/// `\xHH`.
+fn hex(b: u8, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(b >> 4)],
+        HEX[usize::from(b & 15)],
+    ]);
+}
+
 /// Appends `text` as a logfmt value.
 pub fn logfmt_value_into(text: &[u8], out: &mut Vec<u8>) {
     if logfmt_bare(text) {
         out.extend_from_slice(text);
         return;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hex = |b: u8, out: &mut Vec<u8>| {
-        out.extend_from_slice(&[
-            b'\\',
-            b'x',
-            HEX[usize::from(b >> 4)],
-            HEX[usize::from(b & 15)],
-        ]);
-    };
     out.push(b'"');
-    for chunk in text.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.extend_from_slice(b"\\\""),
-                '\\' => out.extend_from_slice(b"\\\\"),
-                '\n' => out.extend_from_slice(b"\\n"),
-                '\r' => out.extend_from_slice(b"\\r"),
-                '\t' => out.extend_from_slice(b"\\t"),
-                c if (c as u32) < 0x20 || c as u32 == 0x7f => hex(c as u8, out),
-                c => {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-            }
+    let special = |c: char, out: &mut Vec<u8>| {
+        let control = is_control(c);
+        if control {
+            hex(c as u8, out);
         }
-        for &b in chunk.invalid() {
-            hex(b, out);
-        }
-    }
+        control
+    };
+    escape_utf8(text, out, special, |bytes, out| {
+        bytes.iter().for_each(|&b| hex(b, out))
+    });
     out.push(b'"');
 }
 
