@@ -69,13 +69,49 @@
  * Bytes of logger name plus message (each with its NUL) stored inside a
  * built-in record; longer text is kept whole in one heap allocation.
  */
-#define QL_RECORD_INLINE_TEXT 96
+#define QL_RECORD_INLINE_TEXT 256
 
 /**
  * The longest message kept: a longer one is cut to this many bytes, the
  * last eight of which are the visible marker `...[cut]`.
  */
 #define QL_MESSAGE_MAX (1 << 20)
+
+/**
+ * `ql_field.kind` of a string value (`value.s`).
+ */
+#define QL_FIELD_STR 1
+
+/**
+ * `ql_field.kind` of a signed integer (`value.i`).
+ */
+#define QL_FIELD_INT 2
+
+/**
+ * `ql_field.kind` of an unsigned integer (`value.u`).
+ */
+#define QL_FIELD_UINT 3
+
+/**
+ * `ql_field.kind` of a double (`value.d`; NaN and infinities allowed).
+ */
+#define QL_FIELD_DOUBLE 4
+
+/**
+ * `ql_field.kind` of a boolean (`value.b`).
+ */
+#define QL_FIELD_BOOL 5
+
+/**
+ * The longest field key, in bytes.
+ */
+#define QL_FIELD_KEY_MAX 32
+
+/**
+ * The most fields one call may give, and the most context fields one
+ * thread may hold.
+ */
+#define QL_FIELDS_MAX 64
 
 /**
  * A listener: a queue, a list of handlers, hooks, and at most one thread
@@ -587,6 +623,72 @@ typedef struct ql_queue_options {
 } ql_queue_options;
 
 /**
+ * A string value: `len` bytes at `ptr` (any bytes; UTF-8 expected). In
+ * records the library made, a NUL follows them.
+ */
+typedef struct ql_str {
+  /**
+   * The bytes (NULL only when `len` is 0).
+   */
+  const char *ptr;
+  /**
+   * How many.
+   */
+  size_t len;
+} ql_str;
+
+/**
+ * A field's value; `ql_field.kind` says which member is set.
+ */
+typedef union ql_field_value {
+  /**
+   * `QL_FIELD_STR`.
+   */
+  struct ql_str s;
+  /**
+   * `QL_FIELD_INT`.
+   */
+  int64_t i;
+  /**
+   * `QL_FIELD_UINT`.
+   */
+  uint64_t u;
+  /**
+   * `QL_FIELD_DOUBLE`.
+   */
+  double d;
+  /**
+   * `QL_FIELD_BOOL`.
+   */
+  bool b;
+} ql_field_value;
+
+/**
+ * One structured field: a key and a typed value.
+ *
+ * Make them with `ql_field_str`, `ql_field_strn`, `ql_field_int`,
+ * `ql_field_uint`, `ql_field_double` and `ql_field_bool`. A key is 1 to
+ * `QL_FIELD_KEY_MAX` bytes of ASCII letters, digits, `_`, `.` and `-`,
+ * NUL-terminated. The library copies keys and string values when the
+ * record is made: nothing passed needs to outlive the call.
+ */
+typedef struct ql_field {
+  /**
+   * The key, NUL-terminated.
+   */
+  const char *key;
+  /**
+   * `QL_FIELD_STR`, `QL_FIELD_INT`, `QL_FIELD_UINT`, `QL_FIELD_DOUBLE`
+   * or `QL_FIELD_BOOL`.
+   */
+  int32_t kind;
+  /**
+   * The value.
+   */
+  union ql_field_value value;
+} ql_field;
+
+/**
  * A built-in record, as handlers and hooks see it.
  *
  * On a queue fed by `ql_log` / `ql_logf`, the `void *record` every
@@ -630,7 +732,57 @@ typedef struct ql_record {
    * library.
    */
   void *user;
+  /**
+   * The source file given by the call-site macros (`QL_INFO` ...) or
+   * `ql_log_src`, NUL-terminated; "" when none was given. NULL is read
+   * as "" too (a record a program made itself).
+   */
+  const char *file;
+  /**
+   * Length of `file` in bytes, without the NUL.
+   */
+  size_t file_len;
+  /**
+   * The function, NUL-terminated; "" when none was given (NULL as "").
+   */
+  const char *func;
+  /**
+   * Length of `func` in bytes, without the NUL.
+   */
+  size_t func_len;
+  /**
+   * The record's structured fields: those given with the call, then the
+   * logging thread's context fields (`ql_context_set`), each key once.
+   * NULL when `field_count` is 0.
+   */
+  const struct ql_field *fields;
+  /**
+   * How many fields.
+   */
+  size_t field_count;
+  /**
+   * The source line, 0 when none was given.
+   */
+  uint32_t line;
 } ql_record;
+
+/**
+ * Where a record was logged: what the call-site macros pass.
+ */
+typedef struct ql_source {
+  /**
+   * The file (`__FILE__`), NUL-terminated, or NULL.
+   */
+  const char *file;
+  /**
+   * The line (`__LINE__`), or 0.
+   */
+  uint32_t line;
+  /**
+   * The function (`__func__`), NUL-terminated, or NULL.
+   */
+  const char *func;
+} ql_source;
 
 /**
  * After every record: nothing is ever left in the handler's buffer.
@@ -1556,6 +1708,97 @@ ql_status ql_log_user(const struct ql_queue *queue,
                       void *user);
 
 /**
+ * Logs a message with structured fields: `ql_log_src` with no source
+ * location and a NULL user value.
+ *
+ * # Safety
+ * As `ql_log_src`.
+ */
+ql_status ql_log_fields(const struct ql_queue *queue,
+                        int32_t level,
+                        const char *logger,
+                        const struct ql_field *fields,
+                        size_t field_count,
+                        const char *message,
+                        size_t len);
+
+/**
+ * Logs a message as a built-in record, with its source location and
+ * structured fields: what every other logging call comes down to. The
+ * call-site macros (`QL_INFO` ...) call it through `ql_logf_src`.
+ *
+ * As `ql_log_user`, and:
+ * - `source`: NULL, or where the call was made; its strings are copied
+ *   (file and function names past 1024 bytes are cut).
+ * - `fields`, `field_count`: NULL and 0, or an array of `field_count`
+ *   fields (at most `QL_FIELDS_MAX`), copied. The calling thread's
+ *   context fields (`ql_context_set`) are added after them; a key given
+ *   more than once keeps its first value, so a call's field wins over a
+ *   context field. String values longer than `QL_MESSAGE_MAX` are cut
+ *   like messages.
+ *
+ * A record whose text (logger, message, file, function, keys and string
+ * values, each with a NUL) fits in `QL_RECORD_INLINE_TEXT` bytes costs no
+ * heap allocation once the queue's record pool is warm, fields included.
+ *
+ * `QL_ERR_NULL` for a NULL queue, a NULL message with a nonzero `len`,
+ * NULL `fields` with a nonzero count, a field with a NULL key, or a NULL
+ * string value with a nonzero length. `QL_ERR_INVALID` for a key that is
+ * not 1 to `QL_FIELD_KEY_MAX` bytes of ASCII letters, digits, `_`, `.`
+ * and `-`, a `kind` that is none of `QL_FIELD_*`, or more than
+ * `QL_FIELDS_MAX` fields. A refused call logs nothing and counts nothing.
+ * Any thread, concurrently.
+ *
+ * # Safety
+ * `queue` must be NULL or a live queue; `logger` NULL or a NUL-terminated
+ * string; `message` NULL or valid for `len` bytes; `source` NULL or valid,
+ * its strings NULL or NUL-terminated; `fields` NULL or valid for
+ * `field_count` fields, each key NULL or NUL-terminated and each string
+ * value valid for its length.
+ */
+ql_status ql_log_src(const struct ql_queue *queue,
+                     int32_t level,
+                     const char *logger,
+                     const struct ql_source *source,
+                     const struct ql_field *fields,
+                     size_t field_count,
+                     const char *message,
+                     size_t len,
+                     void *user);
+
+/**
+ * Binds a context field to every record the calling thread logs from now
+ * on (a request id, a user): it is added to each built-in record when the
+ * record is made, on the logging thread, so a handler never sees another
+ * thread's context. Setting a key the thread already has replaces its
+ * value in place. The key and a string value are copied.
+ *
+ * `QL_ERR_NULL` for a NULL key or a NULL string with a nonzero length;
+ * `QL_ERR_INVALID` for a bad key or kind (see `ql_log_src`), or a new key
+ * when the thread already holds `QL_FIELDS_MAX` context fields. The
+ * calling thread only; the fields are freed when the thread exits.
+ *
+ * # Safety
+ * `field.key` must be NULL or NUL-terminated; a string value valid for its
+ * length.
+ */
+ql_status ql_context_set(struct ql_field field);
+
+/**
+ * Removes the calling thread's context field `key`. `QL_OK` when it was
+ * there, `QL_ERR_EMPTY` when it was not, `QL_ERR_NULL` for a NULL key.
+ *
+ * # Safety
+ * `key` must be NULL or NUL-terminated.
+ */
+ql_status ql_context_remove(const char *key);
+
+/**
+ * Removes every context field of the calling thread.
+ */
+void ql_context_clear(void);
+
+/**
  * The name and meaning of a status, for messages.
  *
  * Takes any integer: an unknown value gives "unknown status". Returns a
@@ -1591,18 +1834,23 @@ extern void funlockfile(FILE *stream);
 #define QL_LOGF_STACK 256
 
 /**
- * ql_logf with a va_list. A record below the queue's threshold
+ * The general printf-style call: formats the message (in the caller, on its
+ * stack when it fits in QL_LOGF_STACK bytes), then calls ql_log_src with the
+ * source location and fields. A record below the queue's threshold
  * (ql_queue_set_level) costs one call and one comparison: nothing is
  * formatted. A message longer than QL_LOGF_STACK - 1 bytes is formatted
  * again into one heap buffer and kept whole; if that allocation fails it is
  * cut to QL_LOGF_STACK - 1 bytes ending with "...[cut]". Returns what
- * ql_log returns; QL_ERR_NULL for a NULL queue or format; QL_ERR_INVALID
+ * ql_log_src returns; QL_ERR_NULL for a NULL queue or format; QL_ERR_INVALID
  * when vsnprintf fails (a bad format). Any thread.
  */
-static inline ql_status ql_vlogf(const ql_queue *queue, int32_t level, const char *logger,
-                                 const char *format, va_list args) QL_PRINTF_LIKE(4, 0);
-static inline ql_status ql_vlogf(const ql_queue *queue, int32_t level, const char *logger,
-                                 const char *format, va_list args) {
+static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const char *logger,
+                                     const ql_source *source, const ql_field *fields,
+                                     size_t field_count, const char *format, va_list args)
+    QL_PRINTF_LIKE(7, 0);
+static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const char *logger,
+                                     const ql_source *source, const ql_field *fields,
+                                     size_t field_count, const char *format, va_list args) {
   char stack[QL_LOGF_STACK];
   char *heap;
   va_list again;
@@ -1618,25 +1866,34 @@ static inline ql_status ql_vlogf(const ql_queue *queue, int32_t level, const cha
   }
   if ((size_t)n < sizeof stack) {
     va_end(again);
-    return ql_log(queue, level, logger, stack, (size_t)n);
+    return ql_log_src(queue, level, logger, source, fields, field_count, stack, (size_t)n, NULL);
   }
   heap = (char *)malloc((size_t)n + 1);
   if (heap == NULL) {
     va_end(again);
     memcpy(stack + sizeof stack - 9, "...[cut]", 8);
-    return ql_log(queue, level, logger, stack, sizeof stack - 1);
+    return ql_log_src(queue, level, logger, source, fields, field_count, stack, sizeof stack - 1,
+                      NULL);
   }
   vsnprintf(heap, (size_t)n + 1, format, again);
   va_end(again);
-  status = ql_log(queue, level, logger, heap, (size_t)n);
+  status = ql_log_src(queue, level, logger, source, fields, field_count, heap, (size_t)n, NULL);
   free(heap);
   return status;
+}
+
+/** ql_vlogf_src with no source location and no fields (ql_logf with a va_list). */
+static inline ql_status ql_vlogf(const ql_queue *queue, int32_t level, const char *logger,
+                                 const char *format, va_list args) QL_PRINTF_LIKE(4, 0);
+static inline ql_status ql_vlogf(const ql_queue *queue, int32_t level, const char *logger,
+                                 const char *format, va_list args) {
+  return ql_vlogf_src(queue, level, logger, NULL, NULL, 0, format, args);
 }
 
 /**
  * Logs a printf-style message as a built-in record: formats it (in the
  * caller, on its stack when it fits in QL_LOGF_STACK bytes), then calls
- * ql_log. See ql_vlogf for the details and ql_log for the statuses.
+ * ql_log. See ql_vlogf_src for the details and ql_log for the statuses.
  */
 static inline ql_status ql_logf(const ql_queue *queue, int32_t level, const char *logger,
                                 const char *format, ...) QL_PRINTF_LIKE(4, 5);
@@ -1645,8 +1902,119 @@ static inline ql_status ql_logf(const ql_queue *queue, int32_t level, const char
   va_list args;
   ql_status status;
   va_start(args, format);
-  status = ql_vlogf(queue, level, logger, format, args);
+  status = ql_vlogf_src(queue, level, logger, NULL, NULL, 0, format, args);
   va_end(args);
   return status;
+}
+
+/**
+ * A printf-style message with structured fields (ql_log_fields, formatted
+ * as ql_logf). See ql_vlogf_src.
+ */
+static inline ql_status ql_logf_fields(const ql_queue *queue, int32_t level, const char *logger,
+                                       const ql_field *fields, size_t field_count,
+                                       const char *format, ...) QL_PRINTF_LIKE(6, 7);
+static inline ql_status ql_logf_fields(const ql_queue *queue, int32_t level, const char *logger,
+                                       const ql_field *fields, size_t field_count,
+                                       const char *format, ...) {
+  va_list args;
+  ql_status status;
+  va_start(args, format);
+  status = ql_vlogf_src(queue, level, logger, NULL, fields, field_count, format, args);
+  va_end(args);
+  return status;
+}
+
+/**
+ * What the call-site macros call: a printf-style message with its source
+ * location and fields. See ql_vlogf_src.
+ */
+static inline ql_status ql_logf_at(const ql_queue *queue, int32_t level, const char *logger,
+                                   const char *file, uint32_t line, const char *func,
+                                   const ql_field *fields, size_t field_count,
+                                   const char *format, ...) QL_PRINTF_LIKE(9, 10);
+static inline ql_status ql_logf_at(const ql_queue *queue, int32_t level, const char *logger,
+                                   const char *file, uint32_t line, const char *func,
+                                   const ql_field *fields, size_t field_count,
+                                   const char *format, ...) {
+  va_list args;
+  ql_status status;
+  ql_source source;
+  source.file = file;
+  source.line = line;
+  source.func = func;
+  va_start(args, format);
+  status = ql_vlogf_src(queue, level, logger, &source, fields, field_count, format, args);
+  va_end(args);
+  return status;
+}
+
+/*
+ * Call-site macros: QL_INFO(queue, logger, format, ...) logs a printf-style
+ * message with the file, line and function of the call. The level threshold
+ * (ql_queue_set_level) is checked first: below it, the format arguments are
+ * never evaluated. Each evaluates `queue` and `level` twice: pass plain
+ * expressions. Each is an expression of type ql_status.
+ * QL_LOG_FIELDS adds `field_count` fields from the array `fields`.
+ */
+#define QL_LOG_FIELDS(queue, level, logger, fields, field_count, ...)                       (ql_queue_enabled((queue), (level))                                                      ? ql_logf_at((queue), (level), (logger), __FILE__, (uint32_t)__LINE__, __func__,    (fields), (field_count), __VA_ARGS__)                                  : QL_OK)
+#define QL_LOG(queue, level, logger, ...) QL_LOG_FIELDS(queue, level, logger, NULL, 0, __VA_ARGS__)
+#define QL_DEBUG(queue, logger, ...) QL_LOG(queue, QL_LEVEL_DEBUG, logger, __VA_ARGS__)
+#define QL_INFO(queue, logger, ...) QL_LOG(queue, QL_LEVEL_INFO, logger, __VA_ARGS__)
+#define QL_WARNING(queue, logger, ...) QL_LOG(queue, QL_LEVEL_WARNING, logger, __VA_ARGS__)
+#define QL_ERROR(queue, logger, ...) QL_LOG(queue, QL_LEVEL_ERROR, logger, __VA_ARGS__)
+#define QL_CRITICAL(queue, logger, ...) QL_LOG(queue, QL_LEVEL_CRITICAL, logger, __VA_ARGS__)
+
+/* Field constructors: a key (a NUL-terminated string the call copies) and a value. */
+
+/** A string field; `value` NUL-terminated (NULL is an empty string). */
+static inline ql_field ql_field_str(const char *key, const char *value) {
+  ql_field f;
+  f.key = key;
+  f.kind = QL_FIELD_STR;
+  f.value.s.ptr = value;
+  f.value.s.len = value == NULL ? 0 : strlen(value);
+  return f;
+}
+/** A string field of `len` bytes (any bytes). */
+static inline ql_field ql_field_strn(const char *key, const char *value, size_t len) {
+  ql_field f;
+  f.key = key;
+  f.kind = QL_FIELD_STR;
+  f.value.s.ptr = value;
+  f.value.s.len = len;
+  return f;
+}
+/** A signed integer field. */
+static inline ql_field ql_field_int(const char *key, int64_t value) {
+  ql_field f;
+  f.key = key;
+  f.kind = QL_FIELD_INT;
+  f.value.i = value;
+  return f;
+}
+/** An unsigned integer field. */
+static inline ql_field ql_field_uint(const char *key, uint64_t value) {
+  ql_field f;
+  f.key = key;
+  f.kind = QL_FIELD_UINT;
+  f.value.u = value;
+  return f;
+}
+/** A double field. */
+static inline ql_field ql_field_double(const char *key, double value) {
+  ql_field f;
+  f.key = key;
+  f.kind = QL_FIELD_DOUBLE;
+  f.value.d = value;
+  return f;
+}
+/** A boolean field. */
+static inline ql_field ql_field_bool(const char *key, bool value) {
+  ql_field f;
+  f.key = key;
+  f.kind = QL_FIELD_BOOL;
+  f.value.b = value;
+  return f;
 }
 #endif /* QUEUE_LISTENER_LOGF_H */

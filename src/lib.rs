@@ -15,6 +15,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod ffi;
+pub mod fields;
 pub mod listener;
 pub mod output;
 pub mod queue;

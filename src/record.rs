@@ -1,17 +1,22 @@
 //! The built-in log record: level, wall-clock time, thread, logger name,
-//! message and a user value, stored inline so a short record costs no heap
-//! allocation.
+//! message, source location, structured fields and a user value, stored
+//! inline so a short record costs no heap allocation.
 //!
-//! The logger name and the message are copied when the record is made, each
-//! followed by a NUL byte so C code can use them as strings. Text that does
-//! not fit in [`INLINE_TEXT`] bytes goes to the heap, whole; a message longer
-//! than [`MAX_MESSAGE`] bytes is cut there and ends with [`CUT_MARKER`].
+//! The logger name, message, file and function names, field keys and string
+//! values are copied when the record is made, each followed by a NUL byte so
+//! C code can use them as strings. Text that does not fit in [`INLINE_TEXT`]
+//! bytes goes to the heap, whole; a message (or string value) longer than
+//! [`MAX_MESSAGE`] bytes is cut there and ends with [`CUT_MARKER`]. The
+//! field slots live in a vector a recycled record keeps, so once the pool is
+//! warm a record with fields costs no allocation either.
 
 use std::cell::Cell;
 use std::ffi::CStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::fields::{Field, FieldList, Value, NO_FIELDS};
 
 /// Python's level numbers. Any other integer is a valid level too.
 pub mod level {
@@ -44,9 +49,9 @@ pub fn level_name(level: i32) -> Option<&'static CStr> {
     })
 }
 
-/// Bytes of logger name plus message (with their two NULs) kept inside the
-/// record itself.
-pub const INLINE_TEXT: usize = 96;
+/// Bytes of text (logger name, message, file, function, field keys and
+/// string values, each with its NUL) kept inside the record itself.
+pub const INLINE_TEXT: usize = 256;
 
 /// The longest message kept; a longer one is cut to this many bytes, the
 /// last of which are [`CUT_MARKER`].
@@ -55,12 +60,40 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 /// Ends a message that was cut at [`MAX_MESSAGE`] bytes.
 pub const CUT_MARKER: &[u8] = b"...[cut]";
 
+/// Field slots a recycled record keeps.
+const KEEP_FIELDS: usize = 2 * crate::fields::MAX_FIELDS;
+
 /// The logger name used when none is given: Python's root logger.
 pub const ROOT_LOGGER: &[u8] = b"root";
 
+#[allow(clippy::large_enum_variant)] // inline on purpose: no allocation
 enum Text {
     Inline([u8; INLINE_TEXT]),
     Heap(Box<[u8]>),
+}
+
+/// Where in the program a record was logged (empty and 0 when unknown).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Source<'a> {
+    /// The source file (`__FILE__`).
+    pub file: &'a [u8],
+    /// The line (`__LINE__`), 0 when unknown.
+    pub line: u32,
+    /// The function (`__func__`).
+    pub func: &'a [u8],
+}
+
+/// The longest file or function name kept; longer ones are cut.
+pub const MAX_SOURCE: usize = 1024;
+
+/// Where a field's value lives inside the record.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Str(u32, u32),
+    Int(i64),
+    Uint(u64),
+    Double(f64),
+    Bool(bool),
 }
 
 /// One built-in record.
@@ -73,49 +106,144 @@ pub struct LogRecord {
     pub timestamp_ns: i64,
     /// A value the program attached (a pointer, for C), never read here.
     pub user: usize,
+    /// The source line, 0 when unknown.
+    pub line: u32,
     logger_len: u32,
     message_len: u32,
+    file_len: u32,
+    func_len: u32,
+    /// Each field: its key's offset and length in the text, and its value.
+    fields: Vec<(u32, u32, Slot)>,
     text: Text,
 }
 
+/// Cuts `text` to `max` bytes, the last of which are [`CUT_MARKER`].
+fn cut(text: &[u8], max: usize) -> (&[u8], &'static [u8]) {
+    if text.len() > max {
+        (&text[..max - CUT_MARKER.len()], CUT_MARKER)
+    } else {
+        (text, b"")
+    }
+}
+
+/// The `i`th of the fields of `a` followed by those of `b`.
+fn nth<'a>(a: &'a dyn FieldList, b: &'a dyn FieldList, i: usize) -> Field<'a> {
+    if i < a.count() {
+        a.field(i)
+    } else {
+        b.field(i - a.count())
+    }
+}
+
 impl LogRecord {
-    /// Makes a record stamped with the current time and thread. An empty
-    /// logger name becomes [`ROOT_LOGGER`].
+    /// Makes a record stamped with the current time and thread, carrying
+    /// the calling thread's context fields. An empty logger name becomes
+    /// [`ROOT_LOGGER`].
     pub fn new(level: i32, logger: &[u8], message: &[u8], user: usize) -> LogRecord {
-        let mut record = LogRecord {
-            level,
-            thread_id: 0,
-            timestamp_ns: 0,
-            user,
-            logger_len: 0,
-            message_len: 0,
-            text: Text::Inline([0; INLINE_TEXT]),
-        };
+        let mut record = LogRecord::empty();
         record.fill(level, logger, message, user);
         record
     }
 
+    /// A record with fields and a source location (see [`LogRecord::fill_with`]).
+    pub fn with(
+        level: i32,
+        logger: &[u8],
+        message: &[u8],
+        user: usize,
+        source: &Source,
+        fields: &dyn FieldList,
+    ) -> LogRecord {
+        let mut record = LogRecord::empty();
+        record.fill_with(level, logger, message, user, source, fields);
+        record
+    }
+
+    fn empty() -> LogRecord {
+        LogRecord {
+            level: 0,
+            thread_id: 0,
+            timestamp_ns: 0,
+            user: 0,
+            line: 0,
+            logger_len: 0,
+            message_len: 0,
+            file_len: 0,
+            func_len: 0,
+            fields: Vec::new(),
+            text: Text::Inline([0; INLINE_TEXT]),
+        }
+    }
+
     /// Makes this record anew, reusing its storage.
     pub fn fill(&mut self, level: i32, logger: &[u8], message: &[u8], user: usize) {
+        self.fill_with(level, logger, message, user, &Source::default(), NO_FIELDS);
+    }
+
+    /// Makes this record anew, reusing its storage: `fields` (already
+    /// checked with [`crate::fields::check`]) then the calling thread's
+    /// context fields, each key once (its first value kept). A string value
+    /// is cut like a message; file and function names past [`MAX_SOURCE`]
+    /// bytes are cut.
+    pub fn fill_with(
+        &mut self,
+        level: i32,
+        logger: &[u8],
+        message: &[u8],
+        user: usize,
+        source: &Source,
+        fields: &dyn FieldList,
+    ) {
+        crate::fields::with_context(|context| {
+            self.build(level, logger, message, user, source, fields, context)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &mut self,
+        level: i32,
+        logger: &[u8],
+        message: &[u8],
+        user: usize,
+        source: &Source,
+        fields: &dyn FieldList,
+        context: &dyn FieldList,
+    ) {
         let logger = if logger.is_empty() {
             ROOT_LOGGER
         } else {
             logger
         };
         let logger = &logger[..logger.len().min(u32::MAX as usize)];
-        let (message, cut) = if message.len() > MAX_MESSAGE {
-            (&message[..MAX_MESSAGE - CUT_MARKER.len()], CUT_MARKER)
-        } else {
-            (message, &b""[..])
+        let message = cut(message, MAX_MESSAGE);
+        let file = &source.file[..source.file.len().min(MAX_SOURCE)];
+        let func = &source.func[..source.func.len().min(MAX_SOURCE)];
+        let message_len = message.0.len() + message.1.len();
+        // The fields kept: each key's first occurrence.
+        let all = fields.count() + context.count();
+        let kept = |i: usize| {
+            let key = nth(fields, context, i).key;
+            !(0..i).any(|j| nth(fields, context, j).key == key)
         };
-        let message_len = message.len() + cut.len();
-        let total = logger.len() + 1 + message_len + 1;
+        let mut total = logger.len() + message_len + file.len() + func.len() + 4;
+        for i in (0..all).filter(|&i| kept(i)) {
+            let f = nth(fields, context, i);
+            total += f.key.len() + 1;
+            if let Value::Str(s) = f.value {
+                let (s, marker) = cut(s, MAX_MESSAGE);
+                total += s.len() + marker.len() + 1;
+            }
+        }
         self.level = level;
         self.thread_id = current_thread_id();
         self.timestamp_ns = now_ns();
         self.user = user;
+        self.line = source.line;
         self.logger_len = logger.len() as u32;
         self.message_len = message_len as u32;
+        self.file_len = file.len() as u32;
+        self.func_len = func.len() as u32;
         match (&self.text, total <= INLINE_TEXT) {
             (Text::Inline(_), true) => {}
             (_, true) => self.text = Text::Inline([0; INLINE_TEXT]),
@@ -126,12 +254,38 @@ impl LogRecord {
             Text::Inline(buf) => buf,
             Text::Heap(buf) => buf,
         };
-        let m = logger.len() + 1;
-        buf[..logger.len()].copy_from_slice(logger);
-        buf[logger.len()] = 0;
-        buf[m..m + message.len()].copy_from_slice(message);
-        buf[m + message.len()..m + message_len].copy_from_slice(cut);
-        buf[m + message_len] = 0;
+        let mut at = 0;
+        let mut put = |parts: &[&[u8]]| {
+            let start = at;
+            for part in parts {
+                buf[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            buf[at] = 0;
+            at += 1;
+            (start as u32, (at - 1 - start) as u32)
+        };
+        put(&[logger]);
+        put(&[message.0, message.1]);
+        put(&[file]);
+        put(&[func]);
+        self.fields.clear();
+        for i in (0..all).filter(|&i| kept(i)) {
+            let f = nth(fields, context, i);
+            let (key, key_len) = put(&[f.key]);
+            let slot = match f.value {
+                Value::Str(s) => {
+                    let (s, marker) = cut(s, MAX_MESSAGE);
+                    let (off, len) = put(&[s, marker]);
+                    Slot::Str(off, len)
+                }
+                Value::Int(v) => Slot::Int(v),
+                Value::Uint(v) => Slot::Uint(v),
+                Value::Double(v) => Slot::Double(v),
+                Value::Bool(v) => Slot::Bool(v),
+            };
+            self.fields.push((key, key_len, slot));
+        }
     }
 
     fn text(&self) -> &[u8] {
@@ -141,6 +295,23 @@ impl LogRecord {
         }
     }
 
+    /// `len` bytes at `start`, and the NUL after them.
+    fn with_nul(&self, start: usize, len: u32) -> &[u8] {
+        &self.text()[start..start + len as usize + 1]
+    }
+
+    fn message_start(&self) -> usize {
+        self.logger_len as usize + 1
+    }
+
+    fn file_start(&self) -> usize {
+        self.message_start() + self.message_len as usize + 1
+    }
+
+    fn func_start(&self) -> usize {
+        self.file_start() + self.file_len as usize + 1
+    }
+
     /// The logger name, without its NUL.
     pub fn logger(&self) -> &[u8] {
         &self.text()[..self.logger_len as usize]
@@ -148,24 +319,78 @@ impl LogRecord {
 
     /// The logger name followed by its NUL.
     pub fn logger_with_nul(&self) -> &[u8] {
-        &self.text()[..self.logger_len as usize + 1]
+        self.with_nul(0, self.logger_len)
     }
 
     /// The message, without its NUL.
     pub fn message(&self) -> &[u8] {
-        let start = self.logger_len as usize + 1;
+        let start = self.message_start();
         &self.text()[start..start + self.message_len as usize]
     }
 
     /// The message followed by its NUL.
     pub fn message_with_nul(&self) -> &[u8] {
-        let start = self.logger_len as usize + 1;
-        &self.text()[start..start + self.message_len as usize + 1]
+        self.with_nul(self.message_start(), self.message_len)
+    }
+
+    /// The source file followed by its NUL (only the NUL when unknown).
+    pub fn file_with_nul(&self) -> &[u8] {
+        self.with_nul(self.file_start(), self.file_len)
+    }
+
+    /// The function followed by its NUL (only the NUL when unknown).
+    pub fn func_with_nul(&self) -> &[u8] {
+        self.with_nul(self.func_start(), self.func_len)
+    }
+
+    /// The source file, without its NUL.
+    pub fn file(&self) -> &[u8] {
+        let f = self.file_with_nul();
+        &f[..f.len() - 1]
+    }
+
+    /// The function, without its NUL.
+    pub fn func(&self) -> &[u8] {
+        let f = self.func_with_nul();
+        &f[..f.len() - 1]
+    }
+
+    /// Field `i`'s key and string value, each followed by its NUL (the
+    /// value only for strings).
+    pub fn field_with_nuls(&self, i: usize) -> (&[u8], Option<&[u8]>) {
+        let (key, key_len, slot) = self.fields[i];
+        let value = match slot {
+            Slot::Str(off, len) => Some(self.with_nul(off as usize, len)),
+            _ => None,
+        };
+        (self.with_nul(key as usize, key_len), value)
     }
 
     /// True when the text lives inside the record (no heap allocation).
     pub fn is_inline(&self) -> bool {
         matches!(self.text, Text::Inline(_))
+    }
+}
+
+impl FieldList for LogRecord {
+    fn count(&self) -> usize {
+        self.fields.len()
+    }
+
+    fn field(&self, i: usize) -> Field<'_> {
+        let (key, key_len, slot) = self.fields[i];
+        let text = self.text();
+        let bytes = |off: u32, len: u32| &text[off as usize..(off + len) as usize];
+        Field {
+            key: bytes(key, key_len),
+            value: match slot {
+                Slot::Str(off, len) => Value::Str(bytes(off, len)),
+                Slot::Int(v) => Value::Int(v),
+                Slot::Uint(v) => Value::Uint(v),
+                Slot::Double(v) => Value::Double(v),
+                Slot::Bool(v) => Value::Bool(v),
+            },
+        }
     }
 }
 
@@ -186,12 +411,27 @@ impl RecordPool {
     /// A record made from a spare one, or newly allocated when none is
     /// spare.
     pub fn make(&self, level: i32, logger: &[u8], message: &[u8], user: usize) -> Box<LogRecord> {
+        self.make_with(level, logger, message, user, &Source::default(), NO_FIELDS)
+    }
+
+    /// [`RecordPool::make`] with a source location and fields.
+    pub fn make_with(
+        &self,
+        level: i32,
+        logger: &[u8],
+        message: &[u8],
+        user: usize,
+        source: &Source,
+        fields: &dyn FieldList,
+    ) -> Box<LogRecord> {
         match self.rx.try_recv() {
             Ok(mut record) => {
-                record.fill(level, logger, message, user);
+                record.fill_with(level, logger, message, user, source, fields);
                 record
             }
-            Err(_) => Box::new(LogRecord::new(level, logger, message, user)),
+            Err(_) => Box::new(LogRecord::with(
+                level, logger, message, user, source, fields,
+            )),
         }
     }
 
@@ -199,7 +439,7 @@ impl RecordPool {
     /// record holding a heap buffer is dropped too, so the pool never
     /// hoards large buffers.
     pub fn recycle(&self, record: Box<LogRecord>) {
-        if record.is_inline() {
+        if record.is_inline() && record.fields.capacity() <= KEEP_FIELDS {
             let _ = self.tx.try_send(record);
         }
     }
@@ -279,10 +519,11 @@ mod tests {
 
     #[test]
     fn exact_fit_boundary() {
-        // logger 1 + NUL + message + NUL == INLINE_TEXT stays inline.
-        let msg = vec![b'z'; INLINE_TEXT - 3];
+        // logger 1 + NUL + message + NUL + two empty source names (their
+        // NULs) == INLINE_TEXT stays inline.
+        let msg = vec![b'z'; INLINE_TEXT - 5];
         assert!(LogRecord::new(0, b"a", &msg, 0).is_inline());
-        let msg = vec![b'z'; INLINE_TEXT - 2];
+        let msg = vec![b'z'; INLINE_TEXT - 4];
         assert!(!LogRecord::new(0, b"a", &msg, 0).is_inline());
     }
 
@@ -310,6 +551,68 @@ mod tests {
         assert_eq!(r.message(), b"short");
         r.fill(1, b"y", &[b'w'; 300], 0);
         assert_eq!(r.message(), &[b'w'; 300][..]);
+    }
+
+    #[test]
+    fn fields_and_source_live_in_the_record() {
+        let given = [
+            Field {
+                key: b"user",
+                value: Value::Str(b"bob"),
+            },
+            Field {
+                key: b"n",
+                value: Value::Int(-3),
+            },
+            Field {
+                key: b"user",
+                value: Value::Str(b"second value ignored"),
+            },
+        ];
+        crate::fields::context_set(Field {
+            key: b"req",
+            value: Value::Uint(7),
+        })
+        .unwrap();
+        crate::fields::context_set(Field {
+            key: b"n",
+            value: Value::Bool(true),
+        })
+        .unwrap();
+        let src = Source {
+            file: b"main.c",
+            line: 42,
+            func: b"main",
+        };
+        let pool = RecordPool::new(1);
+        let r = pool.make_with(20, b"app", b"hi", 0, &src, &given);
+        crate::fields::context_clear();
+        assert!(r.is_inline());
+        assert_eq!(
+            (r.file(), r.line, r.func()),
+            (&b"main.c"[..], 42, &b"main"[..])
+        );
+        assert_eq!(r.file_with_nul(), b"main.c\0");
+        let got: Vec<_> = crate::fields::iter(&*r).collect();
+        assert_eq!(
+            got,
+            vec![
+                given[0],
+                given[1],
+                Field {
+                    key: b"req",
+                    value: Value::Uint(7)
+                }
+            ]
+        );
+        assert_eq!(r.field_with_nuls(0), (&b"user\0"[..], Some(&b"bob\0"[..])));
+        // Recycled, the record keeps its field slots: no allocation.
+        let slots = r.fields.as_ptr();
+        pool.recycle(r);
+        let r = pool.make_with(20, b"app", b"again", 0, &src, &[given[0]]);
+        assert_eq!((r.count(), r.fields.as_ptr()), (1, slots));
+        let r = LogRecord::new(20, b"app", b"plain", 0);
+        assert_eq!((r.count(), r.file(), r.line), (0, &b""[..], 0));
     }
 
     #[test]

@@ -321,6 +321,13 @@ impl World {
             message: PREPARED_MESSAGE.as_ptr(),
             message_len: PREPARED_MESSAGE.to_bytes().len(),
             user: ptr::null_mut(),
+            file: ptr::null(),
+            file_len: 0,
+            func: ptr::null(),
+            func_len: 0,
+            fields: ptr::null(),
+            field_count: 0,
+            line: 0,
         });
         let p: *mut ql_record = &mut *b;
         lock(&self.records).insert(

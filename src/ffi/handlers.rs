@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::listener::ql_handler;
-use super::record::ql_record;
+use super::record::{ql_record, CFields};
 use super::{boundary, ql_status, try_out, QL_ERR_INVALID, QL_ERR_NULL, QL_OK};
 use crate::output::file::{self, FileOptions, FileTarget, When};
 use crate::output::stream::{FdTarget, StdioTarget};
@@ -211,14 +211,20 @@ impl Builtin {
 /// # Safety
 /// `record` must point to a `ql_record` whose strings are valid for their
 /// lengths, as the listener hands out for built-in records.
-unsafe fn view<'a>(record: *const c_void) -> RecordView<'a> {
-    // SAFETY: the caller's promise.
-    let r = unsafe { &*record.cast::<ql_record>() };
+unsafe fn view<'a>(r: &'a ql_record, fields: &'a CFields<'a>) -> RecordView<'a> {
     // SAFETY: as above, for the two byte strings.
     let (logger, message) = unsafe {
         (
             slice::from_raw_parts(r.logger.cast::<u8>(), r.logger_len),
             slice::from_raw_parts(r.message.cast::<u8>(), r.message_len),
+        )
+    };
+    // SAFETY: as above; a record a program made with an older layout in
+    // mind has NULL here, read as empty.
+    let (file, func) = unsafe {
+        (
+            text_or_empty(r.file, r.file_len),
+            text_or_empty(r.func, r.func_len),
         )
     };
     RecordView {
@@ -227,6 +233,21 @@ unsafe fn view<'a>(record: *const c_void) -> RecordView<'a> {
         timestamp_ns: r.timestamp_ns,
         logger,
         message,
+        file,
+        line: r.line,
+        func,
+        fields,
+    }
+}
+
+/// # Safety
+/// `text` must be NULL or valid for `len` bytes.
+unsafe fn text_or_empty<'a>(text: *const c_char, len: usize) -> &'a [u8] {
+    if text.is_null() {
+        &[]
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { slice::from_raw_parts(text.cast(), len) }
     }
 }
 
@@ -242,7 +263,12 @@ unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i3
         // listener calls it from one thread at a time.
         let lines = unsafe { Builtin::lines(ctx) };
         // SAFETY: built-in handlers are documented to take built-in records.
-        let record = unsafe { view(record) };
+        let (record, fields) = unsafe {
+            let r = &*record.cast::<ql_record>();
+            (r, CFields::from_raw(r.fields, r.field_count))
+        };
+        // SAFETY: as above.
+        let record = unsafe { view(record, &fields) };
         match lines.handle(&record) {
             Ok(()) => 0,
             Err(code) => code,

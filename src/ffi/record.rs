@@ -5,9 +5,12 @@ use std::ptr;
 use std::slice;
 
 use super::queue::ql_queue;
-use super::{boundary, ql_status, try_ref, RawRecord, QL_ERR_NULL, QL_OK};
+use super::{
+    boundary, ql_status, try_ref, RawRecord, QL_ERR_EMPTY, QL_ERR_INVALID, QL_ERR_NULL, QL_OK,
+};
+use crate::fields::{Field, FieldList, Value};
 use crate::queue::PutError;
-use crate::record::{level_name, LogRecord};
+use crate::record::{level_name, LogRecord, Source};
 
 /// Python's level NOTSET (0): a handler at this level gets every record.
 pub const QL_LEVEL_NOTSET: i32 = 0;
@@ -27,7 +30,7 @@ pub const QL_LEVEL_ALL: i32 = i32::MIN;
 
 /// Bytes of logger name plus message (each with its NUL) stored inside a
 /// built-in record; longer text is kept whole in one heap allocation.
-pub const QL_RECORD_INLINE_TEXT: usize = 96;
+pub const QL_RECORD_INLINE_TEXT: usize = 256;
 const _: () = assert!(QL_RECORD_INLINE_TEXT == crate::record::INLINE_TEXT);
 
 /// The longest message kept: a longer one is cut to this many bytes, the
@@ -63,6 +66,209 @@ pub struct ql_record {
     /// The value given to `ql_log_user` (NULL otherwise); never read by the
     /// library.
     pub user: *mut c_void,
+    /// The source file given by the call-site macros (`QL_INFO` ...) or
+    /// `ql_log_src`, NUL-terminated; "" when none was given. NULL is read
+    /// as "" too (a record a program made itself).
+    pub file: *const c_char,
+    /// Length of `file` in bytes, without the NUL.
+    pub file_len: usize,
+    /// The function, NUL-terminated; "" when none was given (NULL as "").
+    pub func: *const c_char,
+    /// Length of `func` in bytes, without the NUL.
+    pub func_len: usize,
+    /// The record's structured fields: those given with the call, then the
+    /// logging thread's context fields (`ql_context_set`), each key once.
+    /// NULL when `field_count` is 0.
+    pub fields: *const ql_field,
+    /// How many fields.
+    pub field_count: usize,
+    /// The source line, 0 when none was given.
+    pub line: u32,
+}
+
+/// `ql_field.kind` of a string value (`value.s`).
+pub const QL_FIELD_STR: i32 = 1;
+/// `ql_field.kind` of a signed integer (`value.i`).
+pub const QL_FIELD_INT: i32 = 2;
+/// `ql_field.kind` of an unsigned integer (`value.u`).
+pub const QL_FIELD_UINT: i32 = 3;
+/// `ql_field.kind` of a double (`value.d`; NaN and infinities allowed).
+pub const QL_FIELD_DOUBLE: i32 = 4;
+/// `ql_field.kind` of a boolean (`value.b`).
+pub const QL_FIELD_BOOL: i32 = 5;
+
+/// The longest field key, in bytes.
+pub const QL_FIELD_KEY_MAX: usize = 32;
+const _: () = assert!(QL_FIELD_KEY_MAX == crate::fields::MAX_KEY);
+
+/// The most fields one call may give, and the most context fields one
+/// thread may hold.
+pub const QL_FIELDS_MAX: usize = 64;
+const _: () = assert!(QL_FIELDS_MAX == crate::fields::MAX_FIELDS);
+
+/// A string value: `len` bytes at `ptr` (any bytes; UTF-8 expected). In
+/// records the library made, a NUL follows them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ql_str {
+    /// The bytes (NULL only when `len` is 0).
+    pub ptr: *const c_char,
+    /// How many.
+    pub len: usize,
+}
+
+/// A field's value; `ql_field.kind` says which member is set.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union ql_field_value {
+    /// `QL_FIELD_STR`.
+    pub s: ql_str,
+    /// `QL_FIELD_INT`.
+    pub i: i64,
+    /// `QL_FIELD_UINT`.
+    pub u: u64,
+    /// `QL_FIELD_DOUBLE`.
+    pub d: f64,
+    /// `QL_FIELD_BOOL`.
+    pub b: bool,
+}
+
+/// One structured field: a key and a typed value.
+///
+/// Make them with `ql_field_str`, `ql_field_strn`, `ql_field_int`,
+/// `ql_field_uint`, `ql_field_double` and `ql_field_bool`. A key is 1 to
+/// `QL_FIELD_KEY_MAX` bytes of ASCII letters, digits, `_`, `.` and `-`,
+/// NUL-terminated. The library copies keys and string values when the
+/// record is made: nothing passed needs to outlive the call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ql_field {
+    /// The key, NUL-terminated.
+    pub key: *const c_char,
+    /// `QL_FIELD_STR`, `QL_FIELD_INT`, `QL_FIELD_UINT`, `QL_FIELD_DOUBLE`
+    /// or `QL_FIELD_BOOL`.
+    pub kind: i32,
+    /// The value.
+    pub value: ql_field_value,
+}
+
+/// Where a record was logged: what the call-site macros pass.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ql_source {
+    /// The file (`__FILE__`), NUL-terminated, or NULL.
+    pub file: *const c_char,
+    /// The line (`__LINE__`), or 0.
+    pub line: u32,
+    /// The function (`__func__`), NUL-terminated, or NULL.
+    pub func: *const c_char,
+}
+
+const EMPTY_FIELD: ql_field = ql_field {
+    key: ptr::null(),
+    kind: 0,
+    value: ql_field_value { u: 0 },
+};
+
+/// A C array of fields, read as the engine's field list. Made only by the
+/// unsafe [`CFields::from_raw`], whose promise covers every read.
+pub(crate) struct CFields<'a>(&'a [ql_field]);
+
+impl<'a> CFields<'a> {
+    /// # Safety
+    /// `fields` must be NULL or valid for `count` fields for `'a`; each
+    /// field's key NULL or NUL-terminated, and a string value valid for its
+    /// length (or NULL with length 0).
+    pub(crate) unsafe fn from_raw(fields: *const ql_field, count: usize) -> CFields<'a> {
+        CFields(if fields.is_null() || count == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller's promise.
+            unsafe { slice::from_raw_parts(fields, count) }
+        })
+    }
+
+    /// A NULL key or a NULL string with a nonzero length.
+    pub(crate) fn has_null(&self) -> bool {
+        self.0.iter().any(|f| {
+            // SAFETY: `s` is read only for a string field.
+            f.key.is_null()
+                || (f.kind == QL_FIELD_STR
+                    && unsafe { f.value.s }.ptr.is_null()
+                    && unsafe { f.value.s }.len > 0)
+        })
+    }
+
+    /// A kind that is none of `QL_FIELD_*`.
+    pub(crate) fn has_bad_kind(&self) -> bool {
+        self.0
+            .iter()
+            .any(|f| !(QL_FIELD_STR..=QL_FIELD_BOOL).contains(&f.kind))
+    }
+}
+
+impl FieldList for CFields<'_> {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn field(&self, i: usize) -> Field<'_> {
+        let f = &self.0[i];
+        // SAFETY: `CFields::from_raw`'s promise; the union member read is the
+        // one `kind` names.
+        unsafe {
+            Field {
+                key: c_str(f.key),
+                value: match f.kind {
+                    QL_FIELD_STR => Value::Str(bytes(f.value.s.ptr, f.value.s.len).unwrap_or(&[])),
+                    QL_FIELD_INT => Value::Int(f.value.i),
+                    QL_FIELD_UINT => Value::Uint(f.value.u),
+                    QL_FIELD_DOUBLE => Value::Double(f.value.d),
+                    QL_FIELD_BOOL => Value::Bool(f.value.b),
+                    // A record a program made itself with a bad kind.
+                    _ => Value::Str(&[]),
+                },
+            }
+        }
+    }
+}
+
+/// Calls `f` with C views of the record's fields (on the stack for up to 16).
+fn with_fields<T>(record: &LogRecord, f: impl FnOnce(&[ql_field]) -> T) -> T {
+    let n = record.count();
+    if n <= 16 {
+        let mut stack = [EMPTY_FIELD; 16];
+        for (i, slot) in stack[..n].iter_mut().enumerate() {
+            *slot = field_view(record, i);
+        }
+        f(&stack[..n])
+    } else {
+        let heap: Vec<ql_field> = (0..n).map(|i| field_view(record, i)).collect();
+        f(&heap)
+    }
+}
+
+fn field_view(record: &LogRecord, i: usize) -> ql_field {
+    let (key, text) = record.field_with_nuls(i);
+    let (kind, value) = match record.field(i).value {
+        Value::Str(_) => {
+            let text = text.unwrap_or(b"\0");
+            let s = ql_str {
+                ptr: text.as_ptr().cast(),
+                len: text.len() - 1,
+            };
+            (QL_FIELD_STR, ql_field_value { s })
+        }
+        Value::Int(i) => (QL_FIELD_INT, ql_field_value { i }),
+        Value::Uint(u) => (QL_FIELD_UINT, ql_field_value { u }),
+        Value::Double(d) => (QL_FIELD_DOUBLE, ql_field_value { d }),
+        Value::Bool(b) => (QL_FIELD_BOOL, ql_field_value { b }),
+    };
+    ql_field {
+        key: key.as_ptr().cast(),
+        kind,
+        value,
+    }
 }
 
 /// What the built-in queue carries: a program's pointer, or a built-in
@@ -76,7 +282,7 @@ pub(crate) enum Entry {
     Log(Box<LogRecord>),
 }
 
-pub(crate) fn view_of(record: &LogRecord) -> ql_record {
+pub(crate) fn view_of(record: &LogRecord, fields: &[ql_field]) -> ql_record {
     ql_record {
         level: record.level,
         thread_id: record.thread_id,
@@ -86,6 +292,17 @@ pub(crate) fn view_of(record: &LogRecord) -> ql_record {
         message: record.message_with_nul().as_ptr().cast(),
         message_len: record.message().len(),
         user: record.user as *mut c_void,
+        file: record.file_with_nul().as_ptr().cast(),
+        file_len: record.file().len(),
+        func: record.func_with_nul().as_ptr().cast(),
+        func_len: record.func().len(),
+        fields: if fields.is_empty() {
+            ptr::null()
+        } else {
+            fields.as_ptr()
+        },
+        field_count: fields.len(),
+        line: record.line,
     }
 }
 
@@ -96,10 +313,10 @@ impl Entry {
     pub(crate) fn with_ptr<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> T {
         match self {
             Entry::Ptr(p) => f(p.0),
-            Entry::Log(record) => {
-                let view = view_of(record);
+            Entry::Log(record) => with_fields(record, |fields| {
+                let view = view_of(record, fields);
                 f(ptr::addr_of!(view).cast_mut().cast())
-            }
+            }),
         }
     }
 }
@@ -110,16 +327,21 @@ impl Entry {
 pub(crate) struct OwnedRecord {
     view: ql_record,
     record: LogRecord,
+    fields: Vec<ql_field>,
 }
 
 /// Boxes a built-in record for a caller of `ql_queue_get*`.
 pub(crate) fn hand_out(record: LogRecord) -> *mut c_void {
     let mut owned = Box::new(OwnedRecord {
-        view: view_of(&record),
+        view: view_of(&record, &[]),
         record,
+        fields: Vec::new(),
     });
     // The text may live inside the record, which moved into the box.
-    owned.view = view_of(&owned.record);
+    owned.fields = (0..owned.record.count())
+        .map(|i| field_view(&owned.record, i))
+        .collect();
+    owned.view = view_of(&owned.record, &owned.fields);
     Box::into_raw(owned).cast()
 }
 
@@ -231,6 +453,98 @@ pub unsafe extern "C" fn ql_log_user(
     len: usize,
     user: *mut c_void,
 ) -> ql_status {
+    // SAFETY: the same contract, with no source and no fields.
+    unsafe {
+        ql_log_src(
+            queue,
+            level,
+            logger,
+            ptr::null(),
+            ptr::null(),
+            0,
+            message,
+            len,
+            user,
+        )
+    }
+}
+
+/// Logs a message with structured fields: `ql_log_src` with no source
+/// location and a NULL user value.
+///
+/// # Safety
+/// As `ql_log_src`.
+#[no_mangle]
+pub unsafe extern "C" fn ql_log_fields(
+    queue: *const ql_queue,
+    level: i32,
+    logger: *const c_char,
+    fields: *const ql_field,
+    field_count: usize,
+    message: *const c_char,
+    len: usize,
+) -> ql_status {
+    // SAFETY: the same contract.
+    unsafe {
+        ql_log_src(
+            queue,
+            level,
+            logger,
+            ptr::null(),
+            fields,
+            field_count,
+            message,
+            len,
+            ptr::null_mut(),
+        )
+    }
+}
+
+/// Logs a message as a built-in record, with its source location and
+/// structured fields: what every other logging call comes down to. The
+/// call-site macros (`QL_INFO` ...) call it through `ql_logf_src`.
+///
+/// As `ql_log_user`, and:
+/// - `source`: NULL, or where the call was made; its strings are copied
+///   (file and function names past 1024 bytes are cut).
+/// - `fields`, `field_count`: NULL and 0, or an array of `field_count`
+///   fields (at most `QL_FIELDS_MAX`), copied. The calling thread's
+///   context fields (`ql_context_set`) are added after them; a key given
+///   more than once keeps its first value, so a call's field wins over a
+///   context field. String values longer than `QL_MESSAGE_MAX` are cut
+///   like messages.
+///
+/// A record whose text (logger, message, file, function, keys and string
+/// values, each with a NUL) fits in `QL_RECORD_INLINE_TEXT` bytes costs no
+/// heap allocation once the queue's record pool is warm, fields included.
+///
+/// `QL_ERR_NULL` for a NULL queue, a NULL message with a nonzero `len`,
+/// NULL `fields` with a nonzero count, a field with a NULL key, or a NULL
+/// string value with a nonzero length. `QL_ERR_INVALID` for a key that is
+/// not 1 to `QL_FIELD_KEY_MAX` bytes of ASCII letters, digits, `_`, `.`
+/// and `-`, a `kind` that is none of `QL_FIELD_*`, or more than
+/// `QL_FIELDS_MAX` fields. A refused call logs nothing and counts nothing.
+/// Any thread, concurrently.
+///
+/// # Safety
+/// `queue` must be NULL or a live queue; `logger` NULL or a NUL-terminated
+/// string; `message` NULL or valid for `len` bytes; `source` NULL or valid,
+/// its strings NULL or NUL-terminated; `fields` NULL or valid for
+/// `field_count` fields, each key NULL or NUL-terminated and each string
+/// value valid for its length.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ql_log_src(
+    queue: *const ql_queue,
+    level: i32,
+    logger: *const c_char,
+    source: *const ql_source,
+    fields: *const ql_field,
+    field_count: usize,
+    message: *const c_char,
+    len: usize,
+    user: *mut c_void,
+) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
         if !queue.enabled(level) {
@@ -241,9 +555,34 @@ pub unsafe extern "C" fn ql_log_user(
         let Some(message) = (unsafe { bytes(message, len) }) else {
             return QL_ERR_NULL;
         };
+        if fields.is_null() && field_count > 0 {
+            return QL_ERR_NULL;
+        }
+        // SAFETY: the caller's promise.
+        let fields = unsafe { CFields::from_raw(fields, field_count) };
+        if fields.has_null() {
+            return QL_ERR_NULL;
+        }
+        if fields.has_bad_kind() || crate::fields::check(&fields).is_err() {
+            return QL_ERR_INVALID;
+        }
+        // SAFETY: the caller's promise.
+        let source = match unsafe { source.as_ref() } {
+            // SAFETY: the caller's promise.
+            Some(s) => unsafe {
+                Source {
+                    file: c_str(s.file),
+                    line: s.line,
+                    func: c_str(s.func),
+                }
+            },
+            None => Source::default(),
+        };
         // SAFETY: the caller's promise.
         let logger = unsafe { c_str(logger) };
-        let record = queue.pool.make(level, logger, message, user as usize);
+        let record = queue
+            .pool
+            .make_with(level, logger, message, user as usize, &source, &fields);
         match queue.inner.offer(Entry::Log(record)) {
             Ok(()) => QL_OK,
             Err(refused) => {
@@ -256,4 +595,63 @@ pub unsafe extern "C" fn ql_log_user(
             }
         }
     })
+}
+
+/// Binds a context field to every record the calling thread logs from now
+/// on (a request id, a user): it is added to each built-in record when the
+/// record is made, on the logging thread, so a handler never sees another
+/// thread's context. Setting a key the thread already has replaces its
+/// value in place. The key and a string value are copied.
+///
+/// `QL_ERR_NULL` for a NULL key or a NULL string with a nonzero length;
+/// `QL_ERR_INVALID` for a bad key or kind (see `ql_log_src`), or a new key
+/// when the thread already holds `QL_FIELDS_MAX` context fields. The
+/// calling thread only; the fields are freed when the thread exits.
+///
+/// # Safety
+/// `field.key` must be NULL or NUL-terminated; a string value valid for its
+/// length.
+#[no_mangle]
+pub unsafe extern "C" fn ql_context_set(field: ql_field) -> ql_status {
+    boundary(|| {
+        let one = [field];
+        // SAFETY: the caller's promise.
+        let fields = unsafe { CFields::from_raw(one.as_ptr(), 1) };
+        if fields.has_null() {
+            return QL_ERR_NULL;
+        }
+        if fields.has_bad_kind() {
+            return QL_ERR_INVALID;
+        }
+        match crate::fields::context_set(fields.field(0)) {
+            Ok(()) => QL_OK,
+            Err(_) => QL_ERR_INVALID,
+        }
+    })
+}
+
+/// Removes the calling thread's context field `key`. `QL_OK` when it was
+/// there, `QL_ERR_EMPTY` when it was not, `QL_ERR_NULL` for a NULL key.
+///
+/// # Safety
+/// `key` must be NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn ql_context_remove(key: *const c_char) -> ql_status {
+    boundary(|| {
+        if key.is_null() {
+            return QL_ERR_NULL;
+        }
+        // SAFETY: the caller's promise.
+        if crate::fields::context_remove(unsafe { c_str(key) }) {
+            QL_OK
+        } else {
+            QL_ERR_EMPTY
+        }
+    })
+}
+
+/// Removes every context field of the calling thread.
+#[no_mangle]
+pub extern "C" fn ql_context_clear() {
+    boundary(crate::fields::context_clear)
 }

@@ -8,10 +8,11 @@
 
 use std::io::Write;
 
+use crate::fields::FieldList;
 use crate::record::{level_name, LogRecord};
 
 /// What a handler reads of a record.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RecordView<'a> {
     /// The level.
     pub level: i32,
@@ -23,6 +24,14 @@ pub struct RecordView<'a> {
     pub logger: &'a [u8],
     /// The message.
     pub message: &'a [u8],
+    /// The source file (empty when unknown).
+    pub file: &'a [u8],
+    /// The source line (0 when unknown).
+    pub line: u32,
+    /// The function (empty when unknown).
+    pub func: &'a [u8],
+    /// The structured fields, context fields included.
+    pub fields: &'a dyn FieldList,
 }
 
 impl<'a> From<&'a LogRecord> for RecordView<'a> {
@@ -33,6 +42,10 @@ impl<'a> From<&'a LogRecord> for RecordView<'a> {
             timestamp_ns: r.timestamp_ns,
             logger: r.logger(),
             message: r.message(),
+            file: r.file(),
+            line: r.line,
+            func: r.func(),
+            fields: r,
         }
     }
 }
