@@ -17,7 +17,7 @@ use super::{boundary, ql_status, try_out, QL_ERR_INVALID, QL_ERR_NULL, QL_OK};
 use crate::output::file::{self, FileOptions, FileTarget, When};
 use crate::output::stream::{FdTarget, StdioTarget};
 use crate::output::{
-    color_wanted, Clock, Counters, FlushPolicy, LineHandler, Pattern, RecordView, SinkCounts,
+    color_wanted, Clock, Counters, FlushPolicy, LineHandler, Pattern, RecordView, Sink, SinkCounts,
     Style, SystemClock, Target, DEFAULT_PATTERN,
 };
 
@@ -191,7 +191,7 @@ pub extern "C" fn ql_handler_options_default() -> ql_handler_options {
 /// call at a time); any thread reads `counters` (atomics) meanwhile, so the
 /// two are never borrowed mutably as a whole.
 struct Builtin {
-    lines: std::cell::UnsafeCell<LineHandler>,
+    lines: std::cell::UnsafeCell<Box<dyn Sink>>,
     counters: Arc<Counters>,
 }
 
@@ -199,7 +199,7 @@ impl Builtin {
     /// # Safety
     /// `ctx` must be a live `Builtin`, and the caller the one thread that
     /// uses its `lines` now (the listener's contract for handler calls).
-    unsafe fn lines<'a>(ctx: *mut c_void) -> &'a mut LineHandler {
+    unsafe fn lines<'a>(ctx: *mut c_void) -> &'a mut Box<dyn Sink> {
         // SAFETY: the caller's promise; only a shared reference to the
         // `Builtin` is made, and the mutable one is to the cell's content.
         unsafe { &mut *(*ctx.cast_const().cast::<Builtin>()).lines.get() }
@@ -438,14 +438,26 @@ fn install(
     counters: Arc<Counters>,
     out: &mut ql_handler,
 ) -> ql_status {
+    let lines = LineHandler::new(
+        options.pattern,
+        options.policy,
+        target,
+        Arc::clone(&counters),
+    );
+    install_sink(Box::new(lines), level, counters, out)
+}
+
+/// Writes a built-in handler over any sink of the output layer to `*out`:
+/// its records are read as [`RecordView`]s, its account (`counters`, which
+/// the sink updates) read by `ql_listener_handler_stats`.
+pub(crate) fn install_sink(
+    sink: Box<dyn Sink>,
+    level: i32,
+    counters: Arc<Counters>,
+    out: &mut ql_handler,
+) -> ql_status {
     let ctx = Box::into_raw(Box::new(Builtin {
-        lines: LineHandler::new(
-            options.pattern,
-            options.policy,
-            target,
-            Arc::clone(&counters),
-        )
-        .into(),
+        lines: sink.into(),
         counters,
     }));
     *out = ql_handler {

@@ -85,6 +85,32 @@ pub trait Target: Send {
     fn fragment_left(&mut self) {}
 }
 
+/// A built-in sink, as the handler glue drives it (on the listener thread,
+/// one call at a time). Every sink keeps the account of [`Counters`]:
+/// `received == written + lost + pending`.
+pub trait Sink: Send {
+    /// Takes one record. `Err(errno)` when delivering it (or what was held)
+    /// failed in this call.
+    fn handle(&mut self, record: &RecordView) -> Result<(), i32>;
+    /// The listener found its queue empty.
+    fn batch_end(&mut self);
+    /// A flush barrier, a stop or a free: everything held is delivered, or
+    /// counted lost.
+    fn flush(&mut self);
+}
+
+impl Sink for LineHandler {
+    fn handle(&mut self, record: &RecordView) -> Result<(), i32> {
+        LineHandler::handle(self, record)
+    }
+    fn batch_end(&mut self) {
+        LineHandler::batch_end(self)
+    }
+    fn flush(&mut self) {
+        LineHandler::flush(self)
+    }
+}
+
 /// Why lines are being written out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum When {
