@@ -18,6 +18,7 @@
 //! * [`sys`]: `write(2)` with `EINTR`, `EAGAIN` and signal handling.
 //! * [`stream`]: fds and `FILE *` streams the program owns.
 //! * [`file`]: files, append-safe writes, rotation.
+//! * [`journald`]: journal entries over journald's native socket.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub mod file;
 pub mod format;
 pub mod frames;
+pub mod journald;
 pub mod stream;
 pub mod structured;
 pub mod sys;
