@@ -25,6 +25,12 @@
 #define QL_BACKUP_COUNT_MAX 1000
 
 /**
+ * `ql_journald_options.facility` for no `SYSLOG_FACILITY` field (the
+ * default).
+ */
+#define QL_JOURNALD_NO_FACILITY -1
+
+/**
  * The largest capacity `ql_queue_new` accepts: 16777216 (2^24) items.
  */
 #define QL_QUEUE_MAX_CAPACITY (1 << 24)
@@ -317,6 +323,50 @@ typedef struct ql_handler {
    */
   void (*batch_end)(void *ctx);
 } ql_handler;
+
+/**
+ * How a journald handler sends: start from `ql_journald_options_default()`
+ * and change what you need. See docs/journald.md for the fields of each
+ * entry.
+ */
+typedef struct ql_journald_options {
+  /**
+   * The handler's level for `respect_handler_level`. Default 0 (all).
+   */
+  int32_t level;
+  /**
+   * journald's native socket, copied; NULL (the default) for
+   * `/run/systemd/journal/socket`. A namespaced journald listens on
+   * `/run/systemd/journal.NAME/socket`. At most 107 bytes. It need not
+   * exist yet: the handler connects at its first record.
+   */
+  const char *socket_path;
+  /**
+   * `SYSLOG_IDENTIFIER` of every entry, copied; NULL (the default) for
+   * the program's short name (the last part of `argv[0]`); "" for no
+   * such field. At most 256 bytes, no newline.
+   */
+  const char *identifier;
+  /**
+   * `SYSLOG_FACILITY` of every entry, 0..=23 (as syslog's `LOG_USER >>
+   * 3` is 1, `LOG_LOCAL0 >> 3` 16), or `QL_JOURNALD_NO_FACILITY` (the
+   * default) for none.
+   */
+  int32_t facility;
+  /**
+   * How long a send may wait for journald to take an entry (its queue
+   * full: journald slow or stopped), without progress, before the entries
+   * are held for a retry (`EAGAIN`). Default 5000. 0 never waits.
+   */
+  uint32_t write_timeout_ms;
+  /**
+   * Bytes of entries held for a retry while journald cannot take them
+   * (not running, restarting, full); past it the oldest are dropped and
+   * counted lost. 0 holds nothing: an entry that cannot go at once is
+   * lost. Default 4 MiB.
+   */
+  uint64_t retry_bytes;
+} ql_journald_options;
 
 /**
  * What a `dequeue` callback reports. Any other value counts as
@@ -1227,6 +1277,51 @@ uint64_t ql_handler_lines_lost(const struct ql_handler *handler);
  * `handler` must be NULL or a handler not owned by any listener.
  */
 void ql_handler_free(struct ql_handler *handler);
+
+/**
+ * The default journald options: level 0, the system journal's socket, the
+ * program's name as identifier, no facility, a 5 s write timeout, 4 MiB
+ * held for a retry. Any thread.
+ */
+struct ql_journald_options ql_journald_options_default(void);
+
+/**
+ * Makes a journald handler: each record becomes one journal entry sent to
+ * systemd-journald's native socket (no libsystemd needed), with the
+ * fields `MESSAGE`, `PRIORITY` (from the level: DEBUG 7, INFO 6, WARNING
+ * 4, ERROR 3, CRITICAL 2; other levels by range), `SYSLOG_IDENTIFIER`,
+ * `SYSLOG_FACILITY` (when set), `QL_LOGGER`, `TID`, `QL_TIME_USEC` (when
+ * the record was made), `CODE_FILE`, `CODE_LINE`, `CODE_FUNC` (when known)
+ * and the record's own fields, their names upper-cased with `.` and `-`
+ * made `_` (prefixed `F_` when that would be invalid or one of the fields
+ * above). An entry over 128 KiB goes in a sealed memfd.
+ *
+ * `options`: NULL for the defaults (`ql_journald_options_default`).
+ * On success writes the handler to `*handler_out`: put it in a listener's
+ * handler array, which then owns it (or free it with `ql_handler_free`).
+ *
+ * Accounting (`ql_listener_handler_stats`): an entry is written when the
+ * kernel took it for journald. Entries journald cannot take now (not
+ * running: `ENOENT` or `ECONNREFUSED`; its queue full past
+ * `write_timeout_ms`: `EAGAIN`) are held within `retry_bytes` and tried
+ * again at the end of each batch, at most every 200 ms while records
+ * arrive, and at a flush; a restarted journald is reconnected to. A
+ * flush (a barrier, a stop, a free) counts what it still cannot send
+ * lost. The failing record's `handle` returns the errno. Entries queued in
+ * a journald that dies before reading them are lost without anyone
+ * knowing (counted written). Built-in records only (`ql_log`...).
+ *
+ * `QL_ERR_NULL` for a NULL `handler_out`; `QL_ERR_INVALID` for a
+ * `socket_path` that is empty or over 107 bytes, an `identifier` over 256
+ * bytes or holding a newline, or a `facility` outside 0..=23 other than
+ * `QL_JOURNALD_NO_FACILITY`. Any thread.
+ *
+ * # Safety
+ * `options` must be NULL or valid, its `socket_path` and `identifier`
+ * NULL or C strings; `handler_out` NULL or valid for one write.
+ */
+ql_status ql_journald_handler(const struct ql_journald_options *options,
+                              struct ql_handler *handler_out);
 
 /**
  * Makes an idle listener on the program's own queue.

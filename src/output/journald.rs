@@ -58,8 +58,11 @@ pub const MAX_ENTRY: usize = 256 << 20;
 pub const DATAGRAM_MAX: usize = 128 << 10;
 
 /// While failing, `handle` tries again at most this often (and every batch
-/// end does): a dead journald costs one failed `send` per interval, not
-/// one per record.
+/// end does): a dead or stalled journald costs one failed `send` per
+/// interval, not one per record. When journald was gone (`ENOENT`,
+/// `ECONNREFUSED`), `handle` also tries as soon as a new socket is at the
+/// path (a `stat` per record tells): a restarted journald gets the records
+/// logged after it is back at once.
 pub const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The prefix a record field's name gets when its mapped name would be
@@ -530,6 +533,22 @@ pub struct JournaldSink {
     /// [`RETRY_INTERVAL`].
     failing: bool,
     last_try: Instant,
+    /// When the last failure said journald is gone: the socket file then
+    /// at the path (`None`: no file), to see a new one appear.
+    gone_socket: Option<Option<FileId>>,
+}
+
+/// What tells a new file at a path from the old one: device, inode and
+/// change time (a file system may give a new socket the inode number of
+/// the one it replaces).
+type FileId = (u64, u64, i64, i64);
+
+/// The [`FileId`] of the file at `path`, if any.
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
 }
 
 impl JournaldSink {
@@ -561,6 +580,7 @@ impl JournaldSink {
             counters,
             failing: false,
             last_try: Instant::now(),
+            gone_socket: None,
         })
     }
 
@@ -604,6 +624,7 @@ impl JournaldSink {
                 }
                 Err(Failure::Later(e)) => {
                     self.failing = true;
+                    self.gone_socket = errno_is_gone(e).then(|| file_id(self.socket_path()));
                     self.note_error(e, when);
                     if when == When::Final {
                         self.frames.drop_all(counters);
@@ -616,6 +637,14 @@ impl JournaldSink {
         }
         self.failing = false;
         dropped.map_or(Ok(()), Err)
+    }
+
+    /// While failing: whether `handle` should try to send now.
+    fn worth_a_try(&self) -> bool {
+        self.last_try.elapsed() >= RETRY_INTERVAL
+            || self
+                .gone_socket
+                .is_some_and(|before| file_id(self.socket_path()) != before)
     }
 
     fn note_error(&self, e: i32, when: When) {
@@ -633,7 +662,7 @@ impl Sink for JournaldSink {
         Counters::add(&self.counters.received, 1);
         let fixed = &self.fixed;
         self.frames.push(|buf| encode(fixed, record, buf));
-        if self.failing && self.last_try.elapsed() < RETRY_INTERVAL {
+        if self.failing && !self.worth_a_try() {
             self.frames.trim(self.retry_bytes, &self.counters);
             return Ok(());
         }

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""Runs a journald test against a private systemd-journald in namespace mode.
+
+    driver.py fields  PROGRAM   every field of every entry checked on arrival
+    driver.py restart PROGRAM   journald stopped and restarted mid-stream
+    driver.py example PROGRAM   c_examples/journald against its own journald
+
+Each run starts `/lib/systemd/systemd-journald NAME` with a NAME of its own
+(the driver's pid and the mode), so tests running in parallel never share a
+server; it stops it by pid and removes /run/systemd/journal.NAME and
+/var/log/journal/*.NAME afterwards. The system journal is never touched.
+Entries are read back with `journalctl --namespace=NAME -o json --all`,
+filtered by the test program's pid. Every wait has a deadline: a hung
+server or program fails the test. Exit 0 when every check passed, 1 on a
+failure, 77 (skipped, with the reason printed) when journald cannot run here.
+"""
+import glob
+import json
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+JOURNALD = "/lib/systemd/systemd-journald"
+DEADLINE = 20.0  # seconds any wait may take
+
+
+def fail(msg):
+    print(f"driver: FAIL: {msg}", flush=True)
+    sys.exit(1)
+
+
+def note(msg):
+    print(f"driver: {msg}", flush=True)
+
+
+class Journald:
+    """A private namespaced journald, started and stopped by pid."""
+
+    def __init__(self, name, workdir):
+        self.name = name
+        self.dir = f"/run/systemd/journal.{name}"
+        self.socket = f"{self.dir}/socket"
+        self.log = os.path.join(workdir, f"journald-{name}.out")
+        self.proc = None
+
+    def start(self):
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen([JOURNALD, self.name], stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        out.close()
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                fail(f"journald {self.name} exited with {self.proc.returncode}: "
+                     f"{open(self.log, errors='replace').read()[-2000:]}")
+            if self.listening():
+                note(f"journald {self.name} up (pid {self.proc.pid})")
+                return
+            time.sleep(0.02)
+        fail(f"journald {self.name} did not listen on {self.socket} within {DEADLINE} s")
+
+    def listening(self):
+        """True when a datagram socket can connect: bound by a live server
+        (the socket file stays after journald exits)."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            s.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        note(f"journald {self.name} stopped (pid {self.proc.pid})")
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        for d in glob.glob(f"/var/log/journal/*.{self.name}"):
+            shutil.rmtree(d, ignore_errors=True)
+
+    def entries(self, pid):
+        """The entries the process `pid` sent, oldest first."""
+        p = subprocess.run(["journalctl", f"--namespace={self.name}", "-o", "json", "--all",
+                            "--no-pager", f"_PID={pid}"], capture_output=True, timeout=DEADLINE)
+        if p.returncode not in (0, 1):  # 1: no entries yet
+            fail(f"journalctl: {p.returncode} {p.stderr.decode(errors='replace')}")
+        return [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+
+    def wait_entries(self, pid, count):
+        """Polls until at least `count` entries arrived (deadline), then
+        returns them all."""
+        end = time.monotonic() + DEADLINE
+        while True:
+            got = self.entries(pid)
+            if len(got) >= count or time.monotonic() >= end:
+                return got
+            time.sleep(0.05)
+
+
+def values(v):
+    """A field of journalctl's JSON as a list of byte strings: a string is
+    UTF-8 text, an array of numbers is bytes that are not, an array of
+    those is a field with several values."""
+    if isinstance(v, str):
+        return [v.encode()]
+    if isinstance(v, list) and all(isinstance(x, int) for x in v):
+        return [bytes(v)]
+    if isinstance(v, list):
+        return [b for x in v for b in values(x)]
+    fail(f"unexpected JSON value {v!r:.100}")
+
+
+def short(b):
+    return repr(b if len(b) <= 80 else b[:60] + b"..." + b[-10:]) + f" ({len(b)} bytes)"
+
+
+def check_entry(i, got, want, t0, t1):
+    """Every field the handler set must be exactly as expected, and no other
+    field may be there (trusted `_` fields aside)."""
+    if got.get("_TRANSPORT") != "journal":
+        fail(f"entry {i}: _TRANSPORT {got.get('_TRANSPORT')!r}, want 'journal'")
+    expect = {}
+    for name, hexval in want["fields"]:
+        expect.setdefault(name, []).append(bytes.fromhex(hexval))
+    seen = {k: values(v) for k, v in got.items() if not k.startswith("_")}
+    if want.get("time"):
+        t = seen.pop("QL_TIME_USEC", None)
+        if t is None or len(t) != 1:
+            fail(f"entry {i}: QL_TIME_USEC {t!r}")
+        t = int(t[0])
+        rt = int(got["__REALTIME_TIMESTAMP"])
+        if not t0 <= t <= t1 or t > rt:
+            fail(f"entry {i}: QL_TIME_USEC {t} outside [{t0}, {t1}] or after reception {rt}")
+    for name in sorted(set(expect) | set(seen)):
+        w, g = sorted(expect.get(name, [])), sorted(seen.get(name, []))
+        if w != g:
+            fail(f"entry {i} field {name}: got {[short(x) for x in g]}, "
+                 f"want {[short(x) for x in w]}")
+
+
+def run(cmd, timeout=90):
+    note("$ " + " ".join(cmd))
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        fail(f"{cmd[0]} timed out after {timeout} s")
+    sys.stdout.write(p.stdout.decode(errors="replace"))
+    sys.stdout.write(p.stderr.decode(errors="replace"))
+    if p.returncode != 0:
+        fail(f"{cmd[0]} exited with {p.returncode}")
+    return p
+
+
+def mode_fields(jd, prog, work):
+    expect = os.path.join(work, "expect.jsonl")
+    cmd = [prog, "fields", jd.socket, expect]
+    note("$ " + " ".join(cmd))
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = child.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        fail("test_journald fields timed out")
+    sys.stdout.write(out.decode(errors="replace"))
+    if child.returncode != 0:
+        fail(f"test_journald fields exited with {child.returncode}")
+    lines = [json.loads(line) for line in open(expect)]
+    t0, t1 = lines[0]["t0"], lines[-1]["t1"]
+    want = lines[1:-1]
+    got = jd.wait_entries(child.pid, len(want))
+    if len(got) != len(want):
+        fail(f"{len(got)} entries arrived, {len(want)} sent")
+    for i, (g, w) in enumerate(zip(got, want)):
+        check_entry(i, g, w, t0, t1)
+    sizes = sorted(len(values(g["MESSAGE"])[0]) for g in got)
+    note(f"{len(got)} entries, every field checked (largest MESSAGE {sizes[-1]} bytes)")
+
+
+def mode_restart(jd, prog, work):
+    cmd = [prog, "restart", jd.socket]
+    note("$ " + " ".join(cmd))
+    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+    sel = selectors.DefaultSelector()
+    sel.register(child.stdout, selectors.EVENT_READ)
+    buf = b""
+    end = time.monotonic() + 120
+
+    def next_line():
+        nonlocal buf
+        while b"\n" not in buf:
+            left = end - time.monotonic()
+            if left <= 0 or not sel.select(timeout=left):
+                child.kill()
+                fail("test_journald restart: no output in time")
+            chunk = os.read(child.stdout.fileno(), 4096)
+            if not chunk:
+                return None
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        text = line.decode(errors="replace")
+        print(text, flush=True)
+        return text
+
+    def by_ident():
+        got = {}
+        for e in jd.entries(child.pid):
+            got.setdefault(e.get("SYSLOG_IDENTIFIER"), []).append(
+                values(e["MESSAGE"])[0].decode())
+        return got
+
+    while True:
+        line = next_line()
+        if line is None:
+            break
+        if line == "@waiting down":
+            # Every phase-A entry is in the journal before journald stops:
+            # nothing is left unread in its socket to be lost silently.
+            dl = time.monotonic() + DEADLINE
+            while True:
+                got = by_ident()
+                if all(len(got.get(i, [])) >= 200 for i in ("ql-held", "ql-nohold")):
+                    break
+                if time.monotonic() > dl:
+                    fail(f"phase A did not arrive: { {k: len(v) for k, v in got.items()} }")
+                time.sleep(0.05)
+            jd.stop()
+            child.stdin.write(b"down\n")
+            child.stdin.flush()
+        elif line == "@waiting up":
+            jd.start()
+            child.stdin.write(b"up\n")
+            child.stdin.flush()
+    try:
+        rc = child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        fail("test_journald restart did not exit")
+    if rc != 0:
+        fail(f"test_journald restart exited with {rc}")
+    want = {
+        "ql-held": [f"restart {p} {i}" for p, n in (("A", 200), ("B", 100), ("C", 200))
+                    for i in range(n)],
+        "ql-nohold": [f"restart {p} {i}" for p, n in (("A", 200), ("C", 200)) for i in range(n)],
+    }
+    dl = time.monotonic() + DEADLINE
+    while True:
+        got = by_ident()
+        if all(len(got.get(k, [])) >= len(v) for k, v in want.items()) or time.monotonic() > dl:
+            break
+        time.sleep(0.05)
+    for ident, msgs in want.items():
+        g = got.get(ident, [])
+        if sorted(g) != sorted(msgs):
+            missing = sorted(set(msgs) - set(g))[:5]
+            extra = sorted(set(g) - set(msgs))[:5]
+            fail(f"{ident}: {len(g)} arrived, {len(msgs)} expected; missing {missing}, "
+                 f"unexpected {extra}, duplicates {len(g) - len(set(g))}")
+        if g != msgs:
+            note(f"{ident}: every entry arrived once, but not in order")
+    note("restart: held 500 arrived once each (0 lost), nohold 400 arrived (100 lost, counted)")
+
+
+def mode_example(jd, prog, work):
+    cmd = [prog, jd.socket]
+    note("$ " + " ".join(cmd))
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        fail("journald example timed out")
+    sys.stdout.write(out.decode(errors="replace"))
+    if child.returncode != 0 or b"journald: OK" not in out:
+        fail(f"journald example exited with {child.returncode}")
+    got = jd.wait_entries(child.pid, 3)
+    want = [
+        ("service started", "6", {"PORT": "8080", "VERSION": "1.4.2", "REQUEST_ID": None}),
+        ("slow request", "4", {"REQUEST_ID": "req-42", "DURATION_MS": "1250.5",
+                                "CODE_FUNC": "handle_request"}),
+        ("connection lost\nretrying in 5 s", "3", {"REQUEST_ID": "req-42", "RETRY": "true",
+                                                   "CODE_FUNC": "handle_request"}),
+    ]
+    if len(got) != len(want):
+        fail(f"{len(got)} entries arrived, want {len(want)}")
+    for e, (msg, prio, fields) in zip(got, want):
+        vals = {k: values(v)[0].decode(errors="replace") for k, v in e.items()}
+        if vals.get("MESSAGE") != msg or vals.get("PRIORITY") != prio:
+            fail(f"entry {vals.get('MESSAGE')!r} priority {vals.get('PRIORITY')}")
+        if vals.get("SYSLOG_IDENTIFIER") != "journald-example" or vals.get("QL_LOGGER") != "shop":
+            fail(f"identifier/logger: {vals.get('SYSLOG_IDENTIFIER')} {vals.get('QL_LOGGER')}")
+        for k, v in fields.items():
+            if vals.get(k) != v:
+                fail(f"entry {msg!r}: {k} = {vals.get(k)!r}, want {v!r}")
+    note("example journald: 3 entries arrived with their fields")
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("fields", "restart", "example"):
+        sys.exit(__doc__)
+    mode, prog = sys.argv[1], os.path.abspath(sys.argv[2])
+    if not os.access(JOURNALD, os.X_OK) or shutil.which("journalctl") is None:
+        print(f"SKIPPED: {JOURNALD} or journalctl not installed (apt-get install systemd)")
+        sys.exit(77)
+    if os.geteuid() != 0:
+        print("SKIPPED: a namespaced journald needs root (it writes /run/systemd and /var/log/journal)")
+        sys.exit(77)
+    name = f"qltest{os.getpid()}{mode}"
+    work = tempfile.mkdtemp(prefix=f"ql-{name}-")
+    jd = Journald(name, work)
+    try:
+        jd.start()
+        {"fields": mode_fields, "restart": mode_restart, "example": mode_example}[mode](
+            jd, prog, work)
+        print(f"journald {mode}: OK", flush=True)
+    finally:
+        jd.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
