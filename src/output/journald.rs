@@ -536,6 +536,8 @@ pub struct JournaldSink {
     /// When the last failure said journald is gone: the socket file then
     /// at the path (`None`: no file), to see a new one appear.
     gone_socket: Option<Option<FileId>>,
+    /// The last failure waited out the whole stall (`EAGAIN`).
+    stalled: bool,
 }
 
 /// What tells a new file at a path from the old one: device, inode and
@@ -581,6 +583,7 @@ impl JournaldSink {
             failing: false,
             last_try: Instant::now(),
             gone_socket: None,
+            stalled: false,
         })
     }
 
@@ -607,7 +610,15 @@ impl JournaldSink {
         }
         self.last_try = Instant::now();
         let counters = &*self.counters;
-        let mut deadline = Instant::now() + self.stall;
+        // After a send that waited out the whole stall, retries only probe
+        // (no wait) until journald takes an entry again: a stalled journald
+        // costs the listener one `stall`, not one per retry.
+        let first_wait = if self.stalled {
+            Duration::ZERO
+        } else {
+            self.stall
+        };
+        let mut deadline = Instant::now() + first_wait;
         let mut dropped = None;
         while let Some(len) = self.frames.head_len() {
             let entry = &self.frames.unwritten()[..len];
@@ -615,6 +626,7 @@ impl JournaldSink {
             match r {
                 Ok(()) => {
                     self.frames.advance(len, counters);
+                    self.stalled = false;
                     deadline = Instant::now() + self.stall;
                 }
                 Err(Failure::Never(e)) => {
@@ -624,6 +636,7 @@ impl JournaldSink {
                 }
                 Err(Failure::Later(e)) => {
                     self.failing = true;
+                    self.stalled = e == libc::EAGAIN;
                     self.gone_socket = errno_is_gone(e).then(|| file_id(self.socket_path()));
                     self.note_error(e, when);
                     if when == When::Final {
