@@ -612,8 +612,9 @@ impl JournaldSink {
         let counters = &*self.counters;
         // After a send that waited out the whole stall, retries only probe
         // (no wait) until journald takes an entry again: a stalled journald
-        // costs the listener one `stall`, not one per retry.
-        let first_wait = if self.stalled {
+        // costs the listener one `stall`, not one per retry. A flush, the
+        // last chance of what is held, waits the whole stall again.
+        let first_wait = if self.stalled && when != When::Final {
             Duration::ZERO
         } else {
             self.stall

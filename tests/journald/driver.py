@@ -3,6 +3,7 @@
 
     driver.py fields  PROGRAM   every field of every entry checked on arrival
     driver.py restart PROGRAM   journald stopped and restarted mid-stream
+    driver.py pause   PROGRAM   journald paused (SIGSTOP) and resumed mid-stream
     driver.py example PROGRAM   c_examples/journald against its own journald
 
 Each run starts `/lib/systemd/systemd-journald NAME` with a NAME of its own
@@ -80,6 +81,7 @@ class Journald:
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.proc.send_signal(signal.SIGCONT)  # a paused journald cannot end
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
@@ -192,89 +194,141 @@ def mode_fields(jd, prog, work):
     note(f"{len(got)} entries, every field checked (largest MESSAGE {sizes[-1]} bytes)")
 
 
-def mode_restart(jd, prog, work):
-    cmd = [prog, "restart", jd.socket]
-    note("$ " + " ".join(cmd))
-    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
-    sel = selectors.DefaultSelector()
-    sel.register(child.stdout, selectors.EVENT_READ)
-    buf = b""
-    end = time.monotonic() + 120
+class Interactive:
+    """A test program driven step by step: it prints `@waiting STEP` and
+    reads STEP back once the driver has done it."""
 
-    def next_line():
-        nonlocal buf
-        while b"\n" not in buf:
-            left = end - time.monotonic()
-            if left <= 0 or not sel.select(timeout=left):
-                child.kill()
-                fail("test_journald restart: no output in time")
-            chunk = os.read(child.stdout.fileno(), 4096)
+    def __init__(self, cmd):
+        note("$ " + " ".join(cmd))
+        self.child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.child.stdout, selectors.EVENT_READ)
+        self.buf = b""
+        self.end = time.monotonic() + 120
+        self.lines = []
+
+    def next_line(self):
+        while b"\n" not in self.buf:
+            left = self.end - time.monotonic()
+            if left <= 0 or not self.sel.select(timeout=left):
+                self.child.kill()
+                fail(f"{self.child.args[0]}: no output in time")
+            chunk = os.read(self.child.stdout.fileno(), 4096)
             if not chunk:
                 return None
-            buf += chunk
-        line, buf = buf.split(b"\n", 1)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
         text = line.decode(errors="replace")
         print(text, flush=True)
+        self.lines.append(text)
         return text
 
-    def by_ident():
-        got = {}
-        for e in jd.entries(child.pid):
-            got.setdefault(e.get("SYSLOG_IDENTIFIER"), []).append(
-                values(e["MESSAGE"])[0].decode())
-        return got
+    def say(self, step):
+        self.child.stdin.write(step.encode() + b"\n")
+        self.child.stdin.flush()
 
+    def finish(self):
+        try:
+            rc = self.child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            fail("the test program did not exit")
+        if rc != 0:
+            fail(f"the test program exited with {rc}")
+
+    def value(self, key):
+        for line in self.lines:
+            if line.startswith(f"@{key} "):
+                return int(line.split()[1])
+        fail(f"the test program printed no @{key}")
+
+
+def messages_by_ident(jd, pid):
+    got = {}
+    for e in jd.entries(pid):
+        got.setdefault(e.get("SYSLOG_IDENTIFIER"), []).append(values(e["MESSAGE"])[0].decode())
+    return got
+
+
+def wait_for(what, cond, get):
+    dl = time.monotonic() + DEADLINE
     while True:
-        line = next_line()
-        if line is None:
-            break
+        got = get()
+        if cond(got):
+            return got
+        if time.monotonic() > dl:
+            return got
+        time.sleep(0.05)
+
+
+def check_messages(ident, got, msgs):
+    if sorted(got) != sorted(msgs):
+        missing = sorted(set(msgs) - set(got))[:5]
+        extra = sorted(set(got) - set(msgs))[:5]
+        fail(f"{ident}: {len(got)} arrived, {len(msgs)} expected; missing {missing}, "
+             f"unexpected {extra}, duplicates {len(got) - len(set(got))}")
+    if got != msgs:
+        note(f"{ident}: every entry arrived once, but not in order")
+
+
+def phase(name, n, start=0):
+    return [f"restart {name} {i}" for i in range(start, n)]
+
+
+def mode_restart(jd, prog, work):
+    t = Interactive([prog, "restart", jd.socket])
+    pid = t.child.pid
+    while (line := t.next_line()) is not None:
         if line == "@waiting down":
             # Every phase-A entry is in the journal before journald stops:
             # nothing is left unread in its socket to be lost silently.
-            dl = time.monotonic() + DEADLINE
-            while True:
-                got = by_ident()
-                if all(len(got.get(i, [])) >= 200 for i in ("ql-held", "ql-nohold")):
-                    break
-                if time.monotonic() > dl:
-                    fail(f"phase A did not arrive: { {k: len(v) for k, v in got.items()} }")
-                time.sleep(0.05)
+            got = wait_for("phase A", lambda g: all(len(g.get(i, [])) >= 200
+                                                    for i in ("ql-held", "ql-nohold")),
+                           lambda: messages_by_ident(jd, pid))
+            if not all(len(got.get(i, [])) >= 200 for i in ("ql-held", "ql-nohold")):
+                fail(f"phase A did not arrive: { {k: len(v) for k, v in got.items()} }")
             jd.stop()
-            child.stdin.write(b"down\n")
-            child.stdin.flush()
+            t.say("down")
         elif line == "@waiting up":
             jd.start()
-            child.stdin.write(b"up\n")
-            child.stdin.flush()
-    try:
-        rc = child.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        fail("test_journald restart did not exit")
-    if rc != 0:
-        fail(f"test_journald restart exited with {rc}")
-    want = {
-        "ql-held": [f"restart {p} {i}" for p, n in (("A", 200), ("B", 100), ("C", 200))
-                    for i in range(n)],
-        "ql-nohold": [f"restart {p} {i}" for p, n in (("A", 200), ("C", 200)) for i in range(n)],
-    }
-    dl = time.monotonic() + DEADLINE
-    while True:
-        got = by_ident()
-        if all(len(got.get(k, [])) >= len(v) for k, v in want.items()) or time.monotonic() > dl:
-            break
-        time.sleep(0.05)
+            t.say("up")
+    t.finish()
+    want = {"ql-held": phase("A", 200) + phase("B", 100) + phase("C", 200),
+            "ql-nohold": phase("A", 200) + phase("C", 200)}
+    got = wait_for("all", lambda g: all(len(g.get(k, [])) >= len(v) for k, v in want.items()),
+                   lambda: messages_by_ident(jd, pid))
     for ident, msgs in want.items():
-        g = got.get(ident, [])
-        if sorted(g) != sorted(msgs):
-            missing = sorted(set(msgs) - set(g))[:5]
-            extra = sorted(set(g) - set(msgs))[:5]
-            fail(f"{ident}: {len(g)} arrived, {len(msgs)} expected; missing {missing}, "
-                 f"unexpected {extra}, duplicates {len(g) - len(set(g))}")
-        if g != msgs:
-            note(f"{ident}: every entry arrived once, but not in order")
+        check_messages(ident, got.get(ident, []), msgs)
     note("restart: held 500 arrived once each (0 lost), nohold 400 arrived (100 lost, counted)")
+
+
+def mode_pause(jd, prog, work):
+    t = Interactive([prog, "pause", jd.socket])
+    pid = t.child.pid
+    while (line := t.next_line()) is not None:
+        if line == "@waiting paused":
+            got = wait_for("phase A", lambda g: len(g.get("ql-pause", [])) >= 50,
+                           lambda: messages_by_ident(jd, pid))
+            if len(got.get("ql-pause", [])) < 50:
+                fail("phase A did not arrive")
+            jd.proc.send_signal(signal.SIGSTOP)
+            note(f"journald {jd.name} paused (SIGSTOP)")
+            t.say("paused")
+        elif line == "@waiting resumed":
+            jd.proc.send_signal(signal.SIGCONT)
+            note(f"journald {jd.name} resumed (SIGCONT)")
+            t.say("resumed")
+    t.finish()
+    w, total = t.value("paused_written"), t.value("total_written")
+    want = phase("A", 50) + phase("B", w) + phase("C", 50)
+    if len(want) != total:
+        fail(f"written {total}, but A + {w} + C = {len(want)}")
+    got = wait_for("all", lambda g: len(g.get("ql-pause", [])) >= total,
+                   lambda: messages_by_ident(jd, pid)).get("ql-pause", [])
+    check_messages("ql-pause", got, want)
+    note(f"pause: the {total} entries counted written arrived (the {w} written while journald "
+         f"was stopped among them), none of those counted lost")
 
 
 def mode_example(jd, prog, work):
@@ -312,7 +366,7 @@ def mode_example(jd, prog, work):
 
 
 def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("fields", "restart", "example"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("fields", "restart", "pause", "example"):
         sys.exit(__doc__)
     mode, prog = sys.argv[1], os.path.abspath(sys.argv[2])
     if not os.access(JOURNALD, os.X_OK) or shutil.which("journalctl") is None:
@@ -326,7 +380,8 @@ def main():
     jd = Journald(name, work)
     try:
         jd.start()
-        {"fields": mode_fields, "restart": mode_restart, "example": mode_example}[mode](
+        {"fields": mode_fields, "restart": mode_restart, "pause": mode_pause,
+         "example": mode_example}[mode](
             jd, prog, work)
         print(f"journald {mode}: OK", flush=True)
     finally:

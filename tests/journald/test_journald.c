@@ -7,6 +7,8 @@
  *                                        (EXPECT, JSON lines, values hex)
  *   test_journald restart SOCKET         logs while the driver stops and
  *                                        restarts journald (steps on stdin)
+ *   test_journald pause SOCKET           logs while the driver pauses and
+ *                                        resumes journald (SIGSTOP/SIGCONT)
  *   test_journald down                   no journald: ENOENT, ECONNREFUSED,
  *                                        bad options (needs no server)
  *
@@ -380,6 +382,69 @@ static int run_restart(const char *socket_path) {
     return qlt_end();
 }
 
+/* ------------------------------------------------------------ pause */
+
+/*
+ * journald paused (SIGSTOP) mid-stream. Phase A: 50 records arrive. The
+ * driver stops journald. Phase B: 2000 records, then a flush: sends wait
+ * write_timeout_ms (1000) once, then only probe, the flush once more; what fits in journald's
+ * socket queue is written, the rest held within retry_bytes (16 KiB) and
+ * lost at the flush, all within a bound of time. The driver resumes
+ * journald. Phase C: 50 records. Every record counted written arrives
+ * (the driver checks: A, the first W of B, C), every other one is lost.
+ */
+static int run_pause(const char *socket_path) {
+    qlt_begin("test_journald pause");
+    enum { A = 50, B = 2000, C = 50 };
+    ql_journald_options o = ql_journald_options_default();
+    o.socket_path = socket_path;
+    o.identifier = "ql-pause";
+    o.write_timeout_ms = 1000;
+    o.retry_bytes = 16 * 1024;
+    ql_handler h;
+    CHECK_EQ_STATUS(ql_journald_handler(&o, &h), QL_OK);
+    ql_queue *q;
+    CHECK_EQ_STATUS(ql_queue_new(1024, &q), QL_OK);
+    ql_listener *l;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l), QL_OK);
+    CHECK_EQ_STATUS(ql_start(l), QL_OK);
+    log_range(q, "A", 0, A);
+    CHECK_EQ_STATUS(ql_listener_flush(l, 20000), QL_OK);
+    CHECK_EQ_INT(stats_of(l, 0).sink.written, A);
+    PASS("phase A: %d written", A);
+    step("paused");
+
+    long long t0 = now_usec();
+    log_range(q, "B", 0, B);
+    CHECK_EQ_STATUS(ql_listener_flush(l, 20000), QL_ERR_LOST);
+    long long ms = (now_usec() - t0) / 1000;
+    ql_handler_stats s = stats_of(l, 0);
+    unsigned long long w = s.sink.written - A;
+    CHECK_EQ_INT(s.received, A + B);
+    CHECK_EQ_INT(s.sink.pending, 0);
+    CHECK_EQ_INT(w + s.sink.lost, B);
+    CHECK(s.sink.lost > 0);
+    CHECK_EQ_INT(s.sink.last_errno, EAGAIN);
+    /* One write timeout (1 s) while handling and one in the flush, not one
+     * per record or per batch. */
+    if (ms > 6000) QLT_FAIL("phase B took %lld ms", ms);
+    PASS("phase B (journald stopped): %llu written, %llu lost (EAGAIN), %lld ms", w,
+         (unsigned long long)s.sink.lost, ms);
+    printf("@paused_written %llu\n", w);
+    step("resumed");
+
+    log_range(q, "C", 0, C);
+    CHECK_EQ_STATUS(ql_stop(l), QL_OK);
+    ql_handler_stats e = stats_of(l, 0);
+    CHECK_EQ_INT(e.sink.written, A + w + C);
+    CHECK_EQ_INT(e.sink.lost, s.sink.lost);
+    PASS("phase C (resumed): %d more written", C);
+    printf("@total_written %llu\n", (unsigned long long)e.sink.written);
+    CHECK_EQ_STATUS(ql_listener_free(l), QL_OK);
+    ql_queue_free(q);
+    return qlt_end();
+}
+
 /* ------------------------------------------------------------ down */
 
 /* Logs `count` records through one handler on `socket_path`, stops, and
@@ -479,7 +544,8 @@ static int run_down(void) {
         char buf[512];
         while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) got++;
         CHECK_EQ_INT(got, s.sink.written);
-        /* One write timeout (100 ms), not one per retry or batch. */
+        /* One write timeout (100 ms) while handling and one in the stop's
+         * flush, not one per retry or batch. */
         if (ms > 1500) QLT_FAIL("stalled reader: %lld ms", ms);
         PASS("stalled reader: %llu written (all %d in its queue), %llu lost, EAGAIN, %lld ms",
              (unsigned long long)s.sink.written, got, (unsigned long long)s.sink.lost, ms);
@@ -521,7 +587,8 @@ static int run_down(void) {
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "fields") == 0) return run_fields(argv[2], argv[3]);
     if (argc == 3 && strcmp(argv[1], "restart") == 0) return run_restart(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "pause") == 0) return run_pause(argv[2]);
     if (argc == 2 && strcmp(argv[1], "down") == 0) return run_down();
-    fprintf(stderr, "usage: test_journald fields SOCKET EXPECT | restart SOCKET | down\n");
+    fprintf(stderr, "usage: test_journald fields SOCKET EXPECT | restart SOCKET | pause SOCKET | down\n");
     return 2;
 }
