@@ -239,6 +239,7 @@ def run_journald(a):
                     s.close()
             cmd = [os.path.join(BUILD, "bench", "ql_bench"), "--journald-only", "--reps", "1",
                    "--journald-socket", sock, "--journald-records", str(a.journald_records)]
+            cmd += ["--journald-raw-first"] if rep % 2 else []
             commands.append(shlex.join(cmd))
             log("$ " + commands[-1])
             try:
