@@ -356,7 +356,9 @@ typedef struct ql_journald_options {
   /**
    * How long a send may wait for journald to take an entry (its queue
    * full: journald slow or stopped), without progress, before the entries
-   * are held for a retry (`EAGAIN`). Default 5000. 0 never waits.
+   * are held for a retry (`EAGAIN`). After such a wait, retries only
+   * probe (no wait) until journald takes an entry again; a flush waits
+   * once more. Default 5000. 0 never waits.
    */
   uint32_t write_timeout_ms;
   /**
@@ -1305,7 +1307,8 @@ struct ql_journald_options ql_journald_options_default(void);
  * running: `ENOENT` or `ECONNREFUSED`; its queue full past
  * `write_timeout_ms`: `EAGAIN`) are held within `retry_bytes` and tried
  * again at the end of each batch, at most every 200 ms while records
- * arrive, and at a flush; a restarted journald is reconnected to. A
+ * arrive (at once when a new socket appears at the path), and at a flush;
+ * a restarted journald is reconnected to. A
  * flush (a barrier, a stop, a free) counts what it still cannot send
  * lost. The failing record's `handle` returns the errno. Entries queued in
  * a journald that dies before reading them are lost without anyone

@@ -40,7 +40,9 @@ pub struct ql_journald_options {
     pub facility: i32,
     /// How long a send may wait for journald to take an entry (its queue
     /// full: journald slow or stopped), without progress, before the entries
-    /// are held for a retry (`EAGAIN`). Default 5000. 0 never waits.
+    /// are held for a retry (`EAGAIN`). After such a wait, retries only
+    /// probe (no wait) until journald takes an entry again; a flush waits
+    /// once more. Default 5000. 0 never waits.
     pub write_timeout_ms: u32,
     /// Bytes of entries held for a retry while journald cannot take them
     /// (not running, restarting, full); past it the oldest are dropped and
@@ -100,7 +102,8 @@ unsafe fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
 /// running: `ENOENT` or `ECONNREFUSED`; its queue full past
 /// `write_timeout_ms`: `EAGAIN`) are held within `retry_bytes` and tried
 /// again at the end of each batch, at most every 200 ms while records
-/// arrive, and at a flush; a restarted journald is reconnected to. A
+/// arrive (at once when a new socket appears at the path), and at a flush;
+/// a restarted journald is reconnected to. A
 /// flush (a barrier, a stop, a free) counts what it still cannot send
 /// lost. The failing record's `handle` returns the errno. Entries queued in
 /// a journald that dies before reading them are lost without anyone
