@@ -840,11 +840,27 @@ mod tests {
         s
     }
 
-    fn tempdir(tag: &str) -> std::path::PathBuf {
+    /// A private directory, removed when dropped (a failing test too).
+    struct TempDir(std::path::PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn tempdir(tag: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!("ql-jd-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        d
+        TempDir(d)
     }
 
     fn sink(dir: &Path, retry_bytes: usize) -> JournaldSink {
@@ -890,7 +906,6 @@ mod tests {
             (c.written, c.lost, c.last_errno),
             (1, 1, libc::ECONNREFUSED)
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn drain(srv: &std::os::unix::net::UnixDatagram) -> usize {
@@ -935,7 +950,6 @@ mod tests {
         assert_eq!(c.written, got as u64);
         assert_eq!(c.written + c.lost, 2000);
         drop(srv);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Receives one datagram and the fd passed with it.
@@ -991,6 +1005,5 @@ mod tests {
         f.read_to_end(&mut content).unwrap();
         assert!(content.starts_with(b"MESSAGE=yyyy"));
         assert_eq!(&content[8..8 + msg.len()], &msg[..]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
