@@ -696,6 +696,13 @@ typedef struct ql_field {
  * `const ql_record *`. It is valid for the duration of the call only;
  * copy what you keep. The library owns it and frees it after `done`; never
  * free or modify it.
+ *
+ * A record a program makes itself and gives to the built-in handlers (on
+ * a queue of its own) must be one the library could have made: text NULL
+ * only with length 0, at most 128 fields, each with a valid key (see
+ * `ql_field`), a `QL_FIELD_*` kind and a string NULL only with length 0.
+ * A built-in handler refuses any other record: it returns `EINVAL` and
+ * counts it received and lost, so nothing forged reaches the output.
  */
 typedef struct ql_record {
   /**

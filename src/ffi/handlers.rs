@@ -267,9 +267,13 @@ unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i3
         let counters = unsafe { &(*ctx.cast_const().cast::<Builtin>()).counters };
         // SAFETY: built-in handlers are documented to take built-in records.
         let parts = unsafe { record.cast::<ql_record>().as_ref() }
+            // More fields than a built-in record holds: not read at all.
+            .filter(|r| r.field_count <= super::record::RECORD_FIELDS_MAX)
+            // SAFETY: as above: `fields` NULL or valid for `field_count`.
             .map(|r| (r, unsafe { CFields::from_raw(r.fields, r.field_count) }));
         let Some((record, fields)) = &parts else {
-            // NULL (a `prepare` hook may make it): nothing to write.
+            // NULL (a `prepare` hook may make it), or too many fields:
+            // nothing to write.
             counters.refuse();
             return libc::EINVAL;
         };

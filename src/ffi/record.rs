@@ -46,6 +46,13 @@ const _: () = assert!(QL_MESSAGE_MAX == crate::record::MAX_MESSAGE);
 /// `const ql_record *`. It is valid for the duration of the call only;
 /// copy what you keep. The library owns it and frees it after `done`; never
 /// free or modify it.
+///
+/// A record a program makes itself and gives to the built-in handlers (on
+/// a queue of its own) must be one the library could have made: text NULL
+/// only with length 0, at most 128 fields, each with a valid key (see
+/// `ql_field`), a `QL_FIELD_*` kind and a string NULL only with length 0.
+/// A built-in handler refuses any other record: it returns `EINVAL` and
+/// counts it received and lost, so nothing forged reaches the output.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ql_record {
@@ -270,7 +277,7 @@ fn with_fields<T>(record: &LogRecord, f: impl FnOnce(&[ql_field]) -> T) -> T {
 
 /// The most fields a built-in record holds: a call's and its thread's
 /// context fields.
-const RECORD_FIELDS_MAX: usize = 2 * crate::fields::MAX_FIELDS;
+pub(crate) const RECORD_FIELDS_MAX: usize = 2 * crate::fields::MAX_FIELDS;
 
 fn field_view(record: &LogRecord, i: usize) -> ql_field {
     let (key, text) = record.field_with_nuls(i);
@@ -581,6 +588,11 @@ pub unsafe extern "C" fn ql_log_src(
         };
         if fields.is_null() && field_count > 0 {
             return QL_ERR_NULL;
+        }
+        // Before any field is read: a count past the array (SIZE_MAX) must
+        // not make us read past it.
+        if field_count > QL_FIELDS_MAX {
+            return QL_ERR_INVALID;
         }
         // SAFETY: the caller's promise.
         let fields = unsafe { CFields::from_raw(fields, field_count) };

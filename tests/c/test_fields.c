@@ -259,6 +259,11 @@ static void bad_input_is_refused_whole(void) {
         many[i] = ql_field_int(keys[i], i);
     }
     CHECK_EQ_STATUS(ql_log_fields(q, 20, "a", many, QL_FIELDS_MAX + 1, "m", 1), QL_ERR_INVALID);
+    /* A count past the limit is refused before any field is read (a count
+     * larger than the array must not make the library read past it). */
+    CHECK_EQ_STATUS(ql_log_fields(q, 20, "a", &null_key, QL_FIELDS_MAX + 1, "m", 1),
+                    QL_ERR_INVALID);
+    CHECK_EQ_STATUS(ql_log_fields(q, 20, "a", &good, SIZE_MAX, "m", 1), QL_ERR_INVALID);
     CHECK_EQ_STATUS(ql_log_src(NULL, 20, "a", NULL, &good, 1, "m", 1, NULL), QL_ERR_NULL);
     CHECK_EQ_STATUS(ql_context_set(null_key), QL_ERR_NULL);
     CHECK_EQ_STATUS(ql_context_set(bad_kind), QL_ERR_INVALID);
@@ -492,6 +497,8 @@ static void program_records_with_bad_fields_are_refused(void) {
         }
     }
     bad[BAD].logger = NULL; /* NULL text with a length: refused, not a crash */
+    bad[BAD + 1].fields = good; /* a count no record of the library has: never read */
+    bad[BAD + 1].field_count = SIZE_MAX;
     ql_record ok;
     memset(&ok, 0, sizeof ok);
     ok.level = QL_LEVEL_INFO;
@@ -501,17 +508,17 @@ static void program_records_with_bad_fields_are_refused(void) {
     ok.field_count = 2;
     ok.file = NULL; /* a record made with the old layout in mind */
     ok.file_len = 7;
-    for (int i = 0; i < BAD + 1; i++) qlt_cq_put(&cq, &bad[i]);
+    for (int i = 0; i < BAD + 2; i++) qlt_cq_put(&cq, &bad[i]);
     qlt_cq_put(&cq, &ok);
     CHECK_OK(ql_start(pl));
     CHECK_EQ_STATUS(ql_stop(pl), QL_ERR_LOST);
     for (size_t i = 0; i < 2; i++) {
         ql_handler_stats hs;
         CHECK_OK(ql_listener_handler_stats(pl, i, &hs));
-        CHECK_EQ_INT(hs.received, BAD + 2);
-        CHECK_EQ_INT(hs.errors, BAD + 1);
+        CHECK_EQ_INT(hs.received, BAD + 3);
+        CHECK_EQ_INT(hs.errors, BAD + 2);
         CHECK_EQ_INT(hs.sink.written, 1);
-        CHECK_EQ_INT(hs.sink.lost, BAD + 1);
+        CHECK_EQ_INT(hs.sink.lost, BAD + 2);
         CHECK_EQ_INT(hs.sink.pending, 0);
     }
     CHECK_OK(ql_listener_free(pl));
@@ -537,7 +544,7 @@ static void program_records_with_bad_fields_are_refused(void) {
     snprintf(cmd, sizeof cmd, "python3 %s %s %s", script, json, logfmt);
     CHECK(system(cmd) == 0);
     PASS("records a program made, with a forging key (quote, newline, empty, NULL, 33 bytes), "
-         "an unknown kind or NULL text with a length: refused by the JSON and logfmt handlers "
+         "an unknown kind, NULL text with a length or SIZE_MAX fields: refused by the JSON and logfmt handlers "
          "(EINVAL, received = written + lost, QL_ERR_LOST), no crash; the valid record is one "
          "valid line each");
 }
