@@ -261,6 +261,11 @@ unsafe fn text_or_empty<'a>(text: *const c_char, len: usize) -> &'a [u8] {
 const PANICKED: i32 = -1;
 
 unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i32 {
+    if record.is_null() {
+        // A `prepare` hook may make it: nothing to write, and not counted
+        // in the handler's account (a filter, not a loss).
+        return libc::EINVAL;
+    }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: ctx is the `Builtin` this handler was made with (a shared
         // reference, as in `Builtin::lines`).
@@ -272,8 +277,7 @@ unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i3
             // SAFETY: as above: `fields` NULL or valid for `field_count`.
             .map(|r| (r, unsafe { CFields::from_raw(r.fields, r.field_count) }));
         let Some((record, fields)) = &parts else {
-            // NULL (a `prepare` hook may make it), or too many fields:
-            // nothing to write.
+            // Too many fields: nothing to write.
             counters.refuse();
             return libc::EINVAL;
         };
