@@ -748,6 +748,13 @@ typedef struct ql_field {
  * `const ql_record *`. It is valid for the duration of the call only;
  * copy what you keep. The library owns it and frees it after `done`; never
  * free or modify it.
+ *
+ * A record a program makes itself and gives to the built-in handlers (on
+ * a queue of its own) must be one the library could have made: text NULL
+ * only with length 0, at most 128 fields, each with a valid key (see
+ * `ql_field`), a `QL_FIELD_*` kind and a string NULL only with length 0.
+ * A built-in handler refuses any other record: it returns `EINVAL` and
+ * counts it received and lost, so nothing forged reaches the output.
  */
 typedef struct ql_record {
   /**
@@ -1873,7 +1880,10 @@ ql_status ql_log_src(const struct ql_queue *queue,
  *
  * `QL_ERR_NULL` for a NULL key or a NULL string with a nonzero length;
  * `QL_ERR_INVALID` for a bad key or kind (see `ql_log_src`), or a new key
- * when the thread already holds `QL_FIELDS_MAX` context fields. The
+ * when the thread already holds `QL_FIELDS_MAX` context fields;
+ * `QL_ERR_UNSUPPORTED` when the thread is exiting and its context is
+ * already destroyed (a pthread key destructor, an `atexit` handler):
+ * nothing is set, and records it logs from there carry no context. The
  * calling thread only; the fields are freed when the thread exits.
  *
  * # Safety
@@ -1884,7 +1894,8 @@ ql_status ql_context_set(struct ql_field field);
 
 /**
  * Removes the calling thread's context field `key`. `QL_OK` when it was
- * there, `QL_ERR_EMPTY` when it was not, `QL_ERR_NULL` for a NULL key.
+ * there, `QL_ERR_EMPTY` when it was not (also when the thread is exiting
+ * and its context is already destroyed), `QL_ERR_NULL` for a NULL key.
  *
  * # Safety
  * `key` must be NULL or NUL-terminated.
@@ -1892,7 +1903,8 @@ ql_status ql_context_set(struct ql_field field);
 ql_status ql_context_remove(const char *key);
 
 /**
- * Removes every context field of the calling thread.
+ * Removes every context field of the calling thread (nothing to do when
+ * the thread is exiting and its context is already destroyed).
  */
 void ql_context_clear(void);
 
@@ -2051,12 +2063,18 @@ static inline ql_status ql_logf_at(const ql_queue *queue, int32_t level, const c
  * Call-site macros: QL_INFO(queue, logger, format, ...) logs a printf-style
  * message with the file, line and function of the call. The level threshold
  * (ql_queue_set_level) is checked first: below it, the format arguments are
- * never evaluated. Each evaluates `queue` and `level` twice: pass plain
- * expressions. Each is an expression of type ql_status.
+ * never evaluated. A NULL queue gives QL_ERR_NULL, as ql_logf does. Each
+ * evaluates `queue` and `level` twice: pass plain expressions. Each is an
+ * expression of type ql_status.
  * QL_LOG_FIELDS adds `field_count` fields from the array `fields`.
  */
-#define QL_LOG_FIELDS(queue, level, logger, fields, field_count, ...)                       (ql_queue_enabled((queue), (level))                                                      ? ql_logf_at((queue), (level), (logger), __FILE__, (uint32_t)__LINE__, __func__,    (fields), (field_count), __VA_ARGS__)                                  : QL_OK)
-#define QL_LOG(queue, level, logger, ...) QL_LOG_FIELDS(queue, level, logger, NULL, 0, __VA_ARGS__)
+#define QL_LOG_FIELDS(queue, level, logger, fields, field_count, ...)                       \
+  (ql_queue_enabled((queue), (level))                                                      \
+       ? ql_logf_at((queue), (level), (logger), __FILE__, (uint32_t)__LINE__, __func__,    \
+                    (fields), (field_count), __VA_ARGS__)                                  \
+       : ((queue) == NULL ? QL_ERR_NULL : QL_OK))
+#define QL_LOG(queue, level, logger, ...) \
+  QL_LOG_FIELDS(queue, level, logger, NULL, 0, __VA_ARGS__)
 #define QL_DEBUG(queue, logger, ...) QL_LOG(queue, QL_LEVEL_DEBUG, logger, __VA_ARGS__)
 #define QL_INFO(queue, logger, ...) QL_LOG(queue, QL_LEVEL_INFO, logger, __VA_ARGS__)
 #define QL_WARNING(queue, logger, ...) QL_LOG(queue, QL_LEVEL_WARNING, logger, __VA_ARGS__)

@@ -91,6 +91,10 @@ pub enum FieldError {
     BadKey,
     /// More than [`MAX_FIELDS`] fields.
     TooMany,
+    /// The calling thread is exiting: its thread-locals (the context with
+    /// them) are already destroyed, as in a pthread key destructor or an
+    /// `atexit` handler.
+    Exiting,
 }
 
 /// Checks fields given with one call.
@@ -168,12 +172,13 @@ thread_local! {
 
 /// Binds `field` to every record the calling thread logs from now on,
 /// replacing the value of a context field with the same key (which keeps
-/// its place). `Err` for a bad key, or a new key past [`MAX_FIELDS`].
+/// its place). `Err` for a bad key, a new key past [`MAX_FIELDS`], or a
+/// thread whose context is already destroyed.
 pub fn context_set(field: Field) -> Result<(), FieldError> {
     if !valid_key(field.key) {
         return Err(FieldError::BadKey);
     }
-    CONTEXT.with(|c| {
+    let set = CONTEXT.try_with(|c| {
         let mut c = c.borrow_mut();
         if let Some(old) = c.0.iter_mut().find(|o| *o.key == *field.key) {
             *old = Owned::of(field);
@@ -184,28 +189,33 @@ pub fn context_set(field: Field) -> Result<(), FieldError> {
         }
         c.0.push(Owned::of(field));
         Ok(())
-    })
+    });
+    set.unwrap_or(Err(FieldError::Exiting))
 }
 
 /// Removes the calling thread's context field `key`; false when it had
-/// none.
+/// none (also once its context is destroyed, at thread exit).
 pub fn context_remove(key: &[u8]) -> bool {
-    CONTEXT.with(|c| {
-        let mut c = c.borrow_mut();
-        let before = c.0.len();
-        c.0.retain(|o| *o.key != *key);
-        c.0.len() != before
-    })
+    CONTEXT
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let before = c.0.len();
+            c.0.retain(|o| *o.key != *key);
+            c.0.len() != before
+        })
+        .unwrap_or(false)
 }
 
-/// Removes all of the calling thread's context fields.
+/// Removes all of the calling thread's context fields (nothing to do once
+/// its context is destroyed, at thread exit).
 pub fn context_clear() {
-    CONTEXT.with(|c| c.borrow_mut().0.clear());
+    let _ = CONTEXT.try_with(|c| c.borrow_mut().0.clear());
 }
 
-/// How many context fields the calling thread holds.
+/// How many context fields the calling thread holds (0 once its context is
+/// destroyed).
 pub fn context_len() -> usize {
-    CONTEXT.with(|c| c.borrow().0.len())
+    CONTEXT.try_with(|c| c.borrow().0.len()).unwrap_or(0)
 }
 
 /// Calls `f` with the calling thread's context fields. At thread exit
