@@ -189,11 +189,13 @@ int main(void) {
     ql_queue_free(q);
     CHECK(t.bytes > 0);
     qlt_latch_destroy(&hold);
-    /* Per record: none. A rare one-off allocation inside the channel's
-     * wait machinery (a first wait in a new situation) may still show up,
-     * independent of how many records go through; 50000 records that cost
-     * even one allocation each would give 50000. */
-    if (steady > 4) QLT_FAIL("50000 short records after warm-up cost %ld allocations", steady);
+    /* Per record: none. A rare allocation when the listener thread goes to
+     * sleep on the empty queue (crossbeam's blocking wait registers the
+     * thread with the channel, seen in backtraces: monitor -> dequeue_idle
+     * -> take_slow -> Vec::push) shows up a few times in a run, more often
+     * on a loaded machine, whatever the number of records: 50000 records
+     * that cost even one allocation each would give 50000. */
+    if (steady > 50) QLT_FAIL("50000 short records after warm-up cost %ld allocations", steady);
     CHECK(long_message >= 1);
     ql_context_clear();
     PASS("after a warm-up that allocated %ld times, 50000 short records (ql_log, ql_logf, "
