@@ -26,9 +26,11 @@ use std::time::Duration;
 pub mod file;
 pub mod format;
 pub mod frames;
+pub mod net;
 pub mod stream;
 pub mod structured;
 pub mod sys;
+pub mod syslog;
 
 pub use format::{color_wanted, LocalClock, Pattern, RecordView, Style, DEFAULT_PATTERN};
 pub use frames::{Counters, Frames, SinkCounts};
