@@ -364,12 +364,14 @@ impl Sender {
                         self.connected_once = true;
                         // RELP: everything sent on the lost connection and
                         // not acknowledged goes again.
-                        let resent = self.items.iter().filter(|i| i.txnr != 0).count() as u64;
-                        add(&self.counters.resent, resent);
-                        for i in &mut self.items {
+                        // (Items acknowledged, or refused, wait only for
+                        // older ones to be acknowledged: they stay done.)
+                        let mut resent = 0;
+                        for i in self.items.iter_mut().filter(|i| !i.acked) {
+                            resent += u64::from(i.txnr != 0);
                             i.txnr = 0;
-                            i.acked = false;
                         }
+                        add(&self.counters.resent, resent);
                     }
                     Err(Fail::Stopped) => break,
                     Err(Fail::Errno(e)) => {
@@ -910,7 +912,7 @@ impl Sender {
         let r = (|| {
             // Send every item not sent yet (the window is the batch).
             self.wbuf.clear();
-            for item in self.items.iter_mut().filter(|i| i.txnr == 0) {
+            for item in self.items.iter_mut().filter(|i| i.txnr == 0 && !i.acked) {
                 item.txnr = relp.next_txnr;
                 relp.next_txnr = if relp.next_txnr >= 999_999_999 {
                     1
@@ -946,7 +948,9 @@ impl Sender {
             while let Some((txnr, command, data)) = relp.frame()? {
                 match command.as_str() {
                     "rsp" => {
-                        if let Some(item) = self.items.iter_mut().find(|i| i.txnr == txnr) {
+                        if let Some(item) =
+                            self.items.iter_mut().find(|i| i.txnr == txnr && !i.acked)
+                        {
                             if data.starts_with(b"200") {
                                 item.acked = true;
                             } else {
@@ -983,7 +987,11 @@ impl Sender {
                 }
                 add(&self.counters.written, done as u64);
                 lock(&self.shared).inflight = self.items.len();
-                relp.oldest_sent = self.items.iter().any(|i| i.txnr != 0).then(Instant::now);
+                relp.oldest_sent = self
+                    .items
+                    .iter()
+                    .any(|i| i.txnr != 0 && !i.acked)
+                    .then(Instant::now);
             }
             if let Some(t) = relp.oldest_sent {
                 if t.elapsed() >= timeout {
@@ -1033,11 +1041,10 @@ impl Relp {
         let mut fields = Vec::new();
         let mut start = 0;
         // TXNR, COMMAND, DATALEN.
-        for i in 0..input.len() {
+        for (i, &b) in input.iter().enumerate() {
             if fields.len() == 3 {
                 break;
             }
-            let b = input[i];
             if b == b' ' || b == b'\n' {
                 fields.push((start, i));
                 start = i + 1;
