@@ -15,6 +15,8 @@
  *
  * What is in it:
  *   ql::error            an exception carrying a ql_status; ql::check() throws it
+ *   ql::field            a structured field for queue::log: {"user", name}, {"n", 42}
+ *   ql::scoped_context   a context field for a scope (ql_context_set / remove)
  *   ql::queue            owns a built-in ql_queue (move-only)
  *   ql::queue_interface  base class for plugging in the program's own queue
  *   ql::handler          a handler made from a callable, or wrapping a ql_handler
@@ -28,6 +30,9 @@
  * QL_ERR_TIMEOUT, QL_ERR_WOULD_DEADLOCK) in queue::log / logf / put, a
  * deadline that passed in listener::stop(ms) / flush(ms), and a full queue
  * in listener::enqueue_sentinel(). Destructors never throw.
+ *
+ * Source location: the C macros QL_INFO(q.native(), "logger", "format", ...)
+ * (QL_DEBUG ... QL_CRITICAL, QL_LOG, QL_LOG_FIELDS) work in C++ too.
  *
  * No exception ever crosses into the library. Each callback the library
  * calls (handlers, queue_interface methods) runs inside a `catch (...)`:
@@ -83,6 +88,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -141,6 +147,81 @@ inline uint64_t to_ms(std::chrono::milliseconds timeout) noexcept {
 
 }  // namespace detail
 
+// ------------------------------------------------------------------- field
+
+/**
+ * One structured field, for queue::log: a key (1 to QL_FIELD_KEY_MAX bytes
+ * of ASCII letters, digits, '_', '.' and '-'; a string literal, or any
+ * C string that outlives the call) and a value of any natural type:
+ *
+ *   q.log(QL_LEVEL_INFO, "app.http", "request done",
+ *         {{"path", path}, {"status", 200}, {"ms", 12.5}, {"cached", false}});
+ *
+ * Strings (std::string, std::string_view, const char *) are borrowed until
+ * the call returns (the library copies them); signed integers become
+ * QL_FIELD_INT, unsigned QL_FIELD_UINT, floating point QL_FIELD_DOUBLE,
+ * bool QL_FIELD_BOOL.
+ */
+class field {
+public:
+    field(const char *key, std::string_view value) noexcept
+        : f_(ql_field_strn(key, value.data(), value.size())) {}
+    field(const char *key, const char *value) noexcept : f_(ql_field_str(key, value)) {}
+    field(const char *key, const std::string &value) noexcept
+        : f_(ql_field_strn(key, value.data(), value.size())) {}
+    field(const char *key, bool value) noexcept : f_(ql_field_bool(key, value)) {}
+    template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
+    field(const char *key, T value) noexcept
+        : f_(std::is_signed_v<T> ? ql_field_int(key, static_cast<int64_t>(value))
+                                 : ql_field_uint(key, static_cast<uint64_t>(value))) {}
+    template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
+    field(const char *key, T value) noexcept : f_(ql_field_double(key, static_cast<double>(value))) {}
+
+    /** The C field. */
+    const ql_field &native() const noexcept { return f_; }
+
+private:
+    ql_field f_;
+};
+
+/**
+ * Binds a context field to every record the calling thread logs (see
+ * ql_context_set): a copy is made now. Throws ql::error(QL_ERR_INVALID) for
+ * a bad key, or a new key past QL_FIELDS_MAX context fields.
+ */
+inline void context_set(const field &f) { check(ql_context_set(f.native()), "ql_context_set"); }
+
+/** Removes the calling thread's context field `key`; false when it had none. */
+inline bool context_remove(const char *key) {
+    ql_status status = ql_context_remove(key);
+    if (status == QL_ERR_EMPTY) return false;
+    check(status, "ql_context_remove");
+    return true;
+}
+
+/** Removes all of the calling thread's context fields. */
+inline void context_clear() noexcept { ql_context_clear(); }
+
+/**
+ * A context field for a scope: set by the constructor, removed by the
+ * destructor (on the same thread). The key is removed, not restored: nest
+ * scopes with different keys.
+ *
+ *   ql::scoped_context request{{"request_id", id}};
+ */
+class scoped_context {
+public:
+    explicit scoped_context(const field &f) : key_(f.native().key == nullptr ? "" : f.native().key) {
+        context_set(f);
+    }
+    ~scoped_context() { ql_context_remove(key_.c_str()); }
+    scoped_context(const scoped_context &) = delete;
+    scoped_context &operator=(const scoped_context &) = delete;
+
+private:
+    std::string key_;
+};
+
 // ------------------------------------------------------------------- queue
 
 /**
@@ -184,6 +265,23 @@ public:
      * dropped and counted in stats().dropped). Throws ql::error otherwise.
      */
     bool log(int level, std::string_view logger, std::string_view msg, void *user = nullptr) const {
+        return log(level, logger, msg, {}, user);
+    }
+
+    /**
+     * log() with structured fields (at most QL_FIELDS_MAX), each copied:
+     *
+     *   q.log(QL_LEVEL_INFO, "app", "login", {{"user", name}, {"attempt", 3}});
+     *
+     * The calling thread's context fields are added after them. A bad key
+     * throws ql::error(QL_ERR_INVALID). Otherwise returns as log().
+     */
+    bool log(int level, std::string_view logger, std::string_view msg,
+             std::initializer_list<field> fields, void *user = nullptr) const {
+        if (fields.size() > QL_FIELDS_MAX) throw error(QL_ERR_INVALID, "ql_log_src");
+        ql_field array[QL_FIELDS_MAX > 0 ? QL_FIELDS_MAX : 1];
+        size_t n = 0;
+        for (const field &f : fields) array[n++] = f.native();
         char small[128];
         std::string large;
         const char *name = nullptr;
@@ -197,9 +295,9 @@ public:
                 name = large.c_str();
             }
         }
-        return detail::queued(ql_log_user(q_, static_cast<int32_t>(level), name, msg.data(),
-                                          msg.size(), user),
-                              "ql_log_user");
+        return detail::queued(ql_log_src(q_, static_cast<int32_t>(level), name, nullptr,
+                                         n == 0 ? nullptr : array, n, msg.data(), msg.size(), user),
+                              "ql_log_src");
     }
 
     /**

@@ -235,16 +235,19 @@ impl FieldList for CFields<'_> {
 
 /// Calls `f` with C views of the record's fields (on the stack for up to 16).
 fn with_fields<T>(record: &LogRecord, f: impl FnOnce(&[ql_field]) -> T) -> T {
-    let n = record.count();
-    if n <= 16 {
-        let mut stack = [EMPTY_FIELD; 16];
-        for (i, slot) in stack[..n].iter_mut().enumerate() {
-            *slot = field_view(record, i);
+    match record.count() {
+        0 => f(&[]),
+        n @ 1..=16 => {
+            let mut stack = [EMPTY_FIELD; 16];
+            for (i, slot) in stack[..n].iter_mut().enumerate() {
+                *slot = field_view(record, i);
+            }
+            f(&stack[..n])
         }
-        f(&stack[..n])
-    } else {
-        let heap: Vec<ql_field> = (0..n).map(|i| field_view(record, i)).collect();
-        f(&heap)
+        n => {
+            let heap: Vec<ql_field> = (0..n).map(|i| field_view(record, i)).collect();
+            f(&heap)
+        }
     }
 }
 

@@ -62,6 +62,10 @@ enum Piece {
     Thread,
     Logger,
     Message,
+    File,
+    Line,
+    Func,
+    Fields,
 }
 
 /// A compiled line pattern.
@@ -69,7 +73,11 @@ enum Piece {
 /// Fields: `{time}` (local time, ISO 8601 with milliseconds and UTC offset:
 /// `2026-11-24T21:31:05.123+01:00`), `{level}` (Python's level name, or
 /// `Level N`), `{levelno}`, `{thread}` (the thread id), `{logger}`,
-/// `{message}`. `{{` and `}}` write braces. A line ends with `\n`.
+/// `{message}`, `{file}`, `{line}`, `{func}` (the source location: empty
+/// and 0 when the call gave none), `{fields}` (the record's fields as
+/// logfmt pairs `key=value key2="two words"`, separated by spaces, empty
+/// when there are none; escaped by logfmt's rules even when `raw`). `{{`
+/// and `}}` write braces. A line ends with `\n`.
 #[derive(Debug, Clone)]
 pub struct Pattern {
     pieces: Vec<Piece>,
@@ -140,6 +148,10 @@ impl Pattern {
                     "thread" => Piece::Thread,
                     "logger" => Piece::Logger,
                     "message" => Piece::Message,
+                    "file" => Piece::File,
+                    "line" => Piece::Line,
+                    "func" => Piece::Func,
+                    "fields" => Piece::Fields,
                     other => return Err(format!("unknown field {{{other}}}")),
                 };
                 if !text.is_empty() {
@@ -224,6 +236,12 @@ impl Pattern {
                 }
                 Piece::Logger => self.text(record.logger, out),
                 Piece::Message => self.text(record.message, out),
+                Piece::File => self.text(record.file, out),
+                Piece::Line => {
+                    let _ = write!(out, "{}", record.line);
+                }
+                Piece::Func => self.text(record.func, out),
+                Piece::Fields => super::structured::logfmt_fields(record.fields, out),
             }
         }
         out.push(b'\n');

@@ -1202,6 +1202,97 @@ mod tests {
         assert!(r.frame().is_err());
     }
 
+    use crate::output::syslog::Rfc;
+    use crate::record::LogRecord;
+
+    fn sink(port: u16, buffer_bytes: usize, flush_ms: u64) -> (SyslogSink, Arc<Counters>) {
+        let format = SyslogFormat {
+            rfc: Rfc::R5424,
+            facility: 1,
+            hostname: "h".into(),
+            app_name: "a".into(),
+            procid: "1".into(),
+            msgid: "-".into(),
+            omit_hostname: false,
+            max_len: 8192,
+        };
+        let options = NetOptions {
+            transport: Transport::Tcp("127.0.0.1".into(), port),
+            buffer_bytes,
+            timeout: Duration::from_secs(5),
+            flush_timeout: Duration::from_millis(flush_ms),
+            backoff_max: Duration::from_millis(200),
+            relp_window: 8,
+        };
+        let counters = Arc::new(Counters::default());
+        let s = SyslogSink::new(format, options, Arc::clone(&counters)).unwrap();
+        (s, counters)
+    }
+
+    fn load(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn tcp_frames_are_octet_counted_and_counted_written() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (mut s, c) = sink(port, 1 << 20, 5000);
+        for m in ["one", "two\nlines", "three"] {
+            let r = LogRecord::new(20, b"app", m.as_bytes(), 0);
+            s.handle(&(&r).into()).unwrap();
+        }
+        let (mut conn, _) = server.accept().unwrap();
+        s.flush();
+        assert_eq!(load(&c.written), 3);
+        drop(s);
+        let mut all = Vec::new();
+        conn.read_to_end(&mut all).unwrap();
+        let mut msgs = Vec::new();
+        let mut rest = &all[..];
+        while !rest.is_empty() {
+            let sp = rest.iter().position(|&b| b == b' ').unwrap();
+            let len: usize = std::str::from_utf8(&rest[..sp]).unwrap().parse().unwrap();
+            msgs.push(String::from_utf8(rest[sp + 1..sp + 1 + len].to_vec()).unwrap());
+            rest = &rest[sp + 1 + len..];
+        }
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[1].ends_with("] two\\nlines"), "{}", msgs[1]);
+        assert!(msgs.iter().all(|m| m.starts_with("<14>1 ")));
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_oldest_and_a_drop_counts_the_rest() {
+        // A port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (mut s, c) = sink(port, 1000, 0);
+        let msg = [b'x'; 100];
+        for _ in 0..50 {
+            let r = LogRecord::new(20, b"app", &msg, 0);
+            s.handle(&(&r).into()).unwrap();
+        }
+        let received = load(&c.received);
+        let lost = load(&c.lost);
+        assert_eq!(received, 50);
+        // At most 1000 bytes queued; the sender holds at most one batch
+        // besides (taken while the queue was still short).
+        let held = {
+            let st = lock(&s.shared);
+            assert!(st.bytes <= 1000);
+            st.queue.len() as u64 + st.inflight as u64
+        };
+        assert!(lost >= 1, "lost {lost}");
+        assert_eq!(received, lost + held);
+        let t = Instant::now();
+        drop(s);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(load(&c.lost), 50);
+        assert_eq!(load(&c.written), 0);
+    }
+
     #[test]
     fn decimal_lengths() {
         assert_eq!(

@@ -2,7 +2,12 @@
 //!
 //! JSON (RFC 8259): one object per line, keys `time` (RFC 3339, local time
 //! with microseconds and offset), `level` (name), `levelno`, `thread`,
-//! `logger`, `message`. Strings are valid UTF-8 whatever the record holds:
+//! `logger`, `message`, then `file`, `line`, `func` when the record has a
+//! source location, then the record's fields, each as a key of its own.
+//! A field never collides with those fixed keys: a field key that is a
+//! fixed key, or that starts with `_`, is written with one more `_` in
+//! front (`message` becomes `_message`, `_x` becomes `__x`), a rule that is
+//! one-to-one. Strings are valid UTF-8 whatever the record holds:
 //! `"`, `\` and every control character are escaped (`\n`, `\r`, `\t`,
 //! `\b`, `\f`, else `\u00XX`, DEL included), U+2028 and U+2029 are written
 //! `\u2028` / `\u2029` (JavaScript readers), and each byte that is not part
@@ -10,7 +15,8 @@
 //! bytes are not recoverable from JSON text).
 //!
 //! logfmt: `time=... level=WARNING levelno=30 thread=4242 logger=app.db
-//! msg="disk at 91%"`. A value is written bare when it is non-empty and
+//! msg="disk at 91%"`, then `file=`, `line=`, `func=` when known, then the
+//! fields, renamed by the same rule against logfmt's fixed keys. A value is written bare when it is non-empty and
 //! holds only printable ASCII other than space, `"` and `=`, else quoted,
 //! with `\"`, `\\`, `\n`, `\r`, `\t` and `\xHH` for other control bytes and
 //! for bytes that are not valid UTF-8.
@@ -18,6 +24,7 @@
 use std::io::Write;
 
 use super::format::{LocalClock, RecordView};
+use crate::fields::{self, FieldList, Value};
 use crate::record::level_name;
 
 fn level_into(level: i32, out: &mut Vec<u8>) {
@@ -105,7 +112,96 @@ pub fn json_line(clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8>)
     json_string_into(record.logger, out);
     out.extend_from_slice(b"\",\"message\":\"");
     json_string_into(record.message, out);
-    out.extend_from_slice(b"\"}\n");
+    out.push(b'"');
+    if has_source(record) {
+        out.extend_from_slice(b",\"file\":\"");
+        json_string_into(record.file, out);
+        let _ = write!(out, "\",\"line\":{},\"func\":\"", record.line);
+        json_string_into(record.func, out);
+        out.push(b'"');
+    }
+    for f in fields::iter(record.fields) {
+        out.extend_from_slice(b",\"");
+        field_key(f.key, JSON_KEYS, out);
+        out.extend_from_slice(b"\":");
+        match f.value {
+            Value::Str(s) => {
+                out.push(b'"');
+                json_string_into(s, out);
+                out.push(b'"');
+            }
+            Value::Double(d) if !d.is_finite() => {
+                let name: &[u8] = match d {
+                    d if d.is_nan() => b"\"NaN\"",
+                    d if d > 0.0 => b"\"Infinity\"",
+                    _ => b"\"-Infinity\"",
+                };
+                out.extend_from_slice(name);
+            }
+            v => number_into(v, out),
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// The keys a JSON line always has (and `file`, `line`, `func`).
+const JSON_KEYS: &[&[u8]] = &[
+    b"time", b"level", b"levelno", b"thread", b"logger", b"message", b"file", b"line", b"func",
+];
+
+/// The keys a logfmt line always has (and `file`, `line`, `func`).
+const LOGFMT_KEYS: &[&[u8]] = &[
+    b"time", b"level", b"levelno", b"thread", b"logger", b"msg", b"file", b"line", b"func",
+];
+
+fn has_source(record: &RecordView) -> bool {
+    !record.file.is_empty() || record.line != 0 || !record.func.is_empty()
+}
+
+/// Writes a field's key, with one more `_` in front when it is one of
+/// `fixed` or starts with `_` (keys are `[A-Za-z0-9_.-]`: nothing else to
+/// escape).
+fn field_key(key: &[u8], fixed: &[&[u8]], out: &mut Vec<u8>) {
+    if key.first() == Some(&b'_') || fixed.contains(&key) {
+        out.push(b'_');
+    }
+    out.extend_from_slice(key);
+}
+
+/// A number, bool or double as JSON and logfmt both read it: integers in
+/// full, doubles in Rust's shortest round-trip form (`0.1`, `1e300`).
+fn number_into(value: Value, out: &mut Vec<u8>) {
+    let _ = match value {
+        Value::Int(v) => write!(out, "{v}"),
+        Value::Uint(v) => write!(out, "{v}"),
+        Value::Double(v) => write!(out, "{v:?}"),
+        Value::Bool(v) => write!(out, "{v}"),
+        Value::Str(_) => Ok(()),
+    };
+}
+
+/// Appends the fields as logfmt pairs separated by spaces (`{fields}` in a
+/// text pattern): keys as they are.
+pub fn logfmt_fields(list: &dyn FieldList, out: &mut Vec<u8>) {
+    logfmt_pairs(list, &[], false, out);
+}
+
+fn logfmt_pairs(list: &dyn FieldList, fixed: &[&[u8]], leading_space: bool, out: &mut Vec<u8>) {
+    for (i, f) in fields::iter(list).enumerate() {
+        if leading_space || i > 0 {
+            out.push(b' ');
+        }
+        if fixed.is_empty() {
+            out.extend_from_slice(f.key);
+        } else {
+            field_key(f.key, fixed, out);
+        }
+        out.push(b'=');
+        match f.value {
+            Value::Str(s) => logfmt_value_into(s, out),
+            v => number_into(v, out),
+        }
+    }
 }
 
 /// True when a logfmt value can be written bare.
@@ -162,6 +258,13 @@ pub fn logfmt_line(clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8
     logfmt_value_into(record.logger, out);
     out.extend_from_slice(b" msg=");
     logfmt_value_into(record.message, out);
+    if has_source(record) {
+        out.extend_from_slice(b" file=");
+        logfmt_value_into(record.file, out);
+        let _ = write!(out, " line={} func=", record.line);
+        logfmt_value_into(record.func, out);
+    }
+    logfmt_pairs(record.fields, LOGFMT_KEYS, true, out);
     out.push(b'\n');
 }
 
@@ -219,5 +322,60 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert_eq!(s.matches('\n').count(), 1);
         assert!(s.contains(" level=WARNING levelno=30 thread="), "{s}");
+    }
+
+    #[test]
+    fn fields_become_keys_that_never_collide() {
+        use crate::fields::Field;
+        use crate::record::{LogRecord, Source};
+        let given = [
+            Field {
+                key: b"user",
+                value: Value::Str(b"bob \"the\" builder\n"),
+            },
+            Field {
+                key: b"message",
+                value: Value::Str(b"forged"),
+            },
+            Field {
+                key: b"_message",
+                value: Value::Int(-5),
+            },
+            Field {
+                key: b"n",
+                value: Value::Uint(u64::MAX),
+            },
+            Field {
+                key: b"ratio",
+                value: Value::Double(0.1),
+            },
+            Field {
+                key: b"nan",
+                value: Value::Double(f64::NAN),
+            },
+            Field {
+                key: b"inf",
+                value: Value::Double(f64::NEG_INFINITY),
+            },
+            Field {
+                key: b"ok",
+                value: Value::Bool(true),
+            },
+        ];
+        let src = Source {
+            file: b"a.c",
+            line: 7,
+            func: b"main",
+        };
+        let r = LogRecord::with(20, b"app", b"m", 0, &src, &given);
+        let mut out = Vec::new();
+        json_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains(r#""message":"m","file":"a.c","line":7,"func":"main","user":"bob \"the\" builder\n","_message":"forged","__message":-5,"n":18446744073709551615,"ratio":0.1,"nan":"NaN","inf":"-Infinity","ok":true}"#), "{s}");
+        let mut out = Vec::new();
+        logfmt_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.ends_with(r#" msg=m file=a.c line=7 func=main user="bob \"the\" builder\n" message=forged __message=-5 n=18446744073709551615 ratio=0.1 nan=NaN inf=-inf ok=true
+"#), "{s}");
     }
 }

@@ -31,7 +31,9 @@
 //! * local time, no year, no fraction; HOSTNAME is left out on a unix
 //!   socket (as glibc's `syslog(3)` does: the local daemon adds its own).
 //! * MSG: the message, control characters escaped, then ` logger=NAME` and
-//!   each field as ` key=value` in logfmt quoting (no source location).
+//!   each field as ` key=value` in logfmt quoting (no source location); a
+//!   field named `logger` or starting with `_` gets one more `_` in front,
+//!   as in the logfmt line format.
 //!
 //! Severity from the level ([`severity`]); PRI = facility * 8 + severity.
 //! A message longer than the maximum size is cut at a character boundary.
@@ -286,6 +288,11 @@ impl SyslogFormat {
         let mut text = Vec::new();
         for f in fields::iter(r.fields) {
             out.push(b' ');
+            // The logfmt rule of the line formats: a key that is a fixed
+            // key (`logger`) or starts with `_` gets one more `_`.
+            if f.key == b"logger" || f.key.first() == Some(&b'_') {
+                out.push(b'_');
+            }
             out.extend_from_slice(f.key);
             out.push(b'=');
             text.clear();
@@ -371,10 +378,16 @@ mod tests {
 
     #[test]
     fn rfc3164_and_truncation() {
-        let fields = [Field {
-            key: b"k",
-            value: Value::Str(b"two words"),
-        }];
+        let fields = [
+            Field {
+                key: b"k",
+                value: Value::Str(b"two words"),
+            },
+            Field {
+                key: b"logger",
+                value: Value::Bool(false),
+            },
+        ];
         let r = RecordView {
             level: 20,
             thread_id: 1,
@@ -393,7 +406,7 @@ mod tests {
         assert!(s.starts_with("<134>"), "{s}");
         assert_eq!(&s[8..9], " ");
         assert!(
-            s.ends_with(" host app[77]: é\\r logger=app k=\"two words\""),
+            s.ends_with(" host app[77]: é\\r logger=app k=\"two words\" _logger=false"),
             "{s}"
         );
         f.omit_hostname = true;

@@ -3,8 +3,10 @@
  *
  * This program interposes malloc and friends (the library, a shared
  * object, resolves them to these definitions) and counts calls. After a
- * warm-up that fills the record pool, 20000 records logged with ql_log and
- * ql_logf and handled by a listener cost no allocation per record, on the
+ * warm-up that fills the record pool, 30000 records logged with ql_log,
+ * ql_logf and (with four fields, a context field and the source location)
+ * ql_log_fields and QL_INFO, handled by a listener, cost no allocation per
+ * record, on the
  * producer or on the listener thread (almost always none at all; at most a
  * rare one-off inside the channel's wait machinery); a long message (kept
  * whole) costs its one buffer.
@@ -81,15 +83,25 @@ typedef struct {
     int records;
 } filler;
 
+/* Four fields, within the inline budget with a short message. */
+static ql_field fields[4];
+
 static void *fill(void *arg) {
     filler *f = arg;
+    if (ql_context_set(ql_field_str("request_id", "r-1234")) != QL_OK) QLT_FAIL("ql_context_set");
     for (int i = 0; i < f->records; i++)
-        if (ql_logf(f->q, 20, "warm", "hello %d", i) != QL_OK) QLT_FAIL("ql_logf");
+        if (ql_logf_fields(f->q, 20, "warm", fields, 4, "hello %d", i) != QL_OK)
+            QLT_FAIL("ql_logf_fields");
+    ql_context_clear();
     return NULL;
 }
 
 int main(void) {
     qlt_begin("test_alloc");
+    fields[0] = ql_field_str("user", "alice");
+    fields[1] = ql_field_int("attempt", -3);
+    fields[2] = ql_field_double("ratio", 0.25);
+    fields[3] = ql_field_bool("cached", true);
     /* The interposition works: a plain malloc is counted. */
     atomic_store(&counting, true);
     void *probe = malloc(16);
@@ -134,6 +146,8 @@ int main(void) {
     CHECK_EQ_STATUS(ql_queue_get_timeout(empty, 1, &none), QL_ERR_TIMEOUT);
     ql_queue_free(empty);
     for (int i = 0; i < 20000; i++) CHECK_OK(ql_logf(q, 20, "warm", "hello %d", i));
+    CHECK_OK(ql_context_set(ql_field_str("request_id", "r-5678")));
+    for (int i = 0; i < 2000; i++) CHECK_OK(QL_INFO(q, "warm", "hello %d", i));
     CHECK_OK(ql_listener_flush(l, 10000));
     atomic_store(&counting, false);
     const long warm_up = atomic_load(&allocations);
@@ -144,6 +158,8 @@ int main(void) {
     for (int i = 0; i < 10000; i++) {
         CHECK_OK(ql_log(q, QL_LEVEL_INFO, "app.worker", "a short message", 15));
         CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "app.worker", "hello %d from %s", i, "logf"));
+        CHECK_OK(ql_log_fields(q, QL_LEVEL_INFO, "app.worker", fields, 4, "with fields", 11));
+        CHECK_OK(QL_INFO(q, "app.worker", "at the call site %d", i));
     }
     CHECK_OK(ql_listener_flush(l, 10000));
     atomic_store(&counting, false);
@@ -166,11 +182,13 @@ int main(void) {
     qlt_latch_destroy(&hold);
     /* Per record: none. A rare one-off allocation inside the channel's
      * wait machinery (a first wait in a new situation) may still show up,
-     * independent of how many records go through; 20000 records that cost
-     * even one allocation each would give 20000. */
-    if (steady > 4) QLT_FAIL("20000 short records after warm-up cost %ld allocations", steady);
+     * independent of how many records go through; 40000 records that cost
+     * even one allocation each would give 40000. */
+    if (steady > 4) QLT_FAIL("40000 short records after warm-up cost %ld allocations", steady);
     CHECK(long_message >= 1);
-    PASS("after a warm-up that allocated %ld times, 20000 short records (ql_log and ql_logf, "
+    ql_context_clear();
+    PASS("after a warm-up that allocated %ld times, 40000 short records (ql_log, ql_logf, "
+         "ql_log_fields with 4 fields + 1 context field, QL_INFO with its source location; "
          "produced, queued, handled, recycled) cost %ld allocations (none per record); a "
          "2000-byte message costs %ld",
          warm_up, steady, long_message);

@@ -405,7 +405,7 @@ static void errors(void) {
 /* ------------------------------------------------------------ batch_end */
 
 /* A record shaped like a built-in one, for a vtable queue. */
-static ql_record fake = {QL_LEVEL_INFO, 0, 0, "v", 1, "m", 1, NULL};
+static ql_record fake = {.level = QL_LEVEL_INFO, .logger = "v", .logger_len = 1, .message = "m", .message_len = 1};
 
 static void batch_end(void) {
     enum { BURST = 50, ROUNDS = 5 };

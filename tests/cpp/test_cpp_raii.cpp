@@ -440,6 +440,61 @@ void test_record_contents() {
     CHECK(users[0] == nullptr);
 }
 
+// Fields in their C++ form, a scoped context field, and the call-site
+// macros from C++.
+void test_fields() {
+    g_test = "fields";
+    ql::queue q(8);
+    std::vector<std::string> seen;  // "key=kind:value" per field, "|" between records
+    std::vector<std::string> sources;
+    {
+        ql::listener l(q, {[&](const ql_record &r) {
+                           std::string out;
+                           for (size_t i = 0; i < r.field_count; i++) {
+                               const ql_field &f = r.fields[i];
+                               out += f.key;
+                               switch (f.kind) {
+                               case QL_FIELD_STR: out += "=s:" + std::string(f.value.s.ptr, f.value.s.len); break;
+                               case QL_FIELD_INT: out += "=i:" + std::to_string(f.value.i); break;
+                               case QL_FIELD_UINT: out += "=u:" + std::to_string(f.value.u); break;
+                               case QL_FIELD_DOUBLE: out += "=d:" + std::to_string(f.value.d); break;
+                               case QL_FIELD_BOOL: out += f.value.b ? "=b:true" : "=b:false"; break;
+                               default: out += "=?";
+                               }
+                               out += ";";
+                           }
+                           seen.push_back(out);
+                           sources.push_back(std::string(r.func, r.func_len) + ":" + std::to_string(r.line));
+                       }});
+        std::string name = "alice";
+        short small = -2;
+        unsigned long long big = 18446744073709551615ull;
+        CHECK(q.log(QL_LEVEL_INFO, "app", "login",
+                    {{"user", name}, {"view", std::string_view("ab")}, {"lit", "c"},
+                     {"small", small}, {"big", big}, {"ratio", 0.5f}, {"ok", true}}));
+        {
+            ql::scoped_context request{{"request_id", 42}};
+            CHECK(q.log(QL_LEVEL_INFO, "app", "in scope"));
+            QL_INFO(q.native(), "app", "macro %d", 1);
+        }
+        CHECK(q.log(QL_LEVEL_INFO, "app", "out of scope"));
+        check_throws(QL_ERR_INVALID, "a bad key throws",
+                     [&] { q.log(QL_LEVEL_INFO, "app", "m", {{"bad key", 1}}); });
+        check_throws(QL_ERR_INVALID, "a bad context key throws",
+                     [&] { ql::context_set({"bad key", 1}); });
+        CHECK(!ql::context_remove("request_id"));
+    }
+    CHECK(seen.size() == 4);
+    if (seen.size() != 4) return;
+    CHECK(seen[0] == "user=s:alice;view=s:ab;lit=s:c;small=i:-2;big=u:18446744073709551615;"
+                     "ratio=d:0.500000;ok=b:true;");
+    CHECK(seen[1] == "request_id=i:42;");
+    CHECK(seen[2] == "request_id=i:42;");
+    CHECK(seen[3].empty());
+    CHECK(sources[2].rfind("test_fields:", 0) == 0 && sources[2] != "test_fields:0");
+    CHECK(sources[1] == ":0");
+}
+
 // A C ql_handler wrapped in ql::handler: its ctx is destroyed exactly once,
 // whether a listener takes it or not; only one listener may take it.
 struct c_counter {
@@ -664,6 +719,7 @@ int main() {
     test_queue_destroyed_first();
     test_second_translation_unit();
     test_record_contents();
+    test_fields();
     test_raw_handler();
     test_flush();
     test_move();

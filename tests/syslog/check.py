@@ -66,16 +66,19 @@ def check_fields():
         "ql-tls": ("imtcp", 5424, "qlhost"),
         "ql-relp": ("imrelp", 5424, "qlhost"),
     }
-    lines = wait_for(lambda ls: all(len(by_app(ls, a)) >= 2 for a in apps))
+    lines = wait_for(lambda ls: all(len(by_app(ls, a)) >= 3 for a in list(apps) + ["ql-cut"]))
     for l in lines:
-        if l["app"] not in apps:
+        if l["app"] not in apps and l["app"] != "ql-cut":
             fail("unexpected line (a TLS handler that must not verify got through?): %r" % l)
     checked = 0
     for app, (inp, rfc, host) in apps.items():
         got = by_app(lines, app)
-        if len(got) != 2:
-            fail("%s: %d lines, want 2: %r" % (app, len(got), got))
-        warn, inf = got
+        if len(got) != 3:
+            fail("%s: %d lines, want 3: %r" % (app, len(got), got))
+        warn, inf, long_ = got
+        want_long = "x" * 2000 + ("" if rfc == 5424 else " logger=long")
+        if long_["msg"].lstrip(" ") != want_long:
+            fail("%s: the 2000-byte message arrived as %d bytes" % (app, len(long_["msg"])))
         for l, pri in ((warn, "156"), (inf, "158")):
             want = {"input": inp, "pri": pri, "procid": pid}
             if host:
@@ -105,6 +108,15 @@ def check_fields():
                 if got_msg != m:
                     fail("%s: msg\n got  %r\n want %r" % (app, got_msg, m))
                 checked += 1
+    # ql-cut: max_message_bytes 1024; the long record is cut to exactly that.
+    cut = by_app(lines, "ql-cut")
+    if len(cut) != 3:
+        fail("ql-cut: %d lines, want 3" % len(cut))
+    l = cut[2]
+    header = "<158>1 %s qlhost ql-cut %s M1 %s " % (l["time"], pid, '[ql@32473 logger="long" tid="%s"]' % tid)
+    if l["msg"] != "x" * (1024 - len(header.encode())):
+        fail("ql-cut: message of %d bytes, want it cut to 1024 in all (%d of msg)"
+             % (len(l["msg"]), 1024 - len(header.encode())))
     print("fields: %d lines, %d values checked: OK" % (len(lines), checked))
 
 

@@ -150,7 +150,7 @@ static void bad_options(void) {
 
 /* ------------------------------------------------------------ fields */
 
-enum { N_FIELD_HANDLERS = 9 };
+enum { N_FIELD_HANDLERS = 10 };
 
 static int case_fields(void) {
     bad_options();
@@ -183,6 +183,10 @@ static int case_fields(void) {
     o.server_name = "wrong.example";
     o.flush_timeout_ms = 300;
     hs[8] = make(&o);
+    /* Messages longer than 1024 bytes are cut there. */
+    o = opts(QL_SYSLOG_TCP, QL_SYSLOG_RFC5424, "ql-cut");
+    o.max_message_bytes = 1024;
+    hs[9] = make(&o);
 
     ql_listener *l;
     CHECK_EQ_STATUS(ql_listener_new_with_queue(q, hs, N_FIELD_HANDLERS, NULL, false, &l), QL_OK);
@@ -200,6 +204,9 @@ static int case_fields(void) {
     CHECK_EQ_STATUS(QL_LOG_FIELDS(q, QL_LEVEL_WARNING, "app.db", f, 5, "hello w\xc3\xb6rld\nsecond ] \" \\ %d", 7), QL_OK);
     ql_context_clear();
     CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, NULL, "plain", 5), QL_OK);
+    static char longmsg[2000];
+    memset(longmsg, 'x', sizeof longmsg);
+    CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "long", longmsg, sizeof longmsg), QL_OK);
     printf("pid=%d\ntid=%ld\nfile=%s\nline=%d\nfunc=%s\n", (int)getpid(), (long)syscall(SYS_gettid),
            __FILE__, line, __func__);
 
@@ -207,14 +214,15 @@ static int case_fields(void) {
     ql_status st = ql_stop(l);
     CHECK(st == QL_OK || st == QL_ERR_LOST);
     const char *names[N_FIELD_HANDLERS] = {"unix3164", "unix5424", "udp3164", "udp5424", "tcp",
-                                           "tls", "relp", "tls-badca", "tls-badname"};
+                                           "tls", "relp", "tls-badca", "tls-badname", "cut"};
     for (size_t i = 0; i < N_FIELD_HANDLERS; i++) print_stats(names[i], l, i);
-    for (size_t i = 0; i < 7; i++) {
+    for (size_t i = 0; i < N_FIELD_HANDLERS; i++) {
+        if (i == 7 || i == 8) continue;
         ql_handler_stats s = hstats(l, i);
-        if (s.received != 2 || s.sink.written != 2 || s.sink.lost != 0 || s.sink.pending != 0)
-            QLT_FAIL("handler %s did not deliver both records", names[i]);
+        if (s.received != 3 || s.sink.written != 3 || s.sink.lost != 0 || s.sink.pending != 0)
+            QLT_FAIL("handler %s did not deliver its 3 records", names[i]);
     }
-    PASS("7 transports: 2 records each, written == 2, lost == 0, pending == 0");
+    PASS("7 transports (and a cut one): 3 records each, written == 3, lost == 0, pending == 0");
     for (size_t i = 7; i < 9; i++) {
         ql_handler_stats s = hstats(l, i);
         CHECK(s.sink.written == 0);
