@@ -10,12 +10,18 @@
  *             (variants file, rotating, rotating+gzip), P = 1 and 2
  *   file_latency  the same, P = 1, every ql_logf call timed (paced and
  *             saturating)
+ *   journald  with --journald-socket: ql-builtin through ql_journald_handler
+ *             to a journald (run.py starts a private namespaced one), and
+ *             raw-socket (bench_journald.h), journald's own limit; P = 1, 2.
+ *             run.py reads every entry back from the journal.
  *
  * Every contender's consumer does exactly bench_sink_take() per record, and
  * every run is checked by bench_sink_verify(); a file run is checked by
  * reading the files back (bench_file_check). Output: JSON lines (see
  * bench/README.md). Usage: ql_bench [--records N] [--reps R]
  * [--latency-calls C] [--file-dir DIR] [--no-file | --file-only]
+ * [--journald-socket PATH [--journald-records N] [--journald-only]
+ * [--journald-raw-first]]
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -25,6 +31,7 @@
 
 #include "bench_common.h"
 #include "bench_file.h"
+#include "bench_journald.h"
 #include "queue_listener.h"
 
 #define CAPACITY 8192 /* every bounded queue, as spdlog's in the issue */
@@ -547,6 +554,92 @@ static void file_run(file_variant fv, uint32_t P, uint32_t n, uint64_t *ticks, b
     fflush(stdout);
 }
 
+/* ------------------------------------------------------------ journald */
+
+/* P producers log n records each, `ql_logf(q, QL_LEVEL_INFO, "bench",
+ * "hello %llu", v)` as everywhere, through a built-in queue to one
+ * ql_journald_handler (identifier `ident`, default options otherwise); or,
+ * `raw`, P bench_raw_sender threads. The span ends when ql_stop returns
+ * (every entry handed to journald's socket, whose queue holds at most
+ * net.unix.max_dgram_qlen datagrams) or when the last sender is joined.
+ * The handler's account must be written = P * n; run.py then reads the
+ * entries of `ident` back from the journal and checks every producer's
+ * records arrived once each, in order. */
+static void journald_run(bool raw, uint32_t P, uint32_t n, int rep, const char *socket_path) {
+    char ident[64], why[512] = "";
+    snprintf(ident, sizeof ident, "qlb-%s-r%d-p%u", raw ? "raw" : "ql", rep, P);
+    pthread_barrier_t go;
+    PT(pthread_barrier_init(&go, NULL, P + 1));
+    pthread_t threads[BENCH_MAX_PRODUCERS];
+    const uint64_t total = (uint64_t)P * n;
+    uint64_t t0 = 0, t_end;
+    if (raw) {
+        bench_raw_sender snd[BENCH_MAX_PRODUCERS];
+        for (uint32_t p = 0; p < P; p++) {
+            bench_raw_sender s = {socket_path, ident, p, n, &go, 0, 0, 0};
+            snd[p] = s;
+            PT(pthread_create(&threads[p], NULL, bench_raw_sender_main, &snd[p]));
+        }
+        int rc = pthread_barrier_wait(&go);
+        if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) die("pthread_barrier_wait", rc);
+        for (uint32_t p = 0; p < P; p++) PT(pthread_join(threads[p], NULL));
+        t_end = bench_now_ns();
+        t0 = snd[0].start_ns;
+        for (uint32_t p = 0; p < P; p++) {
+            if (snd[p].start_ns < t0) t0 = snd[p].start_ns;
+            if (snd[p].error && !why[0])
+                snprintf(why, sizeof why, "sender %u: errno %d after %llu", p, snd[p].error,
+                         (unsigned long long)snd[p].sent);
+        }
+    } else {
+        ql_journald_options o = ql_journald_options_default();
+        o.socket_path = socket_path;
+        o.identifier = ident;
+        ql_handler h;
+        ql_queue *q = NULL;
+        ql_listener *l = NULL;
+        QL(ql_journald_handler(&o, &h));
+        QL(ql_queue_new(CAPACITY, &q));
+        QL(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
+        QL(ql_start(l));
+        producer prods[BENCH_MAX_PRODUCERS];
+        for (uint32_t p = 0; p < P; p++) {
+            producer pr = {TO_QL_MESSAGE, q, NULL, NULL, p, n, &go, NULL, false, 0};
+            prods[p] = pr;
+            PT(pthread_create(&threads[p], NULL, producer_main, &prods[p]));
+        }
+        int rc = pthread_barrier_wait(&go);
+        if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) die("pthread_barrier_wait", rc);
+        for (uint32_t p = 0; p < P; p++) PT(pthread_join(threads[p], NULL));
+        ql_status st = ql_stop(l);
+        t_end = bench_now_ns();
+        t0 = prods[0].start_ns;
+        for (uint32_t p = 1; p < P; p++)
+            if (prods[p].start_ns < t0) t0 = prods[p].start_ns;
+        ql_handler_stats hs;
+        memset(&hs, 0, sizeof hs);
+        QL(ql_listener_handler_stats(l, 0, &hs));
+        ql_status st_free = ql_listener_free(l);
+        ql_queue_free(q);
+        if (st != QL_OK || st_free != QL_OK) {
+            snprintf(why, sizeof why, "ql_stop: %s, ql_listener_free: %s", ql_status_str(st),
+                     ql_status_str(st_free));
+        } else if (hs.sink.written != total || hs.sink.lost || hs.sink.pending) {
+            snprintf(why, sizeof why, "handler account: written %llu of %llu, lost %llu, "
+                     "pending %llu, last errno %d", (unsigned long long)hs.sink.written,
+                     (unsigned long long)total, (unsigned long long)hs.sink.lost,
+                     (unsigned long long)hs.sink.pending, (int)hs.sink.last_errno);
+        }
+    }
+    pthread_barrier_destroy(&go);
+    printf("{\"workload\":\"journald\",\"contender\":\"%s\",\"variant\":\"journald\","
+           "\"rep\":%d,\"producers\":%u,\"records\":%llu,\"seconds\":%.6f,\"ident\":\"%s\","
+           "\"ok\":%s,\"error\":\"%s\"}\n",
+           raw ? "raw-socket" : "ql-builtin", rep, P, (unsigned long long)total,
+           (double)(t_end - t0) / 1e9, ident, why[0] ? "false" : "true", why);
+    fflush(stdout);
+}
+
 /* ------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
@@ -554,20 +647,28 @@ int main(int argc, char **argv) {
     int reps = 5;
     bool run_main = true, run_file = true;
     const char *file_dir = ".";
+    const char *journald_socket = NULL;
+    uint32_t journald_n = 0;
+    bool journald_only = false, journald_raw_first = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
         if (!strcmp(a, "--no-file")) run_file = false;
         else if (!strcmp(a, "--file-only")) run_main = false;
+        else if (!strcmp(a, "--journald-only")) journald_only = true;
+        else if (!strcmp(a, "--journald-raw-first")) journald_raw_first = true;
         else if (!v) ok = false;
         else if (!strcmp(a, "--records")) n = (uint32_t)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--reps")) reps = atoi(v), i++;
         else if (!strcmp(a, "--latency-calls")) calls = (uint32_t)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--file-dir")) file_dir = v, i++;
+        else if (!strcmp(a, "--journald-socket")) journald_socket = v, i++;
+        else if (!strcmp(a, "--journald-records")) journald_n = (uint32_t)strtoul(v, NULL, 10), i++;
         else ok = false;
         if (!ok) {
             fprintf(stderr, "usage: ql_bench [--records N] [--reps R] [--latency-calls C] "
-                            "[--file-dir DIR] [--no-file | --file-only]\n");
+                            "[--file-dir DIR] [--no-file | --file-only] [--journald-socket PATH "
+                            "[--journald-records N] [--journald-only] [--journald-raw-first]]\n");
             return 2;
         }
     }
@@ -578,6 +679,8 @@ int main(int argc, char **argv) {
     printf("{\"workload\":\"info\",\"program\":\"ql_bench\",\"ql_version\":\"%s\","
            "\"capacity\":%d,\"tsc_ticks_per_ns\":%.4f,\"timer_floor_ns\":%.1f}\n",
            ql_version(), CAPACITY, bench_ticks_per_ns(), bench_timer_floor_ns());
+    if (journald_only) run_main = run_file = false;
+    if (journald_n == 0) journald_n = n / 10 ? n / 10 : 1;
     char why[160];
     uint64_t *ticks = malloc(calls * sizeof *ticks);
     if (!ticks) die("malloc", 0);
@@ -623,5 +726,14 @@ int main(int argc, char **argv) {
                 file_run(fv, 1, n, file_ticks, paced, rep, file_dir);
     }
     free(file_ticks);
+
+    /* journald, last: its disk writes then cannot disturb the others. Each
+     * run makes the journal bigger: run.py alternates which contender goes
+     * first (--journald-raw-first), so neither always meets the smaller one. */
+    for (int rep = 0; journald_socket && rep < reps; rep++)
+        for (uint32_t P = 1; P <= 2; P++)
+            for (int i = 0; i <= 1; i++)
+                journald_run(journald_raw_first ? i == 0 : i == 1, P, journald_n, rep,
+                             journald_socket);
     return 0;
 }

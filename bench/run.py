@@ -12,6 +12,7 @@ any measured rep failed.
 import argparse
 import csv
 import datetime
+import glob
 import json
 import math
 import os
@@ -19,9 +20,11 @@ import platform
 import shlex
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
@@ -37,7 +40,7 @@ LATENCY = ["p50_ns", "p99_ns", "p999_ns", "max_ns"]
 METRICS = {"e2e": ["mrec_s"], "latency": LATENCY,
            "vtable": ["ns_per_record"], "idle": ["cpu_ms_per_s", "stop_us"],
            "file": ["mlines_s", "mlines_s_all", "rotations", "rotated_out"],
-           "file_latency": LATENCY + ["mlines_s", "rotations"]}
+           "file_latency": LATENCY + ["mlines_s", "rotations"], "journald": ["mrec_s"]}
 DERIVED = {"mrec_s": "seconds", "mlines_s": "seconds", "mlines_s_all": "seconds_all"}
 OPTIONAL = {"mlines_s_all", "rotations"}  # only some contenders report them
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -65,6 +68,9 @@ def parse_args(argv):
     only = ap.add_mutually_exclusive_group()
     only.add_argument("--no-file", action="store_true", help="skip the file sink workload")
     only.add_argument("--file-only", action="store_true", help="run only the file sink workload")
+    ap.add_argument("--no-journald", action="store_true", help="skip the journald workload")
+    ap.add_argument("--journald-records", type=positive,
+                    help="records per producer of the journald workload (default N/10)")
     ap.add_argument("--only", action="append", choices=["ql", "spdlog", "python"],
                     metavar="NAME", help="run only this program: ql, spdlog, python (repeatable)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"), help="output dir")
@@ -76,6 +82,7 @@ def parse_args(argv):
     a.latency_calls = a.latency_calls or (12800 if a.quick else 128000)
     a.python_records = a.python_records or a.records
     a.python_file_records = a.python_file_records or max(a.records // 10, 1)
+    a.journald_records = a.journald_records or max(a.records // 10, 1)
     return a
 
 
@@ -159,6 +166,110 @@ def run_programs(a):
         if err:  # a failure of this program's contenders, not of the driver
             log(f"{label}: {err}")
             records.append({"workload": "program", "contender": label, "ok": False, "error": err})
+    return records, commands
+
+
+# ---------------------------------------------------------------- journald
+
+JOURNALD = "/lib/systemd/systemd-journald"
+
+
+def journald_why_not():
+    if not os.access(JOURNALD, os.X_OK) or shutil.which("journalctl") is None:
+        return f"{JOURNALD} or journalctl not installed (apt-get install systemd)"
+    if os.geteuid() != 0:
+        return "a namespaced journald needs root (it writes /run/systemd and /var/log/journal)"
+    return None
+
+
+def journal_check(name, r, n):
+    """Reads the entries of run `r` back from the journal (polling up to 30 s
+    for the last ones journald has not read yet) and checks that every
+    producer's records 1..n arrived once each, in order. Returns the error
+    or None."""
+    deadline = time.monotonic() + 30
+    while True:
+        p = subprocess.run(["journalctl", f"--namespace={name}", "-o", "cat", "--no-pager",
+                            f"SYSLOG_IDENTIFIER={r['ident']}"], capture_output=True, timeout=120)
+        lines = p.stdout.splitlines()
+        if len(lines) >= r["records"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    nxt = [1] * r["producers"]
+    for line in lines:
+        try:
+            v = int(line.split(b" ", 1)[1])
+        except (IndexError, ValueError):
+            return f"journal: unexpected entry {line[:60]!r}"
+        prod, seq = v >> 32, v & 0xFFFFFFFF
+        if prod >= len(nxt) or seq != nxt[prod]:
+            return f"journal: producer {prod} record {seq} where {nxt[prod] if prod < len(nxt) else '?'} was due"
+        nxt[prod] += 1
+    if any(x != n + 1 for x in nxt) or len(lines) != r["records"]:
+        return f"journal: {len(lines)} entries of {r['records']}, next per producer {nxt}"
+    return None
+
+
+def run_journald(a):
+    """The journald workload: a fresh private namespaced journald per rep
+    (stopped by pid, its files removed after the check), ql_bench
+    --journald-only against it, every entry read back."""
+    why = journald_why_not()
+    if why:
+        return [{"workload": "skip", "contender": "journald", "reason": why}], []
+    records, commands = [], []
+    for rep in range(a.reps):
+        name = f"qlbench{os.getpid()}r{rep}"
+        sock = f"/run/systemd/journal.{name}/socket"
+        jd = subprocess.Popen([JOURNALD, name], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                try:
+                    s.connect(sock)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or jd.poll() is not None:
+                        return records + [{"workload": "program", "contender": "journald",
+                                           "ok": False, "error": "journald did not start"}], commands
+                    time.sleep(0.02)
+                finally:
+                    s.close()
+            cmd = [os.path.join(BUILD, "bench", "ql_bench"), "--journald-only", "--reps", "1",
+                   "--journald-socket", sock, "--journald-records", str(a.journald_records)]
+            cmd += ["--journald-raw-first"] if rep % 2 else []
+            commands.append(shlex.join(cmd))
+            log("$ " + commands[-1])
+            try:
+                p = subprocess.run(cmd, stdout=subprocess.PIPE, timeout=a.timeout, cwd=REPO)
+                out, err = p.stdout, (f"exit status {p.returncode}" if p.returncode else None)
+            except subprocess.TimeoutExpired as e:
+                out, err = e.stdout or b"", f"timed out after {a.timeout} s"
+            for r in parse_lines(out.decode(errors="replace"), "ql_bench journald"):
+                if r["workload"] != "journald":
+                    continue
+                r["rep"] = rep
+                if r.get("ok") is True:
+                    bad = journal_check(name, r, a.journald_records)
+                    if bad:
+                        r["ok"], r["error"] = False, bad
+                records.append(r)
+            if err:
+                log(f"ql_bench journald: {err}")
+                records.append({"workload": "program", "contender": "ql_bench journald",
+                                "ok": False, "error": err})
+        finally:
+            jd.terminate()
+            try:
+                jd.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                jd.kill()
+                jd.wait()
+            shutil.rmtree(f"/run/systemd/journal.{name}", ignore_errors=True)
+            for d in glob.glob(f"/var/log/journal/*.{name}"):
+                shutil.rmtree(d, ignore_errors=True)
     return records, commands
 
 
@@ -399,6 +510,38 @@ def file_sink_report(groups, meta):
     return out
 
 
+def journald_report(groups, meta):
+    """The journald section: records per second delivered to a private
+    namespaced journald, the library against a bare sender (journald's own
+    limit)."""
+    jk = [k for k in groups if k[0] == "journald"]
+    if not jk:
+        return []
+    ps = sorted({k[3] for k in jk})
+    out = ["## journald", "",
+           f"Records per second (thousands), median (min–max), {meta.get('journald_records', '?')} "
+           "records per producer, a fresh namespaced journald per rep; every entry read back "
+           "from the journal and checked (once each, in order). `ql-builtin`: `ql_logf` through "
+           "`ql_journald_handler`, until `ql_stop` returned; `raw-socket`: the same entries "
+           "sent by bare threads with one blocking `send` each (journald's own limit).", ""]
+    rows = []
+    for c in ordered(k[1] for k in jk):
+        row = [c]
+        for p in ps:
+            g, ref = groups.get(("journald", c, "journald", p)), groups.get(
+                ("journald", "raw-socket", "journald", p))
+            if g and not g["errors"]:
+                med, lo, hi = (x * 1000 for x in g["stats"]["mrec_s"])
+                row.append(f"{num(med)} ({num(lo)}–{num(hi)})")
+            else:
+                row.append(cell(g, "mrec_s"))
+            ok = g and ref and not g["errors"] and not ref["errors"]
+            row.append(f"{num(g['stats']['mrec_s'][0] / ref['stats']['mrec_s'][0])}×" if ok else "–")
+        rows.append(row)
+    out += table(["contender"] + [h for p in ps for h in (f"P={p} krec/s", f"vs raw P={p}")], rows)
+    return out
+
+
 def report(records, meta):
     groups = aggregate(records)
     skips = {r.get("contender", "?"): r.get("reason", "") for r in records
@@ -457,6 +600,7 @@ def report(records, meta):
                   ["ql_stop latency, µs", cell(g, "stop_us")]])
 
     out += file_sink_report(groups, meta)
+    out += journald_report(groups, meta)
     out += ["## Goals", ""] + goals(groups, skips) + [""]
     infos = [r for r in records if r["workload"] == "info"]
     if infos:
@@ -627,10 +771,15 @@ def main(argv):
     else:
         build()
         records, programs = run_programs(a)
+        if not a.no_journald and not a.file_only and (not a.only or "ql" in a.only):
+            jrecords, jprograms = run_journald(a)
+            records += jrecords
+            programs += jprograms
         meta = {"workload": "meta", "machine": machine_info(), "command": command,
                 "programs": programs, "records": a.records, "reps": a.reps,
                 "latency_calls": a.latency_calls, "python_records": a.python_records,
                 "python_file_records": a.python_file_records,
+                "journald_records": a.journald_records,
                 "file_dir": os.path.relpath(FILE_DIR, REPO)}
     md, groups, failed = report(records, meta)
     print(md)

@@ -85,6 +85,6 @@ int main(void) {
                 expensive_calls);
         return EXIT_FAILURE;
     }
-    fprintf(stderr, "json_fields: OK\n");
+    printf("json_fields: OK\n");
     return EXIT_SUCCESS;
 }

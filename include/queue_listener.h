@@ -25,6 +25,12 @@
 #define QL_BACKUP_COUNT_MAX 1000
 
 /**
+ * `ql_journald_options.facility` for no `SYSLOG_FACILITY` field (the
+ * default).
+ */
+#define QL_JOURNALD_NO_FACILITY -1
+
+/**
  * The largest capacity `ql_queue_new` accepts: 16777216 (2^24) items.
  */
 #define QL_QUEUE_MAX_CAPACITY (1 << 24)
@@ -392,6 +398,52 @@ typedef struct ql_handler {
    */
   void (*batch_end)(void *ctx);
 } ql_handler;
+
+/**
+ * How a journald handler sends: start from `ql_journald_options_default()`
+ * and change what you need. See docs/journald.md for the fields of each
+ * entry.
+ */
+typedef struct ql_journald_options {
+  /**
+   * The handler's level for `respect_handler_level`. Default 0 (all).
+   */
+  int32_t level;
+  /**
+   * journald's native socket, copied; NULL (the default) for
+   * `/run/systemd/journal/socket`. A namespaced journald listens on
+   * `/run/systemd/journal.NAME/socket`. At most 107 bytes. It need not
+   * exist yet: the handler connects at its first record.
+   */
+  const char *socket_path;
+  /**
+   * `SYSLOG_IDENTIFIER` of every entry, copied; NULL (the default) for
+   * the program's short name (the last part of `argv[0]`); "" for no
+   * such field. At most 256 bytes, no newline.
+   */
+  const char *identifier;
+  /**
+   * `SYSLOG_FACILITY` of every entry, 0..=23 (as syslog's `LOG_USER >>
+   * 3` is 1, `LOG_LOCAL0 >> 3` 16), or `QL_JOURNALD_NO_FACILITY` (the
+   * default) for none.
+   */
+  int32_t facility;
+  /**
+   * How long a send may wait for journald to take an entry (its queue
+   * full: journald slow or stopped), without progress, before the entries
+   * are held for a retry (`EAGAIN`). After such a wait, retries only
+   * probe (no wait) until journald takes an entry again; a flush waits
+   * once more. Default 5000. 0 never waits.
+   */
+  uint32_t write_timeout_ms;
+  /**
+   * Bytes of entries held for a retry while journald cannot take them
+   * (not running, restarting, full); past it the oldest are dropped and
+   * counted lost. 0 holds nothing: an entry that cannot go at once is
+   * lost. Default 4 MiB.
+   */
+  uint64_t retry_bytes;
+} ql_journald_options;
 
 /**
  * What a `dequeue` callback reports. Any other value counts as
@@ -781,6 +833,13 @@ typedef struct ql_field {
  * `const ql_record *`. It is valid for the duration of the call only;
  * copy what you keep. The library owns it and frees it after `done`; never
  * free or modify it.
+ *
+ * A record a program makes itself and gives to the built-in handlers (on
+ * a queue of its own) must be one the library could have made: text NULL
+ * only with length 0, at most 128 fields, each with a valid key (see
+ * `ql_field`), a `QL_FIELD_*` kind and a string NULL only with length 0.
+ * A built-in handler refuses any other record: it returns `EINVAL` and
+ * counts it received and lost, so nothing forged reaches the output.
  */
 typedef struct ql_record {
   /**
@@ -1464,6 +1523,52 @@ uint64_t ql_handler_lines_lost(const struct ql_handler *handler);
 void ql_handler_free(struct ql_handler *handler);
 
 /**
+ * The default journald options: level 0, the system journal's socket, the
+ * program's name as identifier, no facility, a 5 s write timeout, 4 MiB
+ * held for a retry. Any thread.
+ */
+struct ql_journald_options ql_journald_options_default(void);
+
+/**
+ * Makes a journald handler: each record becomes one journal entry sent to
+ * systemd-journald's native socket (no libsystemd needed), with the
+ * fields `MESSAGE`, `PRIORITY` (from the level: DEBUG 7, INFO 6, WARNING
+ * 4, ERROR 3, CRITICAL 2; other levels by range), `SYSLOG_IDENTIFIER`,
+ * `SYSLOG_FACILITY` (when set), `QL_LOGGER`, `TID`, `QL_TIME_USEC` (when
+ * the record was made), `CODE_FILE`, `CODE_LINE`, `CODE_FUNC` (when known)
+ * and the record's own fields, their names upper-cased with `.` and `-`
+ * made `_` (prefixed `F_` when that would be invalid or one of the fields
+ * above). An entry over 128 KiB goes in a sealed memfd.
+ *
+ * `options`: NULL for the defaults (`ql_journald_options_default`).
+ * On success writes the handler to `*handler_out`: put it in a listener's
+ * handler array, which then owns it (or free it with `ql_handler_free`).
+ *
+ * Accounting (`ql_listener_handler_stats`): an entry is written when the
+ * kernel took it for journald. Entries journald cannot take now (not
+ * running: `ENOENT` or `ECONNREFUSED`; its queue full past
+ * `write_timeout_ms`: `EAGAIN`) are held within `retry_bytes` and tried
+ * again at the end of each batch, at most every 200 ms while records
+ * arrive (at once when a new socket appears at the path), and at a flush;
+ * a restarted journald is reconnected to. A
+ * flush (a barrier, a stop, a free) counts what it still cannot send
+ * lost. The failing record's `handle` returns the errno. Entries queued in
+ * a journald that dies before reading them are lost without anyone
+ * knowing (counted written). Built-in records only (`ql_log`...).
+ *
+ * `QL_ERR_NULL` for a NULL `handler_out`; `QL_ERR_INVALID` for a
+ * `socket_path` that is empty or over 107 bytes, an `identifier` over 256
+ * bytes or holding a newline, or a `facility` outside 0..=23 other than
+ * `QL_JOURNALD_NO_FACILITY`. Any thread.
+ *
+ * # Safety
+ * `options` must be NULL or valid, its `socket_path` and `identifier`
+ * NULL or C strings; `handler_out` NULL or valid for one write.
+ */
+ql_status ql_journald_handler(const struct ql_journald_options *options,
+                              struct ql_handler *handler_out);
+
+/**
  * Makes an idle listener on the program's own queue.
  *
  * - `queue`: the queue vtable, copied. `dequeue` and `enqueue_sentinel`
@@ -2010,7 +2115,10 @@ ql_status ql_log_src(const struct ql_queue *queue,
  *
  * `QL_ERR_NULL` for a NULL key or a NULL string with a nonzero length;
  * `QL_ERR_INVALID` for a bad key or kind (see `ql_log_src`), or a new key
- * when the thread already holds `QL_FIELDS_MAX` context fields. The
+ * when the thread already holds `QL_FIELDS_MAX` context fields;
+ * `QL_ERR_UNSUPPORTED` when the thread is exiting and its context is
+ * already destroyed (a pthread key destructor, an `atexit` handler):
+ * nothing is set, and records it logs from there carry no context. The
  * calling thread only; the fields are freed when the thread exits.
  *
  * # Safety
@@ -2021,7 +2129,8 @@ ql_status ql_context_set(struct ql_field field);
 
 /**
  * Removes the calling thread's context field `key`. `QL_OK` when it was
- * there, `QL_ERR_EMPTY` when it was not, `QL_ERR_NULL` for a NULL key.
+ * there, `QL_ERR_EMPTY` when it was not (also when the thread is exiting
+ * and its context is already destroyed), `QL_ERR_NULL` for a NULL key.
  *
  * # Safety
  * `key` must be NULL or NUL-terminated.
@@ -2029,7 +2138,8 @@ ql_status ql_context_set(struct ql_field field);
 ql_status ql_context_remove(const char *key);
 
 /**
- * Removes every context field of the calling thread.
+ * Removes every context field of the calling thread (nothing to do when
+ * the thread is exiting and its context is already destroyed).
  */
 void ql_context_clear(void);
 
@@ -2233,12 +2343,18 @@ static inline ql_status ql_logf_at(const ql_queue *queue, int32_t level, const c
  * Call-site macros: QL_INFO(queue, logger, format, ...) logs a printf-style
  * message with the file, line and function of the call. The level threshold
  * (ql_queue_set_level) is checked first: below it, the format arguments are
- * never evaluated. Each evaluates `queue` and `level` twice: pass plain
- * expressions. Each is an expression of type ql_status.
+ * never evaluated. A NULL queue gives QL_ERR_NULL, as ql_logf does. Each
+ * evaluates `queue` and `level` twice: pass plain expressions. Each is an
+ * expression of type ql_status.
  * QL_LOG_FIELDS adds `field_count` fields from the array `fields`.
  */
-#define QL_LOG_FIELDS(queue, level, logger, fields, field_count, ...)                       (ql_queue_enabled((queue), (level))                                                      ? ql_logf_at((queue), (level), (logger), __FILE__, (uint32_t)__LINE__, __func__,    (fields), (field_count), __VA_ARGS__)                                  : QL_OK)
-#define QL_LOG(queue, level, logger, ...) QL_LOG_FIELDS(queue, level, logger, NULL, 0, __VA_ARGS__)
+#define QL_LOG_FIELDS(queue, level, logger, fields, field_count, ...)                       \
+  (ql_queue_enabled((queue), (level))                                                      \
+       ? ql_logf_at((queue), (level), (logger), __FILE__, (uint32_t)__LINE__, __func__,    \
+                    (fields), (field_count), __VA_ARGS__)                                  \
+       : ((queue) == NULL ? QL_ERR_NULL : QL_OK))
+#define QL_LOG(queue, level, logger, ...) \
+  QL_LOG_FIELDS(queue, level, logger, NULL, 0, __VA_ARGS__)
 #define QL_DEBUG(queue, logger, ...) QL_LOG(queue, QL_LEVEL_DEBUG, logger, __VA_ARGS__)
 #define QL_INFO(queue, logger, ...) QL_LOG(queue, QL_LEVEL_INFO, logger, __VA_ARGS__)
 #define QL_WARNING(queue, logger, ...) QL_LOG(queue, QL_LEVEL_WARNING, logger, __VA_ARGS__)

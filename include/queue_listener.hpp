@@ -159,8 +159,9 @@ inline uint64_t to_ms(std::chrono::milliseconds timeout) noexcept {
  *
  * Strings (std::string, std::string_view, const char *) are borrowed until
  * the call returns (the library copies them); signed integers become
- * QL_FIELD_INT, unsigned QL_FIELD_UINT, floating point QL_FIELD_DOUBLE,
- * bool QL_FIELD_BOOL.
+ * QL_FIELD_INT, unsigned QL_FIELD_UINT (char as its platform's signedness
+ * says), enums their underlying integer, floating point QL_FIELD_DOUBLE,
+ * bool QL_FIELD_BOOL. Other pointers do not compile (they are not strings).
  */
 class field {
 public:
@@ -169,11 +170,17 @@ public:
     field(const char *key, const char *value) noexcept : f_(ql_field_str(key, value)) {}
     field(const char *key, const std::string &value) noexcept
         : f_(ql_field_strn(key, value.data(), value.size())) {}
-    field(const char *key, bool value) noexcept : f_(ql_field_bool(key, value)) {}
+    // Exactly bool: a pointer or an enum would convert to bool silently.
+    template <class T, std::enable_if_t<std::is_same_v<T, bool>, int> = 0>
+    field(const char *key, T value) noexcept : f_(ql_field_bool(key, value)) {}
     template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
     field(const char *key, T value) noexcept
         : f_(std::is_signed_v<T> ? ql_field_int(key, static_cast<int64_t>(value))
                                  : ql_field_uint(key, static_cast<uint64_t>(value))) {}
+    /** An enum (scoped or not): its number, signed or not as its underlying type. */
+    template <class T, std::enable_if_t<std::is_enum_v<T>, int> = 0>
+    field(const char *key, T value) noexcept
+        : field(key, static_cast<std::underlying_type_t<T>>(value)) {}
     template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
     field(const char *key, T value) noexcept : f_(ql_field_double(key, static_cast<double>(value))) {}
 

@@ -8,7 +8,7 @@
 //! thread's context fields, so a call's field wins over a context field of
 //! the same key.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The longest key, in bytes (RFC 5424 allows 32 for an SD-PARAM name).
 pub const MAX_KEY: usize = 32;
@@ -91,6 +91,10 @@ pub enum FieldError {
     BadKey,
     /// More than [`MAX_FIELDS`] fields.
     TooMany,
+    /// The calling thread is exiting: its thread-locals (the context with
+    /// them) are already destroyed, as in a pthread key destructor or an
+    /// `atexit` handler.
+    Exiting,
 }
 
 /// Checks fields given with one call.
@@ -164,16 +168,29 @@ impl FieldList for Context {
 
 thread_local! {
     static CONTEXT: RefCell<Context> = RefCell::new(Context::default());
+    /// Whether this thread ever set a context field. Until it does, its
+    /// `CONTEXT` is never touched, so a thread that only logs registers
+    /// no thread-exit destructor for it (nothing to free, nothing that a
+    /// forked child or a thread ending without running destructors could
+    /// leak).
+    static HAS_CONTEXT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True when the calling thread ever set a context field.
+fn has_context() -> bool {
+    HAS_CONTEXT.try_with(Cell::get).unwrap_or(false)
 }
 
 /// Binds `field` to every record the calling thread logs from now on,
 /// replacing the value of a context field with the same key (which keeps
-/// its place). `Err` for a bad key, or a new key past [`MAX_FIELDS`].
+/// its place). `Err` for a bad key, a new key past [`MAX_FIELDS`], or a
+/// thread whose context is already destroyed.
 pub fn context_set(field: Field) -> Result<(), FieldError> {
     if !valid_key(field.key) {
         return Err(FieldError::BadKey);
     }
-    CONTEXT.with(|c| {
+    let _ = HAS_CONTEXT.try_with(|h| h.set(true));
+    let set = CONTEXT.try_with(|c| {
         let mut c = c.borrow_mut();
         if let Some(old) = c.0.iter_mut().find(|o| *o.key == *field.key) {
             *old = Owned::of(field);
@@ -184,33 +201,50 @@ pub fn context_set(field: Field) -> Result<(), FieldError> {
         }
         c.0.push(Owned::of(field));
         Ok(())
-    })
+    });
+    set.unwrap_or(Err(FieldError::Exiting))
 }
 
 /// Removes the calling thread's context field `key`; false when it had
-/// none.
+/// none (also once its context is destroyed, at thread exit).
 pub fn context_remove(key: &[u8]) -> bool {
-    CONTEXT.with(|c| {
-        let mut c = c.borrow_mut();
-        let before = c.0.len();
-        c.0.retain(|o| *o.key != *key);
-        c.0.len() != before
-    })
+    if !has_context() {
+        return false;
+    }
+    CONTEXT
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let before = c.0.len();
+            c.0.retain(|o| *o.key != *key);
+            c.0.len() != before
+        })
+        .unwrap_or(false)
 }
 
-/// Removes all of the calling thread's context fields.
+/// Removes all of the calling thread's context fields (nothing to do once
+/// its context is destroyed, at thread exit).
 pub fn context_clear() {
-    CONTEXT.with(|c| c.borrow_mut().0.clear());
+    if !has_context() {
+        return;
+    }
+    let _ = CONTEXT.try_with(|c| c.borrow_mut().0.clear());
 }
 
-/// How many context fields the calling thread holds.
+/// How many context fields the calling thread holds (0 once its context is
+/// destroyed).
 pub fn context_len() -> usize {
-    CONTEXT.with(|c| c.borrow().0.len())
+    if !has_context() {
+        return 0;
+    }
+    CONTEXT.try_with(|c| c.borrow().0.len()).unwrap_or(0)
 }
 
 /// Calls `f` with the calling thread's context fields. At thread exit
 /// (the thread-local already gone), with none.
 pub fn with_context<T>(f: impl FnOnce(&dyn FieldList) -> T) -> T {
+    if !has_context() {
+        return f(NO_FIELDS);
+    }
     let mut f = Some(f);
     let done = CONTEXT.try_with(|c| match c.try_borrow() {
         Ok(c) => (f.take().expect("called once"))(&*c),

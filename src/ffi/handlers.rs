@@ -206,17 +206,23 @@ impl Builtin {
     }
 }
 
-/// Reads a built-in record the listener passed.
+/// Reads a built-in record the listener passed; `None` for one the library
+/// could never have made (a program's own): NULL logger or message text
+/// with a nonzero length, or a malformed field ([`CFields::malformed`]),
+/// which would otherwise forge keys or lines in the output.
 ///
 /// # Safety
-/// `record` must point to a `ql_record` whose strings are valid for their
-/// lengths, as the listener hands out for built-in records.
-unsafe fn view<'a>(r: &'a ql_record, fields: &'a CFields<'a>) -> RecordView<'a> {
+/// `record` must point to a `ql_record` whose strings are NULL or valid for
+/// their lengths, as the listener hands out for built-in records.
+unsafe fn view<'a>(r: &'a ql_record, fields: &'a CFields<'a>) -> Option<RecordView<'a>> {
+    if fields.malformed() {
+        return None;
+    }
     // SAFETY: as above, for the two byte strings.
     let (logger, message) = unsafe {
         (
-            slice::from_raw_parts(r.logger.cast::<u8>(), r.logger_len),
-            slice::from_raw_parts(r.message.cast::<u8>(), r.message_len),
+            super::record::bytes(r.logger, r.logger_len)?,
+            super::record::bytes(r.message, r.message_len)?,
         )
     };
     // SAFETY: as above; a record a program made with an older layout in
@@ -227,7 +233,7 @@ unsafe fn view<'a>(r: &'a ql_record, fields: &'a CFields<'a>) -> RecordView<'a> 
             text_or_empty(r.func, r.func_len),
         )
     };
-    RecordView {
+    Some(RecordView {
         level: r.level,
         thread_id: r.thread_id,
         timestamp_ns: r.timestamp_ns,
@@ -237,7 +243,7 @@ unsafe fn view<'a>(r: &'a ql_record, fields: &'a CFields<'a>) -> RecordView<'a> 
         line: r.line,
         func,
         fields,
-    }
+    })
 }
 
 /// # Safety
@@ -256,19 +262,33 @@ const PANICKED: i32 = -1;
 
 unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i32 {
     if record.is_null() {
+        // A `prepare` hook may make it: nothing to write, and not counted
+        // in the handler's account (a filter, not a loss).
         return libc::EINVAL;
     }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: ctx is the `Builtin` this handler was made with (a shared
+        // reference, as in `Builtin::lines`).
+        let counters = unsafe { &(*ctx.cast_const().cast::<Builtin>()).counters };
+        // SAFETY: built-in handlers are documented to take built-in records.
+        let parts = unsafe { record.cast::<ql_record>().as_ref() }
+            // More fields than a built-in record holds: not read at all.
+            .filter(|r| r.field_count <= super::record::RECORD_FIELDS_MAX)
+            // SAFETY: as above: `fields` NULL or valid for `field_count`.
+            .map(|r| (r, unsafe { CFields::from_raw(r.fields, r.field_count) }));
+        let Some((record, fields)) = &parts else {
+            // Too many fields: nothing to write.
+            counters.refuse();
+            return libc::EINVAL;
+        };
+        // SAFETY: as above.
+        let Some(record) = (unsafe { view(record, fields) }) else {
+            counters.refuse();
+            return libc::EINVAL;
+        };
         // SAFETY: ctx is the `Builtin` this handler was made with; the
         // listener calls it from one thread at a time.
         let lines = unsafe { Builtin::lines(ctx) };
-        // SAFETY: built-in handlers are documented to take built-in records.
-        let (record, fields) = unsafe {
-            let r = &*record.cast::<ql_record>();
-            (r, CFields::from_raw(r.fields, r.field_count))
-        };
-        // SAFETY: as above.
-        let record = unsafe { view(record, &fields) };
         match lines.handle(&record) {
             Ok(()) => 0,
             Err(code) => code,

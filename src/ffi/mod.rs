@@ -8,6 +8,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod handlers;
+pub mod journald;
 pub mod listener;
 mod process;
 pub mod queue;

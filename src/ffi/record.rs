@@ -6,9 +6,10 @@ use std::slice;
 
 use super::queue::ql_queue;
 use super::{
-    boundary, ql_status, try_ref, RawRecord, QL_ERR_EMPTY, QL_ERR_INVALID, QL_ERR_NULL, QL_OK,
+    boundary, ql_status, try_ref, RawRecord, QL_ERR_EMPTY, QL_ERR_INVALID, QL_ERR_NULL,
+    QL_ERR_UNSUPPORTED, QL_OK,
 };
-use crate::fields::{Field, FieldList, Value};
+use crate::fields::{Field, FieldError, FieldList, Value};
 use crate::queue::PutError;
 use crate::record::{level_name, LogRecord, Source};
 
@@ -45,6 +46,13 @@ const _: () = assert!(QL_MESSAGE_MAX == crate::record::MAX_MESSAGE);
 /// `const ql_record *`. It is valid for the duration of the call only;
 /// copy what you keep. The library owns it and frees it after `done`; never
 /// free or modify it.
+///
+/// A record a program makes itself and gives to the built-in handlers (on
+/// a queue of its own) must be one the library could have made: text NULL
+/// only with length 0, at most 128 fields, each with a valid key (see
+/// `ql_field`), a `QL_FIELD_*` kind and a string NULL only with length 0.
+/// A built-in handler refuses any other record: it returns `EINVAL` and
+/// counts it received and lost, so nothing forged reaches the output.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ql_record {
@@ -205,6 +213,16 @@ impl<'a> CFields<'a> {
             .iter()
             .any(|f| !(QL_FIELD_STR..=QL_FIELD_BOOL).contains(&f.kind))
     }
+
+    /// A field the library would have refused: a NULL key or string, a bad
+    /// kind, or a key that is not [`crate::fields::valid_key`] (in a record
+    /// a program made itself). The count is not checked: a built-in record
+    /// holds a call's fields and its thread's context fields.
+    pub(crate) fn malformed(&self) -> bool {
+        self.has_null()
+            || self.has_bad_kind()
+            || !crate::fields::iter(self).all(|f| crate::fields::valid_key(f.key))
+    }
 }
 
 impl FieldList for CFields<'_> {
@@ -224,7 +242,10 @@ impl FieldList for CFields<'_> {
                     QL_FIELD_INT => Value::Int(f.value.i),
                     QL_FIELD_UINT => Value::Uint(f.value.u),
                     QL_FIELD_DOUBLE => Value::Double(f.value.d),
-                    QL_FIELD_BOOL => Value::Bool(f.value.b),
+                    // The byte C's `bool` occupies, read as C reads it:
+                    // any nonzero byte is true (a Rust `bool` other than 0
+                    // or 1 would be undefined behaviour).
+                    QL_FIELD_BOOL => Value::Bool(*ptr::addr_of!(f.value).cast::<u8>() != 0),
                     // A record a program made itself with a bad kind.
                     _ => Value::Str(&[]),
                 },
@@ -233,23 +254,30 @@ impl FieldList for CFields<'_> {
     }
 }
 
-/// Calls `f` with C views of the record's fields (on the stack for up to 16).
+/// Calls `f` with C views of the record's fields, on the stack: no
+/// allocation per record, however many fields a record made through the C
+/// API holds (at most [`RECORD_FIELDS_MAX`]).
 fn with_fields<T>(record: &LogRecord, f: impl FnOnce(&[ql_field]) -> T) -> T {
+    fn on_stack<const N: usize, T>(record: &LogRecord, f: impl FnOnce(&[ql_field]) -> T) -> T {
+        let n = record.count();
+        let mut stack = [EMPTY_FIELD; N];
+        for (i, slot) in stack[..n].iter_mut().enumerate() {
+            *slot = field_view(record, i);
+        }
+        f(&stack[..n])
+    }
     match record.count() {
         0 => f(&[]),
-        n @ 1..=16 => {
-            let mut stack = [EMPTY_FIELD; 16];
-            for (i, slot) in stack[..n].iter_mut().enumerate() {
-                *slot = field_view(record, i);
-            }
-            f(&stack[..n])
-        }
-        n => {
-            let heap: Vec<ql_field> = (0..n).map(|i| field_view(record, i)).collect();
-            f(&heap)
-        }
+        1..=16 => on_stack::<16, T>(record, f),
+        17..=RECORD_FIELDS_MAX => on_stack::<RECORD_FIELDS_MAX, T>(record, f),
+        // Never from the C API (it checks the count); kept safe anyway.
+        n => f(&(0..n).map(|i| field_view(record, i)).collect::<Vec<_>>()),
     }
 }
+
+/// The most fields a built-in record holds: a call's and its thread's
+/// context fields.
+pub(crate) const RECORD_FIELDS_MAX: usize = 2 * crate::fields::MAX_FIELDS;
 
 fn field_view(record: &LogRecord, i: usize) -> ql_field {
     let (key, text) = record.field_with_nuls(i);
@@ -383,7 +411,7 @@ pub extern "C" fn ql_level_name(level: i32) -> *const c_char {
 
 /// # Safety
 /// `text` must be NULL or valid for `len` bytes.
-unsafe fn bytes<'a>(text: *const c_char, len: usize) -> Option<&'a [u8]> {
+pub(crate) unsafe fn bytes<'a>(text: *const c_char, len: usize) -> Option<&'a [u8]> {
     match (text.is_null(), len) {
         (_, 0) => Some(&[]),
         (true, _) => None,
@@ -561,6 +589,11 @@ pub unsafe extern "C" fn ql_log_src(
         if fields.is_null() && field_count > 0 {
             return QL_ERR_NULL;
         }
+        // Before any field is read: a count past the array (SIZE_MAX) must
+        // not make us read past it.
+        if field_count > QL_FIELDS_MAX {
+            return QL_ERR_INVALID;
+        }
         // SAFETY: the caller's promise.
         let fields = unsafe { CFields::from_raw(fields, field_count) };
         if fields.has_null() {
@@ -608,7 +641,10 @@ pub unsafe extern "C" fn ql_log_src(
 ///
 /// `QL_ERR_NULL` for a NULL key or a NULL string with a nonzero length;
 /// `QL_ERR_INVALID` for a bad key or kind (see `ql_log_src`), or a new key
-/// when the thread already holds `QL_FIELDS_MAX` context fields. The
+/// when the thread already holds `QL_FIELDS_MAX` context fields;
+/// `QL_ERR_UNSUPPORTED` when the thread is exiting and its context is
+/// already destroyed (a pthread key destructor, an `atexit` handler):
+/// nothing is set, and records it logs from there carry no context. The
 /// calling thread only; the fields are freed when the thread exits.
 ///
 /// # Safety
@@ -628,13 +664,15 @@ pub unsafe extern "C" fn ql_context_set(field: ql_field) -> ql_status {
         }
         match crate::fields::context_set(fields.field(0)) {
             Ok(()) => QL_OK,
-            Err(_) => QL_ERR_INVALID,
+            Err(FieldError::Exiting) => QL_ERR_UNSUPPORTED,
+            Err(FieldError::BadKey | FieldError::TooMany) => QL_ERR_INVALID,
         }
     })
 }
 
 /// Removes the calling thread's context field `key`. `QL_OK` when it was
-/// there, `QL_ERR_EMPTY` when it was not, `QL_ERR_NULL` for a NULL key.
+/// there, `QL_ERR_EMPTY` when it was not (also when the thread is exiting
+/// and its context is already destroyed), `QL_ERR_NULL` for a NULL key.
 ///
 /// # Safety
 /// `key` must be NULL or NUL-terminated.
@@ -653,7 +691,8 @@ pub unsafe extern "C" fn ql_context_remove(key: *const c_char) -> ql_status {
     })
 }
 
-/// Removes every context field of the calling thread.
+/// Removes every context field of the calling thread (nothing to do when
+/// the thread is exiting and its context is already destroyed).
 #[no_mangle]
 pub extern "C" fn ql_context_clear() {
     boundary(crate::fields::context_clear)

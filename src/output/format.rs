@@ -76,7 +76,9 @@ enum Piece {
 /// `{message}`, `{file}`, `{line}`, `{func}` (the source location: empty
 /// and 0 when the call gave none), `{fields}` (the record's fields as
 /// logfmt pairs `key=value key2="two words"`, separated by spaces, empty
-/// when there are none; escaped by logfmt's rules even when `raw`). `{{`
+/// when there are none; escaped by logfmt's rules even when `raw`, and
+/// unless `raw` the C1 controls and U+2028 / U+2029 as in the rest of the
+/// line, `\u2028`). `{{`
 /// and `}}` write braces. A line ends with `\n`.
 #[derive(Debug, Clone)]
 pub struct Pattern {
@@ -241,6 +243,8 @@ impl Pattern {
                     let _ = write!(out, "{}", record.line);
                 }
                 Piece::Func => self.text(record.func, out),
+                // logfmt's rules escape every control, the C1 controls and
+                // U+2028 / U+2029 (raw or not): a field never breaks a line.
                 Piece::Fields => super::structured::logfmt_fields(record.fields, out),
             }
         }
@@ -405,6 +409,31 @@ mod tests {
         assert!(Pattern::parse("{message}\n2026 CRITICAL {logger}").is_err());
         assert!(Pattern::parse("{message}\u{2028}").is_err());
         assert!(Pattern::parse("{message}\tok").is_ok());
+    }
+
+    #[test]
+    fn fields_in_a_text_line_cannot_break_it_for_unicode_readers() {
+        use crate::fields::{Field, Value};
+        use crate::record::Source;
+        let value = "x\u{2028}2026-12-05 CRITICAL app: forged\u{85}y\u{2029}z\u{9b}";
+        let given = [Field {
+            key: b"user",
+            value: Value::Str(value.as_bytes()),
+        }];
+        let r = LogRecord::with(20, b"app", b"m", 0, &Source::default(), &given);
+        let mut out = Vec::new();
+        let p = Pattern::parse("{message} [{fields}]").unwrap();
+        p.write_line(&mut LocalClock::default(), &(&r).into(), &mut out);
+        let line = String::from_utf8(out).unwrap();
+        assert_eq!(
+            line,
+            "m [user=\"x\\xe2\\x80\\xa82026-12-05 CRITICAL app: forged\\xc2\\x85y\\xe2\\x80\\xa9z\\xc2\\x9b\"]\n"
+        );
+        // `raw` writes the fields by logfmt's rules too, as documented.
+        let mut raw = Vec::new();
+        let p = Pattern::parse("{message} [{fields}]").unwrap().raw(true);
+        p.write_line(&mut LocalClock::default(), &(&r).into(), &mut raw);
+        assert_eq!(raw, line.as_bytes());
     }
 
     #[test]

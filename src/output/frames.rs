@@ -51,6 +51,14 @@ impl Counters {
         counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
+    /// A record handed to the sink that it cannot write at all (a record a
+    /// program made, with a field the library would have refused): counted
+    /// received and lost at once.
+    pub fn refuse(&self) {
+        Counters::add(&self.received, 1);
+        Counters::add(&self.lost, 1);
+    }
+
     /// A snapshot.
     pub fn snapshot(&self) -> SinkCounts {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);

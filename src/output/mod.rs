@@ -18,6 +18,9 @@
 //! * [`sys`]: `write(2)` with `EINTR`, `EAGAIN` and signal handling.
 //! * [`stream`]: fds and `FILE *` streams the program owns.
 //! * [`file`]: files, append-safe writes, rotation.
+//! * [`journald`]: journal entries over journald's native socket.
+//! * [`syslog`]: syslog messages (RFC 5424, RFC 3164); [`net`]: their
+//!   delivery (unix datagram, UDP, TCP, TLS, RELP) on a thread of the sink.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use std::time::Duration;
 pub mod file;
 pub mod format;
 pub mod frames;
+pub mod journald;
 pub mod net;
 pub mod stream;
 pub mod structured;

@@ -18,8 +18,9 @@
 //! msg="disk at 91%"`, then `file=`, `line=`, `func=` when known, then the
 //! fields, renamed by the same rule against logfmt's fixed keys. A value is written bare when it is non-empty and
 //! holds only printable ASCII other than space, `"` and `=`, else quoted,
-//! with `\"`, `\\`, `\n`, `\r`, `\t` and `\xHH` for other control bytes and
-//! for bytes that are not valid UTF-8.
+//! with `\"`, `\\`, `\n`, `\r`, `\t` and `\xHH` for other control bytes,
+//! for the bytes of the C1 controls and of U+2028 / U+2029, and for bytes
+//! that are not valid UTF-8.
 
 use std::io::Write;
 
@@ -230,11 +231,18 @@ pub fn logfmt_value_into(text: &[u8], out: &mut Vec<u8>) {
     }
     out.push(b'"');
     let special = |c: char, out: &mut Vec<u8>| {
-        let control = is_control(c);
-        if control {
+        if is_control(c) {
             hex(c as u8, out);
+            return true;
         }
-        control
+        // The C1 controls (NEL among them) and U+2028 / U+2029 break lines
+        // for Unicode-aware readers: their UTF-8 bytes as \xHH (lossless).
+        if matches!(c as u32, 0x80..=0x9f | 0x2028 | 0x2029) {
+            let mut buf = [0u8; 4];
+            c.encode_utf8(&mut buf).bytes().for_each(|b| hex(b, out));
+            return true;
+        }
+        false
     };
     escape_utf8(text, out, special, |bytes, out| {
         bytes.iter().for_each(|&b| hex(b, out))
@@ -304,6 +312,10 @@ mod tests {
         assert_eq!(v(b"a=b"), "\"a=b\"");
         assert_eq!(v(b"x\n level=CRITICAL"), "\"x\\n level=CRITICAL\"");
         assert_eq!(v(b"q\"\\\x1b\xff"), "\"q\\\"\\\\\\x1b\\xff\"");
+        assert_eq!(
+            v("a\u{85}b\u{2028}c\u{2029}é".as_bytes()),
+            "\"a\\xc2\\x85b\\xe2\\x80\\xa8c\\xe2\\x80\\xa9é\""
+        );
     }
 
     #[test]

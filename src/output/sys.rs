@@ -139,7 +139,7 @@ pub fn without_write_signals<T>(body: impl FnOnce() -> T) -> T {
 
 /// Waits until `fd` can take a write, up to `deadline`. `Ok(false)` when
 /// the deadline passed.
-fn wait_writable(fd: RawFd, deadline: Instant) -> Result<bool, i32> {
+pub fn wait_writable(fd: RawFd, deadline: Instant) -> Result<bool, i32> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = left.as_millis().min(i32::MAX as u128) as i32;

@@ -5,8 +5,9 @@
  * object, resolves them to these definitions) and counts calls. After a
  * warm-up that fills the record pool, 30000 records logged with ql_log,
  * ql_logf and (with four fields, a context field and the source location)
- * ql_log_fields and QL_INFO, handled by a listener, cost no allocation per
- * record, on the
+ * ql_log_fields and QL_INFO, and 10000 with 20 fields (more than the 16
+ * field views the listener keeps on its stack; still within the inline
+ * text), handled by a listener, cost no allocation per record, on the
  * producer or on the listener thread (almost always none at all; at most a
  * rare one-off inside the channel's wait machinery); a long message (kept
  * whole) costs its one buffer.
@@ -85,12 +86,15 @@ typedef struct {
 
 /* Four fields, within the inline budget with a short message. */
 static ql_field fields[4];
+/* Twenty integer fields with short keys: within the inline budget too. */
+static ql_field many[20];
+static char many_keys[20][4];
 
 static void *fill(void *arg) {
     filler *f = arg;
     if (ql_context_set(ql_field_str("request_id", "r-1234")) != QL_OK) QLT_FAIL("ql_context_set");
     for (int i = 0; i < f->records; i++)
-        if (ql_logf_fields(f->q, 20, "warm", fields, 4, "hello %d", i) != QL_OK)
+        if (ql_logf_fields(f->q, 20, "warm", many, 20, "hello %d", i) != QL_OK)
             QLT_FAIL("ql_logf_fields");
     ql_context_clear();
     return NULL;
@@ -98,6 +102,10 @@ static void *fill(void *arg) {
 
 int main(void) {
     qlt_begin("test_alloc");
+    for (int i = 0; i < 20; i++) {
+        snprintf(many_keys[i], sizeof many_keys[i], "k%d", i);
+        many[i] = ql_field_int(many_keys[i], i);
+    }
     fields[0] = ql_field_str("user", "alice");
     fields[1] = ql_field_int("attempt", -3);
     fields[2] = ql_field_double("ratio", 0.25);
@@ -160,6 +168,7 @@ int main(void) {
         CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "app.worker", "hello %d from %s", i, "logf"));
         CHECK_OK(ql_log_fields(q, QL_LEVEL_INFO, "app.worker", fields, 4, "with fields", 11));
         CHECK_OK(QL_INFO(q, "app.worker", "at the call site %d", i));
+        CHECK_OK(ql_log_fields(q, QL_LEVEL_INFO, "app.worker", many, 20, "20 fields", 9));
     }
     CHECK_OK(ql_listener_flush(l, 10000));
     atomic_store(&counting, false);
@@ -180,16 +189,18 @@ int main(void) {
     ql_queue_free(q);
     CHECK(t.bytes > 0);
     qlt_latch_destroy(&hold);
-    /* Per record: none. A rare one-off allocation inside the channel's
-     * wait machinery (a first wait in a new situation) may still show up,
-     * independent of how many records go through; 40000 records that cost
-     * even one allocation each would give 40000. */
-    if (steady > 4) QLT_FAIL("40000 short records after warm-up cost %ld allocations", steady);
+    /* Per record: none. A rare allocation when the listener thread goes to
+     * sleep on the empty queue (crossbeam's blocking wait registers the
+     * thread with the channel, seen in backtraces: monitor -> dequeue_idle
+     * -> take_slow -> Vec::push) shows up a few times in a run, more often
+     * on a loaded machine, whatever the number of records: 50000 records
+     * that cost even one allocation each would give 50000. */
+    if (steady > 50) QLT_FAIL("50000 short records after warm-up cost %ld allocations", steady);
     CHECK(long_message >= 1);
     ql_context_clear();
-    PASS("after a warm-up that allocated %ld times, 40000 short records (ql_log, ql_logf, "
-         "ql_log_fields with 4 fields + 1 context field, QL_INFO with its source location; "
-         "produced, queued, handled, recycled) cost %ld allocations (none per record); a "
+    PASS("after a warm-up that allocated %ld times, 50000 short records (ql_log, ql_logf, "
+         "ql_log_fields with 4 fields + 1 context field, QL_INFO with its source location, "
+         "ql_log_fields with 20 fields; produced, queued, handled, recycled) cost %ld allocations (none per record); a "
          "2000-byte message costs %ld",
          warm_up, steady, long_message);
     return qlt_end();

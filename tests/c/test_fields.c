@@ -259,6 +259,11 @@ static void bad_input_is_refused_whole(void) {
         many[i] = ql_field_int(keys[i], i);
     }
     CHECK_EQ_STATUS(ql_log_fields(q, 20, "a", many, QL_FIELDS_MAX + 1, "m", 1), QL_ERR_INVALID);
+    /* A count past the limit is refused before any field is read (a count
+     * larger than the array must not make the library read past it). */
+    CHECK_EQ_STATUS(ql_log_fields(q, 20, "a", &null_key, QL_FIELDS_MAX + 1, "m", 1),
+                    QL_ERR_INVALID);
+    CHECK_EQ_STATUS(ql_log_fields(q, 20, "a", &good, SIZE_MAX, "m", 1), QL_ERR_INVALID);
     CHECK_EQ_STATUS(ql_log_src(NULL, 20, "a", NULL, &good, 1, "m", 1, NULL), QL_ERR_NULL);
     CHECK_EQ_STATUS(ql_context_set(null_key), QL_ERR_NULL);
     CHECK_EQ_STATUS(ql_context_set(bad_kind), QL_ERR_INVALID);
@@ -357,6 +362,193 @@ static void file_lines(void) {
          "{file}:{line} {func} [{fields}]");
 }
 
+
+/* ------------------------------------------------- review: attacks */
+
+static void macros_report_a_null_queue(void) {
+    /* ql_logf(NULL, ...) says QL_ERR_NULL; the macros said QL_OK (a silent
+     * drop): ql_queue_enabled(NULL) is false, so they took the "below the
+     * level" branch. */
+    CHECK_EQ_STATUS(ql_logf(NULL, QL_LEVEL_INFO, "app", "x %d", 1), QL_ERR_NULL);
+    evaluated = 0;
+    CHECK_EQ_STATUS(QL_INFO(NULL, "app", "x %d", side_effect()), QL_ERR_NULL);
+    CHECK_EQ_STATUS(QL_DEBUG(NULL, "app", "x"), QL_ERR_NULL);
+    ql_field f[] = {ql_field_int("n", 1)};
+    CHECK_EQ_STATUS(QL_LOG_FIELDS(NULL, QL_LEVEL_ERROR, "app", f, 1, "x"), QL_ERR_NULL);
+    CHECK_EQ_INT(evaluated, 0);
+    PASS("QL_INFO, QL_DEBUG and QL_LOG_FIELDS on a NULL queue return QL_ERR_NULL (as ql_logf), "
+         "evaluating no argument");
+}
+
+/* A bool given as a byte other than 0 and 1 (a field filled through the
+ * wrong union member): C reads it as true; the library must not treat it
+ * as an invalid Rust bool (it gave false for 2 and true for 255). */
+static void bool_bytes_are_read_as_c_reads_them(void) {
+    ql_field f[] = {ql_field_bool("two", true), ql_field_bool("ff", true),
+                    ql_field_bool("zero", true)};
+    f[0].value.u = 0; f[0].value.b = 0;
+    memset(&f[0].value, 2, 1);
+    memset(&f[1].value, 0xff, 1);
+    memset(&f[2].value, 0, 1);
+    long before = qlt_counter_get(&handled);
+    CHECK_OK(ql_log_fields(q, QL_LEVEL_INFO, "app", f, 3, "bools", 5));
+    wait_handled(before + 1);
+    const copied *c = &copies[before];
+    CHECK_EQ_INT(c->field_count, 3);
+    unsigned char b0, b1, b2;
+    memcpy(&b0, &c->fields[0].b, 1);
+    memcpy(&b1, &c->fields[1].b, 1);
+    memcpy(&b2, &c->fields[2].b, 1);
+    CHECK_EQ_INT(b0, 1);
+    CHECK_EQ_INT(b1, 1);
+    CHECK_EQ_INT(b2, 0);
+    PASS("a bool field whose byte is 2 or 0xff arrives as true (1), 0 as false");
+}
+
+/* Context calls from a thread that is exiting: a pthread key destructor
+ * runs after the thread's Rust thread-locals are destroyed. */
+static pthread_key_t exit_key;
+static ql_status exit_set, exit_remove;
+static ql_status exit_log;
+
+static void at_thread_exit(void *arg) {
+    (void)arg;
+    exit_set = ql_context_set(ql_field_str("late", "x"));
+    exit_remove = ql_context_remove("req");
+    ql_context_clear();
+    exit_log = ql_log(q, QL_LEVEL_INFO, "app", "from a key destructor", 21);
+}
+
+static void *exiting_thread(void *arg) {
+    (void)arg;
+    if (ql_context_set(ql_field_str("req", "r-7")) != QL_OK) QLT_FAIL("ql_context_set");
+    if (pthread_setspecific(exit_key, &exit_key) != 0) QLT_FAIL("pthread_setspecific");
+    return NULL;
+}
+
+static void context_during_thread_exit(void) {
+    QLT_PT(pthread_key_create(&exit_key, at_thread_exit));
+    exit_set = exit_remove = exit_log = -1;
+    long before = qlt_counter_get(&handled);
+    pthread_t t;
+    QLT_PT(pthread_create(&t, NULL, exiting_thread, NULL));
+    QLT_PT(pthread_join(t, NULL));
+    QLT_PT(pthread_key_delete(exit_key));
+    /* Not QL_ERR_PANIC (with a panic message on stderr): the thread's
+     * context is gone, so nothing can be set and there is nothing to
+     * remove. */
+    CHECK_EQ_STATUS(exit_set, QL_ERR_UNSUPPORTED);
+    CHECK_EQ_STATUS(exit_remove, QL_ERR_EMPTY);
+    CHECK_OK(exit_log);
+    wait_handled(before + 1);
+    CHECK_EQ_INT(copies[before].field_count, 0);
+    PASS("from a pthread key destructor (thread-locals gone): ql_context_set gives "
+         "QL_ERR_UNSUPPORTED, ql_context_remove QL_ERR_EMPTY, ql_context_clear nothing, "
+         "ql_log logs without context; no panic");
+}
+
+/* Records a program made itself, handed to built-in handlers through a
+ * vtable queue: a field key the library would have refused (a quote, a
+ * newline, empty, NULL), an unknown kind, or NULL text with a length,
+ * would forge JSON keys or a second line, or crash. Such a record is
+ * refused by the handler: EINVAL, counted received and lost, the file
+ * keeps only whole valid lines. */
+static void program_records_with_bad_fields_are_refused(void) {
+    char json[300], logfmt[300], script[300];
+    snprintf(json, sizeof json, "%s/program.json", dir);
+    snprintf(logfmt, sizeof logfmt, "%s/program.logfmt", dir);
+    ql_handler h[2];
+    ql_handler_options o = ql_handler_options_default();
+    o.format = QL_FORMAT_JSON;
+    CHECK_OK(ql_file_handler(json, &o, &h[0]));
+    o.format = QL_FORMAT_LOGFMT;
+    CHECK_OK(ql_file_handler(logfmt, &o, &h[1]));
+    qlt_cq cq;
+    qlt_cq_init(&cq, 0);
+    ql_queue_vtable vt = qlt_cq_vtable(&cq);
+    ql_listener *pl = NULL;
+    CHECK_OK(ql_listener_new(&vt, h, 2, NULL, false, &pl));
+
+    enum { BAD = 7 };
+    static ql_field forged[BAD];
+    forged[0] = ql_field_int("x\":1,\"level\":\"CRITICAL", 1);
+    forged[1] = ql_field_str("new\nline", "v");
+    forged[2] = ql_field_int("", 1);
+    forged[3] = ql_field_int("k", 1);
+    forged[3].key = NULL;
+    forged[4] = ql_field_int("k", 1);
+    forged[4].kind = 99;
+    forged[5] = ql_field_strn("k", NULL, 5);
+    forged[6] = ql_field_int("x12345678901234567890123456789012", 1); /* 33 bytes */
+    static ql_record bad[BAD + 2];
+    static ql_field good[2];
+    good[0] = ql_field_str("user", "bob");
+    good[1] = ql_field_int("n", 3);
+    for (int i = 0; i < BAD + 2; i++) {
+        memset(&bad[i], 0, sizeof bad[i]);
+        bad[i].level = QL_LEVEL_WARNING;
+        bad[i].logger = "app";
+        bad[i].logger_len = 3;
+        bad[i].message = "m";
+        bad[i].message_len = 1;
+        if (i < BAD) {
+            bad[i].fields = &forged[i];
+            bad[i].field_count = 1;
+        }
+    }
+    bad[BAD].logger = NULL; /* NULL text with a length: refused, not a crash */
+    bad[BAD + 1].fields = good; /* a count no record of the library has: never read */
+    bad[BAD + 1].field_count = SIZE_MAX;
+    ql_record ok;
+    memset(&ok, 0, sizeof ok);
+    ok.level = QL_LEVEL_INFO;
+    ok.message = "fine"; /* NULL logger with length 0: "" */
+    ok.message_len = 4;
+    ok.fields = good;
+    ok.field_count = 2;
+    ok.file = NULL; /* a record made with the old layout in mind */
+    ok.file_len = 7;
+    for (int i = 0; i < BAD + 2; i++) qlt_cq_put(&cq, &bad[i]);
+    qlt_cq_put(&cq, &ok);
+    CHECK_OK(ql_start(pl));
+    CHECK_EQ_STATUS(ql_stop(pl), QL_ERR_LOST);
+    for (size_t i = 0; i < 2; i++) {
+        ql_handler_stats hs;
+        CHECK_OK(ql_listener_handler_stats(pl, i, &hs));
+        CHECK_EQ_INT(hs.received, BAD + 3);
+        CHECK_EQ_INT(hs.errors, BAD + 2);
+        CHECK_EQ_INT(hs.sink.written, 1);
+        CHECK_EQ_INT(hs.sink.lost, BAD + 2);
+        CHECK_EQ_INT(hs.sink.pending, 0);
+    }
+    CHECK_OK(ql_listener_free(pl));
+    qlt_cq_destroy(&cq);
+
+    snprintf(script, sizeof script, "%s/program.py", dir);
+    FILE *p = fopen(script, "w");
+    CHECK(p != NULL);
+    fprintf(p, "import json, sys\n"
+               "lines = open(sys.argv[1], 'rb').read().split(b'\\n')\n"
+               "assert len(lines) == 2 and lines[1] == b'', lines\n"
+               "a = json.loads(lines[0])\n"
+               "assert a['message'] == 'fine' and a['logger'] == '' and a['user'] == 'bob', a\n"
+               "assert a['n'] == 3 and 'file' not in a, a\n"
+               "t = open(sys.argv[2], 'rb').read().split(b'\\n')\n"
+               "assert len(t) == 2 and t[0].endswith(b' msg=fine user=bob n=3'), t\n");
+    CHECK(fclose(p) == 0);
+    if (system("python3 -c 'import json' 2>/dev/null") != 0) {
+        printf("SKIP: python3 is missing, so the JSON lines are not parsed\n");
+        return;
+    }
+    char cmd[1000];
+    snprintf(cmd, sizeof cmd, "python3 %s %s %s", script, json, logfmt);
+    CHECK(system(cmd) == 0);
+    PASS("records a program made, with a forging key (quote, newline, empty, NULL, 33 bytes), "
+         "an unknown kind, NULL text with a length or SIZE_MAX fields: refused by the JSON and logfmt handlers "
+         "(EINVAL, received = written + lost, QL_ERR_LOST), no crash; the valid record is one "
+         "valid line each");
+}
+
 int main(void) {
     qlt_begin("test_fields");
     setup();
@@ -364,11 +556,15 @@ int main(void) {
     context_is_the_logging_threads();
     macros_record_the_call_site();
     bad_input_is_refused_whole();
+    macros_report_a_null_queue();
+    bool_bytes_are_read_as_c_reads_them();
+    context_during_thread_exit();
     CHECK_OK(ql_stop(l));
     CHECK_OK(ql_listener_free(l));
     ql_queue_free(q);
     CHECK(mkdtemp(dir) != NULL);
     file_lines();
+    program_records_with_bad_fields_are_refused();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);

@@ -495,6 +495,42 @@ void test_fields() {
     CHECK(sources[1] == ":0");
 }
 
+
+// What ql::field makes of each C++ type: an unscoped enum is its number
+// (it was `true`: enum -> bool is a standard conversion, the integer
+// template refused enums), and a pointer other than a C string does not
+// compile (it became `true` too).
+enum review_color { review_red = 0, review_green = 7 };
+enum class review_state : unsigned char { idle = 3 };
+enum review_big : unsigned long long { review_huge = 18446744073709551615ull };
+
+void test_field_types() {
+    g_test = "field types";
+    review_color c = review_green;
+    const ql_field e = ql::field("e", c).native();
+    // Its underlying type is the compiler's choice (GCC: unsigned int).
+    CHECK((e.kind == QL_FIELD_INT && e.value.i == 7) || (e.kind == QL_FIELD_UINT && e.value.u == 7));
+    const ql_field s = ql::field("s", review_state::idle).native();
+    CHECK(s.kind == QL_FIELD_UINT && s.value.u == 3);
+    const ql_field h = ql::field("h", review_huge).native();
+    CHECK(h.kind == QL_FIELD_UINT && h.value.u == 18446744073709551615ull);
+    CHECK(!(std::is_constructible_v<ql::field, const char *, int *>));
+    CHECK(!(std::is_constructible_v<ql::field, const char *, const void *>));
+    CHECK(!(std::is_constructible_v<ql::field, const char *, const char16_t *>));
+    // Every integer type keeps its signedness and value.
+    CHECK(ql::field("a", (signed char)-3).native().kind == QL_FIELD_INT);
+    CHECK(ql::field("a", (signed char)-3).native().value.i == -3);
+    CHECK(ql::field("a", (unsigned char)250).native().value.u == 250);
+    CHECK(ql::field("a", -5L).native().value.i == -5);
+    CHECK(ql::field("a", (size_t)-1).native().value.u == (uint64_t)(size_t)-1);
+    CHECK(ql::field("a", (long long)INT64_MIN).native().value.i == INT64_MIN);
+    CHECK(ql::field("a", true).native().kind == QL_FIELD_BOOL);
+    CHECK(ql::field("a", false).native().value.b == false);
+    char buf[] = "mutable";
+    CHECK(ql::field("a", buf).native().kind == QL_FIELD_STR);
+    CHECK(ql::field("a", buf).native().value.s.len == 7);
+}
+
 // A C ql_handler wrapped in ql::handler: its ctx is destroyed exactly once,
 // whether a listener takes it or not; only one listener may take it.
 struct c_counter {
@@ -720,6 +756,7 @@ int main() {
     test_second_translation_unit();
     test_record_contents();
     test_fields();
+    test_field_types();
     test_raw_handler();
     test_flush();
     test_move();
