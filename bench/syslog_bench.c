@@ -64,7 +64,36 @@ static bool wait_lines(long lines) {
 
 static long expected_lines;
 
-static int run_ql(const char *name, int transport, uint16_t port, uint32_t n) {
+/* CPU seconds (user + system) of the collector, from /proc (its pid is in
+ * DIR/server.pid), and of this process: who is the bottleneck. */
+static double collector_cpu(void) {
+    char path[600], buf[1024];
+    snprintf(path, sizeof path, "%s/server.pid", dir);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (!f) return -1;
+    if (fscanf(f, "%d", &pid) != 1) pid = 0;
+    fclose(f);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (!f) return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double own_cpu(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int run_ql(const char *name, int transport, uint16_t port, uint32_t n, uint32_t window) {
     ql_queue_options qo = ql_queue_options_default();
     qo.capacity = 65536;
     ql_queue *q;
@@ -83,12 +112,14 @@ static int run_ql(const char *name, int transport, uint16_t port, uint32_t n) {
         o.app_name = name;
         o.buffer_bytes = (uint64_t)1 << 30; /* measure speed, not the bound */
         o.flush_timeout_ms = 120000;
+        if (window) o.relp_window = window;
         st = ql_syslog_handler(&o, &h);
     }
     if (st != QL_OK) return 1;
     ql_listener *l;
     if (ql_listener_new_with_queue(q, &h, 1, NULL, false, &l) != QL_OK) return 1;
     if (ql_start(l) != QL_OK) return 1;
+    double c0 = collector_cpu(), o0 = own_cpu();
     double t0 = now_s();
     for (uint32_t i = 0; i < n; i++) {
         char msg[128];
@@ -104,10 +135,11 @@ static int run_ql(const char *name, int transport, uint16_t port, uint32_t n) {
         expected_lines += n;
         if (wait_lines(expected_lines)) stored = now_s() - t0;
     }
+    double collector = collector_cpu() - c0, own = own_cpu() - o0;
     printf("{\"workload\":\"syslog\",\"contender\":\"%s\",\"records\":%u,\"handed_s\":%.4f,"
-           "\"stored_s\":%.4f,\"handed_rec_s\":%.0f,\"stored_rec_s\":%.0f,\"written\":%llu,"
-           "\"lost\":%llu,\"ok\":%s}\n",
-           name, n, handed, stored, n / handed, stored > 0 ? n / stored : 0,
+           "\"stored_s\":%.4f,\"handed_rec_s\":%.0f,\"stored_rec_s\":%.0f,\"collector_cpu_s\":%.2f,"
+           "\"own_cpu_s\":%.2f,\"written\":%llu,\"lost\":%llu,\"ok\":%s}\n",
+           name, n, handed, stored, n / handed, stored > 0 ? n / stored : 0, collector, own,
            (unsigned long long)s.sink.written, (unsigned long long)s.sink.lost,
            st == QL_OK && s.sink.written == n ? "true" : "false");
     fflush(stdout);
@@ -136,6 +168,7 @@ static int run_raw(uint16_t port, uint32_t n) {
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) return 1;
+    double c0 = collector_cpu(), o0 = own_cpu();
     double t0 = now_s();
     for (size_t off = 0; off < len;) {
         ssize_t w = write(fd, buf + off, len - off);
@@ -149,8 +182,10 @@ static int run_raw(uint16_t port, uint32_t n) {
     close(fd);
     free(buf);
     printf("{\"workload\":\"syslog\",\"contender\":\"raw-tcp\",\"records\":%u,\"handed_s\":%.4f,"
-           "\"stored_s\":%.4f,\"handed_rec_s\":%.0f,\"stored_rec_s\":%.0f,\"ok\":%s}\n",
-           n, handed, stored, n / handed, n / stored, ok ? "true" : "false");
+           "\"stored_s\":%.4f,\"handed_rec_s\":%.0f,\"stored_rec_s\":%.0f,\"collector_cpu_s\":%.2f,"
+           "\"own_cpu_s\":%.2f,\"ok\":%s}\n",
+           n, handed, stored, n / handed, n / stored, collector_cpu() - c0, own_cpu() - o0,
+           ok ? "true" : "false");
     fflush(stdout);
     return 0;
 }
@@ -165,10 +200,11 @@ int main(int argc, char **argv) {
     snprintf(out_path, sizeof out_path, "%s/out.log", dir);
     uint16_t tcp = (uint16_t)atoi(getenv("QLS_TCP")), relp = (uint16_t)atoi(getenv("QLS_RELP"));
     int rc = 0;
-    rc |= run_ql("ql-file", -1, 0, n);
+    rc |= run_ql("ql-file", -1, 0, n, 0);
     rc |= run_raw(tcp, n);
-    rc |= run_ql("ql-tcp", QL_SYSLOG_TCP, tcp, n);
-    rc |= run_ql("ql-relp", QL_SYSLOG_RELP, relp, n);
+    rc |= run_ql("ql-tcp", QL_SYSLOG_TCP, tcp, n, 0);
+    rc |= run_ql("ql-relp", QL_SYSLOG_RELP, relp, n, 0);
+    rc |= run_ql("ql-relp-w1024", QL_SYSLOG_RELP, relp, n, 1024);
     printf("syslog bench: OK\n");
     return rc;
 }

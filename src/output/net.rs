@@ -301,6 +301,9 @@ struct Relp {
     input: Vec<u8>,
     /// When the oldest unacknowledged message was sent.
     oldest_sent: Option<Instant>,
+    /// The items before this index were sent on this connection (or are
+    /// done): only the rest need looking at to send.
+    sent_upto: usize,
 }
 
 /// Why a socket call ended without success.
@@ -436,7 +439,12 @@ impl Sender {
                 }
             }
             // Take more from the queue.
-            let mut held: usize = self.items.iter().map(|i| i.msg.len()).sum();
+            // (RELP is bounded by its window: no need to sum.)
+            let mut held: usize = if relp {
+                0
+            } else {
+                self.items.iter().map(|i| i.msg.len()).sum()
+            };
             let max_items = if relp {
                 self.options.relp_window
             } else {
@@ -912,9 +920,15 @@ impl Sender {
         let r = (|| {
             // Send every item not sent yet (the window is the batch).
             self.wbuf.clear();
-            for item in self.items.iter_mut().filter(|i| i.txnr == 0 && !i.acked) {
+            let from = relp.sent_upto.min(self.items.len());
+            relp.sent_upto = self.items.len();
+            for item in self
+                .items
+                .range_mut(from..)
+                .filter(|i| i.txnr == 0 && !i.acked)
+            {
                 item.txnr = relp.next_txnr;
-                relp.next_txnr = if relp.next_txnr >= 999_999_999 {
+                relp.next_txnr = if relp.next_txnr >= RELP_TXNR_MAX {
                     1
                 } else {
                     relp.next_txnr + 1
@@ -948,9 +962,7 @@ impl Sender {
             while let Some((txnr, command, data)) = relp.frame()? {
                 match command.as_str() {
                     "rsp" => {
-                        if let Some(item) =
-                            self.items.iter_mut().find(|i| i.txnr == txnr && !i.acked)
-                        {
+                        if let Some(item) = find_sent(&mut self.items, txnr) {
                             if data.starts_with(b"200") {
                                 item.acked = true;
                             } else {
@@ -985,12 +997,15 @@ impl Sender {
                     let item = self.items.pop_front().expect("held");
                     self.spare.push(item.msg);
                 }
+                relp.sent_upto = relp.sent_upto.saturating_sub(done + refused);
                 add(&self.counters.written, done as u64);
                 lock(&self.shared).inflight = self.items.len();
+                // The new head (never acknowledged: the loop above stopped
+                // at it) is the oldest waiting, if it was sent.
                 relp.oldest_sent = self
                     .items
-                    .iter()
-                    .any(|i| i.txnr != 0 && !i.acked)
+                    .front()
+                    .is_some_and(|i| i.txnr != 0)
                     .then(Instant::now);
             }
             if let Some(t) = relp.oldest_sent {
@@ -1083,6 +1098,27 @@ impl Relp {
         Ok(Some((txnr, command, data)))
     }
 }
+
+/// The item sent with `txnr` and not yet acknowledged. Items are sent in
+/// order with consecutive numbers, so it is found by its distance from the
+/// first one; a linear search covers the rest (items acknowledged behind
+/// an unacknowledged one keep the numbers of an older connection).
+fn find_sent(items: &mut VecDeque<Item>, txnr: u32) -> Option<&mut Item> {
+    let base = items.front()?.txnr;
+    let guess = if txnr >= base {
+        txnr - base
+    } else {
+        txnr + (RELP_TXNR_MAX - base)
+    } as usize;
+    let direct = items.get(guess).is_some_and(|i| i.txnr == txnr && !i.acked);
+    if direct {
+        return items.get_mut(guess);
+    }
+    items.iter_mut().find(|i| i.txnr == txnr && !i.acked)
+}
+
+/// RELP transaction numbers go from 1 to this, then start again at 1.
+const RELP_TXNR_MAX: u32 = 999_999_999;
 
 fn decimal_len(mut n: usize) -> usize {
     let mut len = 1;
