@@ -156,8 +156,8 @@ def check_restart_relp():
     print("restart_relp: OK")
 
 
-def check_restart_tcp():
-    n, app = 3000, "ql-tcp-restart"
+def check_restart_stream(kind):
+    n, app = 3000, "ql-%s-restart" % kind
     s = stats[app]
     # Wait until rsyslog has written what it received (the count stops moving).
     last, stable_since, end = -1, time.time(), time.time() + 15
@@ -173,19 +173,19 @@ def check_restart_tcp():
     after = int(info["after_last_restart"])
     missing = [i for i in range(n) if i not in c]
     late_missing = [i for i in missing if i >= after]
-    print("restart_tcp: %d sent, written %d, lost %d (counted), arrived %d, duplicates %d; "
+    print("restart_%s: %d sent, written %d, lost %d (counted), arrived %d, duplicates %d; "
           "written but not arrived (in the killed server's or the kernel's buffers): %d; "
-          "missing after the last restart: %d" % (n, s["written"], s["lost"], len(c), dups,
+          "missing after the last restart: %d" % (kind, n, s["written"], s["lost"], len(c), dups,
                                                   s["written"] - len(c), len(late_missing)))
     if dups:
-        fail("plain TCP duplicated records")
+        fail("%s duplicated records" % kind)
     if len(c) > s["written"]:
         fail("more arrived than counted written")
     if s["written"] + s["lost"] != n:
         fail("account does not balance")
     if late_missing:
         fail("records logged after the last restart were lost: %s" % late_missing[:20])
-    print("restart_tcp: OK")
+    print("restart_%s: OK" % kind)
 
 
 def check_pause():
@@ -224,7 +224,8 @@ def check_example():
     "fields": check_fields,
     "down_at_start": check_down,
     "restart_relp": check_restart_relp,
-    "restart_tcp": check_restart_tcp,
+    "restart_tcp": lambda: check_restart_stream("tcp"),
+    "restart_tls": lambda: check_restart_stream("tls"),
     "pause": check_pause,
     "unix_reconnect": check_unix,
     "example": check_example,

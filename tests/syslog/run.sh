@@ -6,7 +6,7 @@
 # the server is stopped by pid and its directory removed, always (trap).
 #
 #   run.sh CASE CLIENT         run one case (fields, down_at_start,
-#                              restart_relp, restart_tcp, pause,
+#                              restart_relp, restart_tcp, restart_tls, pause,
 #                              unix_reconnect, example; bench for
 #                              bench/syslog_bench.sh)
 #   run.sh hook ACTION DIR     used by the client: start, stop, kill,

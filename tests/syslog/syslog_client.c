@@ -313,7 +313,7 @@ static int case_restart(int transport, const char *tag) {
         PASS("RELP: %d records, 2 server kills: all acknowledged, none lost, %llu resent", N,
              (unsigned long long)s.sink.resent);
     } else {
-        PASS("TCP: %d records, 2 server kills: written %llu + lost %llu == received", N,
+        PASS("%s: %d records, 2 server kills: written %llu + lost %llu == received", tag, N,
              (unsigned long long)s.sink.written, (unsigned long long)s.sink.lost);
     }
     CHECK_EQ_STATUS(ql_stop(l), QL_OK);
@@ -505,6 +505,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "down_at_start")) return case_down_at_start();
     if (!strcmp(c, "restart_relp")) return case_restart(QL_SYSLOG_RELP, "ql-relp-restart");
     if (!strcmp(c, "restart_tcp")) return case_restart(QL_SYSLOG_TCP, "ql-tcp-restart");
+    if (!strcmp(c, "restart_tls")) return case_restart(QL_SYSLOG_TLS, "ql-tls-restart");
     if (!strcmp(c, "pause")) return case_pause();
     if (!strcmp(c, "unix_reconnect")) return case_unix_reconnect();
     QLT_FAIL("unknown case %s", c);
