@@ -128,6 +128,8 @@ pub struct SyslogSink {
     flush_timeout: Duration,
     buffer_bytes: usize,
     thread: Option<JoinHandle<()>>,
+    /// The process that made the sink (and its thread).
+    pid: u32,
 }
 
 struct Shared {
@@ -193,6 +195,7 @@ impl SyslogSink {
             flush_timeout: options.flush_timeout,
             buffer_bytes: options.buffer_bytes,
             thread: Some(thread),
+            pid: std::process::id(),
         })
     }
 
@@ -260,6 +263,14 @@ impl Drop for SyslogSink {
     /// what it could not deliver is counted lost. Never waits longer than
     /// the flush timeout plus a slice of a socket call.
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // A fork child freeing an inherited handler: the thread is the
+            // parent's (it does not exist here) and the lock may have been
+            // held across the fork. Leave everything as it is.
+            std::mem::forget(self.thread.take());
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
         self.wait_delivered();
         lock(&self.shared).stop = true;
         self.shared.work.notify_one();

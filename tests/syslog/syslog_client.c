@@ -11,6 +11,7 @@
 #include "ql_test.h"
 
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 static const char *dir;
 static char path_buf[4][512];
@@ -146,6 +147,27 @@ static void bad_options(void) {
     CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_OK);
     ql_handler_free(&h);
     PASS("bad options refused with QL_ERR_INVALID / QL_ERR_NULL; an unreachable server is no error");
+
+    /* A fork child freeing an inherited handler returns at once (the
+     * thread is the parent's); the parent's copy still works. */
+    o = ql_syslog_options_default();
+    o.transport = QL_SYSLOG_UDP;
+    o.host = "127.0.0.1";
+    o.port = port("QLS_UDP");
+    o.flush_timeout_ms = 0;
+    CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_OK);
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) {
+        alarm(5); /* a hang becomes a SIGALRM death the parent sees */
+        ql_handler_free(&h);
+        _exit(h.handle == NULL ? 0 : 3);
+    }
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ql_handler_free(&h);
+    PASS("a fork child frees an inherited syslog handler without touching the parent's thread");
 }
 
 /* ------------------------------------------------------------ fields */
