@@ -100,7 +100,10 @@ pub struct ql_handler {
 /// record
 /// received is, at any moment, `written`, `lost` or `pending`; after
 /// `ql_stop` or `ql_listener_flush` returns, `pending` is 0 for the
-/// built-in handlers.
+/// built-in handlers, except a syslog handler (`ql_syslog_handler`): what
+/// it could not deliver within its `flush_timeout_ms` stays pending (its
+/// sender keeps trying) until the handler is freed, when it is counted
+/// lost.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ql_sink_counts {
@@ -126,11 +129,16 @@ pub struct ql_sink_counts {
     /// Files only: rotations and reopens that failed (the handler kept its
     /// file and tries again at the next write).
     pub rotation_failures: u64,
-    /// Files only: times the file was reopened (moved or deleted under a
-    /// `watch` handler, or `ql_reopen_files`).
+    /// Files: times the file was reopened (moved or deleted under a
+    /// `watch` handler, or `ql_reopen_files`). Syslog: times the handler
+    /// connected again after its connection was lost or could not be made.
     pub reopens: u64,
     /// Files only: backups that could not be compressed (kept as they were).
     pub compress_failures: u64,
+    /// Syslog over RELP only: messages sent again on a new connection
+    /// because the old one ended before the collector acknowledged them;
+    /// each may arrive twice (at most this many duplicates).
+    pub resent: u64,
 }
 
 impl From<SinkCounts> for ql_sink_counts {
@@ -147,6 +155,7 @@ impl From<SinkCounts> for ql_sink_counts {
             rotation_failures: c.rotation_failures,
             reopens: c.reopens,
             compress_failures: c.compress_failures,
+            resent: c.resent,
         }
     }
 }

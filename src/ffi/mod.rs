@@ -14,6 +14,7 @@ mod process;
 pub mod queue;
 pub mod record;
 mod status;
+pub mod syslog;
 
 pub use status::*;
 

@@ -39,6 +39,9 @@ pub struct Counters {
     pub reopens: AtomicU64,
     /// Rotated files that could not be compressed (they stay as they were).
     pub compress_failures: AtomicU64,
+    /// RELP: messages sent again on a new connection because the old one
+    /// ended before they were acknowledged (each may arrive twice).
+    pub resent: AtomicU64,
 }
 
 impl Counters {
@@ -74,6 +77,7 @@ impl Counters {
             rotation_failures: load(&self.rotation_failures),
             reopens: load(&self.reopens),
             compress_failures: load(&self.compress_failures),
+            resent: load(&self.resent),
         }
     }
 }
@@ -92,6 +96,7 @@ pub struct SinkCounts {
     pub rotation_failures: u64,
     pub reopens: u64,
     pub compress_failures: u64,
+    pub resent: u64,
 }
 
 /// Framed records waiting to be written, oldest first. The first one may

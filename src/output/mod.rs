@@ -19,6 +19,8 @@
 //! * [`stream`]: fds and `FILE *` streams the program owns.
 //! * [`file`]: files, append-safe writes, rotation.
 //! * [`journald`]: journal entries over journald's native socket.
+//! * [`syslog`]: syslog messages (RFC 5424, RFC 3164); [`net`]: their
+//!   delivery (unix datagram, UDP, TCP, TLS, RELP) on a thread of the sink.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -28,9 +30,11 @@ pub mod file;
 pub mod format;
 pub mod frames;
 pub mod journald;
+pub mod net;
 pub mod stream;
 pub mod structured;
 pub mod sys;
+pub mod syslog;
 
 pub use format::{color_wanted, LocalClock, Pattern, RecordView, Style, DEFAULT_PATTERN};
 pub use frames::{Counters, Frames, SinkCounts};

@@ -73,6 +73,9 @@ int main(void) {
     EXPECT_PANIC(ql_stream_handler_file(stderr, &ho, &out));
     EXPECT_PANIC(ql_file_handler("/tmp/ql-test-panic.log", &ho, &out));
     EXPECT_PANIC(ql_null_handler(0, &out));
+    ql_syslog_options so = ql_syslog_options_default();
+    so.transport = QL_SYSLOG_UDP; /* made without any packet sent */
+    EXPECT_PANIC(ql_syslog_handler(&so, &out));
     CHECK(memcmp(&out, &untouched, sizeof out) == 0);
 
     /* Listener control: nothing started, nothing stopped. */
@@ -141,11 +144,15 @@ int main(void) {
     ql_handler_options hd = ql_handler_options_default();
     CHECK_EQ_INT(hd.flush, QL_FLUSH_BATCH);
     CHECK(hd.pattern == NULL);
+    ql_debug_panic_next_call();
+    ql_syslog_options sd = ql_syslog_options_default(); /* the defaults anyway */
+    CHECK_EQ_INT(sd.transport, QL_SYSLOG_UNIX);
+    CHECK_EQ_INT(sd.max_message_bytes, 8192);
     ql_handler null_h;
     CHECK_OK(ql_null_handler(0, &null_h));
     ql_debug_panic_next_call();
     CHECK_EQ_INT(ql_handler_lines_lost(&null_h), 0);
-    n_checked += 6;
+    n_checked += 7;
 
     /* Void frees do nothing when they panic: the objects stay usable. */
     ql_handler spare;
