@@ -335,6 +335,32 @@ pub struct FileTarget {
 /// with no reader fails with `ENXIO` (opening it for reading too would make
 /// the handler its own reader, swallowing every line). Writes then block as
 /// usual (the flag is cleared on this new file description only).
+/// Swaps the names `a` and `b` in one step (`renameat2` with
+/// `RENAME_EXCHANGE`); `EINVAL` where the file system cannot.
+fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths, valid for the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .append(true)
@@ -571,18 +597,50 @@ impl FileTarget {
                     with_suffix(&backup(i + 1), ".gz"),
                 ));
             }
-            moves.push((path.clone(), backup(1)));
-            moves.push((tmp.clone(), path.clone()));
+            let undo = |done: &[(PathBuf, PathBuf)]| {
+                for (from, to) in done.iter().rev() {
+                    let _ = fs::rename(to, from);
+                }
+            };
             for (from, to) in moves {
                 match fs::rename(&from, &to) {
                     Ok(()) => done.push((from, to)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && from != tmp => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) => {
-                        for (from, to) in done.iter().rev() {
-                            let _ = fs::rename(to, from);
-                        }
+                        undo(&done);
                         return Err(e);
                     }
+                }
+            }
+            // The new file takes the path in one step (the two swap names),
+            // so the path never goes missing: a writer of another process
+            // that looked at it in between would make a file there of its
+            // own, which the new one would then replace, its lines with it.
+            match exchange(&tmp, &path) {
+                Ok(()) => {
+                    // `tmp` names the old log now.
+                    if let Err(e) = fs::rename(&tmp, backup(1)) {
+                        let _ = exchange(&tmp, &path);
+                        undo(&done);
+                        return Err(e);
+                    }
+                }
+                // A file system without RENAME_EXCHANGE: two renames.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                    for (from, to) in [(path.clone(), backup(1)), (tmp.clone(), path.clone())] {
+                        match fs::rename(&from, &to) {
+                            Ok(()) => done.push((from, to)),
+                            Err(e) if e.kind() == io::ErrorKind::NotFound && from != tmp => {}
+                            Err(e) => {
+                                undo(&done);
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    undo(&done);
+                    return Err(e);
                 }
             }
             Ok(())
