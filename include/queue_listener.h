@@ -20,6 +20,23 @@
 #include <string.h>
 
 /**
+ * The major version of the header a program was compiled with (Cargo.toml's
+ * version; compare with `ql_version()` for the library it runs with).
+ */
+#define QL_VERSION_MAJOR 0
+
+/**
+ * The minor version of the header (before 1.0 a minor release may break
+ * the ABI, and changes the soname).
+ */
+#define QL_VERSION_MINOR 2
+
+/**
+ * The patch version of the header.
+ */
+#define QL_VERSION_PATCH 0
+
+/**
  * The most backups a file handler keeps (`backup_count`).
  */
 #define QL_BACKUP_COUNT_MAX 1000

@@ -111,6 +111,32 @@ macro_rules! try_out {
 
 pub(crate) use {try_out, try_ref};
 
+/// The major version of the header a program was compiled with (Cargo.toml's
+/// version; compare with `ql_version()` for the library it runs with).
+pub const QL_VERSION_MAJOR: u32 = 0;
+/// The minor version of the header (before 1.0 a minor release may break
+/// the ABI, and changes the soname).
+pub const QL_VERSION_MINOR: u32 = 2;
+/// The patch version of the header.
+pub const QL_VERSION_PATCH: u32 = 0;
+
+/// Parses a decimal version part at compile time.
+const fn part(text: &str) -> u32 {
+    let bytes = text.as_bytes();
+    let mut value = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        value = value * 10 + (bytes[i] - b'0') as u32;
+        i += 1;
+    }
+    value
+}
+
+// The header's version is Cargo.toml's: the build fails when they differ.
+const _: () = assert!(QL_VERSION_MAJOR == part(env!("CARGO_PKG_VERSION_MAJOR")));
+const _: () = assert!(QL_VERSION_MINOR == part(env!("CARGO_PKG_VERSION_MINOR")));
+const _: () = assert!(QL_VERSION_PATCH == part(env!("CARGO_PKG_VERSION_PATCH")));
+
 /// The library's version, as in Cargo.toml ("MAJOR.MINOR.PATCH").
 ///
 /// Returns a static NUL-terminated string; never NULL (after an internal

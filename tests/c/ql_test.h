@@ -178,6 +178,12 @@ static inline void qlt_watchdog(int sig) {
 static inline void qlt_begin(const char *name) {
     printf("%s (queue_listener %s)\n", name, ql_version());
     fflush(stdout);
+    /* The header this test was compiled with is the library's version. */
+    char header_version[32];
+    snprintf(header_version, sizeof header_version, "%d.%d.%d", QL_VERSION_MAJOR,
+             QL_VERSION_MINOR, QL_VERSION_PATCH);
+    if (strcmp(header_version, ql_version()) != 0)
+        QLT_FAIL("header version %s, library version %s", header_version, ql_version());
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = qlt_watchdog;
