@@ -514,6 +514,40 @@ static int case_unix_reconnect(void) {
     return qlt_end();
 }
 
+/* A message longer than rustls's 64 KiB output buffer, over TLS: it must be
+ * delivered (it was refused by rustls's writer with WriteZero, and the
+ * handler reconnected and retried it forever, every later record stuck
+ * behind it), then a short one after it. */
+static int case_tls_big(void) {
+    ql_queue *q = new_queue(QL_OVERFLOW_BLOCK, 1024);
+    ql_syslog_options o = opts(QL_SYSLOG_TLS, QL_SYSLOG_RFC5424, "ql-tls-big");
+    o.max_message_bytes = 1 << 20;
+    o.buffer_bytes = 8 << 20;
+    o.flush_timeout_ms = 10000;
+    ql_handler h = make(&o);
+    ql_listener *l;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l), QL_OK);
+    CHECK_EQ_STATUS(ql_start(l), QL_OK);
+    size_t big = 200 * 1024;
+    char *msg = malloc(big);
+    CHECK(msg != NULL);
+    memset(msg, 'b', big);
+    memcpy(msg, "big ", 4);
+    CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "t", msg, big), QL_OK);
+    free(msg);
+    CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "t", "small after", 11), QL_OK);
+    ql_status st = ql_listener_flush(l, 15000);
+    print_stats("tls-big", l, 0);
+    ql_handler_stats s = hstats(l, 0);
+    CHECK_EQ_STATUS(st, QL_OK);
+    CHECK(s.sink.written == 2 && s.sink.lost == 0 && s.sink.pending == 0);
+    PASS("TLS: a 200 KiB message and the one after it written, none lost");
+    CHECK_EQ_STATUS(ql_stop(l), QL_OK);
+    CHECK_EQ_STATUS(ql_listener_free(l), QL_OK);
+    ql_queue_free(q);
+    return qlt_end();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: syslog_client CASE\n");
@@ -530,5 +564,6 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "restart_tls")) return case_restart(QL_SYSLOG_TLS, "ql-tls-restart");
     if (!strcmp(c, "pause")) return case_pause();
     if (!strcmp(c, "unix_reconnect")) return case_unix_reconnect();
+    if (!strcmp(c, "tls_big")) return case_tls_big();
     QLT_FAIL("unknown case %s", c);
 }
