@@ -536,6 +536,12 @@ impl Sender {
                 let mut sock = self.tcp(&host, port)?;
                 let mut tls = rustls::ClientConnection::new(config, name)
                     .map_err(|_| Fail::Errno(libc::EPROTO))?;
+                // rustls takes at most 64 KiB of plaintext by default: a
+                // longer message (up to 1 MiB) would be refused whole
+                // (WriteZero) at every attempt. What it holds is bounded by
+                // what `send_tls` writes at once (16 KiB, or one message),
+                // drained before the next write.
+                tls.set_buffer_limit(None);
                 let deadline = Instant::now() + timeout;
                 while tls.is_handshaking() {
                     self.tls_io(&mut tls, &mut sock, deadline)?;
