@@ -1346,6 +1346,83 @@ mod tests {
         assert_eq!(load(&c.written), 0);
     }
 
+    fn relp_sink(port: u16, flush_ms: u64) -> (SyslogSink, Arc<Counters>) {
+        let format = SyslogFormat {
+            rfc: Rfc::R5424,
+            facility: 1,
+            hostname: "h".into(),
+            app_name: "a".into(),
+            procid: "1".into(),
+            msgid: "-".into(),
+            omit_hostname: false,
+            max_len: 8192,
+        };
+        let options = NetOptions {
+            transport: Transport::Relp("127.0.0.1".into(), port),
+            buffer_bytes: 1 << 20,
+            timeout: Duration::from_secs(5),
+            flush_timeout: Duration::from_millis(flush_ms),
+            backoff_max: Duration::from_millis(200),
+            relp_window: 8,
+        };
+        let counters = Arc::new(Counters::default());
+        let s = SyslogSink::new(format, options, Arc::clone(&counters)).unwrap();
+        (s, counters)
+    }
+
+    /// Reads RELP frames (`TXNR CMD LEN [DATA]\n`) from `conn` until `n`
+    /// `syslog` frames came; returns their transaction numbers.
+    fn read_relp(conn: &mut std::net::TcpStream, n: usize, open_ack: bool) -> Vec<u32> {
+        let mut r = Relp::default();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < n {
+            while let Some((txnr, cmd, _)) = r.frame().ok().unwrap() {
+                if cmd == "open" && open_ack {
+                    conn.write_all(format!("{txnr} rsp 6 200 OK\n").as_bytes())
+                        .unwrap();
+                } else if cmd == "syslog" {
+                    got.push(txnr);
+                }
+            }
+            if got.len() >= n {
+                break;
+            }
+            let k = conn.read(&mut buf).unwrap();
+            assert!(k > 0, "client closed");
+            r.input.extend_from_slice(&buf[..k]);
+        }
+        got
+    }
+
+    #[test]
+    fn relp_a_refused_message_is_counted_lost_once() {
+        // The collector refuses the second message (rsp 500) and never
+        // acknowledges the first; the sink is freed: both are lost, each
+        // counted once (received == written + lost).
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (mut s, c) = relp_sink(port, 300);
+        for m in ["one", "two"] {
+            let r = LogRecord::new(20, b"app", m.as_bytes(), 0);
+            s.handle(&(&r).into()).unwrap();
+        }
+        let (mut conn, _) = server.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let txnrs = read_relp(&mut conn, 2, true);
+        conn.write_all(format!("{} rsp 13 500 no thanks\n", txnrs[1]).as_bytes())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while load(&c.lost) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(load(&c.lost), 1, "the refused one");
+        drop(s);
+        assert_eq!(load(&c.received), 2);
+        assert_eq!(load(&c.written), 0);
+        assert_eq!(load(&c.lost), 2, "each lost once");
+    }
+
     #[test]
     fn decimal_lengths() {
         assert_eq!(
