@@ -402,8 +402,14 @@ impl Sender {
             self.recycle();
         }
         self.close();
+        // RELP items acknowledged behind an older unacknowledged one were
+        // delivered; refused ones (txnr u32::MAX) were counted lost already.
+        let acked = self.items.iter().filter(|i| i.acked && i.txnr != u32::MAX);
+        let refused = self.items.iter().filter(|i| i.acked && i.txnr == u32::MAX);
+        let (acked, refused) = (acked.count() as u64, refused.count() as u64);
+        add(&self.counters.written, acked);
         let mut st = lock(&self.shared);
-        let left = self.items.len() as u64 + st.queue.len() as u64;
+        let left = self.items.len() as u64 - acked - refused + st.queue.len() as u64;
         st.queue.clear();
         st.inflight = 0;
         self.items.clear();
