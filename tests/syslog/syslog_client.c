@@ -138,6 +138,22 @@ static void bad_options(void) {
     o.transport = QL_SYSLOG_RELP;
     o.relp_window = 0;
     CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_ERR_INVALID);
+    /* A unix socket path longer than sun_path (107 bytes and a NUL) can
+     * never be connected: refused now, as the journald handler does. */
+    {
+        char long_path[200];
+        memset(long_path, 'p', sizeof long_path - 1);
+        long_path[0] = '/';
+        long_path[sizeof long_path - 1] = '\0';
+        o = ql_syslog_options_default();
+        o.path = long_path;
+        CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_ERR_INVALID);
+        long_path[108] = '\0'; /* 108 bytes: no room for the NUL */
+        CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_ERR_INVALID);
+        long_path[107] = '\0'; /* 107: the longest there is */
+        CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_OK);
+        ql_handler_free(&h);
+    }
     /* An unreachable server is no error: made, freed, nothing received. */
     o = ql_syslog_options_default();
     o.transport = QL_SYSLOG_TCP;
