@@ -1430,6 +1430,51 @@ mod tests {
     }
 
     #[test]
+    fn a_collector_that_floods_the_connection_does_not_hang_the_free() {
+        // A hostile "collector" that never reads and sends without end:
+        // the sender must still see the stop, and freeing the sink must
+        // come within the flush timeout and a slice, not when the flood
+        // ends.
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let flood = std::thread::spawn(move || {
+            let (mut conn, _) = server.accept().unwrap();
+            conn.set_write_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let chunk = vec![b'x'; 1 << 16];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Err(e) = conn.write(&chunk) {
+                    if !would_block(&e) {
+                        break;
+                    }
+                }
+            }
+        });
+        let (mut s, c) = sink(port, 1 << 20, 200);
+        let r = LogRecord::new(20, b"app", b"one", 0);
+        s.handle(&(&r).into()).unwrap();
+        // Let the flood start before the record can go.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..100 {
+            s.handle(&(&r).into()).unwrap();
+        }
+        let t = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(s);
+            let _ = tx.send(());
+        });
+        let freed = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+        stop.store(true, Ordering::Relaxed);
+        flood.join().unwrap();
+        assert!(freed, "the free did not return within 5 s");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(load(&c.received), load(&c.written) + load(&c.lost));
+    }
+
+    #[test]
     fn decimal_lengths() {
         assert_eq!(
             [0, 9, 10, 99, 100, 65535].map(decimal_len),
