@@ -11,7 +11,7 @@ endif()
 
 ########### VARIABLES #######################################################################
 #############################################################################################
-set(queue_listener_PACKAGE_FOLDER_RELEASE "/work/main/build/conan-home/p/b/queue2ab80546522f0/p")
+set(queue_listener_PACKAGE_FOLDER_RELEASE "/work/main/build/conan-home/p/b/queue300a957a9f1c0/p")
 set(queue_listener_BUILD_MODULES_PATHS_RELEASE )
 
 

@@ -154,9 +154,9 @@ list(PREPEND CMAKE_MODULE_PATH ${CMAKE_CURRENT_LIST_DIR})
 # Definition of CMAKE_PREFIX_PATH, CMAKE_XXXXX_PATH
 # The Conan local "generators" folder, where this toolchain is saved.
 list(PREPEND CMAKE_PREFIX_PATH ${CMAKE_CURRENT_LIST_DIR} )
-list(PREPEND CMAKE_LIBRARY_PATH "/work/main/build/conan-home/p/b/queue2ab80546522f0/p/lib")
-list(PREPEND CMAKE_INCLUDE_PATH "/work/main/build/conan-home/p/b/queue2ab80546522f0/p/include")
-set(CONAN_RUNTIME_LIB_DIRS "/work/main/build/conan-home/p/b/queue2ab80546522f0/p/lib" )
+list(PREPEND CMAKE_LIBRARY_PATH "/work/main/build/conan-home/p/b/queue300a957a9f1c0/p/lib")
+list(PREPEND CMAKE_INCLUDE_PATH "/work/main/build/conan-home/p/b/queue300a957a9f1c0/p/include")
+set(CONAN_RUNTIME_LIB_DIRS "/work/main/build/conan-home/p/b/queue300a957a9f1c0/p/lib" )
 
 endif()
 

@@ -12,5 +12,5 @@ do
    fi
 done
 
-export LD_LIBRARY_PATH="/work/main/build/conan-home/p/b/queue2ab80546522f0/p/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export DYLD_LIBRARY_PATH="/work/main/build/conan-home/p/b/queue2ab80546522f0/p/lib${DYLD_LIBRARY_PATH:+:$DYLD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="/work/main/build/conan-home/p/b/queue300a957a9f1c0/p/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export DYLD_LIBRARY_PATH="/work/main/build/conan-home/p/b/queue300a957a9f1c0/p/lib${DYLD_LIBRARY_PATH:+:$DYLD_LIBRARY_PATH}"

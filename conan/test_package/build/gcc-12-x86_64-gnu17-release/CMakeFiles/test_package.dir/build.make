@@ -92,7 +92,7 @@ test_package_EXTERNAL_OBJECTS =
 
 test_package: CMakeFiles/test_package.dir/main.c.o
 test_package: CMakeFiles/test_package.dir/build.make
-test_package: /work/main/build/conan-home/p/b/queue2ab80546522f0/p/lib/libqueue_listener.so
+test_package: /work/main/build/conan-home/p/b/queue300a957a9f1c0/p/lib/libqueue_listener.so
 test_package: CMakeFiles/test_package.dir/link.txt
 	@$(CMAKE_COMMAND) -E cmake_echo_color --switch=$(COLOR) --green --bold --progress-dir=/work/main/conan/test_package/build/gcc-12-x86_64-gnu17-release/CMakeFiles --progress-num=$(CMAKE_PROGRESS_2) "Linking C executable test_package"
 	$(CMAKE_COMMAND) -E cmake_link_script CMakeFiles/test_package.dir/link.txt --verbose=$(VERBOSE)

@@ -4,7 +4,7 @@
 # compile C with /usr/bin/cc
 C_DEFINES = 
 
-C_INCLUDES = -isystem /work/main/build/conan-home/p/b/queue2ab80546522f0/p/include
+C_INCLUDES = -isystem /work/main/build/conan-home/p/b/queue300a957a9f1c0/p/include
 
 C_FLAGS = -m64 -O3 -DNDEBUG
 

@@ -27,7 +27,7 @@ CMakeFiles/test_package.dir/main.c.o: \
  /usr/include/x86_64-linux-gnu/bits/types/locale_t.h \
  /usr/include/x86_64-linux-gnu/bits/types/__locale_t.h \
  /usr/include/strings.h \
- /work/main/build/conan-home/p/b/queue2ab80546522f0/p/include/queue_listener.h \
+ /work/main/build/conan-home/p/b/queue300a957a9f1c0/p/include/queue_listener.h \
  /usr/lib/gcc/x86_64-linux-gnu/12/include/stdbool.h \
  /usr/lib/gcc/x86_64-linux-gnu/12/include/stdint.h /usr/include/stdint.h \
  /usr/include/x86_64-linux-gnu/bits/wchar.h \
