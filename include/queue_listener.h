@@ -410,8 +410,9 @@ typedef struct ql_handler {
    */
   int32_t (*handle)(void *ctx, void *record);
   /**
-   * Optional. Flushes buffered output; called when the listener loop ends
-   * (after the sentinel), before `ql_stop` returns.
+   * Optional. Flushes buffered output; called at every flush barrier
+   * (`ql_listener_flush`) and when the listener loop ends (after the
+   * sentinel), before `ql_stop` returns.
    */
   void (*flush)(void *ctx);
   /**
