@@ -266,6 +266,17 @@ typedef int32_t ql_color;
  */
 typedef struct ql_handler_options {
   /**
+   * The size of this struct as the program was compiled with it: set by
+   * `ql_handler_options_default()`, never by hand. It lets the struct grow in later versions
+   * without breaking programs built against this header (see "Versioning
+   * and ABI" in the README): the library reads `struct_size` bytes,
+   * and members it knows that an older program's struct lacks take their
+   * defaults. A size smaller than any layout (0: options not made by
+   * `ql_handler_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+   * unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+   */
+  size_t struct_size;
+  /**
    * The handler's level for `respect_handler_level`. Default 0 (all).
    */
   int32_t level;
@@ -399,8 +410,9 @@ typedef struct ql_handler {
    */
   int32_t (*handle)(void *ctx, void *record);
   /**
-   * Optional. Flushes buffered output; called when the listener loop ends
-   * (after the sentinel), before `ql_stop` returns.
+   * Optional. Flushes buffered output; called at every flush barrier
+   * (`ql_listener_flush`) and when the listener loop ends (after the
+   * sentinel), before `ql_stop` returns.
    */
   void (*flush)(void *ctx);
   /**
@@ -422,6 +434,17 @@ typedef struct ql_handler {
  * entry.
  */
 typedef struct ql_journald_options {
+  /**
+   * The size of this struct as the program was compiled with it: set by
+   * `ql_journald_options_default()`, never by hand. It lets the struct grow in later versions
+   * without breaking programs built against this header (see "Versioning
+   * and ABI" in the README): the library reads `struct_size` bytes,
+   * and members it knows that an older program's struct lacks take their
+   * defaults. A size smaller than any layout (0: options not made by
+   * `ql_journald_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+   * unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+   */
+  size_t struct_size;
   /**
    * The handler's level for `respect_handler_level`. Default 0 (all).
    */
@@ -741,6 +764,17 @@ typedef int32_t ql_overflow;
  */
 typedef struct ql_queue_options {
   /**
+   * The size of this struct as the program was compiled with it: set by
+   * `ql_queue_options_default()`, never by hand. It lets the struct grow in later versions
+   * without breaking programs built against this header (see "Versioning
+   * and ABI" in the README): the library reads `struct_size` bytes,
+   * and members it knows that an older program's struct lacks take their
+   * defaults. A size smaller than any layout (0: options not made by
+   * `ql_queue_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+   * unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+   */
+  size_t struct_size;
+  /**
    * Most items held (records, sentinels, flush barriers); 0 means
    * unbounded. At most `QL_QUEUE_MAX_CAPACITY`. Default 8192.
    */
@@ -962,6 +996,17 @@ typedef int32_t ql_syslog_format;
  */
 typedef struct ql_syslog_options {
   /**
+   * The size of this struct as the program was compiled with it: set by
+   * `ql_syslog_options_default()`, never by hand. It lets the struct grow in later versions
+   * without breaking programs built against this header (see "Versioning
+   * and ABI" in the README): the library reads `struct_size` bytes,
+   * and members it knows that an older program's struct lacks take their
+   * defaults. A size smaller than any layout (0: options not made by
+   * `ql_syslog_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+   * unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+   */
+  size_t struct_size;
+  /**
    * The handler's level for `respect_handler_level`. Default 0 (all).
    */
   int32_t level;
@@ -1019,12 +1064,6 @@ typedef struct ql_syslog_options {
    */
   const char *server_name;
   /**
-   * The most bytes of messages held for delivery; past it the oldest
-   * are dropped and counted lost. At least `max_message_bytes`.
-   * Default 4 MiB.
-   */
-  uint64_t buffer_bytes;
-  /**
    * The longest message in bytes, header included (longer ones are cut
    * at a character boundary); 256 to 1 MiB, on UDP at most 65507.
    * Default 8192 (rsyslog's default maxMessageSize).
@@ -1052,6 +1091,12 @@ typedef struct ql_syslog_options {
    * Default 128.
    */
   uint32_t relp_window;
+  /**
+   * The most bytes of messages held for delivery; past it the oldest
+   * are dropped and counted lost. At least `max_message_bytes`.
+   * Default 4 MiB.
+   */
+  uint64_t buffer_bytes;
 } ql_syslog_options;
 
 /**
@@ -1428,7 +1473,8 @@ struct ql_handler_options ql_handler_options_default(void);
  * would later write into whatever file takes its number). Any thread.
  *
  * # Safety
- * `options` must be NULL or valid, with `pattern` NULL or a C string;
+ * `options` must be NULL or valid for reading `struct_size` bytes, with
+ * `pattern` NULL or a C string;
  * `handler_out` NULL or valid for one write.
  */
 ql_status ql_stream_handler_fd(int fd,
@@ -1579,7 +1625,8 @@ struct ql_journald_options ql_journald_options_default(void);
  * `QL_JOURNALD_NO_FACILITY`. Any thread.
  *
  * # Safety
- * `options` must be NULL or valid, its `socket_path` and `identifier`
+ * `options` must be NULL or valid for reading `struct_size` bytes, its
+ * `socket_path` and `identifier`
  * NULL or C strings; `handler_out` NULL or valid for one write.
  */
 ql_status ql_journald_handler(const struct ql_journald_options *options,
@@ -1858,7 +1905,7 @@ ql_status ql_queue_new(size_t capacity, struct ql_queue **queue_out);
  * `*queue_out` is left as it was. Any thread.
  *
  * # Safety
- * `options` must be NULL or valid for reading; `queue_out` NULL or valid
+ * `options` must be NULL or valid for reading `struct_size` bytes; `queue_out` NULL or valid
  * for one pointer write.
  */
 ql_status ql_queue_new_with_options(const struct ql_queue_options *options,
@@ -2209,8 +2256,9 @@ struct ql_syslog_options ql_syslog_options_default(void);
  * cannot be started. Any thread.
  *
  * # Safety
- * `options` must be NULL (the defaults) or valid, its strings NULL or C
- * strings; `handler_out` NULL or valid for one write.
+ * `options` must be NULL (the defaults) or valid for reading `struct_size`
+ * bytes, its strings NULL or C strings; `handler_out` NULL or valid for one
+ * write.
  */
 ql_status ql_syslog_handler(const struct ql_syslog_options *options,
                             struct ql_handler *handler_out);

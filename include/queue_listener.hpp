@@ -104,12 +104,14 @@ namespace ql {
 /** A failed C call: status() is the ql_status, what() its description. */
 class error : public std::runtime_error {
 public:
+    /** An error carrying `status` (what() is ql_status_str(status)). */
     explicit error(ql_status status) : std::runtime_error(ql_status_str(status)), status_(status) {}
 
     /** `context` (the failing call, for example "ql_start") prefixes what(). */
     error(ql_status status, const char *context)
         : std::runtime_error(std::string(context) + ": " + ql_status_str(status)), status_(status) {}
 
+    /** The C status. */
     ql_status status() const noexcept { return status_; }
 
 private:
@@ -165,14 +167,18 @@ inline uint64_t to_ms(std::chrono::milliseconds timeout) noexcept {
  */
 class field {
 public:
+    /** A string field from a view (any bytes; copied by the logging call). */
     field(const char *key, std::string_view value) noexcept
         : f_(ql_field_strn(key, value.data(), value.size())) {}
+    /** A string field from a NUL-terminated string (NULL is empty). */
     field(const char *key, const char *value) noexcept : f_(ql_field_str(key, value)) {}
+    /** A string field from a std::string. */
     field(const char *key, const std::string &value) noexcept
         : f_(ql_field_strn(key, value.data(), value.size())) {}
-    // Exactly bool: a pointer or an enum would convert to bool silently.
+    /** A bool field (exactly bool: a pointer or an enum would convert silently). */
     template <class T, std::enable_if_t<std::is_same_v<T, bool>, int> = 0>
     field(const char *key, T value) noexcept : f_(ql_field_bool(key, value)) {}
+    /** An integer field: signed types as QL_FIELD_INT, unsigned as QL_FIELD_UINT. */
     template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool>, int> = 0>
     field(const char *key, T value) noexcept
         : f_(std::is_signed_v<T> ? ql_field_int(key, static_cast<int64_t>(value))
@@ -181,6 +187,7 @@ public:
     template <class T, std::enable_if_t<std::is_enum_v<T>, int> = 0>
     field(const char *key, T value) noexcept
         : field(key, static_cast<std::underlying_type_t<T>>(value)) {}
+    /** A floating-point field (QL_FIELD_DOUBLE). */
     template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
     field(const char *key, T value) noexcept : f_(ql_field_double(key, static_cast<double>(value))) {}
 
@@ -218,6 +225,7 @@ inline void context_clear() noexcept { ql_context_clear(); }
  */
 class scoped_context {
 public:
+    /** Sets `f` as a context field of the calling thread until the destructor. */
     explicit scoped_context(const field &f) : key_(f.native().key == nullptr ? "" : f.native().key) {
         context_set(f);
     }
@@ -253,7 +261,9 @@ public:
 
     queue(const queue &) = delete;
     queue &operator=(const queue &) = delete;
+    /** Takes over `other`'s queue; `other` is left empty (nullptr). */
     queue(queue &&other) noexcept : q_(std::exchange(other.q_, nullptr)) {}
+    /** Frees this queue, then takes over `other`'s. */
     queue &operator=(queue &&other) noexcept {
         if (this != &other) {
             ql_queue_free(q_);
@@ -429,7 +439,9 @@ public:
 
 protected:
     queue_interface() = default;
+    /** Copyable, for derived classes that want it. */
     queue_interface(const queue_interface &) = default;
+    /** Copy assignment, for derived classes that want it. */
     queue_interface &operator=(const queue_interface &) = default;
 
 private:
@@ -589,6 +601,7 @@ public:
         flush_ = std::move(flush);
         return *this;
     }
+    /** on_flush for a temporary handler (chains in an initializer list). */
     handler &&on_flush(std::function<void()> flush) && { return std::move(on_flush(std::move(flush))); }
 
     /** Sets a callable run when the built-in queue was found empty (the end of a batch). */
@@ -596,10 +609,12 @@ public:
         batch_end_ = std::move(batch_end);
         return *this;
     }
+    /** on_batch_end for a temporary handler. */
     handler &&on_batch_end(std::function<void()> batch_end) && {
         return std::move(on_batch_end(std::move(batch_end)));
     }
 
+    /** The handler's level (records below it are skipped with respect_handler_level). */
     int level() const noexcept { return level_; }
 
     /**
@@ -659,7 +674,9 @@ public:
 
     listener(const listener &) = delete;
     listener &operator=(const listener &) = delete;
+    /** Takes over `other`'s listener; `other` is left empty. */
     listener(listener &&other) noexcept : l_(std::exchange(other.l_, nullptr)) {}
+    /** Stops and frees this listener (as the destructor), then takes over `other`'s. */
     listener &operator=(listener &&other) noexcept {
         if (this != &other) {
             destroy();

@@ -89,6 +89,15 @@ const _: () = assert!(QL_BACKUP_COUNT_MAX == file::BACKUP_COUNT_MAX);
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ql_handler_options {
+    /// The size of this struct as the program was compiled with it: set by
+    /// `ql_handler_options_default()`, never by hand. It lets the struct grow in later versions
+    /// without breaking programs built against this header (see "Versioning
+    /// and ABI" in the README): the library reads `struct_size` bytes,
+    /// and members it knows that an older program's struct lacks take their
+    /// defaults. A size smaller than any layout (0: options not made by
+    /// `ql_handler_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+    /// unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+    pub struct_size: usize,
     /// The handler's level for `respect_handler_level`. Default 0 (all).
     pub level: i32,
     /// The line pattern, copied; NULL for the default
@@ -153,6 +162,7 @@ pub struct ql_handler_options {
 
 fn default_handler_options() -> ql_handler_options {
     ql_handler_options {
+        struct_size: std::mem::size_of::<ql_handler_options>(),
         level: 0,
         pattern: ptr::null(),
         flush: QL_FLUSH_BATCH,
@@ -382,12 +392,11 @@ struct Options {
 }
 
 /// # Safety
-/// `options` must be NULL or valid; its `pattern` NULL or a C string.
+/// `options` must be NULL or valid for reading `struct_size` bytes; its
+/// `pattern` NULL or a C string.
 unsafe fn read_options(options: *const ql_handler_options) -> Result<Options, ql_status> {
     // SAFETY: the caller's promise.
-    let raw = unsafe { options.as_ref() }
-        .copied()
-        .unwrap_or_else(default_handler_options);
+    let raw = unsafe { super::read_sized(options) }?;
     let policy = match raw.flush {
         QL_FLUSH_EVERY_RECORD => FlushPolicy::EveryRecord,
         QL_FLUSH_BATCH => FlushPolicy::Batch,
@@ -492,7 +501,8 @@ pub(crate) fn install_sink(
 }
 
 /// # Safety
-/// `options` must be NULL or valid; its `pattern` NULL or a C string.
+/// `options` must be NULL or valid for reading `struct_size` bytes; its
+/// `pattern` NULL or a C string.
 unsafe fn make(
     options: *const ql_handler_options,
     color_fd: Option<c_int>,
@@ -548,7 +558,8 @@ unsafe fn make(
 /// would later write into whatever file takes its number). Any thread.
 ///
 /// # Safety
-/// `options` must be NULL or valid, with `pattern` NULL or a C string;
+/// `options` must be NULL or valid for reading `struct_size` bytes, with
+/// `pattern` NULL or a C string;
 /// `handler_out` NULL or valid for one write.
 #[no_mangle]
 pub unsafe extern "C" fn ql_stream_handler_fd(
@@ -776,3 +787,17 @@ impl super::Fallback for u64 {
         0
     }
 }
+
+// SAFETY: repr(C), `struct_size` first, C-storable members only, no tail
+// padding (asserted below).
+unsafe impl super::SizedOptions for ql_handler_options {
+    const FIRST_SIZE: usize = std::mem::size_of::<ql_handler_options>();
+    fn defaults() -> Self {
+        default_handler_options()
+    }
+}
+const _: () = assert!(super::no_tail_padding(
+    std::mem::size_of::<ql_handler_options>(),
+    std::mem::offset_of!(ql_handler_options, color),
+    std::mem::size_of::<ql_color>(),
+));

@@ -23,6 +23,15 @@ pub const QL_JOURNALD_NO_FACILITY: i32 = -1;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ql_journald_options {
+    /// The size of this struct as the program was compiled with it: set by
+    /// `ql_journald_options_default()`, never by hand. It lets the struct grow in later versions
+    /// without breaking programs built against this header (see "Versioning
+    /// and ABI" in the README): the library reads `struct_size` bytes,
+    /// and members it knows that an older program's struct lacks take their
+    /// defaults. A size smaller than any layout (0: options not made by
+    /// `ql_journald_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+    /// unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+    pub struct_size: usize,
     /// The handler's level for `respect_handler_level`. Default 0 (all).
     pub level: i32,
     /// journald's native socket, copied; NULL (the default) for
@@ -53,6 +62,7 @@ pub struct ql_journald_options {
 
 fn default_journald_options() -> ql_journald_options {
     ql_journald_options {
+        struct_size: std::mem::size_of::<ql_journald_options>(),
         level: 0,
         socket_path: ptr::null(),
         identifier: ptr::null(),
@@ -115,7 +125,8 @@ unsafe fn bytes<'a>(p: *const c_char) -> Option<&'a [u8]> {
 /// `QL_JOURNALD_NO_FACILITY`. Any thread.
 ///
 /// # Safety
-/// `options` must be NULL or valid, its `socket_path` and `identifier`
+/// `options` must be NULL or valid for reading `struct_size` bytes, its
+/// `socket_path` and `identifier`
 /// NULL or C strings; `handler_out` NULL or valid for one write.
 #[no_mangle]
 pub unsafe extern "C" fn ql_journald_handler(
@@ -125,9 +136,10 @@ pub unsafe extern "C" fn ql_journald_handler(
     boundary(|| {
         let out = try_out!(handler_out);
         // SAFETY: the caller's promise.
-        let o = unsafe { options.as_ref() }
-            .copied()
-            .unwrap_or_else(default_journald_options);
+        let o = match unsafe { super::read_sized(options) } {
+            Ok(o) => o,
+            Err(status) => return status,
+        };
         let facility = match o.facility {
             QL_JOURNALD_NO_FACILITY => None,
             f @ 0..=23 => Some(f as u8),
@@ -152,3 +164,17 @@ pub unsafe extern "C" fn ql_journald_handler(
         }
     })
 }
+
+// SAFETY: repr(C), `struct_size` first, C-storable members only, no tail
+// padding (asserted below).
+unsafe impl super::SizedOptions for ql_journald_options {
+    const FIRST_SIZE: usize = std::mem::size_of::<ql_journald_options>();
+    fn defaults() -> Self {
+        default_journald_options()
+    }
+}
+const _: () = assert!(super::no_tail_padding(
+    std::mem::size_of::<ql_journald_options>(),
+    std::mem::offset_of!(ql_journald_options, retry_bytes),
+    std::mem::size_of::<u64>(),
+));

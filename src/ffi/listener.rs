@@ -84,8 +84,9 @@ pub struct ql_handler {
     /// or a nonzero code that is counted in `handler_errors` and told to
     /// `on_error`; the next handler and the next records still run. Required.
     pub handle: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
-    /// Optional. Flushes buffered output; called when the listener loop ends
-    /// (after the sentinel), before `ql_stop` returns.
+    /// Optional. Flushes buffered output; called at every flush barrier
+    /// (`ql_listener_flush`) and when the listener loop ends (after the
+    /// sentinel), before `ql_stop` returns.
     pub flush: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
     /// Optional. Frees `ctx`; called once by `ql_listener_free`.
     pub destroy: Option<unsafe extern "C" fn(ctx: *mut c_void)>,

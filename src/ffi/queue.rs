@@ -42,6 +42,15 @@ pub const QL_OVERFLOW_DROP_OLDEST: ql_overflow = 3;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ql_queue_options {
+    /// The size of this struct as the program was compiled with it: set by
+    /// `ql_queue_options_default()`, never by hand. It lets the struct grow in later versions
+    /// without breaking programs built against this header (see "Versioning
+    /// and ABI" in the README): the library reads `struct_size` bytes,
+    /// and members it knows that an older program's struct lacks take their
+    /// defaults. A size smaller than any layout (0: options not made by
+    /// `ql_queue_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+    /// unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+    pub struct_size: usize,
     /// Most items held (records, sentinels, flush barriers); 0 means
     /// unbounded. At most `QL_QUEUE_MAX_CAPACITY`. Default 8192.
     pub capacity: usize,
@@ -74,6 +83,7 @@ pub extern "C" fn ql_queue_options_default() -> ql_queue_options {
 
 fn default_options() -> ql_queue_options {
     ql_queue_options {
+        struct_size: std::mem::size_of::<ql_queue_options>(),
         capacity: 8192,
         overflow: QL_OVERFLOW_BLOCK,
         block_timeout_ms: 1000,
@@ -207,7 +217,7 @@ pub unsafe extern "C" fn ql_queue_new(capacity: usize, queue_out: *mut *mut ql_q
 /// `*queue_out` is left as it was. Any thread.
 ///
 /// # Safety
-/// `options` must be NULL or valid for reading; `queue_out` NULL or valid
+/// `options` must be NULL or valid for reading `struct_size` bytes; `queue_out` NULL or valid
 /// for one pointer write.
 #[no_mangle]
 pub unsafe extern "C" fn ql_queue_new_with_options(
@@ -215,7 +225,14 @@ pub unsafe extern "C" fn ql_queue_new_with_options(
     queue_out: *mut *mut ql_queue,
 ) -> ql_status {
     boundary(|| {
-        let options = *try_ref!(options);
+        if options.is_null() {
+            return super::QL_ERR_NULL;
+        }
+        // SAFETY: the caller's promise.
+        let options = match unsafe { super::read_sized(options) } {
+            Ok(o) => o,
+            Err(status) => return status,
+        };
         let out = try_out!(queue_out);
         super::process::install();
         let overflow = match options.overflow {
@@ -494,3 +511,17 @@ pub unsafe extern "C" fn ql_queue_len(queue: *const ql_queue, len_out: *mut usiz
         QL_OK
     })
 }
+
+// SAFETY: repr(C), `struct_size` first, C-storable members only, no tail
+// padding (asserted below).
+unsafe impl super::SizedOptions for ql_queue_options {
+    const FIRST_SIZE: usize = std::mem::size_of::<ql_queue_options>();
+    fn defaults() -> Self {
+        default_options()
+    }
+}
+const _: () = assert!(super::no_tail_padding(
+    std::mem::size_of::<ql_queue_options>(),
+    std::mem::offset_of!(ql_queue_options, on_drop),
+    std::mem::size_of::<Option<unsafe extern "C" fn(*mut c_void, *mut c_void)>>(),
+));

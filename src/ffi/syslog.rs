@@ -78,6 +78,15 @@ pub const QL_SYSLOG_FACILITY_LOCAL7: i32 = 23;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ql_syslog_options {
+    /// The size of this struct as the program was compiled with it: set by
+    /// `ql_syslog_options_default()`, never by hand. It lets the struct grow in later versions
+    /// without breaking programs built against this header (see "Versioning
+    /// and ABI" in the README): the library reads `struct_size` bytes,
+    /// and members it knows that an older program's struct lacks take their
+    /// defaults. A size smaller than any layout (0: options not made by
+    /// `ql_syslog_options_default()`) is `QL_ERR_INVALID`; a larger one whose members
+    /// unknown to this library are not all zero is `QL_ERR_UNSUPPORTED`.
+    pub struct_size: usize,
     /// The handler's level for `respect_handler_level`. Default 0 (all).
     pub level: i32,
     /// One of `QL_SYSLOG_UNIX` (the default), `QL_SYSLOG_UDP`,
@@ -111,10 +120,6 @@ pub struct ql_syslog_options {
     /// `QL_SYSLOG_TLS`: the name (DNS name or IP address) the server's
     /// certificate must be valid for. Default `host`.
     pub server_name: *const c_char,
-    /// The most bytes of messages held for delivery; past it the oldest
-    /// are dropped and counted lost. At least `max_message_bytes`.
-    /// Default 4 MiB.
-    pub buffer_bytes: u64,
     /// The longest message in bytes, header included (longer ones are cut
     /// at a character boundary); 256 to 1 MiB, on UDP at most 65507.
     /// Default 8192 (rsyslog's default maxMessageSize).
@@ -133,10 +138,15 @@ pub struct ql_syslog_options {
     /// RELP: the most messages sent and not yet acknowledged, 1 to 1024.
     /// Default 128.
     pub relp_window: u32,
+    /// The most bytes of messages held for delivery; past it the oldest
+    /// are dropped and counted lost. At least `max_message_bytes`.
+    /// Default 4 MiB.
+    pub buffer_bytes: u64,
 }
 
 fn default_syslog_options() -> ql_syslog_options {
     ql_syslog_options {
+        struct_size: std::mem::size_of::<ql_syslog_options>(),
         level: 0,
         transport: QL_SYSLOG_UNIX,
         path: ptr::null(),
@@ -313,8 +323,9 @@ unsafe fn make(o: &ql_syslog_options) -> Result<(SyslogFormat, NetOptions), ql_s
 /// cannot be started. Any thread.
 ///
 /// # Safety
-/// `options` must be NULL (the defaults) or valid, its strings NULL or C
-/// strings; `handler_out` NULL or valid for one write.
+/// `options` must be NULL (the defaults) or valid for reading `struct_size`
+/// bytes, its strings NULL or C strings; `handler_out` NULL or valid for one
+/// write.
 #[no_mangle]
 pub unsafe extern "C" fn ql_syslog_handler(
     options: *const ql_syslog_options,
@@ -323,9 +334,10 @@ pub unsafe extern "C" fn ql_syslog_handler(
     boundary(|| {
         let out = try_out!(handler_out);
         // SAFETY: the caller's promise.
-        let o = unsafe { options.as_ref() }
-            .copied()
-            .unwrap_or_else(default_syslog_options);
+        let o = match unsafe { super::read_sized(options) } {
+            Ok(o) => o,
+            Err(status) => return status,
+        };
         // SAFETY: the caller's promise on the strings.
         let (format, net) = match unsafe { make(&o) } {
             Ok(v) => v,
@@ -339,3 +351,17 @@ pub unsafe extern "C" fn ql_syslog_handler(
         install_sink(Box::new(sink), o.level, counters, out)
     })
 }
+
+// SAFETY: repr(C), `struct_size` first, C-storable members only, no tail
+// padding (asserted below).
+unsafe impl super::SizedOptions for ql_syslog_options {
+    const FIRST_SIZE: usize = std::mem::size_of::<ql_syslog_options>();
+    fn defaults() -> Self {
+        default_syslog_options()
+    }
+}
+const _: () = assert!(super::no_tail_padding(
+    std::mem::size_of::<ql_syslog_options>(),
+    std::mem::offset_of!(ql_syslog_options, buffer_bytes),
+    std::mem::size_of::<u64>(),
+));

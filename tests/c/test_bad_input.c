@@ -356,6 +356,62 @@ static void free_from_handler(void) {
     PASS("ql_listener_free from a handler: QL_ERR_WOULD_DEADLOCK, listener intact and usable");
 }
 
+/* Options structs carry their size (struct_size, set by the default
+ * functions): a program built against an older header passes a smaller
+ * struct, one built against a newer header a larger one. Here: the size
+ * the header gives works; 0 (options not made by the default function) and
+ * a size smaller than any layout are QL_ERR_INVALID; a larger struct whose
+ * members unknown to the library are zero works, and one that sets any of
+ * them is QL_ERR_UNSUPPORTED (the program asks for what this library
+ * cannot do). Nothing is made on a refusal. */
+#define SIZED_CASES(type, make_default, call)                                            \
+    do {                                                                                 \
+        union {                                                                          \
+            type o;                                                                      \
+            unsigned char bytes[sizeof(type) + 16];                                      \
+        } u;                                                                             \
+        memset(&u, 0, sizeof u);                                                         \
+        u.o = make_default();                                                            \
+        CHECK_EQ_INT(u.o.struct_size, sizeof(type));                                     \
+        CHECK_OK(call);                                                                  \
+        u.o.struct_size = 0;                                                             \
+        CHECK_EQ_STATUS(call, QL_ERR_INVALID);                                           \
+        u.o.struct_size = sizeof(type) - 8;                                              \
+        CHECK_EQ_STATUS(call, QL_ERR_INVALID);                                           \
+        u.o.struct_size = sizeof u;                                                      \
+        CHECK_OK(call);                                                                  \
+        u.bytes[sizeof(type) + 3] = 1;                                                   \
+        CHECK_EQ_STATUS(call, QL_ERR_UNSUPPORTED);                                       \
+    } while (0)
+
+static ql_handler made;
+static ql_queue *made_queue;
+
+static ql_status handler_made(ql_status status) {
+    if (status == QL_OK) ql_handler_free(&made);
+    return status;
+}
+
+static ql_status queue_made(ql_status status) {
+    if (status == QL_OK) ql_queue_free(made_queue);
+    made_queue = NULL;
+    return status;
+}
+
+static void sized_options(void) {
+    SIZED_CASES(ql_queue_options, ql_queue_options_default,
+                queue_made(ql_queue_new_with_options(&u.o, &made_queue)));
+    SIZED_CASES(ql_handler_options, ql_handler_options_default,
+                handler_made(ql_stream_handler_fd(2, &u.o, &made)));
+    SIZED_CASES(ql_syslog_options, ql_syslog_options_default,
+                handler_made(ql_syslog_handler(&u.o, &made)));
+    SIZED_CASES(ql_journald_options, ql_journald_options_default,
+                handler_made(ql_journald_handler(&u.o, &made)));
+    PASS("options structs: their own size works; size 0 and smaller sizes are "
+         "QL_ERR_INVALID; a larger struct works with its unknown members zero and is "
+         "QL_ERR_UNSUPPORTED with one set (queue, handler, syslog, journald options)");
+}
+
 int main(void) {
     qlt_begin("test_bad_input");
     null_arguments();
@@ -363,5 +419,6 @@ int main(void) {
     status_strings();
     free_running();
     free_from_handler();
+    sized_options();
     return qlt_end();
 }
