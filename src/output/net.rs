@@ -1475,6 +1475,37 @@ mod tests {
     }
 
     #[test]
+    fn buffer_bytes_bounds_the_memory_of_cut_messages() {
+        // Collector down; records with 1 MiB messages are cut to 8192
+        // bytes: what the queue holds must be about buffer_bytes of memory,
+        // not one 1 MiB allocation per 8 KiB message counted.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let buffer_bytes = 256 << 10;
+        let (mut s, c) = sink(port, buffer_bytes, 0);
+        let big = vec![b'm'; 1 << 20];
+        for _ in 0..64 {
+            let r = LogRecord::new(20, b"app", &big, 0);
+            s.handle(&(&r).into()).unwrap();
+        }
+        let (held, spare) = {
+            let st = lock(&s.shared);
+            let q: usize = st.queue.iter().map(|m| m.capacity()).sum();
+            let sp: usize = st.spare.iter().map(|m| m.capacity()).sum();
+            (q, sp)
+        };
+        assert!(
+            held + spare <= 2 * buffer_bytes,
+            "queue {held} + spare {spare} bytes of memory for a {buffer_bytes}-byte buffer"
+        );
+        drop(s);
+        assert_eq!(load(&c.received), 64);
+        assert_eq!(load(&c.lost), 64);
+    }
+
+    #[test]
     fn decimal_lengths() {
         assert_eq!(
             [0, 9, 10, 99, 100, 65535].map(decimal_len),
