@@ -40,6 +40,10 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// queue's bound.
 pub const BATCH_BYTES: usize = 64 << 10;
 
+/// The largest buffer kept for reuse (1024 spares at most: 64 MiB at
+/// worst, typically a few KiB each).
+const SPARE_MAX_CAPACITY: usize = 64 << 10;
+
 /// The slice every blocking socket call is cut into, so that a stop is
 /// seen within it.
 const SLICE: Duration = Duration::from_millis(50);
@@ -230,6 +234,12 @@ impl Sink for SyslogSink {
         let mut msg = lock(&self.shared).spare.pop().unwrap_or_default();
         msg.clear();
         self.format.write(&mut self.clock, record, &mut msg);
+        // A message cut to max_len keeps the allocation of its whole
+        // formatted length (up to the record's 1 MiB message and 128
+        // fields): the queue's bound counts lengths, so give the rest back.
+        if msg.capacity() > 2 * msg.len().max(SPARE_MAX_CAPACITY / 16) {
+            msg.shrink_to_fit();
+        }
         let mut st = lock(&self.shared);
         st.bytes += msg.len();
         st.queue.push_back(msg);
@@ -434,6 +444,9 @@ impl Sender {
         let mut st = lock(&self.shared);
         while st.spare.len() < 1024 {
             match self.spare.pop() {
+                // Big buffers are not kept: the spares would hold memory
+                // outside the buffer's bound for good.
+                Some(b) if b.capacity() > SPARE_MAX_CAPACITY => {}
                 Some(b) => st.spare.push(b),
                 None => break,
             }
