@@ -893,8 +893,9 @@ impl Sender {
             unreachable!("a TLS link");
         };
         let r = (|| {
-            // What the collector sent (session tickets), and its close.
-            loop {
+            // What the collector sent (session tickets), and its close;
+            // bounded, as in `check_open`.
+            for _ in 0..16 {
                 if !readable(&sock) {
                     break;
                 }
@@ -1205,8 +1206,13 @@ fn readable(sock: &TcpStream) -> bool {
 /// a restarted collector is seen before records go into a dead
 /// connection.
 fn check_open(sock: &mut TcpStream) -> Result<(), Fail> {
-    let mut buf = [0u8; 512];
-    while readable(sock) {
+    let mut buf = [0u8; 4096];
+    // Bounded: a peer that sends without end must not keep the sender
+    // here (it would never write, nor see a stop).
+    for _ in 0..16 {
+        if !readable(sock) {
+            break;
+        }
         match sock.read(&mut buf) {
             Ok(0) => return Err(Fail::Errno(libc::EPIPE)),
             Ok(_) => {}
