@@ -564,6 +564,34 @@ static int case_tls_big(void) {
     return qlt_end();
 }
 
+/* A collector that never comes: records stay pending after ql_stop (the
+ * handler keeps trying), and ql_listener_free, which counts them lost, must
+ * say so (QL_ERR_LOST, as for every built-in handler) and wait at most
+ * about one flush_timeout_ms. */
+static int case_free_lost(void) {
+    ql_queue *q = new_queue(QL_OVERFLOW_BLOCK, 1024);
+    ql_syslog_options o = opts(QL_SYSLOG_TCP, QL_SYSLOG_RFC5424, "ql-free-lost");
+    o.port = 1; /* nothing listens on 127.0.0.1:1 */
+    o.flush_timeout_ms = 1000;
+    ql_handler h = make(&o);
+    ql_listener *l;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l), QL_OK);
+    CHECK_EQ_STATUS(ql_start(l), QL_OK);
+    for (int i = 0; i < 3; i++) CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "t", "never", 5), QL_OK);
+    CHECK_EQ_STATUS(ql_stop(l), QL_OK);
+    print_stats("free-lost", l, 0);
+    CHECK(hstats(l, 0).sink.pending == 3);
+    long long t0 = qlt_now_ms();
+    ql_status st = ql_listener_free(l);
+    long long ms = qlt_now_ms() - t0;
+    printf("ql_listener_free: %s in %lld ms\n", ql_status_str(st), ms);
+    CHECK_EQ_STATUS(st, QL_ERR_LOST);
+    CHECK(ms < 1900);
+    PASS("ql_listener_free counted 3 undelivered records lost and said QL_ERR_LOST");
+    ql_queue_free(q);
+    return qlt_end();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: syslog_client CASE\n");
@@ -581,5 +609,6 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "pause")) return case_pause();
     if (!strcmp(c, "unix_reconnect")) return case_unix_reconnect();
     if (!strcmp(c, "tls_big")) return case_tls_big();
+    if (!strcmp(c, "free_lost")) return case_free_lost();
     QLT_FAIL("unknown case %s", c);
 }
