@@ -134,6 +134,9 @@ pub struct SyslogSink {
     thread: Option<JoinHandle<()>>,
     /// The process that made the sink (and its thread).
     pid: u32,
+    /// The last flush timed out and nothing was logged since: the end need
+    /// not wait the flush timeout a second time.
+    flush_failed: bool,
 }
 
 struct Shared {
@@ -200,6 +203,7 @@ impl SyslogSink {
             buffer_bytes: options.buffer_bytes,
             thread: Some(thread),
             pid: std::process::id(),
+            flush_failed: false,
         })
     }
 
@@ -231,6 +235,7 @@ impl SyslogSink {
 impl Sink for SyslogSink {
     fn handle(&mut self, record: &RecordView) -> Result<(), i32> {
         add(&self.counters.received, 1);
+        self.flush_failed = false;
         let mut msg = lock(&self.shared).spare.pop().unwrap_or_default();
         msg.clear();
         self.format.write(&mut self.clock, record, &mut msg);
@@ -264,15 +269,25 @@ impl Sink for SyslogSink {
     /// Waits (up to the flush timeout) for delivery; what is not delivered
     /// then stays pending, and the sender keeps trying.
     fn flush(&mut self) {
-        self.wait_delivered();
+        self.flush_failed = !self.wait_delivered();
+    }
+
+    /// The listener is being freed: see [`SyslogSink::finish`].
+    fn close(&mut self) {
+        self.finish();
     }
 }
 
-impl Drop for SyslogSink {
-    /// Waits (up to the flush timeout) for delivery, then stops the sender:
-    /// what it could not deliver is counted lost. Never waits longer than
-    /// the flush timeout plus a slice of a socket call.
-    fn drop(&mut self) {
+impl SyslogSink {
+    /// The handler's end: waits (up to the flush timeout, unless the last
+    /// flush already waited in vain with nothing logged since) for delivery,
+    /// then stops the sender: what it could not deliver is counted lost.
+    /// Never waits longer than the flush timeout plus a slice of a socket
+    /// call. Once only.
+    fn finish(&mut self) {
+        if self.thread.is_none() {
+            return;
+        }
         if std::process::id() != self.pid {
             // A fork child freeing an inherited handler: the thread is the
             // parent's (it does not exist here) and the lock may have been
@@ -281,7 +296,9 @@ impl Drop for SyslogSink {
             std::mem::forget(Arc::clone(&self.shared));
             return;
         }
-        self.wait_delivered();
+        if !self.flush_failed {
+            self.wait_delivered();
+        }
         lock(&self.shared).stop = true;
         self.shared.work.notify_one();
         if let Some(t) = self.thread.take() {
@@ -293,6 +310,13 @@ impl Drop for SyslogSink {
         st.queue.clear();
         st.inflight = 0;
         add(&self.counters.lost, left);
+    }
+}
+
+impl Drop for SyslogSink {
+    /// As [`Sink::close`], when the handler was not closed first.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
