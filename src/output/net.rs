@@ -1514,7 +1514,11 @@ mod tests {
         flood.join().unwrap();
         // A hang is a free that never returns while the flood goes on: 5 s
         // is 25 flush timeouts (a loaded machine stays far below it).
-        assert!(freed, "the free did not return within 5 s ({:?})", t.elapsed());
+        assert!(
+            freed,
+            "the free did not return within 5 s ({:?})",
+            t.elapsed()
+        );
         assert_eq!(load(&c.received), load(&c.written) + load(&c.lost));
     }
 
