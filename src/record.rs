@@ -126,6 +126,19 @@ fn cut(text: &[u8], max: usize) -> (&[u8], &'static [u8]) {
     }
 }
 
+/// Fields a record is made with read once onto the stack; more are found
+/// again by index.
+const STACK_FIELDS: usize = 16;
+
+/// The most fields a record considers: a call's and the context's.
+const MAX_FIELDS_IN_RECORD: usize = 2 * crate::fields::MAX_FIELDS;
+const _: () = assert!(MAX_FIELDS_IN_RECORD <= 128); // the mask is a u128
+
+const NO_FIELD: Field<'static> = Field {
+    key: b"",
+    value: Value::Bool(false),
+};
+
 /// The `i`th of the fields of `a` followed by those of `b`.
 fn nth<'a>(a: &'a dyn FieldList, b: &'a dyn FieldList, i: usize) -> Field<'a> {
     if i < a.count() {
@@ -220,21 +233,52 @@ impl LogRecord {
         let file = &source.file[..source.file.len().min(MAX_SOURCE)];
         let func = &source.func[..source.func.len().min(MAX_SOURCE)];
         let message_len = message.0.len() + message.1.len();
-        // The fields kept: each key's first occurrence.
-        let all = fields.count() + context.count();
-        let kept = |i: usize| {
-            let key = nth(fields, context, i).key;
-            !(0..i).any(|j| nth(fields, context, j).key == key)
+        // The fields kept: each key's first occurrence. The usual few are
+        // read once (a C field's key costs a strlen) onto the stack; past
+        // that, a mask of the kept ones (no allocation either way).
+        let all = (fields.count() + context.count()).min(MAX_FIELDS_IN_RECORD);
+        // (Made only when there are fields: most records have none.)
+        let mut stack = None;
+        let mut n = 0;
+        let mut mask: u128 = 0;
+        if all == 0 {
+        } else if all <= STACK_FIELDS {
+            let stack = stack.insert([NO_FIELD; STACK_FIELDS]);
+            for i in 0..all {
+                let f = nth(fields, context, i);
+                if !stack[..n].iter().any(|k| k.key == f.key) {
+                    stack[n] = f;
+                    n += 1;
+                }
+            }
+        } else {
+            for i in 0..all {
+                let key = nth(fields, context, i).key;
+                if !(0..i).any(|j| mask & (1 << j) != 0 && nth(fields, context, j).key == key) {
+                    mask |= 1 << i;
+                }
+            }
+        }
+        let small = all <= STACK_FIELDS;
+        let each_kept = |f: &mut dyn FnMut(Field)| {
+            if small {
+                if let Some(stack) = &stack {
+                    stack[..n].iter().for_each(|k| f(*k));
+                }
+            } else {
+                (0..all)
+                    .filter(|&i| mask & (1 << i) != 0)
+                    .for_each(|i| f(nth(fields, context, i)));
+            }
         };
         let mut total = logger.len() + message_len + file.len() + func.len() + 4;
-        for i in (0..all).filter(|&i| kept(i)) {
-            let f = nth(fields, context, i);
+        each_kept(&mut |f| {
             total += f.key.len() + 1;
             if let Value::Str(s) = f.value {
                 let (s, marker) = cut(s, MAX_MESSAGE);
                 total += s.len() + marker.len() + 1;
             }
-        }
+        });
         self.level = level;
         self.thread_id = current_thread_id();
         self.timestamp_ns = now_ns();
@@ -270,8 +314,8 @@ impl LogRecord {
         put(&[file]);
         put(&[func]);
         self.fields.clear();
-        for i in (0..all).filter(|&i| kept(i)) {
-            let f = nth(fields, context, i);
+        let slots = &mut self.fields;
+        each_kept(&mut |f| {
             let (key, key_len) = put(&[f.key]);
             let slot = match f.value {
                 Value::Str(s) => {
@@ -284,8 +328,8 @@ impl LogRecord {
                 Value::Double(v) => Slot::Double(v),
                 Value::Bool(v) => Slot::Bool(v),
             };
-            self.fields.push((key, key_len, slot));
-        }
+            slots.push((key, key_len, slot));
+        });
     }
 
     fn text(&self) -> &[u8] {
