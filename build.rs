@@ -1,5 +1,6 @@
 //! Gives the shared library a soname, so programs linked against it record
-//! `libqueue_listener.so.<compat>` and survive compatible upgrades.
+//! `libqueue_listener.so.<compat>` and survive compatible upgrades, and
+//! versions its symbols with it.
 //! Before 1.0 a minor version may break the ABI, so the soname carries
 //! `0.MINOR`; from 1.0 on it carries `MAJOR`.
 
@@ -17,4 +18,13 @@ fn main() {
         major.to_string()
     };
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libqueue_listener.so.{compat}");
+    // Every exported function gets a symbol version, the soname itself
+    // (`ql_log@@libqueue_listener.so.0.2`): programs record which ABI each
+    // symbol they use comes from. rustc hands the linker its own anonymous
+    // version script (the export list), which rust-lld lets take precedence
+    // over a second script and GNU ld refuses to combine with a named one;
+    // GNU ld's --default-symver versions what that list exports. The static
+    // archive is not linked here, so it stays unversioned.
+    println!("cargo:rustc-cdylib-link-arg=-fuse-ld=bfd");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--default-symver");
 }

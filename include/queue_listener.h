@@ -410,8 +410,9 @@ typedef struct ql_handler {
    */
   int32_t (*handle)(void *ctx, void *record);
   /**
-   * Optional. Flushes buffered output; called when the listener loop ends
-   * (after the sentinel), before `ql_stop` returns.
+   * Optional. Flushes buffered output; called at every flush barrier
+   * (`ql_listener_flush`) and when the listener loop ends (after the
+   * sentinel), before `ql_stop` returns.
    */
   void (*flush)(void *ctx);
   /**
@@ -2246,7 +2247,8 @@ struct ql_syslog_options ql_syslog_options_default(void);
  * and what each transport can lose: docs/syslog.md.
  *
  * `QL_ERR_NULL` for a NULL `handler_out`; `QL_ERR_INVALID` for a bad
- * option (transport, format, facility outside 0..23, a header field that
+ * option (transport, format, facility outside 0..23, a unix `path` empty
+ * or over 107 bytes, a header field that
  * is empty, too long or not printable ASCII, `max_message_bytes` outside
  * 256..1 MiB (UDP: 65507), `buffer_bytes` below it, `timeout_ms` 0,
  * `relp_window` outside 1..1024, TLS without a readable `ca_file` holding

@@ -175,6 +175,10 @@ pub trait Handler<R>: Send + Sync {
     fn counts(&self) -> Option<SinkCounts> {
         None
     }
+    /// The listener is being closed ([`Listener::close`]), after its last
+    /// flush: the handler's last chance to deliver what it holds, within its
+    /// own bound, or count it lost.
+    fn close(&self) {}
 }
 
 /// A shared handler is a handler: the caller keeps a reference to read it.
@@ -193,6 +197,9 @@ impl<R, H: Handler<R> + ?Sized> Handler<R> for Arc<H> {
     }
     fn counts(&self) -> Option<SinkCounts> {
         (**self).counts()
+    }
+    fn close(&self) {
+        (**self).close()
     }
 }
 
@@ -599,6 +606,31 @@ impl<R: Send + 'static> Listener<R> {
     /// the queue); [`Error::Panicked`] when the thread panicked (joined).
     pub fn stop(&self) -> Result<(), Error> {
         self.shared.with_losses(self.stop_until(None))
+    }
+
+    /// Stops the listener (as [`Listener::stop`]), then closes every
+    /// handler ([`Handler::close`]): the end of the listener, before it is
+    /// dropped. [`Error::Lost`] when records were lost since the previous
+    /// stop or flush returned, those the handlers counted lost while
+    /// closing included. On any other error nothing is closed (the listener
+    /// may still run). Calling it again closes again (a no-op for the
+    /// built-in sinks).
+    pub fn close(&self) -> Result<(), Error> {
+        let stopped = self.stop();
+        if let Err(e) = &stopped {
+            if !matches!(e, Error::Lost(_) | Error::Panicked) {
+                return stopped;
+            }
+        }
+        for handler in self.shared.handlers.iter() {
+            handler.close();
+        }
+        match (stopped, self.shared.with_losses(Ok(()))) {
+            (Err(Error::Lost(a)), Err(Error::Lost(b))) => Err(Error::Lost(a + b)),
+            (Err(Error::Lost(a)), _) => Err(Error::Lost(a)),
+            (_, Err(e)) => Err(e),
+            (other, Ok(())) => other,
+        }
     }
 
     /// [`Listener::stop`] with a deadline. On [`Error::Timeout`] the listener

@@ -20,7 +20,9 @@
 //! vtable and hook contexts outlive their listener, a blocking put is only
 //! made where the policy bounds its wait, `ql_queue_get*` only drains a
 //! queue no listener is running on, and a queue has one listener at a time
-//! (two listeners consuming one queue take each other's sentinels).
+//! (a restriction from before sentinels and flush barriers were addressed to
+//! their listener; listeners sharing a queue are tested in
+//! `tests/shared_queue.rs`, and fuzzing them is planned in issue 11).
 //!
 //! Checked: no crash and no hang (a watchdog per sequence); every status is
 //! a known one and one the documentation allows for that call; NULL gives
@@ -1633,9 +1635,9 @@ impl Fuzzer {
 
     fn op_new_listener_on_queue(&mut self) {
         let Some(qi) = self.live_queue() else { return };
-        // One listener at a time per queue: a second one consuming the same
-        // queue takes the first one's sentinels (see the model test
-        // `a_sentinel_taken_by_another_listener_does_not_hang_the_next_stop`).
+        // One listener at a time per queue (see the module doc: a
+        // restriction kept from before sentinels were addressed; shared
+        // queues are tested in tests/shared_queue.rs).
         if self.queues[qi]
             .listeners
             .iter()

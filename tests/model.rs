@@ -1945,8 +1945,10 @@ fn a_stop_that_timed_out_while_handlers_flush_leaves_the_listener_usable() {
     });
 }
 
-/// Flush barriers are numbered per listener (1, 2, …) but travel on the
-/// queue, which listeners share (one after another, or at once). A barrier
+/// Flush barriers were numbered per listener (1, 2, …) but travel on the
+/// queue, which listeners share (one after another, or at once); they are
+/// now numbered uniquely in the process and addressed to the listener that
+/// put them, which is what this regression test guards. The bug: a barrier
 /// a listener left behind — its loop ended before reaching it, the flush
 /// that put it returned NotRunning or Timeout — is later taken by the next
 /// listener on the queue, which then counts its own barrier of the same

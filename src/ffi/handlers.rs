@@ -355,6 +355,20 @@ pub(crate) unsafe fn builtin_counts(handler: &ql_handler) -> Option<SinkCounts> 
     Some(unsafe { &*this }.counters.snapshot())
 }
 
+/// Closes a built-in handler's sink ([`Sink::close`]); nothing for any
+/// other handler.
+///
+/// # Safety
+/// The handler's `ctx` must be alive, and no other thread may use its sink
+/// now (the listener's thread has ended).
+pub(crate) unsafe fn builtin_close(handler: &ql_handler) {
+    if let Some(this) = builtin(handler) {
+        // SAFETY: the caller's promise: a live `Builtin`, its sink used by
+        // this thread only.
+        unsafe { Builtin::lines(this.cast_mut().cast()) }.close();
+    }
+}
+
 unsafe extern "C" fn null_handle(_ctx: *mut c_void, _record: *mut c_void) -> i32 {
     0
 }

@@ -84,8 +84,9 @@ pub struct ql_handler {
     /// or a nonzero code that is counted in `handler_errors` and told to
     /// `on_error`; the next handler and the next records still run. Required.
     pub handle: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
-    /// Optional. Flushes buffered output; called when the listener loop ends
-    /// (after the sentinel), before `ql_stop` returns.
+    /// Optional. Flushes buffered output; called at every flush barrier
+    /// (`ql_listener_flush`) and when the listener loop ends (after the
+    /// sentinel), before `ql_stop` returns.
     pub flush: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
     /// Optional. Frees `ctx`; called once by `ql_listener_free`.
     pub destroy: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
@@ -502,6 +503,12 @@ impl Handler<Entry> for CHandler {
         // SAFETY: the listener owns the handler until it is freed.
         unsafe { super::handlers::builtin_counts(&self.0) }
     }
+
+    fn close(&self) {
+        // SAFETY: the listener owns the handler until it is freed, and its
+        // thread has ended (`Listener::close` stops it first).
+        unsafe { super::handlers::builtin_close(&self.0) }
+    }
 }
 
 impl Drop for CHandler {
@@ -917,8 +924,11 @@ pub unsafe extern "C" fn ql_listener_flush(
 /// takes), calls each handler's `destroy`, drops the listener's reference
 /// to a built-in queue, and frees the listener.
 ///
-/// Returns `QL_OK`, or `QL_ERR_LOST` when its stop reports lost records
-/// as `ql_stop` does (the listener is freed all the same); NULL is a no-op
+/// Returns `QL_OK`, or `QL_ERR_LOST` when records were lost since the
+/// previous stop or flush returned, as `ql_stop` reports them, those a
+/// built-in handler counts lost while it is closed included (a syslog
+/// handler's records still undelivered when its last wait for the collector
+/// ends); the listener is freed all the same. NULL is a no-op
 /// returning `QL_OK`. From the listener's
 /// own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
 /// the queue fails to take the sentinel it returns `QL_ERR_QUEUE` and frees
@@ -939,7 +949,7 @@ pub unsafe extern "C" fn ql_listener_free(listener: *mut ql_listener) -> ql_stat
         // The thread must be gone before the handlers and the borrowed
         // contexts are released. A stop that fails leaves the listener
         // running, so nothing is freed then.
-        let status = match inner.stop() {
+        let status = match inner.close() {
             Ok(()) | Err(Error::Panicked) => QL_OK,
             Err(Error::Lost(_)) => QL_ERR_LOST,
             Err(e) => return status_of(e),

@@ -243,7 +243,9 @@ unsafe fn make(o: &ql_syslog_options) -> Result<(SyslogFormat, NetOptions), ql_s
     let transport = match o.transport {
         QL_SYSLOG_UNIX => {
             let path = unsafe { text(o.path) }.unwrap_or(b"/dev/log");
-            if path.is_empty() {
+            // sun_path holds 108 bytes with the NUL: a longer path can
+            // never be connected.
+            if path.is_empty() || path.len() > 107 {
                 return Err(QL_ERR_INVALID);
             }
             Transport::Unix(PathBuf::from(OsStr::from_bytes(path)))
@@ -312,7 +314,8 @@ unsafe fn make(o: &ql_syslog_options) -> Result<(SyslogFormat, NetOptions), ql_s
 /// and what each transport can lose: docs/syslog.md.
 ///
 /// `QL_ERR_NULL` for a NULL `handler_out`; `QL_ERR_INVALID` for a bad
-/// option (transport, format, facility outside 0..23, a header field that
+/// option (transport, format, facility outside 0..23, a unix `path` empty
+/// or over 107 bytes, a header field that
 /// is empty, too long or not printable ASCII, `max_message_bytes` outside
 /// 256..1 MiB (UDP: 65507), `buffer_bytes` below it, `timeout_ms` 0,
 /// `relp_window` outside 1..1024, TLS without a readable `ca_file` holding

@@ -101,8 +101,14 @@ pub trait Sink: Send {
     /// The listener found its queue empty.
     fn batch_end(&mut self);
     /// A flush barrier, a stop or a free: everything held is delivered, or
-    /// counted lost.
+    /// counted lost (a sink with a delivery thread of its own may keep what
+    /// it could not deliver pending, and deliver it later).
     fn flush(&mut self);
+    /// The handler's end (its listener is being freed, after its last
+    /// flush): what is still pending is delivered within the sink's bound,
+    /// or counted lost, so that the listener can report the loss. Dropping
+    /// a sink that was not closed does the same.
+    fn close(&mut self) {}
 }
 
 impl Sink for LineHandler {

@@ -40,6 +40,10 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// queue's bound.
 pub const BATCH_BYTES: usize = 64 << 10;
 
+/// The largest buffer kept for reuse (1024 spares at most: 64 MiB at
+/// worst, typically a few KiB each).
+const SPARE_MAX_CAPACITY: usize = 64 << 10;
+
 /// The slice every blocking socket call is cut into, so that a stop is
 /// seen within it.
 const SLICE: Duration = Duration::from_millis(50);
@@ -130,6 +134,9 @@ pub struct SyslogSink {
     thread: Option<JoinHandle<()>>,
     /// The process that made the sink (and its thread).
     pid: u32,
+    /// The last flush timed out and nothing was logged since: the end need
+    /// not wait the flush timeout a second time.
+    flush_failed: bool,
 }
 
 struct Shared {
@@ -196,6 +203,7 @@ impl SyslogSink {
             buffer_bytes: options.buffer_bytes,
             thread: Some(thread),
             pid: std::process::id(),
+            flush_failed: false,
         })
     }
 
@@ -227,9 +235,16 @@ impl SyslogSink {
 impl Sink for SyslogSink {
     fn handle(&mut self, record: &RecordView) -> Result<(), i32> {
         add(&self.counters.received, 1);
+        self.flush_failed = false;
         let mut msg = lock(&self.shared).spare.pop().unwrap_or_default();
         msg.clear();
         self.format.write(&mut self.clock, record, &mut msg);
+        // A message cut to max_len keeps the allocation of its whole
+        // formatted length (up to the record's 1 MiB message and 128
+        // fields): the queue's bound counts lengths, so give the rest back.
+        if msg.capacity() > 2 * msg.len().max(SPARE_MAX_CAPACITY / 16) {
+            msg.shrink_to_fit();
+        }
         let mut st = lock(&self.shared);
         st.bytes += msg.len();
         st.queue.push_back(msg);
@@ -254,15 +269,25 @@ impl Sink for SyslogSink {
     /// Waits (up to the flush timeout) for delivery; what is not delivered
     /// then stays pending, and the sender keeps trying.
     fn flush(&mut self) {
-        self.wait_delivered();
+        self.flush_failed = !self.wait_delivered();
+    }
+
+    /// The listener is being freed: see [`SyslogSink::finish`].
+    fn close(&mut self) {
+        self.finish();
     }
 }
 
-impl Drop for SyslogSink {
-    /// Waits (up to the flush timeout) for delivery, then stops the sender:
-    /// what it could not deliver is counted lost. Never waits longer than
-    /// the flush timeout plus a slice of a socket call.
-    fn drop(&mut self) {
+impl SyslogSink {
+    /// The handler's end: waits (up to the flush timeout, unless the last
+    /// flush already waited in vain with nothing logged since) for delivery,
+    /// then stops the sender: what it could not deliver is counted lost.
+    /// Never waits longer than the flush timeout plus a slice of a socket
+    /// call. Once only.
+    fn finish(&mut self) {
+        if self.thread.is_none() {
+            return;
+        }
         if std::process::id() != self.pid {
             // A fork child freeing an inherited handler: the thread is the
             // parent's (it does not exist here) and the lock may have been
@@ -271,7 +296,9 @@ impl Drop for SyslogSink {
             std::mem::forget(Arc::clone(&self.shared));
             return;
         }
-        self.wait_delivered();
+        if !self.flush_failed {
+            self.wait_delivered();
+        }
         lock(&self.shared).stop = true;
         self.shared.work.notify_one();
         if let Some(t) = self.thread.take() {
@@ -283,6 +310,13 @@ impl Drop for SyslogSink {
         st.queue.clear();
         st.inflight = 0;
         add(&self.counters.lost, left);
+    }
+}
+
+impl Drop for SyslogSink {
+    /// As [`Sink::close`], when the handler was not closed first.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
@@ -402,8 +436,14 @@ impl Sender {
             self.recycle();
         }
         self.close();
+        // RELP items acknowledged behind an older unacknowledged one were
+        // delivered; refused ones (txnr u32::MAX) were counted lost already.
+        let acked = self.items.iter().filter(|i| i.acked && i.txnr != u32::MAX);
+        let refused = self.items.iter().filter(|i| i.acked && i.txnr == u32::MAX);
+        let (acked, refused) = (acked.count() as u64, refused.count() as u64);
+        add(&self.counters.written, acked);
         let mut st = lock(&self.shared);
-        let left = self.items.len() as u64 + st.queue.len() as u64;
+        let left = self.items.len() as u64 - acked - refused + st.queue.len() as u64;
         st.queue.clear();
         st.inflight = 0;
         self.items.clear();
@@ -428,6 +468,9 @@ impl Sender {
         let mut st = lock(&self.shared);
         while st.spare.len() < 1024 {
             match self.spare.pop() {
+                // Big buffers are not kept: the spares would hold memory
+                // outside the buffer's bound for good.
+                Some(b) if b.capacity() > SPARE_MAX_CAPACITY => {}
                 Some(b) => st.spare.push(b),
                 None => break,
             }
@@ -536,6 +579,12 @@ impl Sender {
                 let mut sock = self.tcp(&host, port)?;
                 let mut tls = rustls::ClientConnection::new(config, name)
                     .map_err(|_| Fail::Errno(libc::EPROTO))?;
+                // rustls takes at most 64 KiB of plaintext by default: a
+                // longer message (up to 1 MiB) would be refused whole
+                // (WriteZero) at every attempt. What it holds is bounded by
+                // what `send_tls` writes at once (16 KiB, or one message),
+                // drained before the next write.
+                tls.set_buffer_limit(None);
                 let deadline = Instant::now() + timeout;
                 while tls.is_handshaking() {
                     self.tls_io(&mut tls, &mut sock, deadline)?;
@@ -868,8 +917,9 @@ impl Sender {
             unreachable!("a TLS link");
         };
         let r = (|| {
-            // What the collector sent (session tickets), and its close.
-            loop {
+            // What the collector sent (session tickets), and its close;
+            // bounded, as in `check_open`.
+            for _ in 0..16 {
                 if !readable(&sock) {
                     break;
                 }
@@ -1180,8 +1230,13 @@ fn readable(sock: &TcpStream) -> bool {
 /// a restarted collector is seen before records go into a dead
 /// connection.
 fn check_open(sock: &mut TcpStream) -> Result<(), Fail> {
-    let mut buf = [0u8; 512];
-    while readable(sock) {
+    let mut buf = [0u8; 4096];
+    // Bounded: a peer that sends without end must not keep the sender
+    // here (it would never write, nor see a stop).
+    for _ in 0..16 {
+        if !readable(sock) {
+            break;
+        }
         match sock.read(&mut buf) {
             Ok(0) => return Err(Fail::Errno(libc::EPIPE)),
             Ok(_) => {}
@@ -1338,6 +1393,159 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         assert_eq!(load(&c.lost), 50);
         assert_eq!(load(&c.written), 0);
+    }
+
+    fn relp_sink(port: u16, flush_ms: u64) -> (SyslogSink, Arc<Counters>) {
+        let format = SyslogFormat {
+            rfc: Rfc::R5424,
+            facility: 1,
+            hostname: "h".into(),
+            app_name: "a".into(),
+            procid: "1".into(),
+            msgid: "-".into(),
+            omit_hostname: false,
+            max_len: 8192,
+        };
+        let options = NetOptions {
+            transport: Transport::Relp("127.0.0.1".into(), port),
+            buffer_bytes: 1 << 20,
+            timeout: Duration::from_secs(5),
+            flush_timeout: Duration::from_millis(flush_ms),
+            backoff_max: Duration::from_millis(200),
+            relp_window: 8,
+        };
+        let counters = Arc::new(Counters::default());
+        let s = SyslogSink::new(format, options, Arc::clone(&counters)).unwrap();
+        (s, counters)
+    }
+
+    /// Reads RELP frames (`TXNR CMD LEN [DATA]\n`) from `conn` until `n`
+    /// `syslog` frames came; returns their transaction numbers.
+    fn read_relp(conn: &mut std::net::TcpStream, n: usize, open_ack: bool) -> Vec<u32> {
+        let mut r = Relp::default();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < n {
+            while let Some((txnr, cmd, _)) = r.frame().ok().unwrap() {
+                if cmd == "open" && open_ack {
+                    conn.write_all(format!("{txnr} rsp 6 200 OK\n").as_bytes())
+                        .unwrap();
+                } else if cmd == "syslog" {
+                    got.push(txnr);
+                }
+            }
+            if got.len() >= n {
+                break;
+            }
+            let k = conn.read(&mut buf).unwrap();
+            assert!(k > 0, "client closed");
+            r.input.extend_from_slice(&buf[..k]);
+        }
+        got
+    }
+
+    #[test]
+    fn relp_a_refused_message_is_counted_lost_once() {
+        // The collector refuses the second message (rsp 500) and never
+        // acknowledges the first; the sink is freed: both are lost, each
+        // counted once (received == written + lost).
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (mut s, c) = relp_sink(port, 300);
+        for m in ["one", "two"] {
+            let r = LogRecord::new(20, b"app", m.as_bytes(), 0);
+            s.handle(&(&r).into()).unwrap();
+        }
+        let (mut conn, _) = server.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let txnrs = read_relp(&mut conn, 2, true);
+        conn.write_all(format!("{} rsp 13 500 no thanks\n", txnrs[1]).as_bytes())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while load(&c.lost) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(load(&c.lost), 1, "the refused one");
+        drop(s);
+        assert_eq!(load(&c.received), 2);
+        assert_eq!(load(&c.written), 0);
+        assert_eq!(load(&c.lost), 2, "each lost once");
+    }
+
+    #[test]
+    fn a_collector_that_floods_the_connection_does_not_hang_the_free() {
+        // A hostile "collector" that never reads and sends without end:
+        // the sender must still see the stop, and freeing the sink must
+        // come within the flush timeout and a slice, not when the flood
+        // ends.
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let flood = std::thread::spawn(move || {
+            let (mut conn, _) = server.accept().unwrap();
+            conn.set_write_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let chunk = vec![b'x'; 1 << 16];
+            while !stop2.load(Ordering::Relaxed) {
+                if let Err(e) = conn.write(&chunk) {
+                    if !would_block(&e) {
+                        break;
+                    }
+                }
+            }
+        });
+        let (mut s, c) = sink(port, 1 << 20, 200);
+        let r = LogRecord::new(20, b"app", b"one", 0);
+        s.handle(&(&r).into()).unwrap();
+        // Let the flood start before the record can go.
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..100 {
+            s.handle(&(&r).into()).unwrap();
+        }
+        let t = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(s);
+            let _ = tx.send(());
+        });
+        let freed = rx.recv_timeout(Duration::from_secs(5)).is_ok();
+        stop.store(true, Ordering::Relaxed);
+        flood.join().unwrap();
+        assert!(freed, "the free did not return within 5 s");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(load(&c.received), load(&c.written) + load(&c.lost));
+    }
+
+    #[test]
+    fn buffer_bytes_bounds_the_memory_of_cut_messages() {
+        // Collector down; records with 1 MiB messages are cut to 8192
+        // bytes: what the queue holds must be about buffer_bytes of memory,
+        // not one 1 MiB allocation per 8 KiB message counted.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let buffer_bytes = 256 << 10;
+        let (mut s, c) = sink(port, buffer_bytes, 0);
+        let big = vec![b'm'; 1 << 20];
+        for _ in 0..64 {
+            let r = LogRecord::new(20, b"app", &big, 0);
+            s.handle(&(&r).into()).unwrap();
+        }
+        let (held, spare) = {
+            let st = lock(&s.shared);
+            let q: usize = st.queue.iter().map(|m| m.capacity()).sum();
+            let sp: usize = st.spare.iter().map(|m| m.capacity()).sum();
+            (q, sp)
+        };
+        assert!(
+            held + spare <= 2 * buffer_bytes,
+            "queue {held} + spare {spare} bytes of memory for a {buffer_bytes}-byte buffer"
+        );
+        drop(s);
+        assert_eq!(load(&c.received), 64);
+        assert_eq!(load(&c.lost), 64);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The shared library exports exactly the header's functions.
+"""The shared library exports exactly the header's functions, each with
+the symbol version named after the soname.
 
 Usage: check_exports.py LIBRARY HEADER
 
@@ -30,7 +31,7 @@ for m in re.finditer(r"^([^\n#;{}]*?)\b(ql_[a-z0-9_]+)\s*\(", text, flags=re.M):
     declared.add(m.group(2))
 out = subprocess.run(["nm", "-D", "--defined-only", library], capture_output=True, text=True,
                      check=True).stdout
-exported = {f[2] for f in (l.split() for l in out.splitlines()) if len(f) == 3 and f[1] in "TW"}
+exported = {f[2].split("@")[0] for f in (l.split() for l in out.splitlines()) if len(f) == 3 and f[1] in "TW"}
 missing = sorted(declared - exported)
 extra = sorted(exported - declared)
 print(f"{len(declared)} functions declared, {len(exported)} exported")
@@ -38,6 +39,22 @@ if missing:
     print("declared in the header but not exported:", " ".join(missing))
 if extra:
     print("exported but not in the header:", " ".join(extra))
-if missing or extra or not declared:
+# Each function carries the library's version node (the soname).
+soname = re.search(r"SONAME\s+(\S+)",
+                   subprocess.run(["objdump", "-p", library], capture_output=True, text=True,
+                                  check=True).stdout)
+versions = {}
+for line in subprocess.run(["objdump", "-T", library], capture_output=True, text=True,
+                           check=True).stdout.splitlines():
+    f = line.split()
+    if len(f) >= 7 and f[-1].startswith("ql_"):
+        versions[f[-1]] = f[-2]
+node = soname.group(1) if soname else None
+unversioned = sorted(n for n in exported if versions.get(n) != node)
+print(f"version node {node}")
+if unversioned:
+    print(f"exported without the version node {node}:",
+          " ".join(f"{n}@{versions.get(n)}" for n in unversioned))
+if missing or extra or unversioned or not declared or not node:
     sys.exit(1)
 print("exports: OK")

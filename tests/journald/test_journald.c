@@ -18,7 +18,10 @@
 #include "../c/ql_test.h"
 
 #include <math.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -552,8 +555,91 @@ static int run_down(void) {
         CHECK_EQ_STATUS(ql_listener_free(l), QL_OK);
         ql_queue_free(q);
     }
+
+    /* No fd left for the memfd (RLIMIT_NOFILE at the limit): the big entry
+     * alone is lost, counted with EMFILE; the entries around it go. */
+    {
+        char buf[512];
+        while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+        }
+        ql_journald_options o = ql_journald_options_default();
+        o.socket_path = path;
+        o.retry_bytes = 0;
+        ql_handler h;
+        CHECK_EQ_STATUS(ql_journald_handler(&o, &h), QL_OK);
+        ql_queue *q;
+        CHECK_EQ_STATUS(ql_queue_new(64, &q), QL_OK);
+        ql_listener *l;
+        CHECK_EQ_STATUS(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l), QL_OK);
+        CHECK_EQ_STATUS(ql_start(l), QL_OK);
+        CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "app", "before", 6), QL_OK);
+        CHECK_EQ_STATUS(ql_listener_flush(l, 10000), QL_OK); /* connected now */
+        struct rlimit old_lim, lim;
+        CHECK(getrlimit(RLIMIT_NOFILE, &old_lim) == 0);
+        int lowest = dup(0);
+        CHECK(lowest >= 0);
+        close(lowest);
+        lim = old_lim;
+        lim.rlim_cur = (rlim_t)lowest; /* every fd below it is in use */
+        CHECK(setrlimit(RLIMIT_NOFILE, &lim) == 0);
+        CHECK(dup(0) < 0 && errno == EMFILE);
+        size_t big_len = 300 * 1024;
+        char *big = malloc(big_len);
+        CHECK(big != NULL);
+        memset(big, 'm', big_len);
+        CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "app", big, big_len), QL_OK);
+        CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "app", "after", 5), QL_OK);
+        ql_status st = ql_listener_flush(l, 10000);
+        CHECK(setrlimit(RLIMIT_NOFILE, &old_lim) == 0);
+        free(big);
+        CHECK_EQ_STATUS(st, QL_ERR_LOST);
+        s = stats_of(l, 0);
+        CHECK_EQ_INT(s.received, 3);
+        CHECK_EQ_INT(s.sink.written, 2);
+        CHECK_EQ_INT(s.sink.lost, 1);
+        CHECK_EQ_INT(s.sink.last_errno, EMFILE);
+        int got = 0;
+        while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) got++;
+        CHECK_EQ_INT(got, 2);
+        PASS("no fd for a memfd: the 300 KiB entry lost (EMFILE), the two around it written");
+        CHECK_EQ_STATUS(ql_stop(l), QL_OK);
+        CHECK_EQ_STATUS(ql_listener_free(l), QL_OK);
+        ql_queue_free(q);
+    }
     close(fd);
     unlink(path);
+
+    /* Something else at the socket path: a regular file, a directory, a
+     * stream socket. Every record lost and counted, bounded in time. */
+    {
+        const char *kinds[] = {"regular file", "directory", "stream socket"};
+        for (int k = 0; k < 3; k++) {
+            if (k == 0) {
+                int f = open(path, O_CREAT | O_WRONLY, 0600);
+                CHECK(f >= 0);
+                close(f);
+            } else if (k == 1) {
+                CHECK(mkdir(path, 0700) == 0);
+            } else {
+                fd = socket(AF_UNIX, SOCK_STREAM, 0);
+                CHECK(fd >= 0);
+                CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+                CHECK(listen(fd, 4) == 0);
+            }
+            s = log_to(path, 100, 4 << 20, 5000);
+            CHECK_EQ_INT(s.sink.written, 0);
+            CHECK_EQ_INT(s.sink.lost, 100);
+            CHECK(s.sink.last_errno != 0);
+            PASS("%s at the socket path: 100 lost, errno %d (%s)", kinds[k],
+                 s.sink.last_errno, strerror(s.sink.last_errno));
+            if (k == 1) {
+                CHECK(rmdir(path) == 0);
+            } else {
+                if (k == 2) close(fd);
+                CHECK(unlink(path) == 0);
+            }
+        }
+    }
     CHECK(rmdir(dir) == 0);
 
     /* Bad options. */

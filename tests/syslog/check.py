@@ -220,7 +220,20 @@ def check_example():
     print("example: 3 records over TLS: OK")
 
 
+def check_tls_big():
+    app = "ql-tls-big"
+    wait_for(lambda ls: len(by_app(ls, app)) >= 2)
+    got = by_app(read(), app)
+    # run.sh sets rsyslog's maxMessageSize to 256k: the 150 KiB one whole.
+    if len(got) != 2 or got[0]["msg"].strip() != "big " + "b" * (150 * 1024 - 4) \
+            or got[1]["msg"].strip() != "small after":
+        fail("tls_big: %d lines: %r" % (len(got), [l["msg"][:40] for l in got]))
+    print("tls_big: the big message and the one after it arrived: OK")
+
+
 {
+    "free_lost": lambda: None,  # the client checks it all
+    "tls_big": check_tls_big,
     "fields": check_fields,
     "down_at_start": check_down,
     "restart_relp": check_restart_relp,

@@ -112,7 +112,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=ql-other-ca \
 
 mkdir -p "$D/work"
 cat >"$D/rsyslog.conf" <<CONF
-global(workDirectory="$D/work" maxMessageSize="64k")
+global(workDirectory="$D/work" maxMessageSize="256k")
 # Direct: a message is in the file (written) before imrelp acknowledges it,
 # so a killed rsyslogd loses nothing it acknowledged.
 main_queue(queue.type="Direct")

@@ -138,6 +138,22 @@ static void bad_options(void) {
     o.transport = QL_SYSLOG_RELP;
     o.relp_window = 0;
     CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_ERR_INVALID);
+    /* A unix socket path longer than sun_path (107 bytes and a NUL) can
+     * never be connected: refused now, as the journald handler does. */
+    {
+        char long_path[200];
+        memset(long_path, 'p', sizeof long_path - 1);
+        long_path[0] = '/';
+        long_path[sizeof long_path - 1] = '\0';
+        o = ql_syslog_options_default();
+        o.path = long_path;
+        CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_ERR_INVALID);
+        long_path[108] = '\0'; /* 108 bytes: no room for the NUL */
+        CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_ERR_INVALID);
+        long_path[107] = '\0'; /* 107: the longest there is */
+        CHECK_EQ_STATUS(ql_syslog_handler(&o, &h), QL_OK);
+        ql_handler_free(&h);
+    }
     /* An unreachable server is no error: made, freed, nothing received. */
     o = ql_syslog_options_default();
     o.transport = QL_SYSLOG_TCP;
@@ -252,10 +268,11 @@ static int case_fields(void) {
         CHECK(s.sink.last_errno != 0);
     }
     PASS("TLS with a foreign CA or a wrong server name delivers nothing and counts the failures");
-    /* Freeing waits up to each handler's flush timeout (300 ms for the two
-     * that cannot deliver), counts what is left lost and joins: bounded. */
+    /* Freeing closes each handler: the two that cannot deliver already
+     * waited their flush timeout (300 ms) at the stop, count what is left
+     * lost and join, and the free says so: bounded, and QL_ERR_LOST. */
     long long t0 = qlt_now_ms();
-    CHECK_EQ_STATUS(ql_listener_free(l), QL_OK);
+    CHECK_EQ_STATUS(ql_listener_free(l), QL_ERR_LOST);
     long long free_ms = qlt_now_ms() - t0;
     ql_queue_free(q);
     CHECK(free_ms < 3000);
@@ -514,6 +531,68 @@ static int case_unix_reconnect(void) {
     return qlt_end();
 }
 
+/* A message longer than rustls's 64 KiB output buffer, over TLS: it must be
+ * delivered (it was refused by rustls's writer with WriteZero, and the
+ * handler reconnected and retried it forever, every later record stuck
+ * behind it), then a short one after it. */
+static int case_tls_big(void) {
+    ql_queue *q = new_queue(QL_OVERFLOW_BLOCK, 1024);
+    ql_syslog_options o = opts(QL_SYSLOG_TLS, QL_SYSLOG_RFC5424, "ql-tls-big");
+    o.max_message_bytes = 1 << 20;
+    o.buffer_bytes = 8 << 20;
+    o.flush_timeout_ms = 10000;
+    ql_handler h = make(&o);
+    ql_listener *l;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l), QL_OK);
+    CHECK_EQ_STATUS(ql_start(l), QL_OK);
+    size_t big = 150 * 1024; /* over 64 KiB, under imtcp's maxFrameSize (200000) */
+    char *msg = malloc(big);
+    CHECK(msg != NULL);
+    memset(msg, 'b', big);
+    memcpy(msg, "big ", 4);
+    CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "t", msg, big), QL_OK);
+    free(msg);
+    CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "t", "small after", 11), QL_OK);
+    ql_status st = ql_listener_flush(l, 15000);
+    print_stats("tls-big", l, 0);
+    ql_handler_stats s = hstats(l, 0);
+    CHECK_EQ_STATUS(st, QL_OK);
+    CHECK(s.sink.written == 2 && s.sink.lost == 0 && s.sink.pending == 0);
+    PASS("TLS: a 150 KiB message and the one after it written, none lost");
+    CHECK_EQ_STATUS(ql_stop(l), QL_OK);
+    CHECK_EQ_STATUS(ql_listener_free(l), QL_OK);
+    ql_queue_free(q);
+    return qlt_end();
+}
+
+/* A collector that never comes: records stay pending after ql_stop (the
+ * handler keeps trying), and ql_listener_free, which counts them lost, must
+ * say so (QL_ERR_LOST, as for every built-in handler) and wait at most
+ * about one flush_timeout_ms. */
+static int case_free_lost(void) {
+    ql_queue *q = new_queue(QL_OVERFLOW_BLOCK, 1024);
+    ql_syslog_options o = opts(QL_SYSLOG_TCP, QL_SYSLOG_RFC5424, "ql-free-lost");
+    o.port = 1; /* nothing listens on 127.0.0.1:1 */
+    o.flush_timeout_ms = 1000;
+    ql_handler h = make(&o);
+    ql_listener *l;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l), QL_OK);
+    CHECK_EQ_STATUS(ql_start(l), QL_OK);
+    for (int i = 0; i < 3; i++) CHECK_EQ_STATUS(ql_log(q, QL_LEVEL_INFO, "t", "never", 5), QL_OK);
+    CHECK_EQ_STATUS(ql_stop(l), QL_OK);
+    print_stats("free-lost", l, 0);
+    CHECK(hstats(l, 0).sink.pending == 3);
+    long long t0 = qlt_now_ms();
+    ql_status st = ql_listener_free(l);
+    long long ms = qlt_now_ms() - t0;
+    printf("ql_listener_free: %s in %lld ms\n", ql_status_str(st), ms);
+    CHECK_EQ_STATUS(st, QL_ERR_LOST);
+    CHECK(ms < 1900);
+    PASS("ql_listener_free counted 3 undelivered records lost and said QL_ERR_LOST");
+    ql_queue_free(q);
+    return qlt_end();
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: syslog_client CASE\n");
@@ -530,5 +609,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "restart_tls")) return case_restart(QL_SYSLOG_TLS, "ql-tls-restart");
     if (!strcmp(c, "pause")) return case_pause();
     if (!strcmp(c, "unix_reconnect")) return case_unix_reconnect();
+    if (!strcmp(c, "tls_big")) return case_tls_big();
+    if (!strcmp(c, "free_lost")) return case_free_lost();
     QLT_FAIL("unknown case %s", c);
 }
