@@ -1838,8 +1838,11 @@ ql_status ql_listener_flush(const struct ql_listener *listener, uint64_t timeout
  * takes), calls each handler's `destroy`, drops the listener's reference
  * to a built-in queue, and frees the listener.
  *
- * Returns `QL_OK`, or `QL_ERR_LOST` when its stop reports lost records
- * as `ql_stop` does (the listener is freed all the same); NULL is a no-op
+ * Returns `QL_OK`, or `QL_ERR_LOST` when records were lost since the
+ * previous stop or flush returned, as `ql_stop` reports them, those a
+ * built-in handler counts lost while it is closed included (a syslog
+ * handler's records still undelivered when its last wait for the collector
+ * ends); the listener is freed all the same. NULL is a no-op
  * returning `QL_OK`. From the listener's
  * own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
  * the queue fails to take the sentinel it returns `QL_ERR_QUEUE` and frees
