@@ -1512,8 +1512,13 @@ mod tests {
         let freed = rx.recv_timeout(Duration::from_secs(5)).is_ok();
         stop.store(true, Ordering::Relaxed);
         flood.join().unwrap();
-        assert!(freed, "the free did not return within 5 s");
-        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        // A hang is a free that never returns while the flood goes on: 5 s
+        // is 25 flush timeouts (a loaded machine stays far below it).
+        assert!(
+            freed,
+            "the free did not return within 5 s ({:?})",
+            t.elapsed()
+        );
         assert_eq!(load(&c.received), load(&c.written) + load(&c.lost));
     }
 

@@ -212,6 +212,16 @@ fn bsd_time_into(ns: i64, out: &mut Vec<u8>) {
     );
 }
 
+/// Where the parts of an RFC 5424 message end (offsets in the buffer).
+struct Ends {
+    /// After `MSGID `: where STRUCTURED-DATA starts.
+    header_end: usize,
+    /// After the `[ql@32473 ...]` element.
+    ql_end: usize,
+    /// After STRUCTURED-DATA (the fields element, if any).
+    sd_end: usize,
+}
+
 impl SyslogFormat {
     /// Appends the record's message (no framing) to `out`, cut to
     /// `max_len` bytes.
@@ -219,7 +229,28 @@ impl SyslogFormat {
         let start = out.len();
         let pri = u32::from(self.facility) * 8 + u32::from(severity(r.level));
         match self.rfc {
-            Rfc::R5424 => self.write_5424(pri, clock, r, out),
+            Rfc::R5424 => {
+                let ends = self.write_5424(pri, clock, r, out);
+                if out.len() - start > self.max_len && ends.sd_end > start + self.max_len {
+                    // A cut inside STRUCTURED-DATA would leave it
+                    // unterminated (invalid RFC 5424): leave out the fields
+                    // element, or both elements ("-"), whichever makes the
+                    // rest fit; the message is then cut as usual.
+                    let (keep, nil) = if ends.ql_end <= start + self.max_len {
+                        (ends.ql_end, false)
+                    } else {
+                        (ends.header_end, true)
+                    };
+                    out.truncate(keep);
+                    if nil {
+                        out.push(b'-');
+                    }
+                    if !r.message.is_empty() {
+                        out.push(b' ');
+                        escape_into(r.message, out);
+                    }
+                }
+            }
             Rfc::R3164 => self.write_3164(pri, r, out),
         }
         if out.len() - start > self.max_len {
@@ -232,14 +263,22 @@ impl SyslogFormat {
         }
     }
 
-    fn write_5424(&self, pri: u32, clock: &mut LocalClock, r: &RecordView, out: &mut Vec<u8>) {
+    fn write_5424(
+        &self,
+        pri: u32,
+        clock: &mut LocalClock,
+        r: &RecordView,
+        out: &mut Vec<u8>,
+    ) -> Ends {
         let _ = write!(out, "<{pri}>1 ");
         clock.write_rfc3339_micros(r.timestamp_ns, out);
         let _ = write!(
             out,
-            " {} {} {} {} [{SD_ID_RECORD} logger=\"",
+            " {} {} {} {} ",
             self.hostname, self.app_name, self.procid, self.msgid
         );
+        let header_end = out.len();
+        let _ = write!(out, "[{SD_ID_RECORD} logger=\"");
         sd_value_into(r.logger, out);
         let _ = write!(out, "\" tid=\"{}\"", r.thread_id);
         if !r.file.is_empty() {
@@ -253,6 +292,7 @@ impl SyslogFormat {
             out.push(b'"');
         }
         out.push(b']');
+        let ql_end = out.len();
         if r.fields.count() > 0 {
             let _ = write!(out, "[{SD_ID_FIELDS}");
             let mut text = Vec::new();
@@ -267,9 +307,15 @@ impl SyslogFormat {
             }
             out.push(b']');
         }
+        let sd_end = out.len();
         if !r.message.is_empty() {
             out.push(b' ');
             escape_into(r.message, out);
+        }
+        Ends {
+            header_end,
+            ql_end,
+            sd_end,
         }
     }
 
@@ -318,6 +364,45 @@ mod tests {
             omit_hostname: false,
             max_len: 8192,
         }
+    }
+
+    #[test]
+    fn a_cut_never_leaves_structured_data_unterminated() {
+        use crate::record::{LogRecord, Source};
+        let long = vec![b'v'; 3000];
+        let given = [Field {
+            key: b"big",
+            value: crate::fields::Value::Str(&long),
+        }];
+        let src = Source {
+            file: b"a.c",
+            line: 3,
+            func: b"f",
+        };
+        let r = LogRecord::with(20, b"app", b"the message", 0, &src, &given);
+        let mut f = fmt(Rfc::R5424);
+        f.max_len = 1024;
+        let mut out = Vec::new();
+        f.write(&mut LocalClock::default(), &(&r).into(), &mut out);
+        let s = String::from_utf8(out).unwrap();
+        // The fields element did not fit: left out, the rest whole.
+        assert!(s.len() <= 1024, "{}", s.len());
+        assert!(!s.contains("[fields@"), "{s}");
+        assert!(s.ends_with("func=\"f\"] the message"), "{s}");
+        // Not even the ql element fits: STRUCTURED-DATA is "-".
+        let logger = vec![b'L'; 2000];
+        let r = LogRecord::with(20, &logger, b"msg", 0, &src, &given);
+        let mut out = Vec::new();
+        f.write(&mut LocalClock::default(), &(&r).into(), &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.ends_with(" 77 - - msg"), "{s}");
+        // Fits: unchanged.
+        f.max_len = 8192;
+        let mut out = Vec::new();
+        f.write(&mut LocalClock::default(), &(&r).into(), &mut out);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("[fields@32473 big=\""));
     }
 
     #[test]
