@@ -1,9 +1,11 @@
 /* ql_bench: this library's contenders, and the C baselines they are
  * measured against, in one program so every figure comes from one run.
  *
- *   e2e       ql-builtin (value, message), ql-ring-vtable, mutex-condvar,
- *             spsc-reference (P = 1 only)
- *   latency   ql-builtin, ql-ring-vtable, mutex-condvar, spsc-reference
+ *   e2e       ql-builtin (value, message, macro, fields), ql-ring-vtable,
+ *             mutex-condvar, spsc-reference (P = 1 only)
+ *   latency   ql-builtin, ql-ring-vtable, mutex-condvar, spsc-reference; and
+ *             ql-logf, ql-macro, ql-fields (the message, macro and fields
+ *             calls timed)
  *   vtable    ql-ring-vtable against plain-c-loop on a prefilled ring
  *   idle      ql-builtin: CPU over 1 s with nothing to do, ql_stop latency
  *   file      ql-builtin through ql_file_handler: lines per second to a file
@@ -182,9 +184,68 @@ static int32_t sink_message(void *ctx, void *record) {
     return 0;
 }
 
+/* The sink of the macro and fields variants: bench_sink_take on the parsed
+ * message, and a check of what else the record carries; a record that fails
+ * it counts in `bad` and fails the run. */
+typedef struct {
+    bench_sink base; /* first: the value handlers take this struct as a bench_sink */
+    uint64_t bad;
+    uint32_t line; /* the macro's __LINE__, from its first record */
+} checked_sink;
+
+static bool str_is(const char *s, size_t len, const char *want) {
+    return s && len == strlen(want) && memcmp(s, want, len) == 0;
+}
+
+/* QL_INFO: the file is this one, the function put_one, the same nonzero
+ * line every time; no fields. */
+static int32_t sink_macro(void *ctx, void *record) {
+    checked_sink *cs = ctx;
+    const ql_record *r = record;
+    if (cs->line == 0) cs->line = r->line;
+    static const char FILE_TAIL[] = "ql_bench.c";
+    const size_t tail = sizeof FILE_TAIL - 1;
+    if (r->line == 0 || r->line != cs->line || r->field_count != 0 || r->file_len < tail ||
+        memcmp(r->file + r->file_len - tail, FILE_TAIL, tail) != 0 ||
+        !str_is(r->func, r->func_len, "put_one"))
+        cs->bad++;
+    bench_sink_take(&cs->base, bench_parse_hello(r->message, r->message_len));
+    return 0;
+}
+
+/* The fields variant's record "hello <v>" with seq = v & 0xffffffff:
+ * user="bench-user" (string), seq=seq (int), half=seq/2.0 (double, exact),
+ * odd=seq&1 (bool), then the producer's context field producer=v>>32 (uint):
+ * five fields, in this order, each checked. */
+static int32_t sink_fields(void *ctx, void *record) {
+    checked_sink *cs = ctx;
+    const ql_record *r = record;
+    uint64_t v = bench_parse_hello(r->message, r->message_len);
+    uint64_t seq = v & 0xffffffffu;
+    const ql_field *f = r->fields;
+    if (r->field_count != 5 || !f || strcmp(f[0].key, "user") != 0 ||
+        f[0].kind != QL_FIELD_STR || !str_is(f[0].value.s.ptr, f[0].value.s.len, "bench-user") ||
+        strcmp(f[1].key, "seq") != 0 || f[1].kind != QL_FIELD_INT ||
+        f[1].value.i != (int64_t)seq || strcmp(f[2].key, "half") != 0 ||
+        f[2].kind != QL_FIELD_DOUBLE || f[2].value.d != (double)seq / 2.0 ||
+        strcmp(f[3].key, "odd") != 0 || f[3].kind != QL_FIELD_BOOL ||
+        f[3].value.b != ((seq & 1) != 0) || strcmp(f[4].key, "producer") != 0 ||
+        f[4].kind != QL_FIELD_UINT || f[4].value.u != v >> 32)
+        cs->bad++;
+    bench_sink_take(&cs->base, v);
+    return 0;
+}
+
 /* ------------------------------------------------------------ producers */
 
-typedef enum { TO_QL_VALUE, TO_QL_MESSAGE, TO_RING, TO_SPSC } target_kind;
+typedef enum {
+    TO_QL_VALUE,
+    TO_QL_MESSAGE,
+    TO_QL_MACRO,
+    TO_QL_FIELDS,
+    TO_RING,
+    TO_SPSC
+} target_kind;
 
 typedef struct {
     target_kind kind;
@@ -207,6 +268,18 @@ static inline void put_one(const producer *p, uint64_t v) {
     case TO_QL_MESSAGE:
         QL(ql_logf(p->q, QL_LEVEL_INFO, "bench", "hello %llu", (unsigned long long)v));
         break;
+    case TO_QL_MACRO: /* the same message, with file, line and function */
+        QL(QL_INFO(p->q, "bench", "hello %llu", (unsigned long long)v));
+        break;
+    case TO_QL_FIELDS: { /* the same message and formatting path, with 4 fields */
+        uint32_t seq = (uint32_t)v;
+        ql_field f[4] = {ql_field_str("user", "bench-user"), ql_field_int("seq", seq),
+                         ql_field_double("half", (double)seq / 2.0),
+                         ql_field_bool("odd", (seq & 1) != 0)};
+        QL(ql_logf_fields(p->q, QL_LEVEL_INFO, "bench", f, 4, "hello %llu",
+                          (unsigned long long)v));
+        break;
+    }
     case TO_RING:
         ring_put(p->r, v);
         break;
@@ -218,19 +291,22 @@ static inline void put_one(const producer *p, uint64_t v) {
 
 static void *producer_main(void *arg) {
     producer *p = arg;
+    /* The fields variant's thread carries one context field. */
+    if (p->kind == TO_QL_FIELDS) QL(ql_context_set(ql_field_uint("producer", p->producer)));
     int rc = pthread_barrier_wait(p->go);
     if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD) die("pthread_barrier_wait", rc);
     p->start_ns = bench_now_ns();
     if (!p->ticks) {
         for (uint32_t i = 1; i <= p->n; i++) put_one(p, bench_value(p->producer, i));
-        return NULL;
+    } else {
+        for (uint32_t i = 1; i <= p->n; i++) {
+            uint64_t t0 = bench_ticks();
+            put_one(p, bench_value(p->producer, i));
+            p->ticks[i - 1] = bench_ticks() - t0;
+            if (p->paced && i % 64 == 0) bench_pause_ns(50000);
+        }
     }
-    for (uint32_t i = 1; i <= p->n; i++) {
-        uint64_t t0 = bench_ticks();
-        put_one(p, bench_value(p->producer, i));
-        p->ticks[i - 1] = bench_ticks() - t0;
-        if (p->paced && i % 64 == 0) bench_pause_ns(50000);
-    }
+    if (p->kind == TO_QL_FIELDS) ql_context_clear();
     return NULL;
 }
 
@@ -258,29 +334,51 @@ static void *spsc_consumer_main(void *arg) {
 
 /* ------------------------------------------------------------ one run */
 
-typedef enum { C_QL_VALUE, C_QL_MESSAGE, C_QL_RING, C_MUTEX, C_SPSC } contender;
-static const char *const NAMES[] = {"ql-builtin", "ql-builtin", "ql-ring-vtable", "mutex-condvar",
-                                    "spsc-reference"};
-static const char *const VARIANTS[] = {"value", "message", "value", "value", "value"};
+typedef enum {
+    C_QL_VALUE,
+    C_QL_MESSAGE,
+    C_QL_MACRO,
+    C_QL_FIELDS,
+    C_QL_RING,
+    C_MUTEX,
+    C_SPSC
+} contender;
+static const char *const NAMES[] = {"ql-builtin",     "ql-builtin",    "ql-builtin", "ql-builtin",
+                                    "ql-ring-vtable", "mutex-condvar", "spsc-reference"};
+static const char *const VARIANTS[] = {"value", "message", "macro", "fields",
+                                       "value", "value",   "value"};
+/* The put-call latency rows of the message, macro and fields calls. */
+static const char *const LATENCY_NAMES[] = {"ql-builtin",     "ql-logf",       "ql-macro",
+                                            "ql-fields",      "ql-ring-vtable", "mutex-condvar",
+                                            "spsc-reference"};
 
 /* Runs P producers of n records each through contender c. With `ticks`
  * (P = 1), times every put. Returns the nanoseconds from the producers'
  * release to the last record handled; writes the check's verdict to why. */
 static uint64_t run(contender c, uint32_t P, uint32_t n, uint64_t *ticks, bool paced, char *why,
                     size_t why_len) {
-    bench_sink sink;
-    bench_sink_init(&sink);
+    checked_sink cs;
+    memset(&cs, 0, sizeof cs);
+    bench_sink_init(&cs.base);
+    bench_sink *sink = &cs.base;
     ql_queue *q = NULL;
     ql_listener *l = NULL;
     ring r;
     spsc *s = NULL;
     pthread_t consumer_thread;
-    consumer cons = {&r, NULL, &sink};
-    ql_handler h = {&sink, 0, c == C_QL_MESSAGE ? sink_message : sink_value, NULL, NULL, NULL};
+    consumer cons = {&r, NULL, sink};
+    ql_handler h = {&cs, 0,
+                    c == C_QL_MESSAGE  ? sink_message
+                    : c == C_QL_MACRO  ? sink_macro
+                    : c == C_QL_FIELDS ? sink_fields
+                                       : sink_value,
+                    NULL, NULL, NULL};
 
     switch (c) {
     case C_QL_VALUE:
     case C_QL_MESSAGE:
+    case C_QL_MACRO:
+    case C_QL_FIELDS:
         QL(ql_queue_new(CAPACITY, &q));
         QL(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
         QL(ql_start(l));
@@ -305,7 +403,8 @@ static uint64_t run(contender c, uint32_t P, uint32_t n, uint64_t *ticks, bool p
         break;
     }
 
-    static const target_kind KIND[] = {TO_QL_VALUE, TO_QL_MESSAGE, TO_RING, TO_RING, TO_SPSC};
+    static const target_kind KIND[] = {TO_QL_VALUE, TO_QL_MESSAGE, TO_QL_MACRO, TO_QL_FIELDS,
+                                       TO_RING,     TO_RING,       TO_SPSC};
     pthread_barrier_t go;
     PT(pthread_barrier_init(&go, NULL, P + 1));
     producer prods[BENCH_MAX_PRODUCERS];
@@ -327,6 +426,8 @@ static uint64_t run(contender c, uint32_t P, uint32_t n, uint64_t *ticks, bool p
     switch (c) {
     case C_QL_VALUE:
     case C_QL_MESSAGE:
+    case C_QL_MACRO:
+    case C_QL_FIELDS:
     case C_QL_RING:
         QL(ql_stop(l));
         break;
@@ -341,7 +442,9 @@ static uint64_t run(contender c, uint32_t P, uint32_t n, uint64_t *ticks, bool p
     }
     uint64_t ns = bench_now_ns() - t0;
     pthread_barrier_destroy(&go);
-    bench_sink_verify(&sink, P, n, why, why_len);
+    if (bench_sink_verify(sink, P, n, why, why_len) == 0 && cs.bad)
+        snprintf(why, why_len, "%llu records with wrong source or fields",
+                 (unsigned long long)cs.bad);
     if (l) QL(ql_listener_free(l));
     if (q) ql_queue_free(q);
     if (c == C_QL_RING || c == C_MUTEX) ring_destroy(&r);
@@ -696,15 +799,14 @@ int main(int argc, char **argv) {
         }
         for (int paced = 1; paced >= 0; paced--) {
             for (contender c = C_QL_VALUE; c <= C_SPSC; c++) {
-                if (c == C_QL_MESSAGE) continue;
                 run(c, 1, calls, ticks, paced, why, sizeof why);
                 if (why[0]) {
                     printf("{\"workload\":\"latency\",\"contender\":\"%s\",\"mode\":\"%s\","
                            "\"rep\":%d,\"calls\":%u,\"ok\":false,\"error\":\"%s\"}\n",
-                           NAMES[c], paced ? "paced" : "saturating", rep, calls, why);
+                           LATENCY_NAMES[c], paced ? "paced" : "saturating", rep, calls, why);
                 } else {
-                    bench_emit_latency(NAMES[c], paced ? "paced" : "saturating", rep, ticks,
-                                       calls);
+                    bench_emit_latency(LATENCY_NAMES[c], paced ? "paced" : "saturating", rep,
+                                       ticks, calls);
                 }
             }
         }

@@ -510,6 +510,43 @@ def file_sink_report(groups, meta):
     return out
 
 
+def fields_report(groups):
+    """Structured records: ql_logf against QL_INFO (source location) and
+    ql_logf_fields (4 fields and a context field), the same message, end to
+    end and per call."""
+    variants = [("message", "ql-logf", "`ql_logf`"), ("macro", "ql-macro", "`QL_INFO`"),
+                ("fields", "ql-fields", "`ql_logf_fields`, 4 fields + 1 context")]
+    if not any(("e2e", REF, v, p) in groups for v, _, _ in variants[1:] for p in (1, 2)):
+        return []
+    out = ["## Structured records", "",
+           "The same `hello <value>` message through `ql_logf`, `QL_INFO` (file, line and "
+           "function) and `ql_logf_fields` (string, int, double and bool fields, plus one "
+           "context field set on the producer thread); every record's message, source and "
+           "fields checked by the handler. End to end: Mrec/s and ns per record (1 / rate), "
+           "median (min–max); per call: one producer, each call timed, ns, median over reps. "
+           "`+ns`: the difference from `ql_logf`'s median.", ""]
+    rows = []
+    for v, lat_name, label in variants:
+        row = [label]
+        for p in (1, 2):
+            g, ref = groups.get(("e2e", REF, v, p)), groups.get(("e2e", REF, "message", p))
+            a, b = stat(g, "mrec_s"), stat(ref, "mrec_s")
+            row += [cell(g, "mrec_s"), f"{num(1e3 / a)}" if a else "–",
+                    f"{1e3 / a - 1e3 / b:+.0f}" if a and b else "–"]
+        for md in ("paced", "saturating"):
+            g = groups.get(("latency", lat_name, md, 0))
+            ref = groups.get(("latency", "ql-logf", md, 0))
+            a, b = stat(g, "p50_ns"), stat(ref, "p50_ns")
+            row += [num(a) if a else "–", f"{a - b:+.0f}" if a and b else "–",
+                    num(stat(g, "p999_ns")) if stat(g, "p999_ns") else "–"]
+        rows.append(row)
+    out += table(["call"] + [h for p in (1, 2) for h in (f"P={p} Mrec/s", f"P={p} ns/rec",
+                                                          f"P={p} +ns")]
+                 + [h for md in ("paced", "saturating") for h in (f"{md} p50", f"{md} +ns",
+                                                                   f"{md} p99.9")], rows)
+    return out
+
+
 def journald_report(groups, meta):
     """The journald section: records per second delivered to a private
     namespaced journald, the library against a bare sender (journald's own
@@ -599,6 +636,7 @@ def report(records, meta):
                  [["CPU ms per second idle", cell(g, "cpu_ms_per_s")],
                   ["ql_stop latency, µs", cell(g, "stop_us")]])
 
+    out += fields_report(groups)
     out += file_sink_report(groups, meta)
     out += journald_report(groups, meta)
     out += ["## Goals", ""] + goals(groups, skips) + [""]
