@@ -15,7 +15,11 @@ mkdir -p "$CONAN_HOME"
 conan profile detect --force >/dev/null
 conan remove -c 'queue_listener/*' >/dev/null 2>&1 || true
 log=$CONAN_HOME/create.log
-if ! conan create "$src" --build=missing --no-remote -tf "$src/conan/test_package" >"$log" 2>&1; then
+# conan builds the test package inside its folder: use a copy in the build
+# tree, so the source tree is never written.
+rm -rf "$CONAN_HOME/test_package"
+cp -r "$src/conan/test_package" "$CONAN_HOME/test_package"
+if ! conan create "$src" --build=missing --no-remote -tf "$CONAN_HOME/test_package" >"$log" 2>&1; then
   tail -40 "$log"
   echo "conan create failed"
   exit 1
