@@ -272,13 +272,15 @@ impl LogRecord {
             }
         };
         let mut total = logger.len() + message_len + file.len() + func.len() + 4;
-        each_kept(&mut |f| {
-            total += f.key.len() + 1;
-            if let Value::Str(s) = f.value {
-                let (s, marker) = cut(s, MAX_MESSAGE);
-                total += s.len() + marker.len() + 1;
-            }
-        });
+        if all > 0 {
+            each_kept(&mut |f| {
+                total += f.key.len() + 1;
+                if let Value::Str(s) = f.value {
+                    let (s, marker) = cut(s, MAX_MESSAGE);
+                    total += s.len() + marker.len() + 1;
+                }
+            });
+        }
         self.level = level;
         self.thread_id = current_thread_id();
         self.timestamp_ns = now_ns();
@@ -301,7 +303,7 @@ impl LogRecord {
         let mut at = 0;
         let mut put = |parts: &[&[u8]]| {
             let start = at;
-            for part in parts {
+            for part in parts.iter().filter(|p| !p.is_empty()) {
                 buf[at..at + part.len()].copy_from_slice(part);
                 at += part.len();
             }
@@ -314,6 +316,9 @@ impl LogRecord {
         put(&[file]);
         put(&[func]);
         self.fields.clear();
+        if all == 0 {
+            return;
+        }
         let slots = &mut self.fields;
         each_kept(&mut |f| {
             let (key, key_len) = put(&[f.key]);
