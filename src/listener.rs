@@ -16,8 +16,9 @@
 //! record put before the stop is handled by the time it returns.
 //!
 //! Every step a Python subclass could override (`dequeue`, `prepare`,
-//! `handle`, `enqueue_sentinel`) is a method of [`Hooks`] with Python's
-//! default behaviour, so a plain listener uses [`DefaultHooks`].
+//! `handle`, `enqueue_sentinel`, …) is an optional slot of [`Hooks`]; an
+//! empty slot is Python's default behaviour, so a plain listener uses
+//! [`Hooks::default`].
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -216,111 +217,108 @@ pub enum Stage {
     Handler(usize),
 }
 
-/// Which per-record steps a [`Hooks`] value overrides. The monitor loop
-/// skips the call for the others: their default does nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overrides {
-    /// [`Hooks::dequeue`].
-    pub dequeue: bool,
-    /// [`Hooks::prepare`] (and so [`Hooks::release`]).
-    pub prepare: bool,
-    /// [`Hooks::handle`].
-    pub handle: bool,
-    /// [`Hooks::done`].
-    pub done: bool,
+/// The `dequeue` slot of [`Hooks`]: takes the next record from `queue`
+/// (which it may ask, as Python's `super().dequeue` would), same contract
+/// as [`Queue::dequeue`].
+pub type DequeueHook<R> = Box<dyn Fn(&dyn Queue<R>, bool) -> Dequeued<R> + Send + Sync>;
+/// The `prepare` slot of [`Hooks`]: `Ok(None)` keeps the record,
+/// `Ok(Some(new))` replaces it (the new one goes to the `release` slot
+/// after dispatch), `Err(code)` skips it.
+pub type PrepareHook<R> = Box<dyn Fn(&R) -> Result<Option<R>, i32> + Send + Sync>;
+/// The `handle` slot of [`Hooks`]: replaces the dispatch to the handlers;
+/// `Err(code)` counts a failure ([`Stage::Handle`]).
+pub type HandleHook<R> = Box<dyn Fn(&R) -> Result<(), i32> + Send + Sync>;
+/// The `enqueue_sentinel` slot of [`Hooks`]: tries once to put a sentinel
+/// for listener `listener` (see [`Queue::enqueue_sentinel`]).
+pub type EnqueueSentinelHook<R> = Box<dyn Fn(&dyn Queue<R>, u64) -> SentinelPut + Send + Sync>;
+/// The `record_level` slot of [`Hooks`]: the record's level for
+/// `respect_handler_level`; `None` passes every handler.
+pub type RecordLevelHook<R> = Box<dyn Fn(&R) -> Option<i32> + Send + Sync>;
+/// The `release` and `done` slots of [`Hooks`]: take a record back.
+pub type TakeBackHook<R> = Box<dyn Fn(R) + Send + Sync>;
+/// The `on_error` slot of [`Hooks`]: told of a failure, the record involved
+/// (none for [`Stage::Dequeue`]) and the code.
+pub type OnErrorHook<R> = Box<dyn Fn(Stage, Option<&R>, i32) + Send + Sync>;
+
+/// The overridable steps of a listener, one slot each, as a Python subclass
+/// overrides `QueueListener` methods (and as C's `ql_hooks`, slot for
+/// slot). `None` is Python's behaviour; the listener calls a slot only when
+/// it is `Some`, so what is set is what runs: there is nothing else to keep
+/// in agreement.
+///
+/// A record's life, in order: `dequeue` → `prepare` (exactly once) →
+/// `handle` or the handlers → `release` (only for a record `prepare`
+/// replaced) → the queue's `task_done` → `done`.
+///
+/// Every slot runs on the listener thread, except `enqueue_sentinel`, which
+/// runs on the thread that stops the listener. Fill the slots you need and
+/// leave the rest to [`Hooks::default`]:
+///
+/// ```
+/// use queue_listener::Hooks;
+/// let hooks: Hooks<u32> = Hooks {
+///     prepare: Some(Box::new(|record: &u32| Ok(Some(record * 2)))),
+///     ..Hooks::default()
+/// };
+/// # let _ = hooks;
+/// ```
+pub struct Hooks<R> {
+    /// Takes the next record. `None`: the queue's own `dequeue` (the
+    /// built-in queue then also reports batch ends to the handlers).
+    pub dequeue: Option<DequeueHook<R>>,
+    /// Prepares a record once, before any handler sees it. `None`: the
+    /// record as it is.
+    pub prepare: Option<PrepareHook<R>>,
+    /// Replaces the dispatch to the handlers. `None`: every handler, in
+    /// order (filtered by level with `respect_handler_level`).
+    pub handle: Option<HandleHook<R>>,
+    /// Puts one sentinel. `None`: the queue's own `enqueue_sentinel`.
+    pub enqueue_sentinel: Option<EnqueueSentinelHook<R>>,
+    /// The record's level, read only with `respect_handler_level`. `None`:
+    /// no level known, every handler gets the record.
+    pub record_level: Option<RecordLevelHook<R>>,
+    /// Takes back a record `prepare` made, after every handler saw it.
+    /// `None`: it is dropped.
+    pub release: Option<TakeBackHook<R>>,
+    /// Takes back a dequeued record after `task_done`: the last step of its
+    /// life. `None`: it is dropped.
+    pub done: Option<TakeBackHook<R>>,
+    /// Told of every failure; the listener goes on after it. `None`: the
+    /// failure is only counted.
+    pub on_error: Option<OnErrorHook<R>>,
 }
 
-impl Overrides {
-    /// The same answer for every step: `all(true)` is always correct,
-    /// `all(false)` is Python's behaviour throughout.
-    pub const fn all(overridden: bool) -> Overrides {
-        Overrides {
-            dequeue: overridden,
-            prepare: overridden,
-            handle: overridden,
-            done: overridden,
+/// Python's behaviour for every step: every slot `None`.
+impl<R> Default for Hooks<R> {
+    fn default() -> Self {
+        Hooks {
+            dequeue: None,
+            prepare: None,
+            handle: None,
+            enqueue_sentinel: None,
+            record_level: None,
+            release: None,
+            done: None,
+            on_error: None,
         }
     }
 }
 
-/// The overridable steps of a listener, with Python's behaviour as defaults.
-///
-/// Called from the listener thread, except `enqueue_sentinel`, which is
-/// called from the thread that stops the listener.
-pub trait Hooks<R>: Send + Sync {
-    /// Takes the next record; the default asks the queue.
-    fn dequeue(&self, queue: &dyn Queue<R>, block: bool) -> Dequeued<R> {
-        queue.dequeue(block)
+impl<R> Hooks<R> {
+    /// Puts one sentinel through the `enqueue_sentinel` slot, or the queue.
+    fn enqueue_sentinel_on(&self, queue: &dyn Queue<R>, listener: u64) -> SentinelPut {
+        match &self.enqueue_sentinel {
+            Some(put) => put(queue, listener),
+            None => queue.enqueue_sentinel(listener),
+        }
     }
-    /// Prepares a record once, before any handler sees it. `Ok(None)` keeps
-    /// the record, `Ok(Some(new))` replaces it (the new one goes to
-    /// [`Hooks::release`] after dispatch), `Err(code)` skips it.
-    fn prepare(&self, _record: &R) -> Result<Option<R>, i32> {
-        Ok(None)
-    }
-    /// Replaces the dispatch to the handlers; `None` means "not overridden".
-    fn handle(&self, _record: &R) -> Option<Result<(), i32>> {
-        None
-    }
-    /// Tries once to put a sentinel for listener `listener`; the default
-    /// asks the queue.
-    fn enqueue_sentinel(&self, queue: &dyn Queue<R>, listener: u64) -> SentinelPut {
-        queue.enqueue_sentinel(listener)
-    }
-    /// The record's level for `respect_handler_level`; `None` passes all.
-    fn record_level(&self, _record: &R) -> Option<i32> {
-        None
-    }
-    /// Takes back a record that `prepare` made, after every handler saw it.
-    fn release(&self, _prepared: R) {}
-    /// Takes back a dequeued record, after `task_done`. The last step of a
-    /// record's life.
-    fn done(&self, _record: R) {}
-    /// Told of every failure; the listener goes on after it.
-    fn on_error(&self, _stage: Stage, _record: Option<&R>, _code: i32) {}
-    /// Which per-record steps are overridden; read once, when the listener
-    /// is made. The default, [`Overrides::all`]`(true)`, is always correct.
-    fn overrides(&self) -> Overrides {
-        Overrides::all(true)
-    }
-}
 
-/// Shared hooks are hooks, forwarding every method.
-impl<R, H: Hooks<R> + ?Sized> Hooks<R> for Arc<H> {
-    fn dequeue(&self, queue: &dyn Queue<R>, block: bool) -> Dequeued<R> {
-        (**self).dequeue(queue, block)
-    }
-    fn prepare(&self, record: &R) -> Result<Option<R>, i32> {
-        (**self).prepare(record)
-    }
-    fn handle(&self, record: &R) -> Option<Result<(), i32>> {
-        (**self).handle(record)
-    }
-    fn enqueue_sentinel(&self, queue: &dyn Queue<R>, listener: u64) -> SentinelPut {
-        (**self).enqueue_sentinel(queue, listener)
-    }
-    fn record_level(&self, record: &R) -> Option<i32> {
-        (**self).record_level(record)
-    }
-    fn release(&self, prepared: R) {
-        (**self).release(prepared)
-    }
-    fn done(&self, record: R) {
-        (**self).done(record)
-    }
-    fn on_error(&self, stage: Stage, record: Option<&R>, code: i32) {
-        (**self).on_error(stage, record, code)
-    }
-    fn overrides(&self) -> Overrides {
-        (**self).overrides()
-    }
-}
-
-/// Python's behaviour for every hook.
-pub struct DefaultHooks;
-impl<R> Hooks<R> for DefaultHooks {
-    fn overrides(&self) -> Overrides {
-        Overrides::all(false)
+    /// Tells the `on_error` slot, if any.
+    #[inline]
+    fn error(&self, stage: Stage, record: Option<&R>, code: i32) {
+        if let Some(on_error) = &self.on_error {
+            on_error(stage, record, code);
+        }
     }
 }
 
@@ -424,7 +422,7 @@ struct Shared<R> {
     /// Unique among listeners, never 0: tells a listener's own thread.
     id: u64,
     queue: Arc<dyn Queue<R>>,
-    hooks: Box<dyn Hooks<R>>,
+    hooks: Hooks<R>,
     handlers: Vec<Box<dyn Handler<R>>>,
     /// One per handler.
     handler_counters: Vec<HandlerCounters>,
@@ -432,8 +430,7 @@ struct Shared<R> {
     /// returned.
     lost_seen: AtomicU64,
     respect_handler_level: bool,
-    /// `hooks.overrides()` and `queue.has_task_done()`, read once.
-    overrides: Overrides,
+    /// `queue.has_task_done()`, read once.
     task_done: bool,
     control: Mutex<Control>,
     changed: Condvar,
@@ -509,15 +506,13 @@ impl<R: Send + 'static> Listener<R> {
     pub fn new(
         queue: Arc<dyn Queue<R>>,
         handlers: Vec<Box<dyn Handler<R>>>,
-        hooks: Box<dyn Hooks<R>>,
+        hooks: Hooks<R>,
         respect_handler_level: bool,
     ) -> Self {
-        let overrides = hooks.overrides();
         let task_done = queue.has_task_done();
         Listener {
             shared: Arc::new(Shared {
                 id: NEXT_LISTENER_ID.fetch_add(1, Ordering::Relaxed),
-                overrides,
                 task_done,
                 queue,
                 hooks,
@@ -657,7 +652,7 @@ impl<R: Send + 'static> Listener<R> {
             ctl.pending_sentinels += 1;
             ctl.inflight_sentinels += 1;
         }
-        let put = shared.hooks.enqueue_sentinel(&*shared.queue, shared.id);
+        let put = shared.hooks.enqueue_sentinel_on(&*shared.queue, shared.id);
         let mut ctl = shared.lock();
         ctl.inflight_sentinels -= 1;
         let failed = match put {
@@ -864,7 +859,7 @@ impl<R> Shared<R> {
             let c = &self.counters.handler_errors;
             c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
             self.hooks
-                .on_error(Stage::Handler(index), None, counts.last_errno);
+                .error(Stage::Handler(index), None, counts.last_errno);
         }
     }
 
@@ -925,7 +920,7 @@ impl<R: Send + 'static> Shared<R> {
                 ctl.pending_sentinels += 1;
                 ctl.inflight_sentinels += 1;
                 drop(ctl);
-                let put = shared.hooks.enqueue_sentinel(&*shared.queue, shared.id);
+                let put = shared.hooks.enqueue_sentinel_on(&*shared.queue, shared.id);
                 ctl = shared.lock();
                 ctl.inflight_sentinels -= 1;
                 if put != SentinelPut::Ok {
@@ -1158,7 +1153,9 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     crate::output::sys::block_write_signals_for_thread();
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
-    let overrides = shared.overrides;
+    // The slots the loop calls for every record, read once.
+    let dequeue_hook = shared.hooks.dequeue.as_deref();
+    let done_hook = shared.hooks.done.as_deref();
     let in_batch = Cell::new(false);
     let mut batch_end = || {
         if in_batch.replace(false) {
@@ -1170,8 +1167,8 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
         }
     };
     loop {
-        let dequeued = if overrides.dequeue {
-            shared.hooks.dequeue(&*shared.queue, true)
+        let dequeued = if let Some(dequeue) = dequeue_hook {
+            dequeue(&*shared.queue, true)
         } else {
             shared.queue.dequeue_idle(true, &mut batch_end)
         };
@@ -1183,8 +1180,8 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                 if shared.task_done {
                     shared.queue.task_done(Some(&record));
                 }
-                if overrides.done {
-                    shared.hooks.done(record);
+                if let Some(done) = done_hook {
+                    done(record);
                 }
             }
             Dequeued::Sentinel => {
@@ -1216,7 +1213,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
             }
             Dequeued::Error => {
                 Counters::bump(&shared.counters.dequeue_errors);
-                shared.hooks.on_error(Stage::Dequeue, None, 0);
+                shared.hooks.error(Stage::Dequeue, None, 0);
                 // Back off so a broken queue does not spin; a stop ends the
                 // loop, since the sentinel may never come through.
                 let ctl = shared.lock();
@@ -1233,7 +1230,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
         }
     }
     // The loop's last batch ends here (for queues that have batches).
-    if shared.queue.reports_batches() && !overrides.dequeue {
+    if shared.queue.reports_batches() && dequeue_hook.is_none() {
         batch_end();
     }
     // No more dequeues from here on: a stop now needs no sentinel.
@@ -1246,36 +1243,36 @@ impl<R> Shared<R> {
     /// Python's `QueueListener.handle`: prepare once, then dispatch.
     #[inline]
     fn handle(&self, record: &R) {
-        if !self.overrides.prepare && !self.overrides.handle {
+        if self.hooks.prepare.is_none() && self.hooks.handle.is_none() {
             self.dispatch(record);
             Counters::bump(&self.counters.handled);
             return;
         }
-        let prepared = if self.overrides.prepare {
-            self.hooks.prepare(record)
-        } else {
-            Ok(None)
+        let prepared = match &self.hooks.prepare {
+            Some(prepare) => prepare(record),
+            None => Ok(None),
         };
         let replaced = match prepared {
             Ok(replaced) => replaced,
             Err(code) => {
                 Counters::bump(&self.counters.prepare_errors);
-                self.hooks.on_error(Stage::Prepare, Some(record), code);
+                self.hooks.error(Stage::Prepare, Some(record), code);
                 return;
             }
         };
         let prepared = replaced.as_ref().unwrap_or(record);
-        match self.hooks.handle(prepared) {
+        match &self.hooks.handle {
             None => self.dispatch(prepared),
-            Some(Ok(())) => {}
-            Some(Err(code)) => {
-                Counters::bump(&self.counters.handler_errors);
-                self.hooks.on_error(Stage::Handle, Some(prepared), code);
+            Some(handle) => {
+                if let Err(code) = handle(prepared) {
+                    Counters::bump(&self.counters.handler_errors);
+                    self.hooks.error(Stage::Handle, Some(prepared), code);
+                }
             }
         }
         Counters::bump(&self.counters.handled);
-        if let Some(replaced) = replaced {
-            self.hooks.release(replaced);
+        if let (Some(replaced), Some(release)) = (replaced, &self.hooks.release) {
+            release(replaced);
         }
     }
 
@@ -1285,7 +1282,10 @@ impl<R> Shared<R> {
     #[inline]
     fn dispatch(&self, record: &R) {
         let level = if self.respect_handler_level {
-            self.hooks.record_level(record)
+            self.hooks
+                .record_level
+                .as_ref()
+                .and_then(|level| level(record))
         } else {
             None
         };
@@ -1307,7 +1307,6 @@ impl<R> Shared<R> {
     fn handler_failed(&self, index: usize, record: &R, code: i32) {
         Counters::bump(&self.counters.handler_errors);
         Counters::bump(&self.handler_counters[index].errors);
-        self.hooks
-            .on_error(Stage::Handler(index), Some(record), code);
+        self.hooks.error(Stage::Handler(index), Some(record), code);
     }
 }

@@ -6,7 +6,6 @@ use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use queue_listener::listener::DefaultHooks;
 use queue_listener::{ChannelQueue, Dequeued, Error, Handler, Hooks, Listener, Queue, Stage};
 
 /// Records every record it handles, in order.
@@ -43,7 +42,7 @@ impl Handler<u32> for Collect {
 fn listener_on(
     queue: &Arc<ChannelQueue<u32>>,
     handlers: Vec<Box<dyn Handler<u32>>>,
-    hooks: Box<dyn Hooks<u32>>,
+    hooks: Hooks<u32>,
     respect: bool,
 ) -> Listener<u32> {
     let queue: Arc<dyn Queue<u32>> = queue.clone();
@@ -57,7 +56,7 @@ fn stop_returns_after_every_earlier_record_is_handled() {
     let listener = listener_on(
         &queue,
         vec![Box::new(collect.clone())],
-        Box::new(DefaultHooks),
+        Hooks::default(),
         false,
     );
     listener.start().unwrap();
@@ -76,7 +75,7 @@ fn stop_returns_after_every_earlier_record_is_handled() {
 #[test]
 fn stop_when_idle_or_twice_enqueues_nothing() {
     let queue = Arc::new(ChannelQueue::new(4).unwrap());
-    let listener = listener_on(&queue, vec![], Box::new(DefaultHooks), false);
+    let listener = listener_on(&queue, vec![], Hooks::default(), false);
     listener.stop().unwrap();
     assert_eq!(queue.len(), 0);
     listener.start().unwrap();
@@ -88,7 +87,7 @@ fn stop_when_idle_or_twice_enqueues_nothing() {
 #[test]
 fn start_twice_is_refused() {
     let queue = Arc::new(ChannelQueue::new(0).unwrap());
-    let listener = listener_on(&queue, vec![], Box::new(DefaultHooks), false);
+    let listener = listener_on(&queue, vec![], Hooks::default(), false);
     listener.start().unwrap();
     assert_eq!(listener.start(), Err(Error::AlreadyStarted));
     listener.stop().unwrap();
@@ -123,7 +122,7 @@ fn stop_from_the_listener_thread_would_deadlock() {
     let listener = Arc::new(listener_on(
         &queue,
         vec![Box::new(stopper.clone())],
-        Box::new(DefaultHooks),
+        Hooks::default(),
         false,
     ));
     *stopper.listener.lock().unwrap() = Some(listener.clone());
@@ -175,7 +174,7 @@ fn a_listener_dropped_from_its_own_thread_ends_at_its_sentinel() {
     let listener = listener_on(
         &queue,
         vec![Box::new(handler.clone())],
-        Box::new(DefaultHooks),
+        Hooks::default(),
         false,
     );
     for r in 1..=3 {
@@ -232,7 +231,7 @@ fn stop_timeout_on_a_full_queue_leaves_the_listener_running() {
     let listener = listener_on(
         &queue,
         vec![Box::new(gate.clone())],
-        Box::new(DefaultHooks),
+        Hooks::default(),
         false,
     );
     listener.start().unwrap();
@@ -258,7 +257,7 @@ fn concurrent_stops_all_return_after_one_join() {
     let listener = Arc::new(listener_on(
         &queue,
         vec![Box::new(gate.clone())],
-        Box::new(DefaultHooks),
+        Hooks::default(),
         false,
     ));
     listener.start().unwrap();
@@ -304,12 +303,7 @@ fn empty_ends_the_loop_and_stop_puts_no_sentinel() {
     let queue = Arc::new(Draining(Mutex::new(vec![3, 2, 1]), AtomicUsize::new(0)));
     let collect = Arc::new(Collect::default());
     let q: Arc<dyn Queue<u32>> = queue.clone();
-    let listener = Listener::new(
-        q,
-        vec![Box::new(collect.clone())],
-        Box::new(DefaultHooks),
-        false,
-    );
+    let listener = Listener::new(q, vec![Box::new(collect.clone())], Hooks::default(), false);
     listener.start().unwrap();
     // Handlers are flushed once the loop has ended: no sentinel is needed.
     collect.wait_flushes(1);
@@ -323,29 +317,34 @@ fn empty_ends_the_loop_and_stop_puts_no_sentinel() {
     assert_eq!(*collect.seen.lock().unwrap(), vec![1, 2, 3]);
 }
 
-/// Levels are the record values; prepare doubles them into new records.
+/// What the hooks of `LevelHooks::hooks` saw.
 struct LevelHooks {
     prepared: AtomicUsize,
     released: Mutex<Vec<u32>>,
     errors: Mutex<Vec<(Stage, i32)>>,
 }
 
-impl Hooks<u32> for LevelHooks {
-    fn prepare(&self, record: &u32) -> Result<Option<u32>, i32> {
-        self.prepared.fetch_add(1, Ordering::SeqCst);
-        if *record == 13 {
-            return Err(-13);
+impl LevelHooks {
+    /// Levels are the record values; prepare doubles them into new records.
+    fn hooks(this: &Arc<LevelHooks>) -> Hooks<u32> {
+        let (prepare, release, on_error) = (this.clone(), this.clone(), this.clone());
+        Hooks {
+            prepare: Some(Box::new(move |record| {
+                prepare.prepared.fetch_add(1, Ordering::SeqCst);
+                if *record == 13 {
+                    return Err(-13);
+                }
+                Ok(Some(record * 2))
+            })),
+            record_level: Some(Box::new(|record| Some(*record as i32))),
+            release: Some(Box::new(move |prepared| {
+                release.released.lock().unwrap().push(prepared);
+            })),
+            on_error: Some(Box::new(move |stage, _record, code| {
+                on_error.errors.lock().unwrap().push((stage, code));
+            })),
+            ..Hooks::default()
         }
-        Ok(Some(record * 2))
-    }
-    fn record_level(&self, record: &u32) -> Option<i32> {
-        Some(*record as i32)
-    }
-    fn release(&self, prepared: u32) {
-        self.released.lock().unwrap().push(prepared);
-    }
-    fn on_error(&self, stage: Stage, _record: Option<&u32>, code: i32) {
-        self.errors.lock().unwrap().push((stage, code));
     }
 }
 
@@ -379,7 +378,7 @@ fn prepare_once_levels_and_failures() {
             Box::new(all.clone()),
             Box::new(high.clone()),
         ],
-        Box::new(hooks.clone()),
+        LevelHooks::hooks(&hooks),
         true,
     );
     listener.start().unwrap();
@@ -429,12 +428,7 @@ fn put_from_the_listener_thread_on_a_full_queue_is_refused() {
     }
     let queue = Arc::new(ChannelQueue::new(2).unwrap());
     let h = Arc::new(PutBack(queue.clone(), Mutex::new(vec![])));
-    let listener = listener_on(
-        &queue,
-        vec![Box::new(h.clone())],
-        Box::new(DefaultHooks),
-        false,
-    );
+    let listener = listener_on(&queue, vec![Box::new(h.clone())], Hooks::default(), false);
     listener.start().unwrap();
     queue.put(0).unwrap();
     listener.stop().unwrap();

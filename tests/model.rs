@@ -52,9 +52,8 @@ use queue_listener::ffi::{
     QL_ERR_ALREADY_STARTED, QL_ERR_EMPTY, QL_ERR_FULL, QL_ERR_NOT_RUNNING, QL_ERR_QUEUE,
     QL_ERR_SENTINEL, QL_ERR_TIMEOUT, QL_ERR_WOULD_DEADLOCK, QL_OK,
 };
-use queue_listener::listener::DefaultHooks;
 use queue_listener::queue::{GetError, PutError};
-use queue_listener::{ChannelQueue, Dequeued, Error, Handler, Listener, Queue, SentinelPut};
+use queue_listener::{ChannelQueue, Dequeued, Error, Handler, Hooks, Listener, Queue, SentinelPut};
 
 // ---------------------------------------------------------------------------
 // The handler's log, shared by both targets.
@@ -306,7 +305,7 @@ impl Sut for EngineSut {
         *slot = Some(Listener::new(
             queue,
             vec![Box::new(LogHandler(self.log.clone()))],
-            Box::new(DefaultHooks),
+            Hooks::default(),
             false,
         ));
         old
@@ -1698,7 +1697,7 @@ fn unstick(listener: Listener<u64>) {
 
 fn plain_listener(queue: &Arc<ChannelQueue<u64>>) -> Listener<u64> {
     let q: Arc<dyn Queue<u64>> = queue.clone();
-    Listener::new(q, vec![], Box::new(DefaultHooks), false)
+    Listener::new(q, vec![], Hooks::default(), false)
 }
 
 /// A sentinel put while the listener is idle is taken back with
@@ -1833,7 +1832,7 @@ fn a_failed_enqueue_sentinel_does_not_strand_a_concurrent_stop() {
     bounded("enqueue_sentinel refused during a stop", || {
         let queue = Arc::new(GatedSentinel::new(true));
         let q: Arc<dyn Queue<u64>> = queue.clone();
-        let listener = Arc::new(Listener::new(q, vec![], Box::new(DefaultHooks), false));
+        let listener = Arc::new(Listener::new(q, vec![], Hooks::default(), false));
         listener.start().unwrap();
         let l = listener.clone();
         let refused = thread::Builder::new()
@@ -1965,7 +1964,7 @@ fn a_barrier_left_by_another_listener_does_not_complete_a_flush() {
             Listener::new(
                 q,
                 vec![Box::new(LogHandler(log.clone()))],
-                Box::new(DefaultHooks),
+                Hooks::default(),
                 false,
             )
         };
@@ -2023,7 +2022,7 @@ fn a_flush_waiting_for_room_returns_when_the_loop_ends() {
         let listener = Arc::new(Listener::new(
             q,
             vec![Box::new(LogHandler(log.clone()))],
-            Box::new(DefaultHooks),
+            Hooks::default(),
             false,
         ));
         listener.start().unwrap();
@@ -2073,7 +2072,7 @@ fn a_sentinel_put_during_a_restart_is_the_new_runs() {
         let listener = Arc::new(Listener::new(
             q,
             vec![Box::new(LogHandler(log.clone()))],
-            Box::new(DefaultHooks),
+            Hooks::default(),
             false,
         ));
         listener.start().unwrap();

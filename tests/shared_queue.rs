@@ -14,9 +14,8 @@ use std::sync::{Arc, Barrier, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use queue_listener::listener::DefaultHooks;
 use queue_listener::queue::GetError;
-use queue_listener::{ChannelQueue, Handler, Listener, Queue};
+use queue_listener::{ChannelQueue, Handler, Hooks, Listener, Queue};
 
 /// Runs `f` on its own thread; fails the test if it has not returned
 /// within `bound` (the thread is then left behind).
@@ -110,7 +109,7 @@ fn listener(queue: &Arc<ChannelQueue<u64>>, seen: &Arc<Seen>) -> Listener<u64> {
     Listener::new(
         q,
         vec![Box::new(SeenHandler(seen.clone()))],
-        Box::new(DefaultHooks),
+        Hooks::default(),
         false,
     )
 }

@@ -16,7 +16,8 @@ use super::{
 };
 use crate::ffi::queue::ql_queue;
 use crate::listener::{
-    Dequeued, Error, Handler, Hooks, Listener, Overrides, Queue, SentinelPut, SinkCounts, Stage,
+    DequeueHook, Dequeued, EnqueueSentinelHook, Error, HandleHook, Handler, Hooks, Listener,
+    OnErrorHook, PrepareHook, Queue, SentinelPut, SinkCounts, Stage, TakeBackHook,
 };
 use crate::record::RecordPool;
 
@@ -352,112 +353,122 @@ impl Queue<Entry> for VtableQueue {
     }
 }
 
-struct CHooks(ql_hooks, Option<Arc<RecordPool>>);
+/// The `ctx` of a `ql_hooks`, as the closures that call the program's hooks
+/// carry it.
+#[derive(Clone, Copy)]
+struct HookCtx(*mut c_void);
 // SAFETY: hooks run on the listener thread (and `enqueue_sentinel` on a
 // stopping thread), as documented on `ql_hooks`; ctx outlives the listener.
-unsafe impl Send for CHooks {}
+unsafe impl Send for HookCtx {}
 // SAFETY: as above.
-unsafe impl Sync for CHooks {}
+unsafe impl Sync for HookCtx {}
 
-impl Hooks<Entry> for CHooks {
-    fn dequeue(&self, queue: &dyn Queue<Entry>, block: bool) -> Dequeued<Entry> {
-        match self.0.dequeue {
-            Some(f) => call_dequeue(Some(f), self.0.ctx, block),
-            None => queue.dequeue(block),
-        }
+impl HookCtx {
+    /// The pointer. A method, so that a closure captures the whole
+    /// `HookCtx` (`Send`), not its raw pointer field (which is not).
+    #[inline]
+    fn get(self) -> *mut c_void {
+        self.0
     }
+}
 
-    fn prepare(&self, record: &Entry) -> Result<Option<Entry>, i32> {
-        let Some(f) = self.0.prepare else {
-            return Ok(None);
-        };
-        record.with_ptr(|original| {
-            let mut prepared = original;
-            // SAFETY: as in `call_dequeue`.
-            match unsafe { f(self.0.ctx, original, &mut prepared) } {
-                0 if prepared == original => Ok(None),
-                0 => Ok(Some(Entry::Ptr(RawRecord(prepared)))),
-                code => {
-                    if prepared != original {
-                        // A replacement made before failing goes back too.
-                        self.release(Entry::Ptr(RawRecord(prepared)));
+type ReleaseFn = unsafe extern "C" fn(*mut c_void, *mut c_void);
+
+fn call_release(f: ReleaseFn, ctx: HookCtx, prepared: Entry) {
+    // SAFETY: as in `call_dequeue`.
+    prepared.with_ptr(|p| unsafe { f(ctx.get(), p) })
+}
+
+/// The engine's hooks for a program's `ql_hooks`, slot for slot (a NULL
+/// slot is an empty one), on a queue whose built-in records, if it has
+/// any, go back to `pool` when done.
+fn c_hooks(hooks: ql_hooks, pool: Option<Arc<RecordPool>>) -> Hooks<Entry> {
+    let ctx = HookCtx(hooks.ctx);
+    let release = hooks.release;
+    Hooks {
+        dequeue: hooks.dequeue.map(|f| -> DequeueHook<Entry> {
+            Box::new(move |_queue, block| call_dequeue(Some(f), ctx.get(), block))
+        }),
+        prepare: hooks.prepare.map(|f| -> PrepareHook<Entry> {
+            Box::new(move |record| {
+                record.with_ptr(|original| {
+                    let mut prepared = original;
+                    // SAFETY: as in `call_dequeue`.
+                    match unsafe { f(ctx.get(), original, &mut prepared) } {
+                        0 if prepared == original => Ok(None),
+                        0 => Ok(Some(Entry::Ptr(RawRecord(prepared)))),
+                        code => {
+                            if let (true, Some(release)) = (prepared != original, release) {
+                                // A replacement made before failing goes
+                                // back too.
+                                call_release(release, ctx, Entry::Ptr(RawRecord(prepared)));
+                            }
+                            Err(code)
+                        }
                     }
-                    Err(code)
+                })
+            })
+        }),
+        handle: hooks.handle.map(|f| -> HandleHook<Entry> {
+            Box::new(move |record| {
+                // SAFETY: as in `call_dequeue`.
+                match record.with_ptr(|p| unsafe { f(ctx.get(), p) }) {
+                    0 => Ok(()),
+                    code => Err(code),
                 }
-            }
-        })
-    }
-
-    fn handle(&self, record: &Entry) -> Option<Result<(), i32>> {
-        let f = self.0.handle?;
-        // SAFETY: as in `call_dequeue`.
-        Some(match record.with_ptr(|p| unsafe { f(self.0.ctx, p) }) {
-            0 => Ok(()),
-            code => Err(code),
-        })
-    }
-
-    fn enqueue_sentinel(&self, queue: &dyn Queue<Entry>, listener: u64) -> SentinelPut {
-        match self.0.enqueue_sentinel {
-            // SAFETY: as in `call_dequeue`.
-            Some(f) => sentinel_put(unsafe { f(self.0.ctx) }),
-            None => queue.enqueue_sentinel(listener),
-        }
-    }
-
-    fn record_level(&self, record: &Entry) -> Option<i32> {
-        match (self.0.record_level, record) {
-            // SAFETY: as in `call_dequeue`.
-            (Some(f), _) => Some(record.with_ptr(|p| unsafe { f(self.0.ctx, p) })),
-            (None, Entry::Log(record)) => Some(record.level),
-            // A program pointer of unknown level goes to every handler.
-            (None, Entry::Ptr(_)) => None,
-        }
-    }
-
-    fn release(&self, prepared: Entry) {
-        if let Some(f) = self.0.release {
-            // SAFETY: as in `call_dequeue`.
-            prepared.with_ptr(|p| unsafe { f(self.0.ctx, p) })
-        }
-    }
-
-    fn done(&self, record: Entry) {
-        if let Some(f) = self.0.done {
-            // SAFETY: as in `call_dequeue`.
-            record.with_ptr(|p| unsafe { f(self.0.ctx, p) })
-        }
-        // A built-in record goes back to its queue's pool for reuse.
-        if let (Entry::Log(record), Some(pool)) = (record, &self.1) {
-            pool.recycle(record);
-        }
-    }
-
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            dequeue: self.0.dequeue.is_some(),
-            prepare: self.0.prepare.is_some(),
-            handle: self.0.handle.is_some(),
-            done: self.0.done.is_some() || self.1.is_some(),
-        }
-    }
-
-    fn on_error(&self, stage: Stage, record: Option<&Entry>, code: i32) {
-        let Some(f) = self.0.on_error else {
-            return;
-        };
-        let (stage, index) = match stage {
-            Stage::Dequeue => (QL_STAGE_DEQUEUE, 0),
-            Stage::Prepare => (QL_STAGE_PREPARE, 0),
-            Stage::Handle => (QL_STAGE_HANDLE, 0),
-            Stage::Handler(i) => (QL_STAGE_HANDLER, i),
-        };
-        match record {
-            // SAFETY: as in `call_dequeue`.
-            Some(record) => record.with_ptr(|p| unsafe { f(self.0.ctx, stage, index, p, code) }),
-            // SAFETY: as in `call_dequeue`.
-            None => unsafe { f(self.0.ctx, stage, index, ptr::null_mut(), code) },
-        }
+            })
+        }),
+        enqueue_sentinel: hooks
+            .enqueue_sentinel
+            .map(|f| -> EnqueueSentinelHook<Entry> {
+                // SAFETY: as in `call_dequeue`.
+                Box::new(move |_queue, _listener| sentinel_put(unsafe { f(ctx.get()) }))
+            }),
+        record_level: Some(match hooks.record_level {
+            Some(f) => Box::new(move |record: &Entry| {
+                // SAFETY: as in `call_dequeue`.
+                Some(record.with_ptr(|p| unsafe { f(ctx.get(), p) }))
+            }),
+            None => Box::new(|record: &Entry| match record {
+                Entry::Log(record) => Some(record.level),
+                // A program pointer of unknown level goes to every handler.
+                Entry::Ptr(_) => None,
+            }),
+        }),
+        release: release.map(|f| -> TakeBackHook<Entry> {
+            Box::new(move |prepared| call_release(f, ctx, prepared))
+        }),
+        done: match (hooks.done, pool) {
+            (None, None) => None,
+            (done, pool) => Some(Box::new(move |record: Entry| {
+                if let Some(f) = done {
+                    // SAFETY: as in `call_dequeue`.
+                    record.with_ptr(|p| unsafe { f(ctx.get(), p) })
+                }
+                // A built-in record goes back to its queue's pool for reuse.
+                if let (Entry::Log(record), Some(pool)) = (record, &pool) {
+                    pool.recycle(record);
+                }
+            })),
+        },
+        on_error: hooks.on_error.map(|f| -> OnErrorHook<Entry> {
+            Box::new(move |stage, record, code| {
+                let (stage, index) = match stage {
+                    Stage::Dequeue => (QL_STAGE_DEQUEUE, 0),
+                    Stage::Prepare => (QL_STAGE_PREPARE, 0),
+                    Stage::Handle => (QL_STAGE_HANDLE, 0),
+                    Stage::Handler(i) => (QL_STAGE_HANDLER, i),
+                };
+                match record {
+                    // SAFETY: as in `call_dequeue`.
+                    Some(record) => {
+                        record.with_ptr(|p| unsafe { f(ctx.get(), stage, index, p, code) })
+                    }
+                    // SAFETY: as in `call_dequeue`.
+                    None => unsafe { f(ctx.get(), stage, index, ptr::null_mut(), code) },
+                }
+            })
+        }),
     }
 }
 
@@ -585,12 +596,7 @@ unsafe fn new_listener(
         .map(|h| Box::new(CHandler(*h)) as Box<dyn Handler<Entry>>)
         .collect();
     let barriers = hooks.dequeue.is_none();
-    let listener = Listener::new(
-        queue,
-        handlers,
-        Box::new(CHooks(hooks, pool)),
-        respect_handler_level,
-    );
+    let listener = Listener::new(queue, handlers, c_hooks(hooks, pool), respect_handler_level);
     *out = Box::into_raw(Box::new(ql_listener {
         inner: listener,
         barriers,
