@@ -407,6 +407,83 @@ fn prepare_once_levels_and_failures() {
     );
 }
 
+/// Setting a slot is all it takes for the listener to call it: the
+/// dequeue, handle, done and enqueue_sentinel slots each run, in a
+/// record's order, and the handlers are left to the handle slot.
+#[test]
+fn every_slot_set_is_called() {
+    #[derive(Default)]
+    struct Seen {
+        steps: Mutex<Vec<(&'static str, u32)>>,
+        sentinels: AtomicUsize,
+        errors: Mutex<Vec<(Stage, Option<u32>, i32)>>,
+    }
+    let seen = Arc::new(Seen::default());
+    let (s1, s2, s3, s4, s5) = (
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+        seen.clone(),
+    );
+    let hooks = Hooks {
+        dequeue: Some(Box::new(move |queue, block| {
+            let dequeued = queue.dequeue(block);
+            if let Dequeued::Record(r) = dequeued {
+                s1.steps.lock().unwrap().push(("dequeue", r));
+            }
+            dequeued
+        })),
+        handle: Some(Box::new(move |r: &u32| {
+            s2.steps.lock().unwrap().push(("handle", *r));
+            if *r == 2 {
+                Err(-2)
+            } else {
+                Ok(())
+            }
+        })),
+        enqueue_sentinel: Some(Box::new(move |queue, listener| {
+            s3.sentinels.fetch_add(1, Ordering::SeqCst);
+            queue.enqueue_sentinel(listener)
+        })),
+        done: Some(Box::new(move |r| {
+            s4.steps.lock().unwrap().push(("done", r));
+        })),
+        on_error: Some(Box::new(move |stage, r, code| {
+            s5.errors.lock().unwrap().push((stage, r.copied(), code));
+        })),
+        ..Hooks::default()
+    };
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let collect = Arc::new(Collect::default());
+    let listener = listener_on(&queue, vec![Box::new(collect.clone())], hooks, false);
+    listener.start().unwrap();
+    for r in [1, 2] {
+        queue.put(r).unwrap();
+    }
+    listener.stop().unwrap();
+    assert_eq!(
+        *seen.steps.lock().unwrap(),
+        vec![
+            ("dequeue", 1),
+            ("handle", 1),
+            ("done", 1),
+            ("dequeue", 2),
+            ("handle", 2),
+            ("done", 2)
+        ]
+    );
+    assert_eq!(seen.sentinels.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *seen.errors.lock().unwrap(),
+        vec![(Stage::Handle, Some(2), -2)]
+    );
+    // The handle slot replaced the dispatch.
+    assert!(collect.seen.lock().unwrap().is_empty());
+    let stats = listener.stats();
+    assert_eq!((stats.handled, stats.handler_errors), (2, 1));
+}
+
 #[test]
 fn put_from_the_listener_thread_on_a_full_queue_is_refused() {
     struct PutBack(Arc<ChannelQueue<u32>>, Mutex<Vec<bool>>);
