@@ -1156,6 +1156,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     // The slots the loop calls for every record, read once.
     let dequeue_hook = shared.hooks.dequeue.as_deref();
     let done_hook = shared.hooks.done.as_deref();
+    let plain = shared.hooks.prepare.is_none() && shared.hooks.handle.is_none();
     let in_batch = Cell::new(false);
     let mut batch_end = || {
         if in_batch.replace(false) {
@@ -1176,7 +1177,7 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
             Dequeued::Record(record) => {
                 in_batch.set(true);
                 backoff = Duration::from_millis(1);
-                shared.handle(&record);
+                shared.handle(&record, plain);
                 if shared.task_done {
                     shared.queue.task_done(Some(&record));
                 }
@@ -1241,9 +1242,11 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
 
 impl<R> Shared<R> {
     /// Python's `QueueListener.handle`: prepare once, then dispatch.
+    /// `plain`: neither the `prepare` nor the `handle` slot is set (read
+    /// once, before the loop).
     #[inline]
-    fn handle(&self, record: &R) {
-        if self.hooks.prepare.is_none() && self.hooks.handle.is_none() {
+    fn handle(&self, record: &R, plain: bool) {
+        if plain {
             self.dispatch(record);
             Counters::bump(&self.counters.handled);
             return;
