@@ -81,11 +81,7 @@ fn a_freed_listeners_sentinel_is_dropped_and_charged_to_nobody() {
         seen.set_gate(false);
         queue.put(2).unwrap();
         second.stop().unwrap();
-        assert_eq!(
-            seen.seen(),
-            vec![1, 2],
-            "record 2 was put before the stop"
-        );
+        assert_eq!(seen.seen(), vec![1, 2], "record 2 was put before the stop");
     });
 }
 
