@@ -43,16 +43,19 @@
 //! to the corpus with a comment. `QL_FUZZ_COVERAGE=1` prints what each seed reached
 //! (the counters of the final summary), to choose corpus seeds.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{c_char, c_void, CStr};
 use std::os::fd::AsRawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicIsize, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{lock, run_bounded, Run};
 use queue_listener::ffi::handlers::{
     ql_handler_free, ql_handler_lines_lost, ql_handler_options_default, ql_null_handler,
     ql_stream_handler_fd, QL_FLUSH_BATCH, QL_FLUSH_EVERY_RECORD, QL_FLUSH_EXPLICIT,
@@ -150,10 +153,6 @@ impl Rng {
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize]
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Panics caught inside callbacks (a panic must never unwind into C).
@@ -2473,19 +2472,13 @@ enum Outcome {
 fn run_watched(seed: u64, verbose: bool) -> Outcome {
     let before = LIVE_BYTES.load(Ordering::SeqCst);
     let trace: Trace = Arc::new(Mutex::new(VecDeque::new()));
-    let (tx, rx) = mpsc::channel();
     let t = trace.clone();
-    let worker = thread::Builder::new()
-        .name("fuzz-sequence".into())
-        .spawn(move || {
-            let violations = run_sequence(seed, t, verbose);
-            let _ = tx.send(violations);
-        })
-        .expect("spawn");
-    match rx.recv_timeout(HANG_BOUND) {
-        Ok(violations) if violations.is_empty() => {
-            let _ = worker.join();
-            drop(rx);
+    let last_calls = |trace: &Trace| lock(trace).iter().cloned().collect::<Vec<_>>().join("\n  ");
+    // The run's thread is joined and its channel dropped by now.
+    match run_bounded("fuzz-sequence", HANG_BOUND, move || {
+        run_sequence(seed, t, verbose)
+    }) {
+        Run::Done(violations) if violations.is_empty() => {
             drop(trace);
             drop(violations);
             let after = LIVE_BYTES.load(Ordering::SeqCst);
@@ -2499,30 +2492,16 @@ fn run_watched(seed: u64, verbose: bool) -> Outcome {
                 Outcome::Passed
             }
         }
-        Ok(violations) => {
-            let _ = worker.join();
-            Outcome::Failed(format!(
-                "{}\nlast calls:\n  {}",
-                violations.join("\n"),
-                lock(&trace)
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n  ")
-            ))
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => Outcome::Hung(format!(
-            "HANG: the sequence did not finish within {HANG_BOUND:?}\nlast calls:\n  {}",
-            lock(&trace)
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n  ")
+        Run::Done(violations) => Outcome::Failed(format!(
+            "{}\nlast calls:\n  {}",
+            violations.join("\n"),
+            last_calls(&trace)
         )),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            let _ = worker.join();
-            Outcome::Failed("the sequence thread panicked (a fuzzer bug)".into())
-        }
+        Run::Hung => Outcome::Hung(format!(
+            "HANG: the sequence did not finish within {HANG_BOUND:?}\nlast calls:\n  {}",
+            last_calls(&trace)
+        )),
+        Run::Panicked(_) => Outcome::Failed("the sequence thread panicked (a fuzzer bug)".into()),
     }
 }
 
