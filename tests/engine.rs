@@ -1,81 +1,35 @@
 //! The engine through its Rust API: the listener state machine and the
 //! monitor loop, with Rust queues, hooks and handlers.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use common::{listener_on, listener_with, Log, WAIT_BOUND};
 use queue_listener::{ChannelQueue, Dequeued, Error, Handler, Hooks, Listener, Queue, Stage};
-
-/// Records every record it handles, in order.
-#[derive(Default)]
-struct Collect {
-    level: i32,
-    seen: Mutex<Vec<u32>>,
-    flushes: Mutex<usize>,
-    flushed: Condvar,
-}
-
-impl Collect {
-    /// Waits until `flush` ran `n` times: the loop has ended by then.
-    fn wait_flushes(&self, n: usize) {
-        let g = self.flushes.lock().unwrap();
-        drop(self.flushed.wait_while(g, |f| *f < n).unwrap());
-    }
-}
-
-impl Handler<u32> for Collect {
-    fn level(&self) -> i32 {
-        self.level
-    }
-    fn handle(&self, record: &u32) -> Result<(), i32> {
-        self.seen.lock().unwrap().push(*record);
-        Ok(())
-    }
-    fn flush(&self) {
-        *self.flushes.lock().unwrap() += 1;
-        self.flushed.notify_all();
-    }
-}
-
-fn listener_on(
-    queue: &Arc<ChannelQueue<u32>>,
-    handlers: Vec<Box<dyn Handler<u32>>>,
-    hooks: Hooks<u32>,
-    respect: bool,
-) -> Listener<u32> {
-    let queue: Arc<dyn Queue<u32>> = queue.clone();
-    Listener::new(queue, handlers, hooks, respect)
-}
 
 #[test]
 fn stop_returns_after_every_earlier_record_is_handled() {
     let queue = Arc::new(ChannelQueue::new(0).unwrap());
-    let collect = Arc::new(Collect::default());
-    let listener = listener_on(
-        &queue,
-        vec![Box::new(collect.clone())],
-        Hooks::default(),
-        false,
-    );
+    let collect = Arc::new(Log::default());
+    let listener = listener_on(&queue, vec![Box::new(collect.clone())]);
     listener.start().unwrap();
     for i in 0..10_000 {
         queue.put(i).unwrap();
     }
     listener.stop().unwrap();
-    assert_eq!(
-        *collect.seen.lock().unwrap(),
-        (0..10_000).collect::<Vec<_>>()
-    );
+    assert_eq!(collect.seen(), (0..10_000).collect::<Vec<_>>());
     assert_eq!(queue.len(), 0, "the sentinel was consumed");
     assert_eq!(listener.stats().handled, 10_000);
 }
 
 #[test]
 fn stop_when_idle_or_twice_enqueues_nothing() {
-    let queue = Arc::new(ChannelQueue::new(4).unwrap());
-    let listener = listener_on(&queue, vec![], Hooks::default(), false);
+    let queue = Arc::new(ChannelQueue::<u32>::new(4).unwrap());
+    let listener = listener_on(&queue, vec![]);
     listener.stop().unwrap();
     assert_eq!(queue.len(), 0);
     listener.start().unwrap();
@@ -86,8 +40,8 @@ fn stop_when_idle_or_twice_enqueues_nothing() {
 
 #[test]
 fn start_twice_is_refused() {
-    let queue = Arc::new(ChannelQueue::new(0).unwrap());
-    let listener = listener_on(&queue, vec![], Hooks::default(), false);
+    let queue = Arc::new(ChannelQueue::<u32>::new(0).unwrap());
+    let listener = listener_on(&queue, vec![]);
     listener.start().unwrap();
     assert_eq!(listener.start(), Err(Error::AlreadyStarted));
     listener.stop().unwrap();
@@ -119,12 +73,7 @@ fn stop_from_the_listener_thread_would_deadlock() {
         listener: Mutex::new(None),
         result: Mutex::new(None),
     });
-    let listener = Arc::new(listener_on(
-        &queue,
-        vec![Box::new(stopper.clone())],
-        Hooks::default(),
-        false,
-    ));
+    let listener = Arc::new(listener_on(&queue, vec![Box::new(stopper.clone())]));
     *stopper.listener.lock().unwrap() = Some(listener.clone());
     listener.start().unwrap();
     queue.put(1).unwrap();
@@ -141,7 +90,7 @@ fn stop_from_the_listener_thread_would_deadlock() {
 /// A handler that drops its own listener (the only handle) at record 2.
 struct DropSelf {
     listener: Mutex<Option<Listener<u32>>>,
-    collect: Arc<Collect>,
+    collect: Arc<Log<u32>>,
 }
 
 impl Handler<u32> for DropSelf {
@@ -166,17 +115,12 @@ impl Handler<u32> for DropSelf {
 #[test]
 fn a_listener_dropped_from_its_own_thread_ends_at_its_sentinel() {
     let queue = Arc::new(ChannelQueue::new(0).unwrap());
-    let collect = Arc::new(Collect::default());
+    let collect = Arc::new(Log::default());
     let handler = Arc::new(DropSelf {
         listener: Mutex::new(None),
         collect: collect.clone(),
     });
-    let listener = listener_on(
-        &queue,
-        vec![Box::new(handler.clone())],
-        Hooks::default(),
-        false,
-    );
+    let listener = listener_on(&queue, vec![Box::new(handler.clone())]);
     for r in 1..=3 {
         queue.put(r).unwrap();
     }
@@ -186,57 +130,21 @@ fn a_listener_dropped_from_its_own_thread_ends_at_its_sentinel() {
         slot.insert(listener).start().unwrap();
     }
     drop(handler);
-    collect.wait_flushes(1);
-    assert_eq!(*collect.seen.lock().unwrap(), vec![1, 2, 3]);
+    assert!(collect.wait_flushes(1, WAIT_BOUND));
+    assert_eq!(collect.seen(), vec![1, 2, 3]);
     queue.put(4).unwrap();
     assert_eq!(queue.len(), 1, "record 4 waits: the thread has ended");
-}
-
-/// A handler that waits at a gate until the test opens it.
-#[derive(Default)]
-struct Gate {
-    open: Mutex<bool>,
-    entered: Mutex<usize>,
-    changed: Condvar,
-}
-
-impl Gate {
-    fn open(&self) {
-        *self.open.lock().unwrap() = true;
-        self.changed.notify_all();
-    }
-    fn wait_entered(&self, n: usize) {
-        let g = self.entered.lock().unwrap();
-        drop(self.changed.wait_while(g, |e| *e < n).unwrap());
-    }
-}
-
-impl Handler<u32> for Gate {
-    fn level(&self) -> i32 {
-        0
-    }
-    fn handle(&self, _: &u32) -> Result<(), i32> {
-        *self.entered.lock().unwrap() += 1;
-        self.changed.notify_all();
-        let g = self.open.lock().unwrap();
-        drop(self.changed.wait_while(g, |open| !*open).unwrap());
-        Ok(())
-    }
 }
 
 #[test]
 fn stop_timeout_on_a_full_queue_leaves_the_listener_running() {
     let queue = Arc::new(ChannelQueue::new(2).unwrap());
-    let gate = Arc::new(Gate::default());
-    let listener = listener_on(
-        &queue,
-        vec![Box::new(gate.clone())],
-        Hooks::default(),
-        false,
-    );
+    let gate = Arc::new(Log::default());
+    gate.set_gate(true);
+    let listener = listener_on(&queue, vec![Box::new(gate.clone())]);
     listener.start().unwrap();
     queue.put(1).unwrap();
-    gate.wait_entered(1);
+    assert!(gate.wait_len(1, WAIT_BOUND));
     queue.put(2).unwrap();
     queue.put(3).unwrap();
     assert_eq!(
@@ -245,7 +153,7 @@ fn stop_timeout_on_a_full_queue_leaves_the_listener_running() {
     );
     assert!(listener.is_running());
     assert_eq!(queue.len(), 2, "no sentinel got in");
-    gate.open();
+    gate.set_gate(false);
     listener.stop().unwrap();
     assert_eq!(listener.stats().handled, 3);
 }
@@ -253,16 +161,12 @@ fn stop_timeout_on_a_full_queue_leaves_the_listener_running() {
 #[test]
 fn concurrent_stops_all_return_after_one_join() {
     let queue = Arc::new(ChannelQueue::new(0).unwrap());
-    let gate = Arc::new(Gate::default());
-    let listener = Arc::new(listener_on(
-        &queue,
-        vec![Box::new(gate.clone())],
-        Hooks::default(),
-        false,
-    ));
+    let gate = Arc::new(Log::default());
+    gate.set_gate(true);
+    let listener = Arc::new(listener_on(&queue, vec![Box::new(gate.clone())]));
     listener.start().unwrap();
     queue.put(1).unwrap();
-    gate.wait_entered(1);
+    assert!(gate.wait_len(1, WAIT_BOUND));
     let barrier = Arc::new(Barrier::new(5));
     let stoppers: Vec<_> = (0..4)
         .map(|_| {
@@ -274,7 +178,7 @@ fn concurrent_stops_all_return_after_one_join() {
         })
         .collect();
     barrier.wait();
-    gate.open();
+    gate.set_gate(false);
     for s in stoppers {
         assert_eq!(s.join().unwrap(), Ok(()));
     }
@@ -301,20 +205,19 @@ impl Queue<u32> for Draining {
 #[test]
 fn empty_ends_the_loop_and_stop_puts_no_sentinel() {
     let queue = Arc::new(Draining(Mutex::new(vec![3, 2, 1]), AtomicUsize::new(0)));
-    let collect = Arc::new(Collect::default());
-    let q: Arc<dyn Queue<u32>> = queue.clone();
-    let listener = Listener::new(q, vec![Box::new(collect.clone())], Hooks::default(), false);
+    let collect = Arc::new(Log::default());
+    let listener = listener_on(&queue, vec![Box::new(collect.clone())]);
     listener.start().unwrap();
     // Handlers are flushed once the loop has ended: no sentinel is needed.
-    collect.wait_flushes(1);
+    assert!(collect.wait_flushes(1, WAIT_BOUND));
     listener.stop().unwrap();
     assert_eq!(queue.1.load(Ordering::SeqCst), 0);
     // Restart: the queue is empty, the loop ends again, still no sentinel.
     listener.start().unwrap();
-    collect.wait_flushes(2);
+    assert!(collect.wait_flushes(2, WAIT_BOUND));
     listener.stop().unwrap();
     assert_eq!(queue.1.load(Ordering::SeqCst), 0);
-    assert_eq!(*collect.seen.lock().unwrap(), vec![1, 2, 3]);
+    assert_eq!(collect.seen(), vec![1, 2, 3]);
 }
 
 /// What the hooks of `LevelHooks::hooks` saw.
@@ -361,17 +264,14 @@ impl Handler<u32> for Failing {
 #[test]
 fn prepare_once_levels_and_failures() {
     let queue = Arc::new(ChannelQueue::new(0).unwrap());
-    let all = Arc::new(Collect::default());
-    let high = Arc::new(Collect {
-        level: 40,
-        ..Default::default()
-    });
+    let all = Arc::new(Log::default());
+    let high = Arc::new(Log::with_level(40));
     let hooks = Arc::new(LevelHooks {
         prepared: AtomicUsize::new(0),
         released: Mutex::new(vec![]),
         errors: Mutex::new(vec![]),
     });
-    let listener = listener_on(
+    let listener = listener_with(
         &queue,
         vec![
             Box::new(Failing),
@@ -387,8 +287,8 @@ fn prepare_once_levels_and_failures() {
     }
     listener.stop().unwrap();
     assert_eq!(hooks.prepared.load(Ordering::SeqCst), 4);
-    assert_eq!(*all.seen.lock().unwrap(), vec![20, 40, 60]);
-    assert_eq!(*high.seen.lock().unwrap(), vec![40, 60]);
+    assert_eq!(all.seen(), vec![20, 40, 60]);
+    assert_eq!(high.seen(), vec![40, 60]);
     assert_eq!(*hooks.released.lock().unwrap(), vec![20, 40, 60]);
     let errors = hooks.errors.lock().unwrap().clone();
     assert_eq!(
@@ -455,8 +355,8 @@ fn every_slot_set_is_called() {
         ..Hooks::default()
     };
     let queue = Arc::new(ChannelQueue::new(0).unwrap());
-    let collect = Arc::new(Collect::default());
-    let listener = listener_on(&queue, vec![Box::new(collect.clone())], hooks, false);
+    let collect = Arc::new(Log::default());
+    let listener = listener_with(&queue, vec![Box::new(collect.clone())], hooks, false);
     listener.start().unwrap();
     for r in [1, 2] {
         queue.put(r).unwrap();
@@ -479,7 +379,7 @@ fn every_slot_set_is_called() {
         vec![(Stage::Handle, Some(2), -2)]
     );
     // The handle slot replaced the dispatch.
-    assert!(collect.seen.lock().unwrap().is_empty());
+    assert!(collect.seen().is_empty());
     let stats = listener.stats();
     assert_eq!((stats.handled, stats.handler_errors), (2, 1));
 }
@@ -505,7 +405,7 @@ fn put_from_the_listener_thread_on_a_full_queue_is_refused() {
     }
     let queue = Arc::new(ChannelQueue::new(2).unwrap());
     let h = Arc::new(PutBack(queue.clone(), Mutex::new(vec![])));
-    let listener = listener_on(&queue, vec![Box::new(h.clone())], Hooks::default(), false);
+    let listener = listener_on(&queue, vec![Box::new(h.clone())]);
     listener.start().unwrap();
     queue.put(0).unwrap();
     listener.stop().unwrap();

@@ -27,19 +27,23 @@
 //! Every case runs under a watchdog: a call that hangs fails the case with
 //! its operations printed. Case counts: `QL_MODEL_CASES` (default 128
 //! sequential, 64 concurrent). Failing inputs are printed by proptest after shrinking; no
-//! regression file is written.
+//! regression file is written: a defect found here gets a plain test in
+//! `tests/regressions.rs`.
+
+mod common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Barrier, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
+use common::{checked, gate_bit, logging_listener, Log, GATE, SETTLE_BOUND};
 use queue_listener::ffi::listener::{
     ql_enqueue_sentinel, ql_handler, ql_listener, ql_listener_flush, ql_listener_free,
     ql_listener_new_with_queue, ql_listener_stats, ql_start, ql_stats, ql_stop, ql_stop_timeout,
@@ -53,108 +57,16 @@ use queue_listener::ffi::{
     QL_ERR_SENTINEL, QL_ERR_TIMEOUT, QL_ERR_WOULD_DEADLOCK, QL_OK,
 };
 use queue_listener::queue::{GetError, PutError};
-use queue_listener::{ChannelQueue, Dequeued, Error, Handler, Hooks, Listener, Queue, SentinelPut};
+use queue_listener::{ChannelQueue, Error, Listener};
 
 // ---------------------------------------------------------------------------
-// The handler's log, shared by both targets.
+// The handler's log (`common::Log`, gating the records with the `GATE`
+// bit), shared by both targets.
 
-/// Records with this bit make the handler wait at the gate (while it is
-/// closed) after logging them.
-const GATE: u64 = 1 << 62;
-/// The most a gated handler waits, so a failing case cannot leave a thread
-/// stuck forever.
-const GATE_BOUND: Duration = Duration::from_secs(20);
-/// How long a step may take to reach the state the model predicts.
-const SETTLE_BOUND: Duration = Duration::from_millis(1500);
 /// Sequential cases stop with this deadline (the same code path as an
 /// unbounded stop), so a stop that would hang fails its step at once and
 /// shrinking stays fast. Concurrent cases use the unbounded forms.
 const STOP_BOUND_MS: u64 = 1500;
-
-#[derive(Default)]
-struct LogState {
-    seen: Vec<u64>,
-    /// Calls of the handler's `flush`: at each flush barrier, and when a
-    /// loop has ended (after the listener marked it ended).
-    flushes: u64,
-    gate_closed: bool,
-}
-
-/// Every record any handler saw, in order.
-#[derive(Default)]
-struct Log {
-    state: Mutex<LogState>,
-    changed: Condvar,
-}
-
-impl Log {
-    fn lock(&self) -> MutexGuard<'_, LogState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The handler: never panics (it may run behind `extern "C"`).
-    fn handle(&self, record: u64) {
-        let mut s = self.lock();
-        s.seen.push(record);
-        self.changed.notify_all();
-        if record & GATE != 0 {
-            let deadline = Instant::now() + GATE_BOUND;
-            while s.gate_closed {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                s = self
-                    .changed
-                    .wait_timeout(s, left)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-        }
-    }
-
-    fn flush(&self) {
-        self.lock().flushes += 1;
-        self.changed.notify_all();
-    }
-
-    fn flushes(&self) -> u64 {
-        self.lock().flushes
-    }
-
-    fn set_gate(&self, closed: bool) {
-        self.lock().gate_closed = closed;
-        self.changed.notify_all();
-    }
-
-    fn len(&self) -> usize {
-        self.lock().seen.len()
-    }
-
-    fn seen(&self) -> Vec<u64> {
-        self.lock().seen.clone()
-    }
-
-    /// Waits until the handler was flushed `n` times; false after `bound`.
-    fn wait_flushes(&self, n: u64, bound: Duration) -> bool {
-        let s = self.lock();
-        let (s, _) = self
-            .changed
-            .wait_timeout_while(s, bound, |s| s.flushes < n)
-            .unwrap_or_else(PoisonError::into_inner);
-        s.flushes >= n
-    }
-
-    /// Waits until `n` records were seen; false after `bound`.
-    fn wait_len(&self, n: usize, bound: Duration) -> bool {
-        let s = self.lock();
-        let (s, _) = self
-            .changed
-            .wait_timeout_while(s, bound, |s| s.seen.len() < n)
-            .unwrap_or_else(PoisonError::into_inner);
-        s.seen.len() >= n
-    }
-}
 
 // ---------------------------------------------------------------------------
 // The system under test: a queue and at most one listener on it.
@@ -257,30 +169,15 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-struct LogHandler(Arc<Log>);
-
-impl Handler<u64> for LogHandler {
-    fn level(&self) -> i32 {
-        0
-    }
-    fn handle(&self, record: &u64) -> Result<(), i32> {
-        self.0.handle(*record);
-        Ok(())
-    }
-    fn flush(&self) {
-        self.0.flush();
-    }
-}
-
 /// The engine, used directly.
 struct EngineSut {
     queue: Arc<ChannelQueue<u64>>,
-    log: Arc<Log>,
+    log: Arc<Log<u64>>,
     listener: RwLock<Option<Listener<u64>>>,
 }
 
 impl EngineSut {
-    fn new(capacity: usize, log: Arc<Log>) -> Self {
+    fn new(capacity: usize, log: Arc<Log<u64>>) -> Self {
         EngineSut {
             queue: Arc::new(ChannelQueue::new(capacity).expect("capacity")),
             log,
@@ -301,13 +198,7 @@ impl Sut for EngineSut {
             drop(old);
             Res::Ok
         });
-        let queue: Arc<dyn Queue<u64>> = self.queue.clone();
-        *slot = Some(Listener::new(
-            queue,
-            vec![Box::new(LogHandler(self.log.clone()))],
-            Hooks::default(),
-            false,
-        ));
+        *slot = Some(logging_listener(&self.queue, &self.log));
         old
     }
     fn free_listener(&self) -> Option<Res> {
@@ -375,28 +266,28 @@ unsafe impl Sync for ListenerPtr {}
 /// The same, through the C ABI.
 struct FfiSut {
     queue: QueuePtr,
-    log: Arc<Log>,
+    log: Arc<Log<u64>>,
     listener: RwLock<Option<ListenerPtr>>,
 }
 
 unsafe extern "C" fn c_handle(ctx: *mut c_void, record: *mut c_void) -> i32 {
-    // SAFETY: ctx is the `Arc<Log>` given in `c_handler`, alive until destroy.
-    let log = unsafe { &*ctx.cast::<Log>() };
-    log.handle(record as usize as u64);
+    // SAFETY: ctx is the `Arc<Log<u64>>` given in `c_handler`, alive until destroy.
+    let log = unsafe { &*ctx.cast::<Log<u64>>() };
+    log.log(record as usize as u64);
     0
 }
 
 unsafe extern "C" fn c_flush(ctx: *mut c_void) {
     // SAFETY: as in `c_handle`.
-    unsafe { &*ctx.cast::<Log>() }.flush();
+    unsafe { &*ctx.cast::<Log<u64>>() }.log_flush();
 }
 
 unsafe extern "C" fn c_destroy(ctx: *mut c_void) {
     // SAFETY: made by `Arc::into_raw` in `c_handler`; destroy runs once.
-    drop(unsafe { Arc::from_raw(ctx.cast::<Log>().cast_const()) });
+    drop(unsafe { Arc::from_raw(ctx.cast::<Log<u64>>().cast_const()) });
 }
 
-fn c_handler(log: &Arc<Log>) -> ql_handler {
+fn c_handler(log: &Arc<Log<u64>>) -> ql_handler {
     ql_handler {
         ctx: Arc::into_raw(log.clone()).cast_mut().cast(),
         level: 0,
@@ -412,7 +303,7 @@ fn as_ptr(record: u64) -> *mut c_void {
 }
 
 impl FfiSut {
-    fn new(capacity: usize, log: Arc<Log>) -> Self {
+    fn new(capacity: usize, log: Arc<Log<u64>>) -> Self {
         let mut queue = ptr::null_mut();
         // SAFETY: a valid out-pointer.
         let s = unsafe { ql_queue_new(capacity, &mut queue) };
@@ -525,7 +416,7 @@ enum Target {
     Ffi,
 }
 
-fn make_sut(target: Target, capacity: usize, log: Arc<Log>) -> Box<dyn Sut> {
+fn make_sut(target: Target, capacity: usize, log: Arc<Log<u64>>) -> Box<dyn Sut> {
     match target {
         Target::Engine => Box::new(EngineSut::new(capacity, log)),
         Target::Ffi => Box::new(FfiSut::new(capacity, log)),
@@ -542,30 +433,7 @@ fn watchdog(
     bound: Duration,
     case: impl FnOnce() -> Result<(), String> + Send + 'static,
 ) -> Result<(), TestCaseError> {
-    let (tx, rx) = mpsc::channel();
-    thread::Builder::new()
-        .name("model-case".into())
-        .spawn(move || {
-            let out =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(case)).unwrap_or_else(|p| {
-                    Err(format!(
-                        "panicked: {}",
-                        p.downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_default()
-                    ))
-                });
-            let _ = tx.send(out);
-        })
-        .expect("spawn");
-    match rx.recv_timeout(bound) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(message)) => Err(TestCaseError::fail(format!("{message}\ncase: {what}"))),
-        Err(_) => Err(TestCaseError::fail(format!(
-            "HANG: the case did not finish within {bound:?}\ncase: {what}"
-        ))),
-    }
+    checked("model-case", &what, bound, case).map_err(TestCaseError::fail)
 }
 
 fn config(default_cases: u32) -> Config {
@@ -769,7 +637,7 @@ impl Model {
 
 struct SeqRun {
     sut: Box<dyn Sut>,
-    log: Arc<Log>,
+    log: Arc<Log<u64>>,
     m: Model,
     next_record: u64,
     step: usize,
@@ -1186,7 +1054,7 @@ fn conservation(
 }
 
 fn run_sequential(target: Target, capacity: usize, ops: &[Op]) -> Result<(), String> {
-    let log = Arc::new(Log::default());
+    let log = Arc::new(Log::gating(gate_bit));
     let mut run = SeqRun {
         sut: make_sut(target, capacity, log.clone()),
         log,
@@ -1339,7 +1207,7 @@ fn min_tick(a: Option<u64>, b: u64) -> Option<u64> {
 
 struct Shared {
     sut: Box<dyn Sut>,
-    log: Arc<Log>,
+    log: Arc<Log<u64>>,
     tick: AtomicU64,
     capacity: usize,
 }
@@ -1501,7 +1369,7 @@ fn run_concurrent(
     controller: bool,
     threads: Vec<Vec<COp>>,
 ) -> Result<(), String> {
-    let log = Arc::new(Log::default());
+    let log = Arc::new(Log::gating(gate_bit));
     let shared = Arc::new(Shared {
         sut: make_sut(target, capacity, log.clone()),
         log: log.clone(),
@@ -1671,438 +1539,4 @@ proptest! {
             run_concurrent(target, capacity, controller, threads)
         })?;
     }
-}
-
-// ---------------------------------------------------------------------------
-// Reproducers of defects the properties found (see each test).
-
-/// Runs `f` under a watchdog as a plain test.
-fn bounded(what: &str, f: impl FnOnce() -> Result<(), String> + Send + 'static) {
-    if let Err(e) = watchdog(what.to_string(), Duration::from_secs(30), f) {
-        panic!("{e}");
-    }
-}
-
-/// Gets a listener that a defect left running stopped, if sentinels the
-/// count knows of can do it; else leaks it (dropping it would hang).
-fn unstick(listener: Listener<u64>) {
-    for _ in 0..4 {
-        let _ = listener.enqueue_sentinel();
-        if listener.stop_timeout(Duration::from_secs(1)).is_ok() {
-            return;
-        }
-    }
-    std::mem::forget(listener);
-}
-
-fn plain_listener(queue: &Arc<ChannelQueue<u64>>) -> Listener<u64> {
-    let q: Arc<dyn Queue<u64>> = queue.clone();
-    Listener::new(q, vec![], Hooks::default(), false)
-}
-
-/// A sentinel put while the listener is idle is taken back with
-/// `get_nowait` (the documented way to drain a queue no listener runs on).
-/// The listener still counts it as on its way, so the next stop puts no
-/// sentinel and waits for ever (`ql_stop` hangs; here the bounded form
-/// times out). Found by `sequential_operations_follow_the_model`; shrunk:
-/// `[EnqueueSentinel, GetNowait, Start, Stop]`.
-#[test]
-fn a_sentinel_taken_back_while_idle_does_not_hang_the_next_stop() {
-    bounded("idle sentinel taken back", || {
-        let queue = Arc::new(ChannelQueue::new(0).unwrap());
-        let listener = plain_listener(&queue);
-        listener.enqueue_sentinel().unwrap();
-        assert_eq!(queue.get_nowait(), Err(GetError::Sentinel));
-        listener.start().unwrap();
-        let stopped = listener.stop_timeout(Duration::from_secs(2));
-        unstick(listener);
-        if stopped != Ok(()) {
-            return Err(format!(
-                "stop after the sentinel was taken back: {stopped:?}"
-            ));
-        }
-        Ok(())
-    });
-}
-
-/// A sentinel that a run never reached is stale (the next run skips it).
-/// When the program takes it off the queue with `get_nowait` before the
-/// next run, the listener still skips "one stale sentinel": the next stop's
-/// own sentinel. That run never ends, so the stop hangs. Shrunk:
-/// `[Start, EnqueueSentinel, EnqueueSentinel, Stop, GetNowait, Start, Stop]`.
-#[test]
-fn a_stale_sentinel_taken_back_does_not_make_the_next_run_skip_the_stop() {
-    bounded("stale sentinel taken back", || {
-        let queue = Arc::new(ChannelQueue::new(0).unwrap());
-        let listener = plain_listener(&queue);
-        listener.start().unwrap();
-        listener.enqueue_sentinel().unwrap();
-        while listener.flush(Some(Duration::from_millis(10))) != Err(Error::NotRunning) {}
-        // The loop ended on the first sentinel; this one is for the same
-        // run, never reached: stale once the run is joined.
-        listener.enqueue_sentinel().unwrap();
-        listener.stop().unwrap();
-        assert_eq!(queue.get_nowait(), Err(GetError::Sentinel));
-        listener.start().unwrap();
-        let stopped = listener.stop_timeout(Duration::from_secs(2));
-        unstick(listener);
-        if stopped != Ok(()) {
-            return Err(format!(
-                "stop after a stale sentinel was taken back: {stopped:?}"
-            ));
-        }
-        Ok(())
-    });
-}
-
-/// A queue whose `enqueue_sentinel`, called on a thread named "gated",
-/// waits at a gate, then refuses (Full) when `refuse` is set, else puts the
-/// sentinel; calls on other threads go straight in. It tells when the gated
-/// call reached the gate, and how often a waiting stop looked for vanished
-/// sentinels (which it does only while it waits).
-struct GatedSentinel {
-    inner: ChannelQueue<u64>,
-    refuse: bool,
-    state: Mutex<GateState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct GateState {
-    open: bool,
-    at_gate: bool,
-    checks: usize,
-}
-
-impl GatedSentinel {
-    fn new(refuse: bool) -> Self {
-        GatedSentinel {
-            inner: ChannelQueue::new(0).unwrap(),
-            refuse,
-            state: Mutex::new(GateState::default()),
-            changed: Condvar::new(),
-        }
-    }
-    fn wait_until(&self, what: impl Fn(&GateState) -> bool) {
-        let state = self.state.lock().unwrap();
-        drop(self.changed.wait_while(state, |s| !what(s)).unwrap());
-    }
-    fn open(&self) {
-        self.state.lock().unwrap().open = true;
-        self.changed.notify_all();
-    }
-}
-
-impl Queue<u64> for GatedSentinel {
-    fn dequeue(&self, block: bool) -> Dequeued<u64> {
-        self.inner.dequeue(block)
-    }
-    fn enqueue_sentinel(&self, listener: u64) -> SentinelPut {
-        if thread::current().name() != Some("gated") {
-            return self.inner.enqueue_sentinel(listener);
-        }
-        let mut state = self.state.lock().unwrap();
-        state.at_gate = true;
-        self.changed.notify_all();
-        drop(self.changed.wait_while(state, |s| !s.open).unwrap());
-        if self.refuse {
-            SentinelPut::Full
-        } else {
-            self.inner.enqueue_sentinel(listener)
-        }
-    }
-    fn take_vanished_sentinels(&self, listener: u64) -> usize {
-        self.state.lock().unwrap().checks += 1;
-        self.changed.notify_all();
-        self.inner.take_vanished_sentinels(listener)
-    }
-}
-
-/// `enqueue_sentinel` counts its sentinel before putting it. A stop that
-/// starts meanwhile sees the count, puts no sentinel of its own and waits
-/// for the thread to end. When the put then fails (a full queue; or a queue
-/// error), the count goes back down but the stop is never told: it waits
-/// for ever on a queue with room (`ql_stop` hangs; the bounded form times
-/// out). Documented as allowed: `ql_enqueue_sentinel` and `ql_stop` "may be
-/// called from any thread, concurrently". With the built-in queue the window
-/// is a few instructions wide; a vtable queue whose `enqueue_sentinel` takes
-/// time widens it.
-#[test]
-fn a_failed_enqueue_sentinel_does_not_strand_a_concurrent_stop() {
-    bounded("enqueue_sentinel refused during a stop", || {
-        let queue = Arc::new(GatedSentinel::new(true));
-        let q: Arc<dyn Queue<u64>> = queue.clone();
-        let listener = Arc::new(Listener::new(q, vec![], Hooks::default(), false));
-        listener.start().unwrap();
-        let l = listener.clone();
-        let refused = thread::Builder::new()
-            .name("gated".into())
-            .spawn(move || l.enqueue_sentinel())
-            .unwrap();
-        // The count is up before the put, so once the put is at the gate.
-        queue.wait_until(|s| s.at_gate);
-        let l = listener.clone();
-        let stop = thread::spawn(move || l.stop_timeout(Duration::from_secs(2)));
-        // The stop counts on that sentinel and waits: it looks for
-        // vanished sentinels only while waiting.
-        queue.wait_until(|s| s.checks >= 1);
-        queue.open();
-        let put = refused.join().unwrap();
-        let stopped = stop.join().unwrap();
-        if stopped.is_err() {
-            let _ = listener.stop_timeout(Duration::from_secs(2));
-        }
-        if put != Err(Error::Full) || stopped != Ok(()) {
-            return Err(format!(
-                "enqueue_sentinel {put:?}, then the concurrent stop returned {stopped:?}"
-            ));
-        }
-        Ok(())
-    });
-}
-
-/// A handler whose `flush` waits at a gate (bounded), counting handled
-/// records: C callbacks over this context.
-#[derive(Default)]
-struct SlowFlush {
-    handled: Mutex<Vec<usize>>,
-    open: Mutex<bool>,
-    changed: Condvar,
-}
-
-unsafe extern "C" fn slow_flush_handle(ctx: *mut c_void, record: *mut c_void) -> i32 {
-    // SAFETY: ctx is the test's `SlowFlush`, alive for the whole test.
-    let this = unsafe { &*ctx.cast::<SlowFlush>() };
-    this.handled
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(record as usize);
-    0
-}
-
-unsafe extern "C" fn slow_flush_flush(ctx: *mut c_void) {
-    // SAFETY: as above.
-    let this = unsafe { &*ctx.cast::<SlowFlush>() };
-    let open = this.open.lock().unwrap_or_else(PoisonError::into_inner);
-    let _ = this
-        .changed
-        .wait_timeout_while(open, Duration::from_secs(5), |o| !*o);
-}
-
-/// `ql_stop_timeout` documents: on `QL_ERR_TIMEOUT` the listener "keeps
-/// running and usable: a sentinel this call already queued is skipped ...
-/// and a later `ql_stop` puts its own, so every record put before that
-/// later stop is handled when it returns" (the README says the same). When
-/// the thread has already taken that sentinel and is flushing the handlers
-/// as the deadline passes (a slow `flush`: an fsync), the loop has ended
-/// instead: a record put after the timed-out stop is then left on the queue
-/// by a later `ql_stop` that returns `QL_OK`. (The engine's doc on
-/// `Listener::stop_timeout` says so; the C API's and the README's do not.)
-#[test]
-fn a_stop_that_timed_out_while_handlers_flush_leaves_the_listener_usable() {
-    bounded("stop_timeout during a slow flush", || {
-        let ctx = Arc::new(SlowFlush::default());
-        let mut queue = ptr::null_mut();
-        // SAFETY: plain calls of the C API with valid arguments; the handler
-        // ctx outlives the listener (the Arc is held to the end).
-        unsafe {
-            assert_eq!(ql_queue_new(0, &mut queue), QL_OK);
-            let handler = ql_handler {
-                ctx: Arc::as_ptr(&ctx).cast_mut().cast(),
-                level: 0,
-                handle: Some(slow_flush_handle),
-                flush: Some(slow_flush_flush),
-                destroy: None,
-                batch_end: None,
-            };
-            let mut listener = ptr::null_mut();
-            let made =
-                ql_listener_new_with_queue(queue, &handler, 1, ptr::null(), false, &mut listener);
-            assert_eq!(made, QL_OK);
-            assert_eq!(ql_start(listener), QL_OK);
-            let timed_out = ql_stop_timeout(listener, 100);
-            assert_eq!(ql_queue_put(queue, as_ptr(7)), QL_OK);
-            *ctx.open.lock().unwrap() = true;
-            ctx.changed.notify_all();
-            let stopped = ql_stop(listener);
-            let handled = ctx.handled.lock().unwrap().clone();
-            let mut left = 0usize;
-            let mut record = ptr::null_mut();
-            while ql_queue_get_nowait(queue, &mut record) == QL_OK {
-                left += 1;
-            }
-            assert_eq!(ql_listener_free(listener), QL_OK);
-            ql_queue_free(queue);
-            if timed_out != QL_ERR_TIMEOUT || stopped != QL_OK || handled != [7] {
-                return Err(format!(
-                    "ql_stop_timeout gave {timed_out}, the later ql_stop {stopped}; \
-                     records handled {handled:?}, left on the queue {left} (documented: [7], 0)"
-                ));
-            }
-        }
-        Ok(())
-    });
-}
-
-/// Flush barriers were numbered per listener (1, 2, …) but travel on the
-/// queue, which listeners share (one after another, or at once); they are
-/// now numbered uniquely in the process and addressed to the listener that
-/// put them, which is what this regression test guards. The bug: a barrier
-/// a listener left behind — its loop ended before reaching it, the flush
-/// that put it returned NotRunning or Timeout — is later taken by the next
-/// listener on the queue, which then counts its own barrier of the same
-/// number as served: its `flush` returns Ok at once, before the records put
-/// ahead of it are handled. Found by `concurrent_operations_keep_the_invariants`
-/// ("a flush returned Ok before record …, put earlier, was handled").
-#[test]
-fn a_barrier_left_by_another_listener_does_not_complete_a_flush() {
-    bounded("stale flush barrier", || {
-        let queue = Arc::new(ChannelQueue::new(0).unwrap());
-        let log = Arc::new(Log::default());
-        let listener = |log: &Arc<Log>| {
-            let q: Arc<dyn Queue<u64>> = queue.clone();
-            Listener::new(
-                q,
-                vec![Box::new(LogHandler(log.clone()))],
-                Hooks::default(),
-                false,
-            )
-        };
-        // The first listener leaves its barrier 1 behind a sentinel.
-        let first = listener(&log);
-        first.start().unwrap();
-        log.set_gate(true);
-        queue.put(GATE | 1).unwrap();
-        assert!(log.wait_len(1, SETTLE_BOUND));
-        first.enqueue_sentinel().unwrap();
-        assert_eq!(
-            first.flush(Some(Duration::from_millis(20))),
-            Err(Error::Timeout)
-        );
-        log.set_gate(false);
-        first.stop().unwrap();
-        drop(first);
-        assert_eq!(queue.len(), 1, "barrier 1 is left on the queue");
-        // The second listener takes it, then is held inside record 2 while
-        // record 3 waits behind it.
-        let second = listener(&log);
-        second.start().unwrap();
-        while !queue.is_empty() {
-            thread::sleep(Duration::from_millis(1));
-        }
-        log.set_gate(true);
-        queue.put(GATE | 2).unwrap();
-        assert!(log.wait_len(2, SETTLE_BOUND));
-        queue.put(3).unwrap();
-        let flushed = second.flush(Some(Duration::from_millis(200)));
-        let seen_then = log.seen();
-        log.set_gate(false);
-        second.stop().unwrap();
-        if flushed == Ok(()) && !seen_then.contains(&3) {
-            return Err(format!(
-                "flush returned Ok while record 3, put before it, was unhandled (handled: {seen_then:x?})"
-            ));
-        }
-        Ok(())
-    });
-}
-
-/// A flush that waits for room on a full queue while the listener's loop
-/// ends (at a sentinel), and a producer takes the room the loop's last take
-/// made: the queue stays full with nobody taking from it. The flush used to
-/// wait for room until its deadline (for ever without one); it returns
-/// `NotRunning` once the loop has ended. (When the flush's barrier wins the
-/// room instead, the result is the same: the loop ended before it.)
-#[test]
-fn a_flush_waiting_for_room_returns_when_the_loop_ends() {
-    bounded("flush waiting for room", || {
-        let queue = Arc::new(ChannelQueue::new(1).unwrap());
-        let log = Arc::new(Log::default());
-        let q: Arc<dyn Queue<u64>> = queue.clone();
-        let listener = Arc::new(Listener::new(
-            q,
-            vec![Box::new(LogHandler(log.clone()))],
-            Hooks::default(),
-            false,
-        ));
-        listener.start().unwrap();
-        log.set_gate(true);
-        queue.put(GATE | 1).unwrap();
-        assert!(log.wait_len(1, SETTLE_BOUND));
-        // The thread is held inside record 1; the queue holds the sentinel.
-        listener.enqueue_sentinel().unwrap();
-        let producer = {
-            let queue = queue.clone();
-            thread::spawn(move || queue.put(2))
-        };
-        let flusher = {
-            let l = listener.clone();
-            thread::spawn(move || l.flush(None))
-        };
-        // Makes it likely both wait for room when the gate opens (the
-        // result does not depend on it).
-        thread::sleep(Duration::from_millis(20));
-        log.set_gate(false);
-        let flushed = flusher.join().unwrap();
-        // Let the producer in if the barrier took the room (a get holds
-        // the barrier for the listener).
-        let _ = queue.get_nowait();
-        producer.join().unwrap().unwrap();
-        listener.stop().unwrap();
-        if flushed != Err(Error::NotRunning) {
-            return Err(format!("flush returned {flushed:?}, not NotRunning"));
-        }
-        Ok(())
-    });
-}
-
-/// An `enqueue_sentinel` whose put is still in progress when `start` joins
-/// the previous run (its loop had ended): the sentinel goes in after the
-/// join, so it is the new run's, and the new run ends at it. The join used
-/// to count it as left over from the old run, so the new run skipped it:
-/// the call had no effect, and the miscount could later leave a stop
-/// waiting for a sentinel that was gone (found by the concurrent property:
-/// a `ql_listener_free` that never returned).
-#[test]
-fn a_sentinel_put_during_a_restart_is_the_new_runs() {
-    bounded("sentinel put during a restart", || {
-        let queue = Arc::new(GatedSentinel::new(false));
-        let log = Arc::new(Log::default());
-        let q: Arc<dyn Queue<u64>> = queue.clone();
-        let listener = Arc::new(Listener::new(
-            q,
-            vec![Box::new(LogHandler(log.clone()))],
-            Hooks::default(),
-            false,
-        ));
-        listener.start().unwrap();
-        // The first run ends at its sentinel (its handlers' flush tells).
-        listener.enqueue_sentinel().unwrap();
-        if !log.wait_flushes(1, SETTLE_BOUND) {
-            return Err("the first run did not end at its sentinel".into());
-        }
-        // A second enqueue_sentinel counts its sentinel, then waits.
-        let slow = {
-            let l = listener.clone();
-            thread::Builder::new()
-                .name("gated".into())
-                .spawn(move || l.enqueue_sentinel())
-                .unwrap()
-        };
-        queue.wait_until(|s| s.at_gate);
-        // Joins the first run, then starts the second.
-        listener.start().unwrap();
-        queue.open();
-        slow.join().unwrap().unwrap();
-        // The second run ends at that sentinel.
-        let ended = log.wait_flushes(2, SETTLE_BOUND);
-        let stopped = listener.stop_timeout(Duration::from_secs(5));
-        if !ended {
-            return Err("the new run skipped the sentinel".into());
-        }
-        if stopped != Ok(()) {
-            return Err(format!("stop returned {stopped:?}"));
-        }
-        Ok(())
-    });
 }

@@ -8,111 +8,16 @@
 //! Every test runs under a watchdog, so a hang fails it instead of stalling
 //! the suite.
 
+mod common;
+
 use std::collections::HashSet;
-use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
+use common::{logging_listener as listener, watchdog, Log, WAIT_BOUND};
 use queue_listener::queue::GetError;
-use queue_listener::{ChannelQueue, Handler, Hooks, Listener, Queue};
-
-/// Runs `f` on its own thread; fails the test if it has not returned
-/// within `bound` (the thread is then left behind).
-fn watchdog(what: &str, bound: Duration, f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    let runner = thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(bound) {
-        Ok(()) => runner.join().expect("test body"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            // The body panicked: report its message.
-            if let Err(panic) = runner.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: still running after {bound:?}"),
-    }
-}
-
-/// What one listener's handler saw, with a gate that can hold it inside a
-/// record.
-#[derive(Default)]
-struct Seen {
-    state: Mutex<SeenState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct SeenState {
-    records: Vec<u64>,
-    /// Records are held (inside `handle`) while this is true.
-    gate: bool,
-    /// A record is inside `handle`, held at the gate.
-    inside: bool,
-    flushes: u64,
-}
-
-impl Seen {
-    fn lock(&self) -> MutexGuard<'_, SeenState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn set_gate(&self, closed: bool) {
-        self.lock().gate = closed;
-        self.changed.notify_all();
-    }
-
-    /// Waits until a record is held at the gate.
-    fn wait_inside(&self) {
-        let state = self.lock();
-        drop(
-            self.changed
-                .wait_while(state, |s| !s.inside)
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-    }
-
-    fn records(&self) -> Vec<u64> {
-        self.lock().records.clone()
-    }
-}
-
-struct SeenHandler(Arc<Seen>);
-
-impl Handler<u64> for SeenHandler {
-    fn level(&self) -> i32 {
-        0
-    }
-    fn handle(&self, record: &u64) -> Result<(), i32> {
-        let seen = &self.0;
-        let mut state = seen.lock();
-        state.inside = true;
-        seen.changed.notify_all();
-        state = seen
-            .changed
-            .wait_while(state, |s| s.gate)
-            .unwrap_or_else(PoisonError::into_inner);
-        state.inside = false;
-        state.records.push(*record);
-        Ok(())
-    }
-    fn flush(&self) {
-        self.0.lock().flushes += 1;
-    }
-}
-
-fn listener(queue: &Arc<ChannelQueue<u64>>, seen: &Arc<Seen>) -> Listener<u64> {
-    let q: Arc<dyn Queue<u64>> = queue.clone();
-    Listener::new(
-        q,
-        vec![Box::new(SeenHandler(seen.clone()))],
-        Hooks::default(),
-        false,
-    )
-}
+use queue_listener::ChannelQueue;
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -124,7 +29,7 @@ const BOUND: Duration = Duration::from_secs(60);
 fn a_sentinel_another_listener_takes_still_reaches_its_own() {
     watchdog("sentinel taken by another listener", BOUND, || {
         let queue = Arc::new(ChannelQueue::new(0).unwrap());
-        let (seen1, seen2) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+        let (seen1, seen2) = (Arc::new(Log::default()), Arc::new(Log::default()));
         let first = listener(&queue, &seen1);
         let second = listener(&queue, &seen2);
         first.enqueue_sentinel().unwrap();
@@ -134,7 +39,7 @@ fn a_sentinel_another_listener_takes_still_reaches_its_own() {
         // served, the second listener has taken all three.
         second.flush(None).unwrap();
         assert!(second.is_running(), "the other's sentinel ended its run");
-        assert_eq!(seen2.records(), vec![1]);
+        assert_eq!(seen2.seen(), vec![1]);
         assert_eq!(queue.len(), 0);
         second.stop().unwrap();
         // The first listener's run meets its sentinel first and ends;
@@ -142,10 +47,10 @@ fn a_sentinel_another_listener_takes_still_reaches_its_own() {
         queue.put(2).unwrap();
         first.start().unwrap();
         assert_eq!(first.stop_timeout(Duration::from_secs(20)), Ok(()));
-        assert_eq!(seen1.records(), Vec::<u64>::new());
+        assert_eq!(seen1.seen(), Vec::<u64>::new());
         first.start().unwrap();
         first.stop().unwrap();
-        assert_eq!(seen1.records(), vec![2]);
+        assert_eq!(seen1.seen(), vec![2]);
     });
 }
 
@@ -158,7 +63,7 @@ fn a_sentinel_another_listener_takes_still_reaches_its_own() {
 fn a_freed_listeners_sentinel_is_dropped_and_charged_to_nobody() {
     watchdog("freed listener's sentinel", BOUND, || {
         let queue = Arc::new(ChannelQueue::new(0).unwrap());
-        let seen = Arc::new(Seen::default());
+        let seen = Arc::new(Log::default());
         let first = listener(&queue, &seen);
         first.enqueue_sentinel().unwrap();
         drop(first);
@@ -170,17 +75,13 @@ fn a_freed_listeners_sentinel_is_dropped_and_charged_to_nobody() {
         second.start().unwrap();
         seen.set_gate(true);
         queue.put(1).unwrap();
-        seen.wait_inside();
+        assert!(seen.wait_len(1, WAIT_BOUND));
         // Its sentinel goes in behind record 1, and is skipped when reached.
         assert!(second.stop_timeout(Duration::from_millis(5)).is_err());
         seen.set_gate(false);
         queue.put(2).unwrap();
         second.stop().unwrap();
-        assert_eq!(
-            seen.records(),
-            vec![1, 2],
-            "record 2 was put before the stop"
-        );
+        assert_eq!(seen.seen(), vec![1, 2], "record 2 was put before the stop");
     });
 }
 
@@ -191,12 +92,12 @@ fn a_freed_listeners_sentinel_is_dropped_and_charged_to_nobody() {
 fn a_barrier_a_get_takes_still_completes_its_flush() {
     watchdog("barrier taken by a get", BOUND, || {
         let queue = Arc::new(ChannelQueue::new(0).unwrap());
-        let seen = Arc::new(Seen::default());
+        let seen = Arc::new(Log::default());
         let l = Arc::new(listener(&queue, &seen));
         l.start().unwrap();
         seen.set_gate(true);
         queue.put(1).unwrap();
-        seen.wait_inside();
+        assert!(seen.wait_len(1, WAIT_BOUND));
         let flusher = {
             let l = l.clone();
             thread::spawn(move || l.flush(None))
@@ -208,7 +109,7 @@ fn a_barrier_a_get_takes_still_completes_its_flush() {
         assert_eq!(queue.get_nowait(), Err(GetError::Empty));
         seen.set_gate(false);
         assert_eq!(flusher.join().unwrap(), Ok(()));
-        assert_eq!(seen.lock().flushes, 1);
+        assert_eq!(seen.flushes(), 1);
         l.stop().unwrap();
     });
 }
@@ -223,7 +124,7 @@ fn listeners_sharing_a_queue_stop_each_other_never() {
     watchdog("two listeners, one queue", BOUND, || {
         for capacity in [0, 8] {
             let queue = Arc::new(ChannelQueue::new(capacity).unwrap());
-            let (seen1, seen2) = (Arc::new(Seen::default()), Arc::new(Seen::default()));
+            let (seen1, seen2) = (Arc::new(Log::default()), Arc::new(Log::default()));
             let first = Arc::new(listener(&queue, &seen1));
             let second = Arc::new(listener(&queue, &seen2));
             let mut next = 0u64;
@@ -276,8 +177,8 @@ fn listeners_sharing_a_queue_stop_each_other_never() {
                 }
                 assert_eq!(queue.len(), 0, "round {round}: nothing is left");
             }
-            let mut all = seen1.records();
-            all.extend(seen2.records());
+            let mut all = seen1.seen();
+            all.extend(seen2.seen());
             let unique: HashSet<u64> = all.iter().copied().collect();
             assert_eq!(all.len(), next as usize, "capacity {capacity}");
             assert_eq!(unique.len(), all.len(), "each record once");
@@ -290,8 +191,8 @@ fn listeners_sharing_a_queue_stop_each_other_never() {
 #[test]
 fn a_sentinel_taken_by_a_sleeping_neighbour_wakes_its_listener() {
     watchdog("sleeping neighbour", BOUND, || {
-        let queue = Arc::new(ChannelQueue::new(0).unwrap());
-        let seen = Arc::new(Seen::default());
+        let queue = Arc::new(ChannelQueue::<u64>::new(0).unwrap());
+        let seen = Arc::new(Log::default());
         for _ in 0..200 {
             let first = listener(&queue, &seen);
             let second = listener(&queue, &seen);
