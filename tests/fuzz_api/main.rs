@@ -10,14 +10,16 @@
 //! replacing, writing NULL or failing; a failing handle hook; random
 //! levels; done / release / on_error counting), handlers that fail or call
 //! back into the library from the listener thread, the built-in handlers,
-//! every control call in any order with short timeouts, puts, logs, gets,
-//! NULL arguments, and the frees. A background producer sometimes logs
-//! onto one queue meanwhile. Not reached here (the C tests under `tests/c/`
-//! and the sinks' own tests cover them): structured records and context
-//! fields (`ql_log_fields`, `ql_logf*`, `ql_vlogf*`, `ql_log_src`,
-//! `ql_field_*`, `ql_context_*`), the file, `FILE *`, syslog and journald
-//! handlers, `ql_reopen_files`, `ql_listener_handler_stats` and
-//! `ql_listener_drain_at_exit`.
+//! every control call in any order with short timeouts, puts, logs (a
+//! third of them through `ql_log_src` with random fields, valid or not,
+//! and a source location; `ql_context_set` / `_remove` / `_clear` with
+//! valid and invalid fields), gets, NULL arguments, and the frees. A
+//! background producer sometimes logs onto one queue meanwhile. Not
+//! reached here (the C tests under `tests/c/` and the sinks' own tests
+//! cover them): the C-side helpers (`ql_log_fields`, `ql_logf*`,
+//! `ql_vlogf*`, `ql_field_*`, all thin over `ql_log_src`), the file,
+//! `FILE *`, syslog and journald handlers, `ql_reopen_files`,
+//! `ql_listener_handler_stats` and `ql_listener_drain_at_exit`.
 //!
 //! The sequence respects the documented contract (it tests the library, not
 //! undefined behaviour): nothing is called on a freed object,

@@ -30,7 +30,9 @@ use queue_listener::ffi::queue::{
     QL_QUEUE_MAX_CAPACITY,
 };
 use queue_listener::ffi::record::{
-    ql_level_name, ql_log, ql_log_user, ql_record_free, QL_LEVEL_ALL,
+    ql_context_clear, ql_context_remove, ql_context_set, ql_field, ql_field_value, ql_level_name,
+    ql_log, ql_log_src, ql_log_user, ql_record_free, ql_source, ql_str, QL_FIELD_BOOL,
+    QL_FIELD_DOUBLE, QL_FIELD_INT, QL_FIELD_STR, QL_FIELD_UINT, QL_LEVEL_ALL,
 };
 use queue_listener::ffi::{
     ql_status_str, ql_version, QL_ERR_ALREADY_STARTED, QL_ERR_EMPTY, QL_ERR_FULL, QL_ERR_INVALID,
@@ -887,13 +889,52 @@ impl Fuzzer {
             message.as_ptr().cast()
         };
         let passes = level >= threshold;
-        if passes && !null_message {
+        // One call in three carries fields, a source location, and changes
+        // the thread's context first (valid or not, as a program might).
+        let structured = self.rng.pct(33);
+        let fields = if structured {
+            Fields::random(&mut self.rng)
+        } else {
+            Fields::default()
+        };
+        if structured && self.rng.pct(30) {
+            self.op_context();
+        }
+        let refused = fields.refusal();
+        if passes && !null_message && refused.is_none() {
             lock(&w.logged).insert(id, qi);
         }
-        // SAFETY: a live queue; message valid for its length (or NULL).
+        let source = ql_source {
+            file: c"fz/ops.rs".as_ptr(),
+            line: 7,
+            func: c"op_log".as_ptr(),
+        };
+        let source_ptr: *const ql_source = if self.rng.pct(50) {
+            &source
+        } else {
+            ptr::null()
+        };
+        // SAFETY: a live queue; message valid for its length (or NULL);
+        // the fields and their strings live until the call returns.
         let got = handle
             .with(|p| unsafe {
-                if user {
+                if structured {
+                    ql_log_src(
+                        p,
+                        level,
+                        logger,
+                        source_ptr,
+                        fields.ptr(),
+                        fields.count,
+                        msg_ptr,
+                        message.len(),
+                        if user {
+                            id as usize as *mut c_void
+                        } else {
+                            ptr::null_mut()
+                        },
+                    )
+                } else if user {
                     ql_log_user(
                         p,
                         level,
@@ -911,6 +952,8 @@ impl Fuzzer {
             vec![QL_OK]
         } else if null_message {
             vec![QL_ERR_NULL]
+        } else if let Some(refusal) = refused {
+            vec![refusal]
         } else if capacity == 0 {
             vec![QL_OK]
         } else {
@@ -921,6 +964,29 @@ impl Fuzzer {
             got,
             &allowed,
         );
+    }
+
+    /// Changes the calling thread's context fields: sets one (valid or
+    /// not), removes one, or clears them; checks each status.
+    pub(crate) fn op_context(&mut self) {
+        match self.rng.below(4) {
+            0 | 1 => {
+                let f = Fields::random_one(&mut self.rng);
+                let want = f.refusal().unwrap_or(QL_OK);
+                // SAFETY: the field's strings live until the call returns.
+                let got = unsafe { ql_context_set(f.fields[0]) };
+                // A valid new key past QL_FIELDS_MAX context fields is
+                // refused too; the fuzzer keeps few keys, so never here.
+                self.expect("ql_context_set", got, &[want]);
+            }
+            2 => {
+                let key = self.rng.pick(&[c"k1", c"request_id", c"nope"]);
+                // SAFETY: a C string.
+                let got = unsafe { ql_context_remove(key.as_ptr()) };
+                self.expect("ql_context_remove", got, &[QL_OK, QL_ERR_EMPTY]);
+            }
+            _ => ql_context_clear(),
+        }
     }
 
     pub(crate) fn op_get(&mut self) {
@@ -1248,5 +1314,155 @@ impl Fuzzer {
             }
         });
         self.background = Some((stop, join));
+    }
+}
+
+/// Fields for a structured call, with the strings they point to.
+#[derive(Default)]
+pub(crate) struct Fields {
+    pub(crate) fields: Vec<ql_field>,
+    pub(crate) count: usize,
+    /// NULL `fields` with a nonzero count.
+    null_array: bool,
+    _keys: Vec<std::ffi::CString>,
+    _values: Vec<Vec<u8>>,
+}
+
+const KEYS: &[&str] = &[
+    "k1",
+    "request_id",
+    "a.b-c_9",
+    "message",
+    "_x",
+    "x1234567890123456789012345678901",
+    "",
+    "bad key",
+    "x12345678901234567890123456789012",
+    "é",
+];
+
+fn key_ok(key: &str) -> bool {
+    (1..=32).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
+impl Fields {
+    fn one(
+        rng: &mut Rng,
+        keys: &mut Vec<std::ffi::CString>,
+        values: &mut Vec<Vec<u8>>,
+    ) -> ql_field {
+        let key = if rng.pct(90) {
+            KEYS[rng.below(6) as usize]
+        } else {
+            KEYS[rng.below(KEYS.len() as u64) as usize]
+        };
+        let key = std::ffi::CString::new(key).unwrap();
+        let key_ptr = if rng.pct(2) {
+            ptr::null()
+        } else {
+            key.as_ptr()
+        };
+        keys.push(key);
+        let kind = if rng.pct(3) {
+            rng.pick(&[0, 6, -1, i32::MAX])
+        } else {
+            rng.pick(&[
+                QL_FIELD_STR,
+                QL_FIELD_INT,
+                QL_FIELD_UINT,
+                QL_FIELD_DOUBLE,
+                QL_FIELD_BOOL,
+            ])
+        };
+        let value = match kind {
+            QL_FIELD_STR => {
+                let len = rng.pick(&[0usize, 3, 40, 300]);
+                let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let ptr: *const c_char = if rng.pct(3) {
+                    ptr::null()
+                } else {
+                    bytes.as_ptr().cast()
+                };
+                values.push(bytes);
+                ql_field_value {
+                    s: ql_str { ptr, len },
+                }
+            }
+            QL_FIELD_DOUBLE => ql_field_value {
+                d: rng.pick(&[0.0, -0.0, 1e300, f64::NAN, f64::INFINITY]),
+            },
+            QL_FIELD_BOOL => ql_field_value { b: rng.pct(50) },
+            _ => ql_field_value { u: rng.next() },
+        };
+        ql_field {
+            key: key_ptr,
+            kind,
+            value,
+        }
+    }
+
+    pub(crate) fn random(rng: &mut Rng) -> Fields {
+        let count = rng.pick(&[0usize, 1, 3, 16, 17, 64, 65]);
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        let fields = (0..count)
+            .map(|_| Fields::one(rng, &mut keys, &mut values))
+            .collect();
+        Fields {
+            fields,
+            count,
+            null_array: count > 0 && rng.pct(2),
+            _keys: keys,
+            _values: values,
+        }
+    }
+
+    pub(crate) fn random_one(rng: &mut Rng) -> Fields {
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        let fields = vec![Fields::one(rng, &mut keys, &mut values)];
+        Fields {
+            fields,
+            count: 1,
+            null_array: false,
+            _keys: keys,
+            _values: values,
+        }
+    }
+
+    pub(crate) fn ptr(&self) -> *const ql_field {
+        if self.null_array || self.fields.is_empty() {
+            ptr::null()
+        } else {
+            self.fields.as_ptr()
+        }
+    }
+
+    /// The status the documentation gives for these fields, checked in the
+    /// documented order (after the level and the message): `None` when
+    /// they are fine.
+    pub(crate) fn refusal(&self) -> Option<i32> {
+        if self.null_array {
+            return Some(QL_ERR_NULL);
+        }
+        if self.count > 64 {
+            return Some(QL_ERR_INVALID);
+        }
+        // SAFETY: the union member read is the one `kind` names.
+        let null = self.fields.iter().any(|f| {
+            f.key.is_null()
+                || (f.kind == QL_FIELD_STR
+                    && unsafe { f.value.s.ptr.is_null() && f.value.s.len > 0 })
+        });
+        if null {
+            return Some(QL_ERR_NULL);
+        }
+        let bad = self.fields.iter().any(|f| {
+            !(QL_FIELD_STR..=QL_FIELD_BOOL).contains(&f.kind)
+                // SAFETY: a non-NULL key is one of the C strings above.
+                || !key_ok(unsafe { CStr::from_ptr(f.key) }.to_str().unwrap_or(""))
+        });
+        bad.then_some(QL_ERR_INVALID)
     }
 }
