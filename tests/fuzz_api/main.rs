@@ -26,10 +26,10 @@
 //! `ql_listener_free` runs with no other call on the listener in progress,
 //! vtable and hook contexts outlive their listener, a blocking put is only
 //! made where the policy bounds its wait, `ql_queue_get*` only drains a
-//! queue no listener is running on, and a queue has one listener at a time
-//! (a restriction from before sentinels and flush barriers were addressed to
-//! their listener; listeners sharing a queue are tested in
-//! `tests/shared_queue.rs`, and fuzzing them is planned in issue 11).
+//! queue no listener is running on. Listeners may share a queue: a new
+//! listener joins a queue that already has a live one in a third of the
+//! tries (sentinels and flush barriers are addressed to their listener;
+//! `tests/shared_queue.rs` tests the semantics of sharing in detail).
 //!
 //! Checked: no crash and no hang (a watchdog per sequence); every status is
 //! a known one and one the documentation allows for that call; NULL gives

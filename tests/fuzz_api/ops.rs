@@ -616,15 +616,18 @@ impl Fuzzer {
 
     pub(crate) fn op_new_listener_on_queue(&mut self) {
         let Some(qi) = self.live_queue() else { return };
-        // One listener at a time per queue (see the module doc: a
-        // restriction kept from before sentinels were addressed; shared
-        // queues are tested in tests/shared_queue.rs).
-        if self.queues[qi]
+        // Listeners may share a queue (sentinels and flush barriers are
+        // addressed to theirs): a second one joins a queue that has a live
+        // listener in a third of the tries.
+        let shared = self.queues[qi]
             .listeners
             .iter()
-            .any(|&li| self.listeners[li].is_some())
-        {
+            .any(|&li| self.listeners[li].is_some());
+        if shared && !self.rng.pct(33) {
             return;
+        }
+        if shared {
+            cover(C_SHARED);
         }
         self.new_listener(Some(qi), None);
     }
@@ -959,6 +962,9 @@ impl Fuzzer {
         } else {
             vec![QL_OK, QL_ERR_FULL, QL_ERR_TIMEOUT]
         };
+        if structured && got == QL_OK && passes {
+            cover(C_STRUCTURED);
+        }
         self.expect(
             &format!("ql_log(queue {qi}, level {level}, {} bytes)", message.len()),
             got,

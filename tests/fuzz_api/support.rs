@@ -88,7 +88,7 @@ pub(crate) fn no_unwind<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 
 /// What the sequences reached, summed over a run (printed at the end, so a
 /// fuzzer that stopped reaching the interesting paths shows).
-pub(crate) static COVER: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
+pub(crate) static COVER: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
 pub(crate) const C_LISTENERS: usize = 0;
 pub(crate) const C_STARTS: usize = 1;
 pub(crate) const C_HANDLED: usize = 2;
@@ -101,7 +101,9 @@ pub(crate) const C_REENTRY: usize = 8;
 pub(crate) const C_GOT_BACK: usize = 9;
 pub(crate) const C_REFUSED: usize = 10;
 pub(crate) const C_HEAP_CHECKS: usize = 11;
-pub(crate) const COVER_NAMES: [&str; 12] = [
+pub(crate) const C_SHARED: usize = 12;
+pub(crate) const C_STRUCTURED: usize = 13;
+pub(crate) const COVER_NAMES: [&str; 14] = [
     "listeners made",
     "starts",
     "records handled",
@@ -114,6 +116,8 @@ pub(crate) const COVER_NAMES: [&str; 12] = [
     "records taken back by get",
     "puts refused",
     "heap checks",
+    "listeners sharing a queue",
+    "structured logs queued",
 ];
 
 pub(crate) fn cover(what: usize) {
