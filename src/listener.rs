@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 pub use crate::output::SinkCounts;
 
+mod sentinels;
+use sentinels::{Sentinels, Taken};
+
 /// What one `dequeue` produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dequeued<R> {
@@ -394,18 +397,9 @@ struct Control {
     thread_done: bool,
     /// A stop is under way; ends dequeue-error backoff early.
     stop_requested: bool,
-    /// Sentinels put (or being put) for the current or next run, not yet
-    /// taken by a listener thread. Counted before the put, so the thread can
-    /// never take a sentinel the count does not know of yet.
-    pending_sentinels: usize,
-    /// Of `pending_sentinels`, those whose put has not returned yet. A join
-    /// leaves them pending: a put that completes after the join is for the
-    /// next run.
-    inflight_sentinels: usize,
-    /// Sentinels addressed to a run whose thread was joined before it took
-    /// them (its loop ended on an empty queue or a queue error). The next
-    /// run acknowledges and skips this many, so they cannot end it early.
-    stale_sentinels: usize,
+    /// Sentinels on their way, being put, or stale; and whether the loop
+    /// must run again after a join. Every change is one of its methods.
+    sentinels: Sentinels,
     /// The last run's loop ended on a queue error while a stop was waiting,
     /// so records may remain on the queue.
     ended_by_error: bool,
@@ -413,9 +407,6 @@ struct Control {
     panicked: bool,
     /// Flush markers this listener put and has not taken yet.
     markers: Vec<u64>,
-    /// A stop timed out while the loop was already ending: the next stop
-    /// that joins the thread runs the loop again for the records put since.
-    resume_after_join: bool,
 }
 
 struct Shared<R> {
@@ -528,13 +519,10 @@ impl<R: Send + 'static> Listener<R> {
                     loop_done: false,
                     thread_done: false,
                     stop_requested: false,
-                    pending_sentinels: 0,
-                    inflight_sentinels: 0,
-                    stale_sentinels: 0,
+                    sentinels: Sentinels::default(),
                     ended_by_error: false,
                     panicked: false,
                     markers: Vec::new(),
-                    resume_after_join: false,
                 }),
                 changed: Condvar::new(),
                 counters: Counters::default(),
@@ -566,8 +554,9 @@ impl<R: Send + 'static> Listener<R> {
                     // The thread has released the lock for the last time.
                     let _ = handle.join();
                     shared.absorb_vanished(&mut ctl);
-                    ctl.retire_sentinels();
-                    ctl.resume_after_join = false;
+                    // A resume asked for by a timed-out stop is moot: this
+                    // start runs the loop again anyway.
+                    let _ = ctl.sentinels.run_joined();
                     break;
                 }
                 Run::Running(handle) if ctl.loop_done => {
@@ -648,19 +637,16 @@ impl<R: Send + 'static> Listener<R> {
         }
         // Count it first: the thread may take it as soon as it is in.
         {
-            let mut ctl = shared.lock();
-            ctl.pending_sentinels += 1;
-            ctl.inflight_sentinels += 1;
+            shared.lock().sentinels.put_started();
         }
         let put = shared.hooks.enqueue_sentinel_on(&*shared.queue, shared.id);
         let mut ctl = shared.lock();
-        ctl.inflight_sentinels -= 1;
+        ctl.sentinels.put_returned(put == SentinelPut::Ok);
         let failed = match put {
             SentinelPut::Ok => return Ok(()),
             SentinelPut::Full => Error::Full,
             SentinelPut::Error => Error::Queue,
         };
-        ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
         // A stop counting on this sentinel must put its own.
         shared.changed.notify_all();
         Err(failed)
@@ -915,17 +901,13 @@ impl<R: Send + 'static> Shared<R> {
         'run: loop {
             // Put the sentinel, unless one is already on its way or the loop
             // has ended by itself (then a sentinel would be left behind).
-            while ctl.pending_sentinels == 0 && !ctl.loop_done {
+            while ctl.sentinels.none_pending() && !ctl.loop_done {
                 // Count it first: the thread may take it as soon as it is in.
-                ctl.pending_sentinels += 1;
-                ctl.inflight_sentinels += 1;
+                ctl.sentinels.put_started();
                 drop(ctl);
                 let put = shared.hooks.enqueue_sentinel_on(&*shared.queue, shared.id);
                 ctl = shared.lock();
-                ctl.inflight_sentinels -= 1;
-                if put != SentinelPut::Ok {
-                    ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
-                }
+                ctl.sentinels.put_returned(put == SentinelPut::Ok);
                 let failed = match put {
                     SentinelPut::Ok => {
                         ours = true;
@@ -950,14 +932,15 @@ impl<R: Send + 'static> Shared<R> {
                 return Err(failed);
             }
             if ctl.thread_done {
-                // The thread has done its work; it only has to return.
-                if ctl.resume_after_join && !ctl.panicked {
+                // The thread has done its work; it only has to return (the
+                // lock is held until the join, so the sentinels are settled
+                // as of the join).
+                shared.absorb_vanished(&mut ctl);
+                let resume = ctl.sentinels.run_joined();
+                if resume && !ctl.panicked {
                     // A timed-out stop let this run end under records put
                     // after it: run the loop again, until this stop's own
                     // sentinel.
-                    ctl.resume_after_join = false;
-                    shared.absorb_vanished(&mut ctl);
-                    ctl.retire_sentinels();
                     match self.spawn_run(&mut ctl) {
                         Ok(new) => {
                             let _ = std::mem::replace(&mut handle, new).join();
@@ -973,11 +956,8 @@ impl<R: Send + 'static> Shared<R> {
                         }
                     }
                 }
-                ctl.resume_after_join = false;
                 let joined = handle.join();
                 let panicked = joined.is_err() || ctl.panicked;
-                shared.absorb_vanished(&mut ctl);
-                ctl.retire_sentinels();
                 ctl.run = Run::Idle;
                 shared.changed.notify_all();
                 return if panicked {
@@ -1003,16 +983,11 @@ impl<R: Send + 'static> Shared<R> {
                     // put, if the thread has not reached it, is skipped
                     // when reached (the thread goes on with the records
                     // behind it), and a later stop puts its own.
-                    if ours && !ctl.loop_done && ctl.pending_sentinels > 0 {
-                        ctl.pending_sentinels -= 1;
-                        ctl.stale_sentinels += 1;
-                    }
                     // If the thread has already taken its sentinel it is
                     // ending: the next stop runs the loop again for the
                     // records put meanwhile.
-                    if ctl.loop_done {
-                        ctl.resume_after_join = true;
-                    }
+                    let loop_done = ctl.loop_done;
+                    ctl.sentinels.stop_timed_out(ours, loop_done);
                     ctl.stop_requested = false;
                     ctl.run = Run::Running(handle);
                     shared.changed.notify_all();
@@ -1056,30 +1031,13 @@ impl<R> Drop for Shared<R> {
     }
 }
 
-impl Control {
-    /// After a join: sentinels the joined thread never took can only end a
-    /// later run early, so the next run skips them.
-    /// Sentinels still being put (a concurrent `enqueue_sentinel`) stay
-    /// pending: they go in after the join, so they are the next run's.
-    fn retire_sentinels(&mut self) {
-        let settled = self
-            .pending_sentinels
-            .saturating_sub(self.inflight_sentinels);
-        self.stale_sentinels += settled;
-        self.pending_sentinels -= settled;
-    }
-}
-
 impl<R> Shared<R> {
     /// Sentinels the program took off the queue itself (its own get) no
-    /// longer count. A get takes the oldest first, and stale sentinels are
-    /// older than the pending ones, so stale ones go first.
+    /// longer count ([`Sentinels::vanished`]).
     fn absorb_vanished(&self, ctl: &mut Control) {
         let vanished = self.queue.take_vanished_sentinels(self.id);
         if vanished > 0 {
-            let from_stale = vanished.min(ctl.stale_sentinels);
-            ctl.stale_sentinels -= from_stale;
-            ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(vanished - from_stale);
+            ctl.sentinels.vanished(vanished);
         }
     }
 
@@ -1186,21 +1144,15 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                 }
             }
             Dequeued::Sentinel => {
-                let stale = {
+                let taken = {
                     let mut ctl = shared.lock();
                     shared.absorb_vanished(&mut ctl);
-                    if ctl.stale_sentinels > 0 {
-                        ctl.stale_sentinels -= 1;
-                        true
-                    } else {
-                        ctl.pending_sentinels = ctl.pending_sentinels.saturating_sub(1);
-                        false
-                    }
+                    ctl.sentinels.taken()
                 };
                 if shared.task_done {
                     shared.queue.task_done(None);
                 }
-                if !stale {
+                if taken == Taken::End {
                     break;
                 }
             }
