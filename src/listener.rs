@@ -381,32 +381,61 @@ impl Counters {
     }
 }
 
+/// Who holds the listener thread's join handle.
 enum Run {
+    /// No thread (never started, or joined).
     Idle,
+    /// A thread runs; nobody is stopping it.
     Running(JoinHandle<()>),
-    /// A thread is in `stop` and holds the join handle.
+    /// A thread is in `stop` and holds the join handle. While so, a
+    /// dequeue-error backoff ends early and the loop ends (the sentinel may
+    /// never come through).
     Stopping,
+}
+
+/// How far the current run's thread has got (the last run's, once joined;
+/// `Looping` before the first start). Only the thread moves it forward;
+/// [`Shared::spawn_run`] sets it back to `Looping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The monitor loop takes from the queue.
+    Looping,
+    /// The loop takes no more; the thread flushes the handlers.
+    /// `by_error`: it ended on a queue error while a stop was waiting, so
+    /// records may remain on the queue.
+    LoopEnded { by_error: bool },
+    /// The thread has finished all its work and is about to return (it
+    /// released the lock for the last time).
+    ThreadEnded { by_error: bool, panicked: bool },
+}
+
+impl Phase {
+    /// The loop will dequeue no more (the thread may still be flushing).
+    fn loop_ended(self) -> bool {
+        self != Phase::Looping
+    }
+
+    /// The thread has done all its work; a join returns at once.
+    fn thread_ended(self) -> bool {
+        matches!(self, Phase::ThreadEnded { .. })
+    }
 }
 
 struct Control {
     run: Run,
-    /// The current thread's monitor loop will dequeue no more (it may still
-    /// be flushing handlers).
-    loop_done: bool,
-    /// The current thread has finished all its work and is about to return.
-    thread_done: bool,
-    /// A stop is under way; ends dequeue-error backoff early.
-    stop_requested: bool,
+    thread: Phase,
     /// Sentinels on their way, being put, or stale; and whether the loop
     /// must run again after a join. Every change is one of its methods.
     sentinels: Sentinels,
-    /// The last run's loop ended on a queue error while a stop was waiting,
-    /// so records may remain on the queue.
-    ended_by_error: bool,
-    /// The last thread panicked.
-    panicked: bool,
     /// Flush markers this listener put and has not taken yet.
     markers: Vec<u64>,
+}
+
+impl Control {
+    /// A stop is under way (it holds the join handle).
+    fn stopping(&self) -> bool {
+        matches!(self.run, Run::Stopping)
+    }
 }
 
 struct Shared<R> {
@@ -516,12 +545,8 @@ impl<R: Send + 'static> Listener<R> {
                 respect_handler_level,
                 control: Mutex::new(Control {
                     run: Run::Idle,
-                    loop_done: false,
-                    thread_done: false,
-                    stop_requested: false,
+                    thread: Phase::Looping,
                     sentinels: Sentinels::default(),
-                    ended_by_error: false,
-                    panicked: false,
                     markers: Vec::new(),
                 }),
                 changed: Condvar::new(),
@@ -550,7 +575,7 @@ impl<R: Send + 'static> Listener<R> {
         loop {
             match std::mem::replace(&mut ctl.run, Run::Idle) {
                 Run::Idle => break,
-                Run::Running(handle) if ctl.thread_done => {
+                Run::Running(handle) if ctl.thread.thread_ended() => {
                     // The thread has released the lock for the last time.
                     let _ = handle.join();
                     shared.absorb_vanished(&mut ctl);
@@ -559,7 +584,7 @@ impl<R: Send + 'static> Listener<R> {
                     let _ = ctl.sentinels.run_joined();
                     break;
                 }
-                Run::Running(handle) if ctl.loop_done => {
+                Run::Running(handle) if ctl.thread.loop_ended() => {
                     // Ended by itself and still flushing: wait for it.
                     ctl.run = Run::Running(handle);
                     ctl = shared.wait(ctl, None).unwrap_or_else(|| shared.lock());
@@ -570,7 +595,6 @@ impl<R: Send + 'static> Listener<R> {
                 }
             }
         }
-        ctl.stop_requested = false;
         ctl.run = Run::Running(self.shared.spawn_run(&mut ctl)?);
         Ok(())
     }
@@ -743,7 +767,7 @@ impl<R: Send + 'static> Listener<R> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         {
             let ctl = shared.lock();
-            if matches!(ctl.run, Run::Idle) || ctl.loop_done {
+            if matches!(ctl.run, Run::Idle) || ctl.thread.loop_ended() {
                 return Err(Error::NotRunning);
             }
         }
@@ -762,7 +786,7 @@ impl<R: Send + 'static> Listener<R> {
                 Ok(()) => break,
                 Err(Error::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
                     let mut ctl = shared.lock();
-                    if matches!(ctl.run, Run::Idle) || ctl.loop_done {
+                    if matches!(ctl.run, Run::Idle) || ctl.thread.loop_ended() {
                         forget(&mut ctl);
                         return Err(Error::NotRunning);
                     }
@@ -775,7 +799,7 @@ impl<R: Send + 'static> Listener<R> {
         }
         let mut ctl = shared.lock();
         while ctl.markers.contains(&id) {
-            if ctl.loop_done {
+            if ctl.thread.loop_ended() {
                 // The loop ended before reaching the marker.
                 forget(&mut ctl);
                 return Err(Error::NotRunning);
@@ -861,10 +885,7 @@ impl<R> Shared<R> {
 impl<R: Send + 'static> Shared<R> {
     /// Resets the per-run state and spawns a listener thread for a new run.
     fn spawn_run(self: &Arc<Self>, ctl: &mut Control) -> Result<JoinHandle<()>, Error> {
-        ctl.loop_done = false;
-        ctl.thread_done = false;
-        ctl.ended_by_error = false;
-        ctl.panicked = false;
+        ctl.thread = Phase::Looping;
         let shared = Arc::clone(self);
         thread::Builder::new()
             .name("ql-listener".into())
@@ -894,14 +915,13 @@ impl<R: Send + 'static> Shared<R> {
             }
             ctl = shared.wait(ctl, deadline).ok_or(Error::Timeout)?;
         };
-        ctl.stop_requested = true;
         let mut backoff = Duration::from_micros(20);
         // Whether this call put the sentinel the thread will stop at.
         let mut ours = false;
         'run: loop {
             // Put the sentinel, unless one is already on its way or the loop
             // has ended by itself (then a sentinel would be left behind).
-            while ctl.sentinels.none_pending() && !ctl.loop_done {
+            while ctl.sentinels.none_pending() && !ctl.thread.loop_ended() {
                 // Count it first: the thread may take it as soon as it is in.
                 ctl.sentinels.put_started();
                 drop(ctl);
@@ -926,18 +946,17 @@ impl<R: Send + 'static> Shared<R> {
                         }
                     },
                 };
-                ctl.stop_requested = false;
                 ctl.run = Run::Running(handle);
                 shared.changed.notify_all();
                 return Err(failed);
             }
-            if ctl.thread_done {
+            if let Phase::ThreadEnded { by_error, panicked } = ctl.thread {
                 // The thread has done its work; it only has to return (the
                 // lock is held until the join, so the sentinels are settled
                 // as of the join).
                 shared.absorb_vanished(&mut ctl);
                 let resume = ctl.sentinels.run_joined();
-                if resume && !ctl.panicked {
+                if resume && !panicked {
                     // A timed-out stop let this run end under records put
                     // after it: run the loop again, until this stop's own
                     // sentinel.
@@ -950,19 +969,18 @@ impl<R: Send + 'static> Shared<R> {
                         Err(e) => {
                             let _ = handle.join();
                             ctl.run = Run::Idle;
-                            ctl.stop_requested = false;
                             shared.changed.notify_all();
                             return Err(e);
                         }
                     }
                 }
                 let joined = handle.join();
-                let panicked = joined.is_err() || ctl.panicked;
+                let panicked = joined.is_err() || panicked;
                 ctl.run = Run::Idle;
                 shared.changed.notify_all();
                 return if panicked {
                     Err(Error::Panicked)
-                } else if ctl.ended_by_error {
+                } else if by_error {
                     Err(Error::Queue)
                 } else {
                     Ok(())
@@ -976,7 +994,7 @@ impl<R: Send + 'static> Shared<R> {
                 Some(guard) => ctl = guard,
                 None => {
                     ctl = shared.lock();
-                    if ctl.thread_done {
+                    if ctl.thread.thread_ended() {
                         continue 'run;
                     }
                     // Left running and usable: the sentinel this call
@@ -986,9 +1004,8 @@ impl<R: Send + 'static> Shared<R> {
                     // If the thread has already taken its sentinel it is
                     // ending: the next stop runs the loop again for the
                     // records put meanwhile.
-                    let loop_done = ctl.loop_done;
-                    ctl.sentinels.stop_timed_out(ours, loop_done);
-                    ctl.stop_requested = false;
+                    let loop_ended = ctl.thread.loop_ended();
+                    ctl.sentinels.stop_timed_out(ours, loop_ended);
                     ctl.run = Run::Running(handle);
                     shared.changed.notify_all();
                     return Err(Error::Timeout);
@@ -1096,9 +1113,11 @@ struct ThreadEnd<'a, R> {
 impl<R> Drop for ThreadEnd<'_, R> {
     fn drop(&mut self) {
         let mut ctl = self.shared.lock();
-        ctl.loop_done = true;
-        ctl.thread_done = true;
-        ctl.panicked = thread::panicking();
+        let by_error = ctl.thread == Phase::LoopEnded { by_error: true };
+        ctl.thread = Phase::ThreadEnded {
+            by_error,
+            panicked: thread::panicking(),
+        };
         self.shared.changed.notify_all();
     }
 }
@@ -1111,6 +1130,8 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     crate::output::sys::block_write_signals_for_thread();
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
+    // The loop ended on a queue error while a stop was waiting.
+    let mut ended_by_error = false;
     // The slots the loop calls for every record, read once.
     let dequeue_hook = shared.hooks.dequeue.as_deref();
     let done_hook = shared.hooks.done.as_deref();
@@ -1170,12 +1191,12 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                 // Back off so a broken queue does not spin; a stop ends the
                 // loop, since the sentinel may never come through.
                 let ctl = shared.lock();
-                let (mut ctl, _) = shared
+                let (ctl, _) = shared
                     .changed
-                    .wait_timeout_while(ctl, backoff, |c| !c.stop_requested)
+                    .wait_timeout_while(ctl, backoff, |c| !c.stopping())
                     .unwrap_or_else(PoisonError::into_inner);
-                if ctl.stop_requested {
-                    ctl.ended_by_error = true;
+                if ctl.stopping() {
+                    ended_by_error = true;
                     break;
                 }
                 backoff = (backoff * 2).min(Duration::from_millis(100));
@@ -1187,7 +1208,9 @@ fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
         batch_end();
     }
     // No more dequeues from here on: a stop now needs no sentinel.
-    shared.lock().loop_done = true;
+    shared.lock().thread = Phase::LoopEnded {
+        by_error: ended_by_error,
+    };
     shared.changed.notify_all();
     shared.flush_handlers();
 }
