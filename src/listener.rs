@@ -893,6 +893,76 @@ impl<R: Send + 'static> Shared<R> {
             .map_err(|_| Error::Thread)
     }
 
+    /// Puts a stop's sentinel, unless one is already on its way or the loop
+    /// has ended by itself (then a sentinel would be left behind), retrying
+    /// while the queue is full until `deadline`. `Ok(true)` when this call
+    /// put one.
+    fn put_stop_sentinel<'a>(
+        &'a self,
+        mut ctl: MutexGuard<'a, Control>,
+        backoff: &mut Duration,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, Control>, Result<bool, Error>) {
+        while ctl.sentinels.none_pending() && !ctl.thread.loop_ended() {
+            // Count it first: the thread may take it as soon as it is in.
+            ctl.sentinels.put_started();
+            drop(ctl);
+            let put = self.hooks.enqueue_sentinel_on(&*self.queue, self.id);
+            ctl = self.lock();
+            ctl.sentinels.put_returned(put == SentinelPut::Ok);
+            match put {
+                SentinelPut::Ok => return (ctl, Ok(true)),
+                SentinelPut::Error => return (ctl, Err(Error::Queue)),
+                SentinelPut::Full => match self.wait_for(ctl, *backoff, deadline) {
+                    Some(guard) => {
+                        ctl = guard;
+                        *backoff = (*backoff * 2).min(Duration::from_millis(5));
+                    }
+                    None => return (self.lock(), Err(Error::Timeout)),
+                },
+            }
+        }
+        (ctl, Ok(false))
+    }
+
+    /// A stop found the run's thread ended (`by_error`, `panicked`: its
+    /// [`Phase::ThreadEnded`]): joins it, with the lock held throughout so
+    /// the sentinels are settled as of the join. When a timed-out stop
+    /// asked for it, runs the loop again instead (a new thread, until this
+    /// stop's own sentinel): the records put after that stop are handled.
+    fn join_ended_run(
+        self: &Arc<Self>,
+        ctl: &mut Control,
+        handle: JoinHandle<()>,
+        by_error: bool,
+        panicked: bool,
+    ) -> Joined {
+        self.absorb_vanished(ctl);
+        let resume = ctl.sentinels.run_joined();
+        if resume && !panicked {
+            let spawned = self.spawn_run(ctl);
+            let _ = handle.join();
+            return match spawned {
+                Ok(new) => Joined::Again(new),
+                Err(e) => {
+                    ctl.run = Run::Idle;
+                    self.changed.notify_all();
+                    Joined::Stopped(Err(e))
+                }
+            };
+        }
+        let panicked = handle.join().is_err() || panicked;
+        ctl.run = Run::Idle;
+        self.changed.notify_all();
+        Joined::Stopped(if panicked {
+            Err(Error::Panicked)
+        } else if by_error {
+            Err(Error::Queue)
+        } else {
+            Ok(())
+        })
+    }
+
     fn stop_until(self: &Arc<Self>, deadline: Option<Instant>) -> Result<(), Error> {
         let shared = &**self;
         if THIS_LISTENER.with(Cell::get) == self.id {
@@ -918,73 +988,26 @@ impl<R: Send + 'static> Shared<R> {
         let mut backoff = Duration::from_micros(20);
         // Whether this call put the sentinel the thread will stop at.
         let mut ours = false;
-        'run: loop {
-            // Put the sentinel, unless one is already on its way or the loop
-            // has ended by itself (then a sentinel would be left behind).
-            while ctl.sentinels.none_pending() && !ctl.thread.loop_ended() {
-                // Count it first: the thread may take it as soon as it is in.
-                ctl.sentinels.put_started();
-                drop(ctl);
-                let put = shared.hooks.enqueue_sentinel_on(&*shared.queue, shared.id);
-                ctl = shared.lock();
-                ctl.sentinels.put_returned(put == SentinelPut::Ok);
-                let failed = match put {
-                    SentinelPut::Ok => {
-                        ours = true;
-                        break;
-                    }
-                    SentinelPut::Error => Error::Queue,
-                    SentinelPut::Full => match shared.wait_for(ctl, backoff, deadline) {
-                        Some(guard) => {
-                            ctl = guard;
-                            backoff = (backoff * 2).min(Duration::from_millis(5));
-                            continue;
-                        }
-                        None => {
-                            ctl = shared.lock();
-                            Error::Timeout
-                        }
-                    },
-                };
-                ctl.run = Run::Running(handle);
-                shared.changed.notify_all();
-                return Err(failed);
+        loop {
+            let (guard, put) = self.put_stop_sentinel(ctl, &mut backoff, deadline);
+            ctl = guard;
+            match put {
+                Ok(put) => ours |= put,
+                Err(failed) => {
+                    ctl.run = Run::Running(handle);
+                    shared.changed.notify_all();
+                    return Err(failed);
+                }
             }
             if let Phase::ThreadEnded { by_error, panicked } = ctl.thread {
-                // The thread has done its work; it only has to return (the
-                // lock is held until the join, so the sentinels are settled
-                // as of the join).
-                shared.absorb_vanished(&mut ctl);
-                let resume = ctl.sentinels.run_joined();
-                if resume && !panicked {
-                    // A timed-out stop let this run end under records put
-                    // after it: run the loop again, until this stop's own
-                    // sentinel.
-                    match self.spawn_run(&mut ctl) {
-                        Ok(new) => {
-                            let _ = std::mem::replace(&mut handle, new).join();
-                            ours = false;
-                            continue 'run;
-                        }
-                        Err(e) => {
-                            let _ = handle.join();
-                            ctl.run = Run::Idle;
-                            shared.changed.notify_all();
-                            return Err(e);
-                        }
+                match self.join_ended_run(&mut ctl, handle, by_error, panicked) {
+                    Joined::Again(new) => {
+                        handle = new;
+                        ours = false;
+                        continue;
                     }
+                    Joined::Stopped(result) => return result,
                 }
-                let joined = handle.join();
-                let panicked = joined.is_err() || panicked;
-                ctl.run = Run::Idle;
-                shared.changed.notify_all();
-                return if panicked {
-                    Err(Error::Panicked)
-                } else if by_error {
-                    Err(Error::Queue)
-                } else {
-                    Ok(())
-                };
             }
             // Wait for the thread, looking again now and then: a sentinel
             // this stop counted on can vanish (a concurrent
@@ -995,7 +1018,7 @@ impl<R: Send + 'static> Shared<R> {
                 None => {
                     ctl = shared.lock();
                     if ctl.thread.thread_ended() {
-                        continue 'run;
+                        continue;
                     }
                     // Left running and usable: the sentinel this call
                     // put, if the thread has not reached it, is skipped
@@ -1102,6 +1125,14 @@ impl<R> Shared<R> {
         };
         self.wait(guard, Some(until)).or_else(|| Some(self.lock()))
     }
+}
+
+/// What [`Shared::join_ended_run`] did.
+enum Joined {
+    /// Started the loop again on this new thread: the stop goes on.
+    Again(JoinHandle<()>),
+    /// Joined the thread: the stop's result.
+    Stopped(Result<(), Error>),
 }
 
 /// Marks the thread as done when the monitor returns or unwinds, so a stop
