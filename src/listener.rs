@@ -419,6 +419,13 @@ impl Phase {
     fn thread_ended(self) -> bool {
         matches!(self, Phase::ThreadEnded { .. })
     }
+
+    /// The phase once the thread returns or unwinds (`panicked`) from
+    /// this one. A loop that never ended (a panic in it) ended by no error.
+    fn at_thread_end(self, panicked: bool) -> Phase {
+        let by_error = self == Phase::LoopEnded { by_error: true };
+        Phase::ThreadEnded { by_error, panicked }
+    }
 }
 
 struct Control {
@@ -1144,11 +1151,7 @@ struct ThreadEnd<'a, R> {
 impl<R> Drop for ThreadEnd<'_, R> {
     fn drop(&mut self) {
         let mut ctl = self.shared.lock();
-        let by_error = ctl.thread == Phase::LoopEnded { by_error: true };
-        ctl.thread = Phase::ThreadEnded {
-            by_error,
-            panicked: thread::panicking(),
-        };
+        ctl.thread = ctl.thread.at_thread_end(thread::panicking());
         self.shared.changed.notify_all();
     }
 }
@@ -1317,5 +1320,81 @@ impl<R> Shared<R> {
         Counters::bump(&self.counters.handler_errors);
         Counters::bump(&self.handler_counters[index].errors);
         self.hooks.error(Stage::Handler(index), Some(record), code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phase::{self, *};
+
+    #[test]
+    fn a_run_ends_in_phases() {
+        // (phase, loop_ended, thread_ended, panicked, at_thread_end(panicked))
+        let rows: &[(Phase, bool, bool, bool, Phase)] = &[
+            (
+                Looping,
+                false,
+                false,
+                false,
+                ThreadEnded {
+                    by_error: false,
+                    panicked: false,
+                },
+            ),
+            (
+                Looping,
+                false,
+                false,
+                true,
+                ThreadEnded {
+                    by_error: false,
+                    panicked: true,
+                },
+            ),
+            (
+                LoopEnded { by_error: false },
+                true,
+                false,
+                false,
+                ThreadEnded {
+                    by_error: false,
+                    panicked: false,
+                },
+            ),
+            (
+                LoopEnded { by_error: true },
+                true,
+                false,
+                false,
+                ThreadEnded {
+                    by_error: true,
+                    panicked: false,
+                },
+            ),
+            (
+                LoopEnded { by_error: true },
+                true,
+                false,
+                true,
+                ThreadEnded {
+                    by_error: true,
+                    panicked: true,
+                },
+            ),
+        ];
+        for &(phase, loop_ended, thread_ended, panicked, end) in rows {
+            assert_eq!(phase.loop_ended(), loop_ended, "{phase:?}");
+            assert_eq!(phase.thread_ended(), thread_ended, "{phase:?}");
+            assert_eq!(
+                phase.at_thread_end(panicked),
+                end,
+                "{phase:?}, panicked {panicked}"
+            );
+        }
+        let ended = ThreadEnded {
+            by_error: true,
+            panicked: true,
+        };
+        assert!(ended.loop_ended() && ended.thread_ended());
     }
 }
