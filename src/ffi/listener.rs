@@ -546,7 +546,7 @@ unsafe fn new_listener(
     listener_out: *mut *mut ql_listener,
 ) -> ql_status {
     let out = try_out!(listener_out);
-    super::process::install();
+    crate::process::install();
     let handlers: &[ql_handler] = match handler_count {
         0 => &[],
         n => {

@@ -163,7 +163,7 @@ pub(crate) use refuse_inherited;
 pub unsafe extern "C" fn ql_queue_new(capacity: usize, queue_out: *mut *mut ql_queue) -> ql_status {
     boundary(|| {
         let out = try_out!(queue_out);
-        super::process::install();
+        crate::process::install();
         let Some(inner) = LogQueue::new(capacity, QL_LEVEL_ALL) else {
             return QL_ERR_INVALID;
         };
@@ -198,7 +198,7 @@ pub unsafe extern "C" fn ql_queue_new_with_options(
             Err(status) => return status,
         };
         let out = try_out!(queue_out);
-        super::process::install();
+        crate::process::install();
         let overflow = match options.overflow {
             QL_OVERFLOW_BLOCK => Overflow::Block,
             QL_OVERFLOW_BLOCK_TIMEOUT => {
