@@ -1101,9 +1101,41 @@ impl Sender {
             }
             Some(Link::Tls(mut tls, mut sock)) => {
                 tls.send_close_notify();
-                let _ = tls.write_tls(&mut sock);
+                let deadline = Instant::now() + Duration::from_millis(500);
+                while tls.wants_write() && Instant::now() < deadline {
+                    match tls.write_tls(&mut sock) {
+                        Ok(_) => {}
+                        Err(e) if would_block(&e) => {}
+                        Err(_) => break,
+                    }
+                }
+                linger(&mut sock, deadline);
+            }
+            Some(Link::Tcp(mut sock)) => {
+                linger(&mut sock, Instant::now() + Duration::from_millis(500))
             }
             _ => {}
+        }
+    }
+}
+
+/// Closes a stream without losing what the collector has not read yet:
+/// closing a socket that holds unread input (a TLS 1.3 server's session
+/// tickets, sent after the handshake and never read) sends a reset instead
+/// of a FIN, and a reset makes the collector's kernel throw away what it
+/// had received and not yet handed to the collector: the last records,
+/// counted written. So: shut down our side (FIN after all our data), then
+/// read and discard until the collector closes its side, an error, or
+/// `deadline`.
+fn linger(sock: &mut TcpStream, deadline: Instant) {
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    while Instant::now() < deadline {
+        match sock.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if would_block(&e) => {}
+            Err(_) => break,
         }
     }
 }
