@@ -4,7 +4,9 @@
 //!
 //! * the engine, in safe Rust: [`listener`] holds the listener state machine
 //!   and the monitor loop (the whole life of a record), [`queue`] the
-//!   built-in bounded/unbounded queue, [`output`] the output layer of the
+//!   built-in bounded/unbounded queue, [`log_queue`] the queue `ql_queue`
+//!   wraps (its record pool, level and fork generation), `process` the
+//!   exit registry and `fork()` handlers, [`output`] the output layer of the
 //!   built-in sinks (formatting, exact accounting, files and rotation);
 //! * [`ffi`], the C ABI: pointer conversion, NULL checks, status codes and
 //!   the panic boundary, and nothing else.
@@ -17,7 +19,9 @@
 pub mod ffi;
 pub mod fields;
 pub mod listener;
+pub mod log_queue;
 pub mod output;
+mod process;
 pub mod queue;
 pub mod record;
 

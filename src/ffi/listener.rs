@@ -6,7 +6,6 @@ use std::slice;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::record::Entry;
 use super::{
     boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
     status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,
@@ -19,6 +18,7 @@ use crate::listener::{
     DequeueHook, Dequeued, EnqueueSentinelHook, Error, HandleHook, Handler, Hooks, Listener,
     OnErrorHook, PrepareHook, Queue, SentinelPut, SinkCounts, Stage, TakeBackHook,
 };
+use crate::log_queue::{done_hook, DoneFn, Entry};
 use crate::record::RecordPool;
 
 /// The "queue-like object" of a listener: the program's own queue, as
@@ -429,28 +429,18 @@ fn c_hooks(hooks: ql_hooks, pool: Option<Arc<RecordPool>>) -> Hooks<Entry> {
                 // SAFETY: as in `call_dequeue`.
                 Some(record.with_ptr(|p| unsafe { f(ctx.get(), p) }))
             }),
-            None => Box::new(|record: &Entry| match record {
-                Entry::Log(record) => Some(record.level),
-                // A program pointer of unknown level goes to every handler.
-                Entry::Ptr(_) => None,
-            }),
+            None => Box::new(Entry::level),
         }),
         release: release.map(|f| -> TakeBackHook<Entry> {
             Box::new(move |prepared| call_release(f, ctx, prepared))
         }),
-        done: match (hooks.done, pool) {
-            (None, None) => None,
-            (done, pool) => Some(Box::new(move |record: Entry| {
-                if let Some(f) = done {
-                    // SAFETY: as in `call_dequeue`.
-                    record.with_ptr(|p| unsafe { f(ctx.get(), p) })
-                }
-                // A built-in record goes back to its queue's pool for reuse.
-                if let (Entry::Log(record), Some(pool)) = (record, &pool) {
-                    pool.recycle(record);
-                }
-            })),
-        },
+        done: done_hook(
+            hooks.done.map(|f| -> DoneFn {
+                // SAFETY: as in `call_dequeue`.
+                Box::new(move |record| record.with_ptr(|p| unsafe { f(ctx.get(), p) }))
+            }),
+            pool,
+        ),
         on_error: hooks.on_error.map(|f| -> OnErrorHook<Entry> {
             Box::new(move |stage, record, code| {
                 let (stage, index) = match stage {
@@ -556,7 +546,7 @@ unsafe fn new_listener(
     listener_out: *mut *mut ql_listener,
 ) -> ql_status {
     let out = try_out!(listener_out);
-    super::process::install();
+    crate::process::install();
     let handlers: &[ql_handler] = match handler_count {
         0 => &[],
         n => {
@@ -681,12 +671,12 @@ pub unsafe extern "C" fn ql_listener_new_with_queue(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
-        if queue.is_inherited() {
+        if queue.inner.is_inherited() {
             return super::QL_ERR_FORKED;
         }
         let parts = QueueParts {
-            queue: Arc::clone(&queue.inner) as Arc<dyn Queue<Entry>>,
-            pool: Some(Arc::clone(&queue.pool)),
+            queue: Arc::clone(queue.inner.queue()) as Arc<dyn Queue<Entry>>,
+            pool: Some(Arc::clone(queue.inner.pool())),
             has_dequeue: true,
             has_enqueue_sentinel: true,
             knows_levels: true,

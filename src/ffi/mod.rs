@@ -4,7 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
-use std::ffi::{c_char, c_void};
+use std::ffi::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub mod handlers;
@@ -18,19 +18,8 @@ pub mod syslog;
 
 pub use status::*;
 
-/// A record as the C side sees it: an opaque pointer the program owns.
-///
-/// The library never reads or frees what it points to; it only moves the
-/// pointer from the queue to the hooks and handlers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawRecord(pub *mut c_void);
-
-// SAFETY: the pointer is moved between threads, never dereferenced by the
-// library. The C API's documentation makes the program responsible for
-// records being usable from the listener thread.
-unsafe impl Send for RawRecord {}
-// SAFETY: as above; `&RawRecord` only gives out the pointer value.
-unsafe impl Sync for RawRecord {}
+/// A program's record pointer (the engine's, in [`crate::log_queue`]).
+pub use crate::log_queue::RawRecord;
 
 /// Set by `ql_debug_panic_next_call`: the next boundary panics.
 static PANIC_NEXT: AtomicBool = AtomicBool::new(false);

@@ -1,102 +1,10 @@
-//! The process around the listeners: draining at `exit()`, and `fork()`.
-//!
-//! - `ql_listener_drain_at_exit` registers a listener; an `atexit` handler
-//!   stops every registered listener that still exists, within the largest
-//!   bound given, so records queued before `exit()` are handled.
-//! - `pthread_atfork` handlers keep the registry's lock consistent across
-//!   `fork()` and, in the child, mark every existing listener and queue as
-//!   inherited (see `QL_ERR_FORKED`).
+//! `ql_listener_drain_at_exit`: the C door to the exit registry
+//! (`crate::process`, which also keeps the `fork()` handlers).
 
-use std::cell::UnsafeCell;
-use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::listener::ql_listener;
 use super::{boundary, ql_status, try_ref, QL_OK};
-use crate::listener::{note_fork_in_child, Stopper};
-
-/// Listeners to stop at exit, with their bounds, behind a pthread mutex:
-/// unlike a std mutex it can be held across `fork()` by the atfork handlers.
-struct Registry {
-    lock: UnsafeCell<libc::pthread_mutex_t>,
-    entries: UnsafeCell<Vec<(Stopper, Duration)>>,
-}
-
-// SAFETY: `entries` is only touched with `lock` held.
-unsafe impl Sync for Registry {}
-
-static REGISTRY: Registry = Registry {
-    lock: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
-    entries: UnsafeCell::new(Vec::new()),
-};
-
-impl Registry {
-    fn lock(&self) {
-        // SAFETY: a valid, statically initialized mutex.
-        unsafe { libc::pthread_mutex_lock(self.lock.get()) };
-    }
-
-    fn unlock(&self) {
-        // SAFETY: as above, locked by this thread.
-        unsafe { libc::pthread_mutex_unlock(self.lock.get()) };
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut Vec<(Stopper, Duration)>) -> T) -> T {
-        self.lock();
-        // SAFETY: the lock is held.
-        let out = f(unsafe { &mut *self.entries.get() });
-        self.unlock();
-        out
-    }
-}
-
-extern "C" fn before_fork() {
-    REGISTRY.lock();
-}
-
-extern "C" fn after_fork_in_parent() {
-    REGISTRY.unlock();
-}
-
-extern "C" fn after_fork_in_child() {
-    note_fork_in_child();
-    REGISTRY.unlock();
-}
-
-extern "C" fn at_exit() {
-    let _ = std::panic::catch_unwind(|| {
-        let entries = REGISTRY.with(std::mem::take);
-        let longest = entries.iter().map(|(_, d)| *d).max().unwrap_or_default();
-        let deadline = Instant::now().checked_add(longest);
-        for (stopper, _) in &entries {
-            let left = deadline.map_or(longest, |d| d.saturating_duration_since(Instant::now()));
-            // A timeout or an error leaves that listener as it is: exit goes on.
-            let _ = stopper.stop_within(left);
-        }
-        // Stoppers hold only weak references; dropping them frees nothing
-        // the program still uses.
-        drop(entries);
-    });
-}
-
-static INSTALL: Once = Once::new();
-
-/// Installs the fork handlers and the exit handler, once per process.
-/// Called by every constructor, so a process that forks has them.
-pub(crate) fn install() {
-    INSTALL.call_once(|| {
-        // SAFETY: plain registrations of `extern "C"` functions that live
-        // for the whole program.
-        unsafe {
-            libc::pthread_atfork(
-                Some(before_fork),
-                Some(after_fork_in_parent),
-                Some(after_fork_in_child),
-            );
-            libc::atexit(at_exit);
-        }
-    });
-}
 
 /// Opts a listener in to draining at exit: when the program calls `exit()`
 /// (or returns from `main`) while the listener still runs, an `atexit`
@@ -121,9 +29,7 @@ pub unsafe extern "C" fn ql_listener_drain_at_exit(
 ) -> ql_status {
     boundary(|| {
         let listener = try_ref!(listener);
-        install();
-        let stopper = listener.inner.stopper();
-        REGISTRY.with(|entries| entries.push((stopper, Duration::from_millis(timeout_ms))));
+        crate::process::drain_at_exit(listener.inner.stopper(), Duration::from_millis(timeout_ms));
         QL_OK
     })
 }

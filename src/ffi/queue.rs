@@ -1,18 +1,15 @@
 //! `ql_queue`: the built-in queue, for C.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::record::{hand_out, Entry, QL_LEVEL_ALL, QL_LEVEL_WARNING};
+use super::record::{hand_out, QL_LEVEL_ALL};
 use super::{
     boundary, ql_status, status_of_get, status_of_put, try_out, try_ref, RawRecord, QL_ERR_INVALID,
     QL_OK,
 };
-use crate::listener::fork_generation;
-use crate::queue::{ChannelQueue, GetError, Options, Overflow};
-use crate::record::{LogRecord, RecordPool};
+use crate::log_queue::{Entry, LogOptions, LogQueue, OnDropFn};
+use crate::queue::{GetError, Overflow};
 
 /// What a put does when a bounded queue is full (`ql_queue_options`).
 pub type ql_overflow = i32;
@@ -135,48 +132,15 @@ const _: () = assert!(QL_QUEUE_MAX_CAPACITY == crate::queue::MAX_CAPACITY);
 /// All `ql_queue_*` functions may be called from any thread at once, except
 /// `ql_queue_free`, which must be the program's last use of its pointer.
 pub struct ql_queue {
-    pub(crate) inner: Arc<ChannelQueue<Entry>>,
-    /// Spare built-in records, shared with the listeners on this queue.
-    pub(crate) pool: Arc<RecordPool>,
-    /// The threshold of `ql_log`: records below it are skipped.
-    level: AtomicI32,
-    /// The fork generation it was made in (see `QL_ERR_FORKED`).
-    generation: u64,
-}
-
-impl ql_queue {
-    fn new(inner: ChannelQueue<Entry>, level: i32) -> ql_queue {
-        // Enough spares for a full queue, plus the records in handlers.
-        let keep = match inner.capacity() {
-            0 => 8192,
-            capacity => capacity.min(1 << 16) + 64,
-        };
-        ql_queue {
-            inner: Arc::new(inner),
-            pool: Arc::new(RecordPool::new(keep)),
-            level: AtomicI32::new(level),
-            generation: fork_generation(),
-        }
-    }
-
-    /// True in a `fork` child for a queue the parent made.
-    #[inline]
-    pub(crate) fn is_inherited(&self) -> bool {
-        self.generation != fork_generation()
-    }
-
-    /// True when a record at `level` passes the threshold.
-    #[inline]
-    pub(crate) fn enabled(&self, level: i32) -> bool {
-        level >= self.level.load(Ordering::Relaxed)
-    }
+    /// The engine's queue: channel, record pool, level, fork generation.
+    pub(crate) inner: LogQueue,
 }
 
 /// Returns `QL_ERR_FORKED` from the enclosing function for a queue
 /// inherited across `fork`.
 macro_rules! refuse_inherited {
     ($queue:expr) => {
-        if $queue.is_inherited() {
+        if $queue.inner.is_inherited() {
             return $crate::ffi::QL_ERR_FORKED;
         }
     };
@@ -199,11 +163,11 @@ pub(crate) use refuse_inherited;
 pub unsafe extern "C" fn ql_queue_new(capacity: usize, queue_out: *mut *mut ql_queue) -> ql_status {
     boundary(|| {
         let out = try_out!(queue_out);
-        super::process::install();
-        let Some(queue) = ChannelQueue::new(capacity) else {
+        crate::process::install();
+        let Some(inner) = LogQueue::new(capacity, QL_LEVEL_ALL) else {
             return QL_ERR_INVALID;
         };
-        *out = Box::into_raw(Box::new(ql_queue::new(queue, QL_LEVEL_ALL)));
+        *out = Box::into_raw(Box::new(ql_queue { inner }));
         QL_OK
     })
 }
@@ -234,7 +198,7 @@ pub unsafe extern "C" fn ql_queue_new_with_options(
             Err(status) => return status,
         };
         let out = try_out!(queue_out);
-        super::process::install();
+        crate::process::install();
         let overflow = match options.overflow {
             QL_OVERFLOW_BLOCK => Overflow::Block,
             QL_OVERFLOW_BLOCK_TIMEOUT => {
@@ -244,37 +208,23 @@ pub unsafe extern "C" fn ql_queue_new_with_options(
             QL_OVERFLOW_DROP_OLDEST => Overflow::DropOldest,
             _ => return QL_ERR_INVALID,
         };
-        let on_drop = options.on_drop.map(|f| OnDrop {
-            ctx: options.drop_ctx,
-            f,
+        let on_drop = options.on_drop.map(|f| {
+            let on_drop = OnDrop {
+                ctx: options.drop_ctx,
+                f,
+            };
+            Box::new(move |record: RawRecord| on_drop.call(record)) as OnDropFn
         });
-        let evicted = on_drop.map(|on_drop| {
-            Box::new(move |entry: Entry| {
-                if let Entry::Ptr(record) = entry {
-                    on_drop.call(record);
-                }
-            }) as crate::queue::EvictFn<Entry>
-        });
-        let report = options.report_drops.then(|| {
-            Box::new(|n: u64| {
-                let message = format!("{n} records dropped");
-                Entry::Log(Box::new(LogRecord::new(
-                    QL_LEVEL_WARNING,
-                    b"queue_listener",
-                    message.as_bytes(),
-                    0,
-                )))
-            }) as crate::queue::ReportFn<Entry>
-        });
-        let Some(queue) = ChannelQueue::with_options(Options {
+        let Some(inner) = LogQueue::with_options(LogOptions {
             capacity: options.capacity,
             overflow,
-            evicted,
-            report,
+            on_drop,
+            report_drops: options.report_drops,
+            level: options.level,
         }) else {
             return QL_ERR_INVALID;
         };
-        *out = Box::into_raw(Box::new(ql_queue::new(queue, options.level)));
+        *out = Box::into_raw(Box::new(ql_queue { inner }));
         QL_OK
     })
 }
@@ -290,7 +240,7 @@ pub unsafe extern "C" fn ql_queue_new_with_options(
 #[no_mangle]
 pub unsafe extern "C" fn ql_queue_set_level(queue: *const ql_queue, level: i32) -> ql_status {
     boundary(|| {
-        try_ref!(queue).level.store(level, Ordering::Relaxed);
+        try_ref!(queue).inner.set_level(level);
         QL_OK
     })
 }
@@ -307,7 +257,7 @@ pub unsafe extern "C" fn ql_queue_enabled(queue: *const ql_queue, level: i32) ->
     boundary(|| {
         // SAFETY: the caller's promise.
         // An inherited queue says yes, so that ql_log reports QL_ERR_FORKED.
-        unsafe { queue.as_ref() }.is_some_and(|q| q.is_inherited() || q.enabled(level))
+        unsafe { queue.as_ref() }.is_some_and(|q| q.inner.is_inherited() || q.inner.enabled(level))
     })
 }
 
@@ -338,7 +288,7 @@ pub unsafe extern "C" fn ql_queue_free(queue: *mut ql_queue) {
             // SAFETY: `queue` came from `Box::into_raw` in `ql_queue_new`
             // and is freed once (the caller's promise).
             let queue = unsafe { Box::from_raw(queue) };
-            if queue.is_inherited() {
+            if queue.inner.is_inherited() {
                 // The parent's: freeing it could wait on locks held by
                 // threads that do not exist in this process.
                 std::mem::forget(queue);
@@ -367,7 +317,7 @@ pub unsafe extern "C" fn ql_queue_put(queue: *const ql_queue, record: *mut c_voi
     boundary(|| {
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
-        status_of_put(queue.inner.offer(Entry::Ptr(RawRecord(record))))
+        status_of_put(queue.inner.queue().offer(Entry::Ptr(RawRecord(record))))
     })
 }
 
@@ -385,7 +335,12 @@ pub unsafe extern "C" fn ql_queue_put_nowait(
     boundary(|| {
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
-        status_of_put(queue.inner.put_nowait(Entry::Ptr(RawRecord(record))))
+        status_of_put(
+            queue
+                .inner
+                .queue()
+                .put_nowait(Entry::Ptr(RawRecord(record))),
+        )
     })
 }
 
@@ -409,6 +364,7 @@ pub unsafe extern "C" fn ql_queue_put_timeout(
         status_of_put(
             queue
                 .inner
+                .queue()
                 .put_timeout(Entry::Ptr(RawRecord(record)), timeout),
         )
     })
@@ -451,7 +407,7 @@ pub unsafe extern "C" fn ql_queue_get(
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
         let out = try_out!(record_out);
-        get_into(queue.inner.get(), out)
+        get_into(queue.inner.queue().get(), out)
     })
 }
 
@@ -469,7 +425,7 @@ pub unsafe extern "C" fn ql_queue_get_nowait(
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
         let out = try_out!(record_out);
-        get_into(queue.inner.get_nowait(), out)
+        get_into(queue.inner.queue().get_nowait(), out)
     })
 }
 
@@ -489,7 +445,10 @@ pub unsafe extern "C" fn ql_queue_get_timeout(
         refuse_inherited!(queue);
         let out = try_out!(record_out);
         get_into(
-            queue.inner.get_timeout(Duration::from_millis(timeout_ms)),
+            queue
+                .inner
+                .queue()
+                .get_timeout(Duration::from_millis(timeout_ms)),
             out,
         )
     })
@@ -507,7 +466,7 @@ pub unsafe extern "C" fn ql_queue_len(queue: *const ql_queue, len_out: *mut usiz
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
         let out = try_out!(len_out);
-        *out = queue.inner.len();
+        *out = queue.inner.queue().len();
         QL_OK
     })
 }

@@ -6,11 +6,11 @@ use std::slice;
 
 use super::queue::ql_queue;
 use super::{
-    boundary, ql_status, try_ref, RawRecord, QL_ERR_EMPTY, QL_ERR_INVALID, QL_ERR_NULL,
-    QL_ERR_UNSUPPORTED, QL_OK,
+    boundary, ql_status, try_ref, QL_ERR_EMPTY, QL_ERR_INVALID, QL_ERR_NULL, QL_ERR_UNSUPPORTED,
+    QL_OK,
 };
 use crate::fields::{Field, FieldError, FieldList, Value};
-use crate::queue::PutError;
+use crate::log_queue::Entry;
 use crate::record::{level_name, LogRecord, Source};
 
 /// Python's level NOTSET (0): a handler at this level gets every record.
@@ -302,17 +302,6 @@ fn field_view(record: &LogRecord, i: usize) -> ql_field {
     }
 }
 
-/// What the built-in queue carries: a program's pointer, or a built-in
-/// record the library owns.
-///
-/// A built-in record is boxed, so an entry is two words and a queue of
-/// program pointers moves no more than it needs; the boxes are recycled
-/// through the queue's [`crate::record::RecordPool`].
-pub(crate) enum Entry {
-    Ptr(RawRecord),
-    Log(Box<LogRecord>),
-}
-
 pub(crate) fn view_of(record: &LogRecord, fields: &[ql_field]) -> ql_record {
     ql_record {
         level: record.level,
@@ -337,6 +326,7 @@ pub(crate) fn view_of(record: &LogRecord, fields: &[ql_field]) -> ql_record {
     }
 }
 
+// The C view of the engine's item type (`crate::log_queue::Entry`).
 impl Entry {
     /// Calls `f` with the pointer C code sees for this entry: the program's
     /// own pointer, or a `ql_record` view that lives for the call.
@@ -578,7 +568,7 @@ pub unsafe extern "C" fn ql_log_src(
 ) -> ql_status {
     boundary(|| {
         let queue = try_ref!(queue);
-        if !queue.enabled(level) {
+        if !queue.inner.enabled(level) {
             return QL_OK;
         }
         super::queue::refuse_inherited!(queue);
@@ -616,20 +606,14 @@ pub unsafe extern "C" fn ql_log_src(
         };
         // SAFETY: the caller's promise.
         let logger = unsafe { c_str(logger) };
-        let record = queue
-            .pool
-            .make_with(level, logger, message, user as usize, &source, &fields);
-        match queue.inner.offer(Entry::Log(record)) {
-            Ok(()) => QL_OK,
-            Err(refused) => {
-                queue.inner.count_drop();
-                super::status_of_put::<()>(Err(match refused {
-                    PutError::Full(_) => PutError::Full(()),
-                    PutError::Timeout(_) => PutError::Timeout(()),
-                    PutError::WouldDeadlock(_) => PutError::WouldDeadlock(()),
-                }))
-            }
-        }
+        super::status_of_put(queue.inner.log(
+            level,
+            logger,
+            message,
+            user as usize,
+            &source,
+            &fields,
+        ))
     })
 }
 

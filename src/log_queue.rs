@@ -1,0 +1,280 @@
+//! The built-in log queue: the channel queue that `ql_queue` wraps, with
+//! what belongs to it beside the channel — its record pool, its level
+//! threshold, the fork generation it was made in, the drop-counting rule of
+//! a built-in record and the "N records dropped" report.
+//!
+//! The C view of its items (`ql_record`, `Entry::with_ptr`) lives in
+//! `src/ffi/record.rs`; this module never reads a program's pointer.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use crate::fields::FieldList;
+use crate::listener::{fork_generation, TakeBackHook};
+use crate::queue::{ChannelQueue, EvictFn, Options, Overflow, PutError, ReportFn};
+use crate::record::level::WARNING;
+use crate::record::{LogRecord, RecordPool, Source};
+
+/// A record as the C side sees it: an opaque pointer the program owns.
+///
+/// The library never reads or frees what it points to; it only moves the
+/// pointer from the queue to the hooks and handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord(pub *mut c_void);
+
+// SAFETY: the pointer is moved between threads, never dereferenced by the
+// library. The C API's documentation makes the program responsible for
+// records being usable from the listener thread.
+unsafe impl Send for RawRecord {}
+// SAFETY: as above; `&RawRecord` only gives out the pointer value.
+unsafe impl Sync for RawRecord {}
+
+/// What the built-in queue carries: a program's pointer, or a built-in
+/// record the library owns.
+///
+/// A built-in record is boxed, so an entry is two words and a queue of
+/// program pointers moves no more than it needs; the boxes are recycled
+/// through the queue's [`RecordPool`].
+pub enum Entry {
+    /// A program's record, never read.
+    Ptr(RawRecord),
+    /// A built-in record (`ql_log`).
+    Log(Box<LogRecord>),
+}
+
+impl Entry {
+    /// The level a handler's threshold is compared with: a built-in
+    /// record's own; none for a program pointer, whose level is unknown
+    /// (it goes to every handler).
+    #[inline]
+    pub fn level(&self) -> Option<i32> {
+        match self {
+            Entry::Log(record) => Some(record.level),
+            Entry::Ptr(_) => None,
+        }
+    }
+}
+
+/// The logger name of the "N records dropped" report.
+const REPORT_LOGGER: &[u8] = b"queue_listener";
+
+/// The record a queue with drop reports hands the listener once `n`
+/// records were dropped: level WARNING, logger "queue_listener", message
+/// "N records dropped".
+fn drop_report(n: u64) -> Entry {
+    let message = format!("{n} records dropped");
+    Entry::Log(Box::new(LogRecord::new(
+        WARNING,
+        REPORT_LOGGER,
+        message.as_bytes(),
+        0,
+    )))
+}
+
+/// How to make a [`LogQueue`].
+pub struct LogOptions {
+    /// Most items held; 0: unbounded.
+    pub capacity: usize,
+    /// What a put does on a full queue.
+    pub overflow: Overflow,
+    /// Takes each program pointer that [`Overflow::DropOldest`] evicts
+    /// (an evicted built-in record is freed, counted by the queue).
+    pub on_drop: Option<OnDropFn>,
+    /// Report drops to the handlers as a WARNING record.
+    pub report_drops: bool,
+    /// The threshold of [`LogQueue::log`].
+    pub level: i32,
+}
+
+/// The built-in queue: a [`ChannelQueue`] of [`Entry`], its record pool, its
+/// level threshold and the fork generation it was made in.
+pub struct LogQueue {
+    queue: Arc<ChannelQueue<Entry>>,
+    /// Spare built-in records, shared with the listeners on this queue.
+    pool: Arc<RecordPool>,
+    /// The threshold of [`LogQueue::log`]: records below it are skipped.
+    level: AtomicI32,
+    /// The fork generation it was made in (see [`LogQueue::is_inherited`]).
+    generation: u64,
+}
+
+impl LogQueue {
+    /// A queue of `capacity` items (0: unbounded) with the default policy
+    /// (block) and `level` as threshold; `None` for a capacity over
+    /// [`crate::queue::MAX_CAPACITY`].
+    pub fn new(capacity: usize, level: i32) -> Option<LogQueue> {
+        Some(LogQueue::wrap(ChannelQueue::new(capacity)?, level))
+    }
+
+    /// A queue as `options` say; `None` for a capacity over
+    /// [`crate::queue::MAX_CAPACITY`].
+    pub fn with_options(options: LogOptions) -> Option<LogQueue> {
+        let evicted = options.on_drop.map(|on_drop| {
+            Box::new(move |entry: Entry| {
+                if let Entry::Ptr(record) = entry {
+                    on_drop(record);
+                }
+            }) as EvictFn<Entry>
+        });
+        let report = options
+            .report_drops
+            .then(|| Box::new(drop_report) as ReportFn<Entry>);
+        let queue = ChannelQueue::with_options(Options {
+            capacity: options.capacity,
+            overflow: options.overflow,
+            evicted,
+            report,
+        })?;
+        Some(LogQueue::wrap(queue, options.level))
+    }
+
+    fn wrap(queue: ChannelQueue<Entry>, level: i32) -> LogQueue {
+        // Enough spares for a full queue, plus the records in handlers.
+        let keep = match queue.capacity() {
+            0 => 8192,
+            capacity => capacity.min(1 << 16) + 64,
+        };
+        LogQueue {
+            queue: Arc::new(queue),
+            pool: Arc::new(RecordPool::new(keep)),
+            level: AtomicI32::new(level),
+            generation: fork_generation(),
+        }
+    }
+
+    /// The channel queue (shared with the listeners on it).
+    #[inline]
+    pub fn queue(&self) -> &Arc<ChannelQueue<Entry>> {
+        &self.queue
+    }
+
+    /// The record pool (shared with the listeners on it).
+    #[inline]
+    pub fn pool(&self) -> &Arc<RecordPool> {
+        &self.pool
+    }
+
+    /// True in a `fork` child for a queue the parent made.
+    #[inline]
+    pub fn is_inherited(&self) -> bool {
+        self.generation != fork_generation()
+    }
+
+    /// True when a record at `level` passes the threshold.
+    #[inline]
+    pub fn enabled(&self, level: i32) -> bool {
+        level >= self.level.load(Ordering::Relaxed)
+    }
+
+    /// Sets the threshold, for calls that start after it.
+    #[inline]
+    pub fn set_level(&self, level: i32) {
+        self.level.store(level, Ordering::Relaxed);
+    }
+
+    /// Makes a built-in record from the pool and offers it as the overflow
+    /// policy says. A record the policy refuses is freed and counted in the
+    /// queue's dropped count (and its drop report); the error says why.
+    /// The caller checks [`LogQueue::enabled`] first (a record below the
+    /// threshold is not made, not counted).
+    #[inline]
+    pub fn log(
+        &self,
+        level: i32,
+        logger: &[u8],
+        message: &[u8],
+        user: usize,
+        source: &Source<'_>,
+        fields: &dyn FieldList,
+    ) -> Result<(), PutError<()>> {
+        let record = self
+            .pool
+            .make_with(level, logger, message, user, source, fields);
+        self.queue.offer(Entry::Log(record)).map_err(|refused| {
+            self.queue.count_drop();
+            match refused {
+                PutError::Full(_) => PutError::Full(()),
+                PutError::Timeout(_) => PutError::Timeout(()),
+                PutError::WouldDeadlock(_) => PutError::WouldDeadlock(()),
+            }
+        })
+    }
+}
+
+/// A program's `done`: sees each record once the listener is done with it.
+pub type DoneFn = Box<dyn Fn(&Entry) + Send + Sync>;
+
+/// A program's `on_drop`: takes each program pointer evicted.
+pub type OnDropFn = Box<dyn Fn(RawRecord) + Send + Sync>;
+
+/// The `done` hook of a listener: the program's `done` for every record,
+/// then, on a built-in queue (`pool`), a built-in record back to the pool
+/// for reuse. `None` when there is neither.
+pub fn done_hook(
+    done: Option<DoneFn>,
+    pool: Option<Arc<RecordPool>>,
+) -> Option<TakeBackHook<Entry>> {
+    match (done, pool) {
+        (None, None) => None,
+        (done, pool) => Some(Box::new(move |record: Entry| {
+            if let Some(done) = &done {
+                done(&record);
+            }
+            if let (Entry::Log(record), Some(pool)) = (record, &pool) {
+                pool.recycle(record);
+            }
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::NO_FIELDS;
+    use crate::listener::{Dequeued, Queue};
+
+    fn log(queue: &LogQueue, message: &[u8]) -> Result<(), PutError<()>> {
+        queue.log(20, b"t", message, 0, &Source::default(), NO_FIELDS)
+    }
+
+    #[test]
+    fn a_refused_record_is_counted_dropped() {
+        let queue = LogQueue::with_options(LogOptions {
+            capacity: 1,
+            overflow: Overflow::DropNewest,
+            on_drop: None,
+            report_drops: false,
+            level: i32::MIN,
+        })
+        .unwrap();
+        assert!(log(&queue, b"kept").is_ok());
+        assert!(matches!(log(&queue, b"refused"), Err(PutError::Full(()))));
+        assert_eq!(queue.queue().dropped(), 1);
+        assert_eq!(queue.queue().len(), 1);
+    }
+
+    #[test]
+    fn level_threshold() {
+        let queue = LogQueue::new(0, 30).unwrap();
+        assert!(!queue.enabled(20));
+        assert!(queue.enabled(30));
+        queue.set_level(i32::MIN);
+        assert!(queue.enabled(i32::MIN));
+        assert!(!queue.is_inherited());
+    }
+
+    #[test]
+    fn done_hook_recycles_built_in_records_only_with_a_pool() {
+        assert!(done_hook(None, None).is_none());
+        let queue = LogQueue::new(4, i32::MIN).unwrap();
+        log(&queue, b"m").unwrap();
+        let Dequeued::Record(entry) = queue.queue().dequeue(false) else {
+            panic!("no record");
+        };
+        let spare = queue.pool().spare();
+        let done = done_hook(None, Some(Arc::clone(queue.pool()))).unwrap();
+        done(entry);
+        assert_eq!(queue.pool().spare(), spare + 1);
+    }
+}
