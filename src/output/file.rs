@@ -1007,6 +1007,13 @@ mod tests {
             t.write(&mut frames(&[l]), &c).unwrap();
         }
         drop(t); // joins the compressor
+        let why = format!(
+            "rotations {}, failed {}, errno {}, reopens {}",
+            c.rotations.load(Ordering::Relaxed),
+            c.rotation_failures.load(Ordering::Relaxed),
+            c.last_errno.load(Ordering::Relaxed),
+            c.reopens.load(Ordering::Relaxed)
+        );
         let gunzip = |p: PathBuf| {
             let mut s = String::new();
             flate2::read::GzDecoder::new(File::open(&p).unwrap())
@@ -1014,12 +1021,40 @@ mod tests {
                 .unwrap();
             s
         };
-        assert_eq!(read(&path), "eeee\n");
+        assert_eq!(read(&path), "eeee\n", "{why}");
         assert_eq!(gunzip(path.with_extension("log.1.gz")), "cccc\ndddd\n");
         assert_eq!(gunzip(path.with_extension("log.2.gz")), "aaaa\nbbbb\n");
         assert!(!path.with_extension("log.1").exists());
         assert!(!path.with_extension("log.3.gz").exists());
         assert_eq!(c.compress_failures.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_reopen_request_does_not_stop_size_rotation() {
+        let dir = TempDir::new("gz-reopen");
+        let path = dir.0.join("app.log");
+        let clock = TestClock(Arc::new(AtomicI64::new(0)));
+        let opts = FileOptions {
+            max_bytes: 10,
+            backups: 2,
+            compress: true,
+            ..FileOptions::default()
+        };
+        let (mut t, c) = target(&path, opts, &clock);
+        for l in ["aaaa\n", "bbbb\n", "cccc\n", "dddd\n", "eeee\n"] {
+            // ql_reopen_files() (a logrotate's SIGHUP) before every write.
+            request_reopen();
+            t.write(&mut frames(&[l]), &c).unwrap();
+        }
+        drop(t);
+        let failures = c.rotation_failures.load(Ordering::Relaxed);
+        let errno = c.last_errno.load(Ordering::Relaxed);
+        assert_eq!(
+            read(&path),
+            "eeee\n",
+            "rotation failures {failures}, errno {errno}"
+        );
+        assert_eq!(c.rotations.load(Ordering::Relaxed), 2);
     }
 
     #[test]
@@ -1192,13 +1227,30 @@ mod tests {
             fs::write(dir.0.join(format!("app.log.{i}")), format!("backup {i}\n")).unwrap();
         }
         let stuck = dir.0.join("app.log.2");
+        // `chattr +i` / `-i` through the ioctl itself: no child process,
+        // whose fork would share the other tests' open lock files with it
+        // until its exec, and briefly hold their rotation locks.
         let chattr = |flag: &str| {
-            std::process::Command::new("chattr")
-                .arg(flag)
-                .arg(&stuck)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+            const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+            const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+            const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+            let Ok(f) = File::open(&stuck) else {
+                return false;
+            };
+            let mut flags: libc::c_long = 0;
+            // SAFETY: the ioctls read and write one long through valid
+            // pointers, on our own open fd.
+            unsafe {
+                if libc::ioctl(f.as_raw_fd(), FS_IOC_GETFLAGS, &mut flags) != 0 {
+                    return false;
+                }
+                if flag == "+i" {
+                    flags |= FS_IMMUTABLE_FL;
+                } else {
+                    flags &= !FS_IMMUTABLE_FL;
+                }
+                libc::ioctl(f.as_raw_fd(), FS_IOC_SETFLAGS, &flags) == 0
+            }
         };
         if !chattr("+i") {
             eprintln!("skipped: `chattr +i` is not available here (needs root and a filesystem with the flag)");
