@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use super::format::RecordView;
 use super::frames::{Counters, Frames};
+use super::syslog::severity;
 use super::{sys, Sink};
 use crate::fields::{self, Value};
 
@@ -124,23 +125,6 @@ pub enum OptionsError {
     /// The identifier holds a newline (it would end the field) or is longer
     /// than 256 bytes.
     Identifier,
-}
-
-/// The syslog severity (journald's `PRIORITY`) of a level: up to 10
-/// (DEBUG) 7 debug; 11..=20 (INFO) 6 info; 21..=29 5 notice; 30..=39
-/// (WARNING) 4 warning; 40..=49 (ERROR) 3 err; 50..=59 (CRITICAL) 2 crit;
-/// 60..=69 1 alert; 70 and up 0 emerg.
-pub fn priority(level: i32) -> u8 {
-    match level {
-        i32::MIN..=10 => 7,
-        11..=20 => 6,
-        21..=29 => 5,
-        30..=39 => 4,
-        40..=49 => 3,
-        50..=59 => 2,
-        60..=69 => 1,
-        _ => 0,
-    }
 }
 
 /// The journal field name of a record field's key (1..=32 bytes of
@@ -247,7 +231,7 @@ struct Fixed {
 /// Appends the entry of `record`.
 fn encode(fixed: &Fixed, record: &RecordView, out: &mut Vec<u8>) {
     put_field(out, b"MESSAGE", record.message);
-    put_num(out, b"PRIORITY", priority(record.level));
+    put_num(out, b"PRIORITY", severity(record.level));
     if !fixed.identifier.is_empty() {
         put_field(out, b"SYSLOG_IDENTIFIER", &fixed.identifier);
     }
@@ -727,29 +711,6 @@ mod tests {
         assert_eq!(name("message_id"), "MESSAGE_ID");
         let long = "a".repeat(32);
         assert_eq!(name(&long), long.to_uppercase());
-    }
-
-    #[test]
-    fn priorities() {
-        let got: Vec<u8> = [
-            i32::MIN,
-            0,
-            10,
-            11,
-            20,
-            25,
-            30,
-            39,
-            40,
-            50,
-            60,
-            70,
-            i32::MAX,
-        ]
-        .iter()
-        .map(|&l| priority(l))
-        .collect();
-        assert_eq!(got, [7, 7, 7, 6, 6, 5, 4, 4, 3, 2, 1, 0, 0]);
     }
 
     #[test]

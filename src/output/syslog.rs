@@ -49,7 +49,8 @@ pub const SD_ID_RECORD: &str = "ql@32473";
 /// The SD-ID of the record's fields.
 pub const SD_ID_FIELDS: &str = "fields@32473";
 
-/// The syslog severity of a level: below 20 (DEBUG 10) 7 debug; 20..24
+/// The syslog severity of a level, for syslog messages and journald's
+/// `PRIORITY` alike: below 20 (DEBUG 10) 7 debug; 20..24
 /// (INFO) 6 info; 25..29 5 notice; 30..39 (WARNING) 4 warning; 40..49
 /// (ERROR) 3 err; 50..59 (CRITICAL) 2 crit; 60..69 1 alert; 70 and up 0
 /// emerg.
