@@ -203,24 +203,6 @@ fn put_value(out: &mut Vec<u8>, name: &[u8], value: Value) {
     }
 }
 
-/// The program's short name: the last part of `argv[0]`, else
-/// `/proc/self/comm`.
-pub fn program_name() -> Vec<u8> {
-    let from_args = std::env::args_os().next().and_then(|a| {
-        Path::new(&a)
-            .file_name()
-            .map(|n| n.as_bytes().to_vec())
-            .filter(|n| !n.is_empty())
-    });
-    from_args
-        .or_else(|| {
-            std::fs::read("/proc/self/comm")
-                .ok()
-                .map(|c| c.trim_ascii_end().to_vec())
-        })
-        .unwrap_or_default()
-}
-
 /// What is the same in every entry.
 #[derive(Debug, Clone)]
 struct Fixed {
@@ -553,7 +535,7 @@ impl JournaldSink {
             }
         }
         let conn = Conn::new(&options.socket)?;
-        let identifier = options.identifier.unwrap_or_else(program_name);
+        let identifier = options.identifier.unwrap_or_else(sys::program_name);
         Ok(JournaldSink {
             fixed: Fixed {
                 identifier,

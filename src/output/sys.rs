@@ -247,3 +247,21 @@ pub fn write_frames(
     }
     Ok(())
 }
+
+/// The program's short name: the last part of `argv[0]`, else
+/// `/proc/self/comm`.
+pub fn program_name() -> Vec<u8> {
+    let from_args = std::env::args_os().next().and_then(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .filter(|n| !n.is_empty())
+    });
+    from_args
+        .or_else(|| {
+            std::fs::read("/proc/self/comm")
+                .ok()
+                .map(|c| c.trim_ascii_end().to_vec())
+        })
+        .unwrap_or_default()
+}

@@ -137,20 +137,10 @@ pub fn host_name() -> String {
     }
 }
 
-/// The program's short name (`program_invocation_short_name`, from
-/// `/proc/self/comm` when that fails), made a valid APP-NAME.
+/// The program's short name ([`super::sys::program_name`]), made a valid
+/// APP-NAME.
 pub fn program_name() -> String {
-    let name = std::env::args_os()
-        .next()
-        .and_then(|a| {
-            std::path::Path::new(&a)
-                .file_name()
-                .map(|f| f.as_encoded_bytes().to_vec())
-        })
-        .or_else(|| std::fs::read("/proc/self/comm").ok())
-        .unwrap_or_default();
-    let name: Vec<u8> = name.into_iter().filter(|&b| b != b'\n').collect();
-    sanitize_field(&name, 48)
+    sanitize_field(&super::sys::program_name(), 48)
 }
 
 /// Appends a PARAM-VALUE (see the module docs).
