@@ -241,8 +241,7 @@ impl LogRecord {
         let mut stack = None;
         let mut n = 0;
         let mut mask: u128 = 0;
-        if all == 0 {
-        } else if all <= STACK_FIELDS {
+        if (1..=STACK_FIELDS).contains(&all) {
             let stack = stack.insert([NO_FIELD; STACK_FIELDS]);
             for i in 0..all {
                 let f = nth(fields, context, i);
@@ -251,7 +250,7 @@ impl LogRecord {
                     n += 1;
                 }
             }
-        } else {
+        } else if all > STACK_FIELDS {
             for i in 0..all {
                 let key = nth(fields, context, i).key;
                 if !(0..i).any(|j| mask & (1 << j) != 0 && nth(fields, context, j).key == key) {

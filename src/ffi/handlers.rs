@@ -222,8 +222,8 @@ impl Builtin {
 /// which would otherwise forge keys or lines in the output.
 ///
 /// # Safety
-/// `record` must point to a `ql_record` whose strings are NULL or valid for
-/// their lengths, as the listener hands out for built-in records.
+/// `r`'s strings must be NULL or valid for their lengths, and `fields` made
+/// from its `fields`, as the listener hands out for built-in records.
 unsafe fn view<'a>(r: &'a ql_record, fields: &'a CFields<'a>) -> Option<RecordView<'a>> {
     if fields.malformed() {
         return None;

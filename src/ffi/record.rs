@@ -214,6 +214,20 @@ impl<'a> CFields<'a> {
             .any(|f| !(QL_FIELD_STR..=QL_FIELD_BOOL).contains(&f.kind))
     }
 
+    /// What a call gets for these fields' shape: `QL_ERR_NULL` for a NULL
+    /// key or a NULL string with a nonzero length, then `QL_ERR_INVALID`
+    /// for a kind that is none of `QL_FIELD_*` (keys are checked by the
+    /// engine).
+    pub(crate) fn shape(&self) -> Result<(), ql_status> {
+        if self.has_null() {
+            Err(QL_ERR_NULL)
+        } else if self.has_bad_kind() {
+            Err(QL_ERR_INVALID)
+        } else {
+            Ok(())
+        }
+    }
+
     /// A field the library would have refused: a NULL key or string, a bad
     /// kind, or a key that is not [`crate::fields::valid_key`] (in a record
     /// a program made itself). The count is not checked: a built-in record
@@ -586,10 +600,10 @@ pub unsafe extern "C" fn ql_log_src(
         }
         // SAFETY: the caller's promise.
         let fields = unsafe { CFields::from_raw(fields, field_count) };
-        if fields.has_null() {
-            return QL_ERR_NULL;
+        if let Err(status) = fields.shape() {
+            return status;
         }
-        if fields.has_bad_kind() || crate::fields::check(&fields).is_err() {
+        if crate::fields::check(&fields).is_err() {
             return QL_ERR_INVALID;
         }
         // SAFETY: the caller's promise.
@@ -640,11 +654,8 @@ pub unsafe extern "C" fn ql_context_set(field: ql_field) -> ql_status {
         let one = [field];
         // SAFETY: the caller's promise.
         let fields = unsafe { CFields::from_raw(one.as_ptr(), 1) };
-        if fields.has_null() {
-            return QL_ERR_NULL;
-        }
-        if fields.has_bad_kind() {
-            return QL_ERR_INVALID;
+        if let Err(status) = fields.shape() {
+            return status;
         }
         match crate::fields::context_set(fields.field(0)) {
             Ok(()) => QL_OK,
