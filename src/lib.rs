@@ -22,10 +22,11 @@ pub mod listener;
 pub mod log_queue;
 pub mod output;
 mod process;
+pub mod protocol;
 pub mod queue;
 pub mod record;
+pub mod threads;
 
-pub use listener::{
-    Dequeued, Error, Handler, HandlerStats, Hooks, Listener, Queue, SentinelPut, Stage, Stats,
-};
+pub use listener::{HandlerStats, Hooks, Listener, Source, Stage, Stats};
+pub use protocol::{Dequeued, Error, Handler, Queue, SentinelPut};
 pub use queue::ChannelQueue;

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use crate::fields::FieldList;
-use crate::listener::{fork_generation, TakeBackHook};
+use crate::listener::TakeBackHook;
 use crate::queue::{ChannelQueue, EvictFn, Options, Overflow, PutError, ReportFn};
 use crate::record::level::WARNING;
 use crate::record::{LogRecord, RecordPool, Source};
+use crate::threads::fork_generation;
 
 /// A record as the C side sees it: an opaque pointer the program owns.
 ///
@@ -191,7 +192,7 @@ impl LogQueue {
         let record = self
             .pool
             .make_with(level, logger, message, user, source, fields);
-        self.queue.offer(Entry::Log(record)).map_err(|refused| {
+        self.queue.put(Entry::Log(record)).map_err(|refused| {
             self.queue.count_drop();
             match refused {
                 PutError::Full(_) => PutError::Full(()),
@@ -232,7 +233,7 @@ pub fn done_hook(
 mod tests {
     use super::*;
     use crate::fields::NO_FIELDS;
-    use crate::listener::{Dequeued, Queue};
+    use crate::protocol::Dequeued;
 
     fn log(queue: &LogQueue, message: &[u8]) -> Result<(), PutError<()>> {
         queue.log(20, b"t", message, 0, &Source::default(), NO_FIELDS)
@@ -269,7 +270,7 @@ mod tests {
         assert!(done_hook(None, None).is_none());
         let queue = LogQueue::new(4, i32::MIN).unwrap();
         log(&queue, b"m").unwrap();
-        let Dequeued::Record(entry) = queue.queue().dequeue(false) else {
+        let Dequeued::Record(entry) = queue.queue().dequeue_for(false, &mut || {}) else {
             panic!("no record");
         };
         let spare = queue.pool().spare();

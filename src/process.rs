@@ -12,7 +12,8 @@ use std::cell::UnsafeCell;
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use crate::listener::{note_fork_in_child, Stopper};
+use crate::listener::Stopper;
+use crate::threads::note_fork_in_child;
 
 /// Listeners to stop at exit, with their bounds, behind a pthread mutex:
 /// unlike a std mutex it can be held across `fork()` by the atfork handlers.

@@ -8,8 +8,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::{listener_on, listener_with, Log, WAIT_BOUND};
-use queue_listener::{ChannelQueue, Dequeued, Error, Handler, Hooks, Listener, Queue, Stage};
+use common::{listener_on, listener_with, Log, ToSource, WAIT_BOUND};
+use queue_listener::{
+    ChannelQueue, Dequeued, Error, Handler, Hooks, Listener, Queue, Source, Stage,
+};
 
 #[test]
 fn stop_returns_after_every_earlier_record_is_handled() {
@@ -196,9 +198,15 @@ impl Queue<u32> for Draining {
             None => Dequeued::Empty,
         }
     }
-    fn enqueue_sentinel(&self, _listener: u64) -> queue_listener::SentinelPut {
+    fn enqueue_sentinel(&self) -> queue_listener::SentinelPut {
         self.1.fetch_add(1, Ordering::SeqCst);
         queue_listener::SentinelPut::Ok
+    }
+}
+
+impl ToSource<u32> for Arc<Draining> {
+    fn to_source(&self) -> Source<u32> {
+        Source::custom(self.clone())
     }
 }
 
@@ -342,9 +350,9 @@ fn every_slot_set_is_called() {
                 Ok(())
             }
         })),
-        enqueue_sentinel: Some(Box::new(move |queue, listener| {
+        enqueue_sentinel: Some(Box::new(move |queue| {
             s3.sentinels.fetch_add(1, Ordering::SeqCst);
-            queue.enqueue_sentinel(listener)
+            queue.enqueue_sentinel()
         })),
         done: Some(Box::new(move |r| {
             s4.steps.lock().unwrap().push(("done", r));

@@ -16,7 +16,7 @@ use super::{
 use crate::ffi::queue::ql_queue;
 use crate::listener::{
     DequeueHook, Dequeued, EnqueueSentinelHook, Error, HandleHook, Handler, Hooks, Listener,
-    OnErrorHook, PrepareHook, Queue, SentinelPut, SinkCounts, Stage, TakeBackHook,
+    OnErrorHook, PrepareHook, Queue, SentinelPut, SinkCounts, Source, Stage, TakeBackHook,
 };
 use crate::log_queue::{done_hook, DoneFn, Entry};
 use crate::record::RecordPool;
@@ -329,16 +329,12 @@ impl Queue<Entry> for VtableQueue {
         call_dequeue(self.0.dequeue, self.0.ctx, block)
     }
 
-    fn enqueue_sentinel(&self, _listener: u64) -> SentinelPut {
+    fn enqueue_sentinel(&self) -> SentinelPut {
         match self.0.enqueue_sentinel {
             // SAFETY: as in `call_dequeue`.
             Some(f) => sentinel_put(unsafe { f(self.0.ctx) }),
             None => SentinelPut::Error,
         }
-    }
-
-    fn has_task_done(&self) -> bool {
-        self.0.task_done.is_some()
     }
 
     fn task_done(&self, record: Option<&Entry>) {
@@ -422,7 +418,7 @@ fn c_hooks(hooks: ql_hooks, pool: Option<Arc<RecordPool>>) -> Hooks<Entry> {
             .enqueue_sentinel
             .map(|f| -> EnqueueSentinelHook<Entry> {
                 // SAFETY: as in `call_dequeue`.
-                Box::new(move |_queue, _listener| sentinel_put(unsafe { f(ctx.get()) }))
+                Box::new(move |_queue| sentinel_put(unsafe { f(ctx.get()) }))
             }),
         record_level: Some(match hooks.record_level {
             Some(f) => Box::new(move |record: &Entry| {
@@ -523,7 +519,7 @@ impl Drop for CHandler {
 
 /// The queue a listener is made on, and what it provides.
 struct QueueParts {
-    queue: Arc<dyn Queue<Entry>>,
+    queue: Source<Entry>,
     /// The built-in queue's record pool.
     pool: Option<Arc<RecordPool>>,
     has_dequeue: bool,
@@ -632,7 +628,7 @@ pub unsafe extern "C" fn ql_listener_new(
             has_dequeue: queue.dequeue.is_some(),
             has_enqueue_sentinel: queue.enqueue_sentinel.is_some(),
             knows_levels: false,
-            queue: Arc::new(VtableQueue(queue)),
+            queue: Source::custom(Arc::new(VtableQueue(queue))),
             pool: None,
         };
         // SAFETY: forwarded from our caller.
@@ -675,7 +671,7 @@ pub unsafe extern "C" fn ql_listener_new_with_queue(
             return super::QL_ERR_FORKED;
         }
         let parts = QueueParts {
-            queue: Arc::clone(queue.inner.queue()) as Arc<dyn Queue<Entry>>,
+            queue: Source::BuiltIn(Arc::clone(queue.inner.queue())),
             pool: Some(Arc::clone(queue.inner.pool())),
             has_dequeue: true,
             has_enqueue_sentinel: true,

@@ -317,7 +317,7 @@ pub unsafe extern "C" fn ql_queue_put(queue: *const ql_queue, record: *mut c_voi
     boundary(|| {
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
-        status_of_put(queue.inner.queue().offer(Entry::Ptr(RawRecord(record))))
+        status_of_put(queue.inner.queue().put(Entry::Ptr(RawRecord(record))))
     })
 }
 

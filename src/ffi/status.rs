@@ -6,7 +6,7 @@
 
 use std::ffi::c_char;
 
-use crate::listener::Error;
+use crate::protocol::Error;
 use crate::queue::{GetError, PutError};
 
 use super::boundary;

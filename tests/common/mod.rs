@@ -19,7 +19,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use queue_listener::{Handler, Hooks, Listener, Queue};
+use queue_listener::{ChannelQueue, Handler, Hooks, Listener, Source};
 
 /// Locks `m`, ignoring poisoning.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -282,29 +282,40 @@ impl<R: Clone + Send> Handler<R> for Log<R> {
 // ---------------------------------------------------------------------------
 // Listener builders.
 
+/// A queue a test makes a listener on: the built-in queue, or a test's own
+/// queue (which implements this trait as `Source::custom`).
+pub trait ToSource<R> {
+    fn to_source(&self) -> Source<R>;
+}
+
+impl<R> ToSource<R> for Arc<ChannelQueue<R>> {
+    fn to_source(&self) -> Source<R> {
+        Source::BuiltIn(self.clone())
+    }
+}
+
 /// A listener on `queue` (any queue type) with these handlers and hooks.
-pub fn listener_with<R: Send + 'static, Q: Queue<R> + 'static>(
-    queue: &Arc<Q>,
+pub fn listener_with<R: Send + 'static>(
+    queue: &impl ToSource<R>,
     handlers: Vec<Box<dyn Handler<R>>>,
     hooks: Hooks<R>,
     respect_handler_level: bool,
 ) -> Listener<R> {
-    let queue: Arc<dyn Queue<R>> = queue.clone();
-    Listener::new(queue, handlers, hooks, respect_handler_level)
+    Listener::new(queue.to_source(), handlers, hooks, respect_handler_level)
 }
 
 /// A listener on `queue` with these handlers, Python's default hooks, not
 /// respecting handler levels.
-pub fn listener_on<R: Send + 'static, Q: Queue<R> + 'static>(
-    queue: &Arc<Q>,
+pub fn listener_on<R: Send + 'static>(
+    queue: &impl ToSource<R>,
     handlers: Vec<Box<dyn Handler<R>>>,
 ) -> Listener<R> {
     listener_with(queue, handlers, Hooks::default(), false)
 }
 
 /// A listener on `queue` whose one handler is `log`.
-pub fn logging_listener<R: Clone + Send + Sync + 'static, Q: Queue<R> + 'static>(
-    queue: &Arc<Q>,
+pub fn logging_listener<R: Clone + Send + Sync + 'static>(
+    queue: &impl ToSource<R>,
     log: &Arc<Log<R>>,
 ) -> Listener<R> {
     listener_on(queue, vec![Box::new(log.clone())])
