@@ -183,12 +183,6 @@ fn default_handler_options() -> ql_handler_options {
     }
 }
 
-impl super::Fallback for ql_handler_options {
-    fn fallback() -> Self {
-        default_handler_options()
-    }
-}
-
 /// The default handler options: level 0, the default pattern,
 /// `QL_FLUSH_BATCH`, escaped text, a 5 s write timeout, no rotation. Any
 /// thread.
@@ -794,12 +788,6 @@ pub unsafe extern "C" fn ql_handler_free(handler: *mut ql_handler) {
         h.flush = None;
         h.batch_end = None;
     })
-}
-
-impl super::Fallback for u64 {
-    fn fallback() -> Self {
-        0
-    }
 }
 
 // SAFETY: repr(C), `struct_size` first, C-storable members only, no tail
