@@ -1,11 +1,13 @@
-//! The panic boundary: where the C ABI catches a panic, the value each
-//! return type gives C after one ([`Fallback`], every impl
+//! The panic boundary: the one place in the C ABI that catches a panic,
+//! the value each return type gives C after one ([`Fallback`], every impl
 //! here), the state of the test hook `ql_debug_panic_next_call`, and the
 //! NULL checks `try_ref!` / `try_out!` that return a status from inside a
 //! boundary.
 //!
 //! No unwind may cross into C (since Rust 1.81 it aborts the program). So
-//! every exported function's body runs inside [`boundary`].
+//! every exported function's body runs inside [`boundary`], and so does
+//! every callback the library hands C whose body can panic (the built-in
+//! handlers').
 
 use std::ffi::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,15 +19,27 @@ static PANIC_NEXT: AtomicBool = AtomicBool::new(false);
 
 /// Runs `body`, turning a panic into the return type's fallback value
 /// (`QL_ERR_PANIC` for a status). Every exported function's body goes
-/// through here, so no unwind ever crosses into C.
+/// through here, so no unwind ever crosses into C. Honours
+/// `ql_debug_panic_next_call`.
 pub(crate) fn boundary<T: Fallback>(body: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    catch(|| {
         if PANIC_NEXT.load(Ordering::Relaxed) && PANIC_NEXT.swap(false, Ordering::Relaxed) {
             panic!("ql_debug_panic_next_call: a panic inside the boundary, on request");
         }
         body()
-    }))
-    .unwrap_or_else(|_| T::fallback())
+    })
+}
+
+/// As [`boundary`], for a built-in handler's `handle` callback, which the
+/// listener thread calls for every record: it leaves a pending
+/// `ql_debug_panic_next_call` to the next `ql_*` call it is meant for.
+pub(crate) fn handle_boundary(body: impl FnOnce() -> HandlerCode) -> HandlerCode {
+    catch(body)
+}
+
+/// The one `catch_unwind` of the C ABI.
+fn catch<T: Fallback>(body: impl FnOnce() -> T) -> T {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| T::fallback())
 }
 
 /// What `ql_debug_panic_next_call` does: the next [`boundary`] panics.
@@ -42,10 +56,23 @@ pub(crate) trait Fallback {
     fn fallback() -> Self;
 }
 
+/// A built-in handler's `handle` return code: 0, or an errno-like code
+/// the listener counts and tells `on_error`. Its own type, so that a
+/// panic gives a handler code, not a status (`QL_ERR_PANIC`, 11, would
+/// read as `EAGAIN`).
+pub(crate) struct HandlerCode(pub(crate) i32);
+
 /// Every status-returning function: the panic is the failure it reports.
 impl Fallback for ql_status {
     fn fallback() -> Self {
         QL_ERR_PANIC
+    }
+}
+
+/// A handler that panicked failed: -1, no errno's value.
+impl Fallback for HandlerCode {
+    fn fallback() -> Self {
+        HandlerCode(-1)
     }
 }
 
@@ -119,6 +146,11 @@ mod tests {
     #[test]
     fn a_panic_gives_the_fallback_of_its_type() {
         assert_eq!(boundary(|| -> ql_status { panic!("test") }), QL_ERR_PANIC);
+        assert_eq!(handle_boundary(|| panic!("test")).0, -1);
+        assert_eq!(
+            handle_boundary(|| HandlerCode(libc::EAGAIN)).0,
+            libc::EAGAIN
+        );
         assert!(boundary(|| -> bool { panic!("test") }));
     }
 }

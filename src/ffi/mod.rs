@@ -5,7 +5,8 @@
 //! The panic boundary is one file, `boundary.rs`: `boundary(...)`, which
 //! every exported function's body runs in, the value each return type
 //! gives C after a panic (every `Fallback`), and the NULL checks
-//! `try_ref!` / `try_out!`.
+//! `try_ref!` / `try_out!`. It holds the C ABI's only `catch_unwind`; the
+//! built-in handlers' callbacks go through it too.
 
 #![allow(non_camel_case_types)]
 
@@ -23,7 +24,7 @@ pub mod syslog;
 
 pub use status::*;
 
-pub(crate) use boundary::{boundary, try_out, try_ref};
+pub(crate) use boundary::{boundary, handle_boundary, try_out, try_ref, HandlerCode};
 
 /// A program's record pointer (the engine's, in [`crate::log_queue`]).
 pub use crate::log_queue::RawRecord;
