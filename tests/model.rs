@@ -53,7 +53,7 @@ use queue_listener::ffi::queue::{
     ql_queue_put_nowait, ql_queue_put_timeout,
 };
 use queue_listener::ffi::{
-    QL_ERR_ALREADY_STARTED, QL_ERR_EMPTY, QL_ERR_FULL, QL_ERR_NOT_RUNNING, QL_ERR_QUEUE,
+    ql_status, QL_ERR_ALREADY_STARTED, QL_ERR_EMPTY, QL_ERR_FULL, QL_ERR_NOT_RUNNING, QL_ERR_QUEUE,
     QL_ERR_SENTINEL, QL_ERR_TIMEOUT, QL_ERR_WOULD_DEADLOCK, QL_OK,
 };
 use queue_listener::queue::{GetError, PutError};
@@ -124,7 +124,7 @@ fn res_of_put(r: Result<(), PutError<u64>>, record: u64) -> Res {
     }
 }
 
-fn res_of_status(s: i32) -> Res {
+fn res_of_status(s: ql_status) -> Res {
     match s {
         QL_OK => Res::Ok,
         QL_ERR_ALREADY_STARTED => Res::AlreadyStarted,
@@ -133,7 +133,7 @@ fn res_of_status(s: i32) -> Res {
         QL_ERR_TIMEOUT => Res::Timeout,
         QL_ERR_NOT_RUNNING => Res::NotRunning,
         QL_ERR_QUEUE => Res::Queue,
-        other => Res::Other(other),
+        other => Res::Other(other.raw()),
     }
 }
 
@@ -400,7 +400,7 @@ impl Sut for FfiSut {
             QL_OK => Got::Rec(out as usize as u64),
             QL_ERR_SENTINEL => Got::Sentinel,
             QL_ERR_EMPTY => Got::Empty,
-            other => Got::Rec(u64::MAX - other as u64),
+            other => Got::Rec(u64::MAX - other.raw() as u64),
         }
     }
     fn len(&self) -> usize {

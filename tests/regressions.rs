@@ -219,7 +219,7 @@ fn a_stop_that_timed_out_while_handlers_flush_leaves_the_listener_usable() {
             ql_queue_free(queue);
             if timed_out != QL_ERR_TIMEOUT || stopped != QL_OK || handled != [7] {
                 return Err(format!(
-                    "ql_stop_timeout gave {timed_out}, the later ql_stop {stopped}; \
+                    "ql_stop_timeout gave {timed_out:?}, the later ql_stop {stopped:?}; \
                      records handled {handled:?}, left on the queue {left} (documented: [7], 0)"
                 ));
             }

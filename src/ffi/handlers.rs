@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use super::listener::ql_handler;
 use super::record::{ql_record, CFields};
-use super::{boundary, ql_status, try_out, QL_ERR_INVALID, QL_ERR_NULL, QL_OK};
+use super::{
+    boundary, handle_boundary, ql_status, try_out, HandlerCode, QL_ERR_INVALID, QL_ERR_NULL, QL_OK,
+};
 use crate::output::file::{self, FileOptions, FileTarget, When};
 use crate::output::stream::{FdTarget, StdioTarget};
 use crate::output::{
@@ -183,12 +185,6 @@ fn default_handler_options() -> ql_handler_options {
     }
 }
 
-impl super::Fallback for ql_handler_options {
-    fn fallback() -> Self {
-        default_handler_options()
-    }
-}
-
 /// The default handler options: level 0, the default pattern,
 /// `QL_FLUSH_BATCH`, escaped text, a 5 s write timeout, no rotation. Any
 /// thread.
@@ -267,16 +263,13 @@ unsafe fn text_or_empty<'a>(text: *const c_char, len: usize) -> &'a [u8] {
     }
 }
 
-/// The code a built-in handler returns when it panicked.
-const PANICKED: i32 = -1;
-
 unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i32 {
     if record.is_null() {
         // A `prepare` hook may make it: nothing to write, and not counted
         // in the handler's account (a filter, not a loss).
         return libc::EINVAL;
     }
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    handle_boundary(|| {
         // SAFETY: ctx is the `Builtin` this handler was made with (a shared
         // reference, as in `Builtin::lines`).
         let counters = unsafe { &(*ctx.cast_const().cast::<Builtin>()).counters };
@@ -289,22 +282,22 @@ unsafe extern "C" fn builtin_handle(ctx: *mut c_void, record: *mut c_void) -> i3
         let Some((record, fields)) = &parts else {
             // Too many fields: nothing to write.
             counters.refuse();
-            return libc::EINVAL;
+            return HandlerCode(libc::EINVAL);
         };
         // SAFETY: as above.
         let Some(record) = (unsafe { view(record, fields) }) else {
             counters.refuse();
-            return libc::EINVAL;
+            return HandlerCode(libc::EINVAL);
         };
         // SAFETY: ctx is the `Builtin` this handler was made with; the
         // listener calls it from one thread at a time.
         let lines = unsafe { Builtin::lines(ctx) };
-        match lines.handle(&record) {
+        HandlerCode(match lines.handle(&record) {
             Ok(()) => 0,
             Err(code) => code,
-        }
-    }))
-    .unwrap_or(PANICKED)
+        })
+    })
+    .0
 }
 
 unsafe extern "C" fn builtin_flush(ctx: *mut c_void) {
@@ -794,12 +787,6 @@ pub unsafe extern "C" fn ql_handler_free(handler: *mut ql_handler) {
         h.flush = None;
         h.batch_end = None;
     })
-}
-
-impl super::Fallback for u64 {
-    fn fallback() -> Self {
-        0
-    }
 }
 
 // SAFETY: repr(C), `struct_size` first, C-storable members only, no tail

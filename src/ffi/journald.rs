@@ -72,12 +72,6 @@ fn default_journald_options() -> ql_journald_options {
     }
 }
 
-impl super::Fallback for ql_journald_options {
-    fn fallback() -> Self {
-        default_journald_options()
-    }
-}
-
 /// The default journald options: level 0, the system journal's socket, the
 /// program's name as identifier, no facility, a 5 s write timeout, 4 MiB
 /// held for a retry. Any thread.

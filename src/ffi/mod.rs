@@ -1,12 +1,18 @@
 //! The C ABI: conversions, NULL checks, status codes and the panic
 //! boundary. No logic of its own lives here; everything a function does is a
 //! call into the engine ([`crate::listener`], [`crate::queue`]).
+//!
+//! The panic boundary is one file, `boundary.rs`: `boundary(...)`, which
+//! every exported function's body runs in, the value each return type
+//! gives C after a panic (every `Fallback`), and the NULL checks
+//! `try_ref!` / `try_out!`. It holds the C ABI's only `catch_unwind`; the
+//! built-in handlers' callbacks go through it too.
 
 #![allow(non_camel_case_types)]
 
 use std::ffi::c_char;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+mod boundary;
 pub mod handlers;
 pub mod journald;
 pub mod listener;
@@ -18,24 +24,10 @@ pub mod syslog;
 
 pub use status::*;
 
+pub(crate) use boundary::{boundary, handle_boundary, try_out, try_ref, HandlerCode};
+
 /// A program's record pointer (the engine's, in [`crate::log_queue`]).
 pub use crate::log_queue::RawRecord;
-
-/// Set by `ql_debug_panic_next_call`: the next boundary panics.
-static PANIC_NEXT: AtomicBool = AtomicBool::new(false);
-
-/// Runs `body`, turning a panic into the return type's fallback value
-/// (`QL_ERR_PANIC` for a status). Every exported function's body goes
-/// through here, so no unwind ever crosses into C.
-pub(crate) fn boundary<T: Fallback>(body: impl FnOnce() -> T) -> T {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if PANIC_NEXT.load(Ordering::Relaxed) && PANIC_NEXT.swap(false, Ordering::Relaxed) {
-            panic!("ql_debug_panic_next_call: a panic inside the boundary, on request");
-        }
-        body()
-    }))
-    .unwrap_or_else(|_| T::fallback())
-}
 
 /// For tests of the panic boundary: makes the next call of any `ql_*`
 /// function (on any thread) panic inside the library before it does
@@ -49,56 +41,8 @@ pub(crate) fn boundary<T: Fallback>(body: impl FnOnce() -> T) -> T {
 /// production use. Any thread.
 #[no_mangle]
 pub extern "C" fn ql_debug_panic_next_call() {
-    PANIC_NEXT.store(true, Ordering::Relaxed);
+    boundary::panic_next_call();
 }
-
-/// The value an exported function returns when its body panicked.
-pub(crate) trait Fallback {
-    fn fallback() -> Self;
-}
-
-impl Fallback for ql_status {
-    fn fallback() -> Self {
-        QL_ERR_PANIC
-    }
-}
-
-impl Fallback for *const c_char {
-    fn fallback() -> Self {
-        c"panic inside queue_listener".as_ptr()
-    }
-}
-
-impl Fallback for () {
-    fn fallback() -> Self {}
-}
-
-/// Returns `QL_ERR_NULL` from the enclosing function when a pointer is NULL,
-/// else gives the reference.
-macro_rules! try_ref {
-    ($ptr:expr) => {
-        // SAFETY: the caller promises the pointer is NULL or valid (each
-        // function's `# Safety` section).
-        match unsafe { $ptr.as_ref() } {
-            Some(r) => r,
-            None => return $crate::ffi::QL_ERR_NULL,
-        }
-    };
-}
-
-/// Returns `QL_ERR_NULL` from the enclosing function when an out-pointer is
-/// NULL, else gives the mutable reference.
-macro_rules! try_out {
-    ($ptr:expr) => {
-        // SAFETY: as in `try_ref!`, for a writable out-parameter.
-        match unsafe { $ptr.as_mut() } {
-            Some(r) => r,
-            None => return $crate::ffi::QL_ERR_NULL,
-        }
-    };
-}
-
-pub(crate) use {try_out, try_ref};
 
 /// The major version of the header a program was compiled with (Cargo.toml's
 /// version; compare with `ql_version()` for the library it runs with).

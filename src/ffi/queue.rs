@@ -91,12 +91,6 @@ fn default_options() -> ql_queue_options {
     }
 }
 
-impl super::Fallback for ql_queue_options {
-    fn fallback() -> Self {
-        default_options()
-    }
-}
-
 struct OnDrop {
     ctx: *mut c_void,
     f: unsafe extern "C" fn(*mut c_void, *mut c_void),
@@ -259,14 +253,6 @@ pub unsafe extern "C" fn ql_queue_enabled(queue: *const ql_queue, level: i32) ->
         // An inherited queue says yes, so that ql_log reports QL_ERR_FORKED.
         unsafe { queue.as_ref() }.is_some_and(|q| q.inner.is_inherited() || q.inner.enabled(level))
     })
-}
-
-impl super::Fallback for bool {
-    /// `ql_queue_enabled` says yes after a panic, so that `ql_logf` goes
-    /// on to `ql_log`, which reports the failure instead of a silent drop.
-    fn fallback() -> Self {
-        true
-    }
 }
 
 /// Drops the program's reference to a queue. NULL is a no-op. In a `fork`

@@ -3,6 +3,19 @@
 //! Values that cross from C into Rust are plain fixed-width integers with
 //! named constants, never Rust enums: an unknown value from C is then an
 //! error to report, not undefined behaviour.
+//!
+//! In Rust, [`ql_status`] is its own type (C sees `int32_t`): a library
+//! status and a callback's `int32_t` return code (errno-like: 11 is
+//! `EAGAIN` there, `QL_ERR_PANIC` here) cannot be mixed up. Neither
+//! compiles:
+//!
+//! ```compile_fail,E0308
+//! let code: i32 = queue_listener::ffi::QL_ERR_PANIC;
+//! ```
+//!
+//! ```compile_fail,E0308
+//! let status: queue_listener::ffi::ql_status = 11;
+//! ```
 
 use std::ffi::c_char;
 
@@ -14,49 +27,65 @@ use super::boundary;
 /// The result of every fallible function: `QL_OK` (0) or one `QL_ERR_*`.
 ///
 /// `ql_status_str` turns any value into text.
-pub type ql_status = i32;
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ql_status(i32);
+
+impl ql_status {
+    /// The status with this number, as a C program may pass it: any
+    /// `int32_t`, known or not (`ql_status_str` takes any). A callback's
+    /// return code is no status: it stays an `i32`.
+    pub const fn from_raw(raw: i32) -> Self {
+        ql_status(raw)
+    }
+
+    /// The number C sees.
+    pub const fn raw(self) -> i32 {
+        self.0
+    }
+}
 
 /// Success.
-pub const QL_OK: ql_status = 0;
+pub const QL_OK: ql_status = ql_status(0);
 /// A required pointer argument was NULL. Nothing happened.
-pub const QL_ERR_NULL: ql_status = 1;
+pub const QL_ERR_NULL: ql_status = ql_status(1);
 /// An argument was invalid: a required vtable slot missing, a capacity too
 /// large, `respect_handler_level` without a way to read record levels.
-pub const QL_ERR_INVALID: ql_status = 2;
+pub const QL_ERR_INVALID: ql_status = ql_status(2);
 /// `ql_start` on a listener whose thread is running or being stopped.
-pub const QL_ERR_ALREADY_STARTED: ql_status = 3;
+pub const QL_ERR_ALREADY_STARTED: ql_status = ql_status(3);
 /// The call would wait for the calling thread itself (for example
 /// `ql_stop` from inside a handler). Nothing changed.
-pub const QL_ERR_WOULD_DEADLOCK: ql_status = 4;
+pub const QL_ERR_WOULD_DEADLOCK: ql_status = ql_status(4);
 /// The queue had no room. The record or sentinel was not put.
-pub const QL_ERR_FULL: ql_status = 5;
+pub const QL_ERR_FULL: ql_status = ql_status(5);
 /// The deadline passed before the call could finish.
-pub const QL_ERR_TIMEOUT: ql_status = 6;
+pub const QL_ERR_TIMEOUT: ql_status = ql_status(6);
 /// A non-blocking get found the queue empty.
-pub const QL_ERR_EMPTY: ql_status = 7;
+pub const QL_ERR_EMPTY: ql_status = ql_status(7);
 /// A get took a sentinel off the queue instead of a record.
-pub const QL_ERR_SENTINEL: ql_status = 8;
+pub const QL_ERR_SENTINEL: ql_status = ql_status(8);
 /// The program's queue reported an error.
-pub const QL_ERR_QUEUE: ql_status = 9;
+pub const QL_ERR_QUEUE: ql_status = ql_status(9);
 /// The operating system could not create the listener thread.
-pub const QL_ERR_THREAD: ql_status = 10;
+pub const QL_ERR_THREAD: ql_status = ql_status(10);
 /// A panic inside the library was caught at the C boundary.
-pub const QL_ERR_PANIC: ql_status = 11;
+pub const QL_ERR_PANIC: ql_status = ql_status(11);
 /// The listener is not running, so the call cannot be served (for example
 /// `ql_listener_flush` on a stopped listener).
-pub const QL_ERR_NOT_RUNNING: ql_status = 12;
+pub const QL_ERR_NOT_RUNNING: ql_status = ql_status(12);
 /// The call is not supported here (for example a flush barrier on a queue
 /// given as a vtable, which cannot carry one).
-pub const QL_ERR_UNSUPPORTED: ql_status = 13;
+pub const QL_ERR_UNSUPPORTED: ql_status = ql_status(13);
 /// The listener or queue was inherited from the parent process across
 /// `fork()`: it belongs to the parent and cannot be used here (make a new
 /// one in the child).
-pub const QL_ERR_FORKED: ql_status = 14;
+pub const QL_ERR_FORKED: ql_status = ql_status(14);
 /// The call did its work (the listener stopped, the flush completed, the
 /// listener was freed), but handlers counted records lost since the
 /// previous `ql_stop`, `ql_stop_timeout` or `ql_listener_flush` returned:
 /// read which and why with `ql_listener_handler_stats`.
-pub const QL_ERR_LOST: ql_status = 15;
+pub const QL_ERR_LOST: ql_status = ql_status(15);
 
 /// What a `dequeue` callback reports. Any other value counts as
 /// `QL_DEQUEUE_ERROR`.

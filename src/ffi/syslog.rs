@@ -168,12 +168,6 @@ fn default_syslog_options() -> ql_syslog_options {
     }
 }
 
-impl super::Fallback for ql_syslog_options {
-    fn fallback() -> Self {
-        default_syslog_options()
-    }
-}
-
 /// The default syslog options: `QL_SYSLOG_UNIX` to `/dev/log`, RFC 5424,
 /// facility user, a 4 MiB buffer, 8192-byte messages, 10 s timeout, 5 s
 /// flush timeout. Any thread.

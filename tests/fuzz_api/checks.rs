@@ -13,12 +13,12 @@ use super::support::*;
 use super::world::*;
 use queue_listener::ffi::listener::{ql_listener_is_running, ql_listener_stats, ql_stats, ql_stop};
 use queue_listener::ffi::queue::{ql_queue, ql_queue_free};
-use queue_listener::ffi::{ql_status_str, QL_OK};
+use queue_listener::ffi::{ql_status, ql_status_str, QL_OK};
 
-pub(crate) fn status_name(s: i32) -> String {
+pub(crate) fn status_name(s: ql_status) -> String {
     // SAFETY: ql_status_str returns a static NUL-terminated string.
     let text = unsafe { CStr::from_ptr(ql_status_str(s)) };
-    format!("{s} ({})", text.to_string_lossy())
+    format!("{} ({})", s.raw(), text.to_string_lossy())
 }
 
 impl Fuzzer {
@@ -33,17 +33,17 @@ impl Fuzzer {
         t.push_back(what);
     }
 
-    pub(crate) fn expect(&self, what: &str, got: i32, allowed: &[i32]) -> i32 {
-        if !KNOWN_STATUSES.contains(&got) {
+    pub(crate) fn expect(&self, what: &str, got: ql_status, allowed: &[ql_status]) -> ql_status {
+        if !KNOWN_STATUSES.contains(&got.raw()) {
             self.world
-                .violation(format!("{what}: unknown status {got}"));
+                .violation(format!("{what}: unknown status {}", got.raw()));
         } else if !allowed.contains(&got) {
             self.world.violation(format!(
                 "{what}: returned {}, expected one of {allowed:?}",
                 status_name(got)
             ));
         }
-        self.note(format!("{what} -> {got}"));
+        self.note(format!("{what} -> {}", got.raw()));
         got
     }
 

@@ -21,9 +21,10 @@ use queue_listener::ffi::queue::{
 };
 use queue_listener::ffi::record::ql_log;
 use queue_listener::ffi::{
-    QL_DEQUEUE_EMPTY, QL_DEQUEUE_ERROR, QL_DEQUEUE_RECORD, QL_DEQUEUE_SENTINEL, QL_ENQUEUE_ERROR,
-    QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_ALREADY_STARTED, QL_ERR_FULL, QL_ERR_SENTINEL,
-    QL_ERR_TIMEOUT, QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLER,
+    ql_status, QL_DEQUEUE_EMPTY, QL_DEQUEUE_ERROR, QL_DEQUEUE_RECORD, QL_DEQUEUE_SENTINEL,
+    QL_ENQUEUE_ERROR, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_ALREADY_STARTED, QL_ERR_FULL,
+    QL_ERR_SENTINEL, QL_ERR_TIMEOUT, QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE,
+    QL_STAGE_HANDLER,
 };
 
 // ---------------------------------------------------------------------------
@@ -263,10 +264,10 @@ pub(crate) unsafe extern "C" fn h_handle(ctx: *mut c_void, record: *mut c_void) 
 pub(crate) fn reenter(s: &LShared) {
     let w = &s.world;
     let l = s.listener.load(Ordering::Acquire);
-    let check = |what: &str, got: i32, allowed: &[i32]| {
+    let check = |what: &str, got: ql_status, allowed: &[ql_status]| {
         if !allowed.contains(&got) {
             w.violation(format!(
-                "from the listener thread: {what} returned {got}, expected one of {allowed:?}"
+                "from the listener thread: {what} returned {got:?}, expected one of {allowed:?}"
             ));
         }
     };
@@ -420,7 +421,7 @@ pub(crate) unsafe extern "C" fn k_dequeue(
                 Some(QL_ERR_TIMEOUT) if block => continue,
                 Some(QL_ERR_TIMEOUT) => return QL_DEQUEUE_EMPTY,
                 Some(other) => {
-                    w.violation(format!("ql_queue_get_timeout in a hook returned {other}"));
+                    w.violation(format!("ql_queue_get_timeout in a hook returned {other:?}"));
                     return QL_DEQUEUE_ERROR;
                 }
             }

@@ -35,8 +35,8 @@ use queue_listener::ffi::record::{
     QL_FIELD_DOUBLE, QL_FIELD_INT, QL_FIELD_STR, QL_FIELD_UINT, QL_LEVEL_ALL,
 };
 use queue_listener::ffi::{
-    ql_status_str, ql_version, QL_ERR_ALREADY_STARTED, QL_ERR_EMPTY, QL_ERR_FULL, QL_ERR_INVALID,
-    QL_ERR_NOT_RUNNING, QL_ERR_NULL, QL_ERR_QUEUE, QL_ERR_SENTINEL, QL_ERR_TIMEOUT,
+    ql_status, ql_status_str, ql_version, QL_ERR_ALREADY_STARTED, QL_ERR_EMPTY, QL_ERR_FULL,
+    QL_ERR_INVALID, QL_ERR_NOT_RUNNING, QL_ERR_NULL, QL_ERR_QUEUE, QL_ERR_SENTINEL, QL_ERR_TIMEOUT,
     QL_ERR_UNSUPPORTED, QL_OK,
 };
 
@@ -557,7 +557,7 @@ impl Fuzzer {
         );
         // On NULL and invalid alike, any documented failure is a failure;
         // both promise that nothing was kept or called.
-        let allowed: &[i32] = if want == QL_OK {
+        let allowed: &[ql_status] = if want == QL_OK {
             &[QL_OK]
         } else if want == QL_ERR_NULL && (invalid || !has_dequeue || !has_sentinel) {
             &[QL_ERR_NULL, QL_ERR_INVALID]
@@ -666,7 +666,7 @@ impl Fuzzer {
         }
     }
 
-    pub(crate) fn queue_results(&self, li: usize) -> &'static [i32] {
+    pub(crate) fn queue_results(&self, li: usize) -> &'static [ql_status] {
         let l = self.listeners[li].as_ref().unwrap();
         if l.fake.is_some() {
             &[QL_OK, QL_ERR_QUEUE]
@@ -710,7 +710,7 @@ impl Fuzzer {
         let l = self.listeners[li].as_ref().unwrap().ptr;
         // SAFETY: a live listener.
         let got = unsafe { ql_enqueue_sentinel(l) };
-        let allowed: &[i32] = if self.listeners[li].as_ref().unwrap().fake.is_some() {
+        let allowed: &[ql_status] = if self.listeners[li].as_ref().unwrap().fake.is_some() {
             &[QL_OK, QL_ERR_FULL, QL_ERR_QUEUE]
         } else {
             &[QL_OK, QL_ERR_FULL]
@@ -728,7 +728,7 @@ impl Fuzzer {
         let ms = self.rng.pick(&[0, 1, 10]);
         // SAFETY: a live listener.
         let got = unsafe { ql_listener_flush(l, ms) };
-        let allowed: &[i32] = if hooked {
+        let allowed: &[ql_status] = if hooked {
             &[QL_ERR_UNSUPPORTED]
         } else if vtable {
             &[QL_ERR_UNSUPPORTED, QL_ERR_NOT_RUNNING]
@@ -830,7 +830,7 @@ impl Fuzzer {
         let q = &self.queues[qi];
         let (kind, ms) = (self.rng.below(3), self.rng.pick(&[0u64, 1, 5]));
         let handle = q.handle.clone();
-        let (what, got, allowed): (String, i32, Vec<i32>) = match kind {
+        let (what, got, allowed): (String, ql_status, Vec<ql_status>) = match kind {
             0 if q.bounded_put() => (
                 "ql_queue_put".into(),
                 // SAFETY: live queue.
@@ -951,7 +951,7 @@ impl Fuzzer {
                 }
             })
             .unwrap();
-        let allowed: Vec<i32> = if !passes {
+        let allowed: Vec<ql_status> = if !passes {
             vec![QL_OK]
         } else if null_message {
             vec![QL_ERR_NULL]
@@ -1097,7 +1097,7 @@ impl Fuzzer {
             .pick(&[0, 1, 5, 9, 14, 15, -1, 1000, i32::MIN, i32::MAX]);
         // SAFETY: static strings, never NULL (checked).
         unsafe {
-            let s = ql_status_str(status);
+            let s = ql_status_str(ql_status::from_raw(status));
             if s.is_null() {
                 w.violation(format!("ql_status_str({status}) is NULL"));
             } else {
@@ -1153,7 +1153,7 @@ impl Fuzzer {
         let mut out_q = ptr::null_mut();
         let which = self.rng.below(20);
         // SAFETY: every pointer is NULL or valid; live objects are live.
-        let (what, got): (&str, i32) = unsafe {
+        let (what, got): (&str, ql_status) = unsafe {
             match which {
                 0 => ("ql_start(NULL)", ql_start(null_l)),
                 1 => ("ql_stop(NULL)", ql_stop(null_l)),
@@ -1314,7 +1314,7 @@ impl Fuzzer {
                     })
                     .unwrap_or(QL_OK);
                 if ![QL_OK, QL_ERR_FULL, QL_ERR_TIMEOUT].contains(&got) {
-                    world.violation(format!("background producer: status {got}"));
+                    world.violation(format!("background producer: status {got:?}"));
                 }
                 thread::sleep(Duration::from_micros(200));
             }
@@ -1448,7 +1448,7 @@ impl Fields {
     /// The status the documentation gives for these fields, checked in the
     /// documented order (after the level and the message): `None` when
     /// they are fine.
-    pub(crate) fn refusal(&self) -> Option<i32> {
+    pub(crate) fn refusal(&self) -> Option<ql_status> {
         if self.null_array {
             return Some(QL_ERR_NULL);
         }
