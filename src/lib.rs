@@ -2,12 +2,15 @@
 //!
 //! The crate has two layers:
 //!
-//! * the engine, in safe Rust: [`listener`] holds the listener state machine
-//!   and the monitor loop (the whole life of a record), [`queue`] the
-//!   built-in bounded/unbounded queue, [`log_queue`] the queue `ql_queue`
-//!   wraps (its record pool, level and fork generation), `process` the
-//!   exit registry and `fork()` handlers, [`output`] the output layer of the
-//!   built-in sinks (formatting, exact accounting, files and rotation);
+//! * the engine, in safe Rust: [`listener`] the listener (its state
+//!   machine, and in `listener/life.rs` the whole life of a record),
+//!   [`queue`] the built-in queue, [`protocol`] the vocabulary they share
+//!   (Python's three-method [`Queue`], [`Handler`]), [`threads`] who the
+//!   calling thread is, [`log_queue`] the queue `ql_queue` wraps (its record
+//!   pool, level and drop accounting), `process` the exit registry and
+//!   `fork()` handlers, [`record`] and [`fields`] the built-in record,
+//!   [`output`] the built-in sinks (formatting, exact accounting, files and
+//!   rotation, syslog, journald);
 //! * [`ffi`], the C ABI: pointer conversion, NULL checks, status codes and
 //!   the panic boundary, and nothing else.
 //!

@@ -419,3 +419,37 @@ fn put_from_the_listener_thread_on_a_full_queue_is_refused() {
     listener.stop().unwrap();
     assert_eq!(*h.1.lock().unwrap(), vec![true]);
 }
+
+/// A handler that counts its `close` calls.
+#[derive(Default)]
+struct Closing(AtomicUsize);
+
+impl Handler<u32> for Closing {
+    fn level(&self) -> i32 {
+        0
+    }
+    fn handle(&self, _record: &u32) -> Result<(), i32> {
+        Ok(())
+    }
+    fn close(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Dropping a listener ends it as `close` (and `ql_listener_free`) does:
+/// stopped, then every handler closed, once.
+#[test]
+fn drop_closes_the_handlers_after_the_stop() {
+    let queue = Arc::new(ChannelQueue::new(0).unwrap());
+    let closing = Arc::new(Closing::default());
+    let listener = listener_on(&queue, vec![Box::new(closing.clone())]);
+    listener.start().unwrap();
+    queue.put(1).unwrap();
+    drop(listener);
+    assert_eq!(closing.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        queue.len(),
+        0,
+        "the record and the stop's sentinel were taken"
+    );
+}

@@ -387,10 +387,13 @@ impl Stopper {
 }
 
 impl<R: Send + 'static> Drop for Listener<R> {
-    /// Stops the listener first. From the listener's own thread this cannot
-    /// wait: it puts the sentinel (when the queue has room), so the thread
-    /// ends after the records queued before the drop, keeping the shared
-    /// state alive until then. Nothing else could stop it any more.
+    /// Closes the listener ([`Listener::close`]: stops it, then closes
+    /// every handler), the one end-of-life policy `ql_listener_free` uses
+    /// too; here the result cannot be returned. From the listener's own
+    /// thread this cannot wait: it puts the sentinel (when the queue has
+    /// room), so the thread ends after the records queued before the drop,
+    /// keeping the shared state alive until then. Nothing else could stop
+    /// it any more.
     fn drop(&mut self) {
         if self.is_inherited() {
             // Inherited across fork: its handlers and queue belong to the
@@ -404,6 +407,6 @@ impl<R: Send + 'static> Drop for Listener<R> {
             let _ = self.enqueue_sentinel();
             return;
         }
-        let _ = self.stop();
+        let _ = self.close();
     }
 }
