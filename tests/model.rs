@@ -44,8 +44,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 
 use common::{checked, gate_bit, logging_listener, Log, GATE, SETTLE_BOUND};
+use queue_listener::ffi::handlers::ql_handler;
 use queue_listener::ffi::listener::{
-    ql_enqueue_sentinel, ql_handler, ql_listener, ql_listener_flush, ql_listener_free,
+    ql_enqueue_sentinel, ql_listener, ql_listener_flush, ql_listener_free,
     ql_listener_new_with_queue, ql_listener_stats, ql_start, ql_stats, ql_stop, ql_stop_timeout,
 };
 use queue_listener::ffi::queue::{

@@ -14,8 +14,9 @@ use std::time::Duration;
 use common::{
     bounded, gate_bit, listener_on, listener_with, logging_listener, Log, GATE, SETTLE_BOUND,
 };
+use queue_listener::ffi::handlers::ql_handler;
 use queue_listener::ffi::listener::{
-    ql_handler, ql_listener_free, ql_listener_new_with_queue, ql_start, ql_stop, ql_stop_timeout,
+    ql_listener_free, ql_listener_new_with_queue, ql_start, ql_stop, ql_stop_timeout,
 };
 use queue_listener::ffi::queue::{ql_queue_free, ql_queue_get_nowait, ql_queue_new, ql_queue_put};
 use queue_listener::ffi::{QL_ERR_TIMEOUT, QL_OK};

@@ -7,8 +7,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handlers::install_sink;
-use super::listener::ql_handler;
+use super::handlers::{install_sink, ql_handler};
 use super::{boundary, ql_status, try_out, QL_ERR_INVALID};
 use crate::output::journald::{JournaldOptions, JournaldSink, DEFAULT_RETRY_BYTES};
 use crate::output::Counters;

@@ -13,6 +13,7 @@ use super::{
     QL_ERR_UNSUPPORTED, QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLE,
     QL_STAGE_HANDLER, QL_STAGE_PREPARE,
 };
+use crate::ffi::handlers::{ql_handler, CHandler};
 use crate::ffi::queue::ql_queue;
 use crate::listener::{
     DequeueHook, Dequeued, EnqueueSentinelHook, Error, HandleHook, Handler, Hooks, Listener,
@@ -59,43 +60,6 @@ pub struct ql_queue_vtable {
     /// to tell the two apart knows which it handed out last: the listener
     /// calls `task_done` before its next `dequeue`.
     pub task_done: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void)>,
-}
-
-/// One handler of a listener.
-///
-/// `ql_listener_new` copies the array of handlers; from then on the
-/// listener owns each `ctx` and calls `destroy(ctx)` (when set) once, from
-/// `ql_listener_free`. When `ql_listener_new` fails, nothing is called and
-/// `ctx` stays the caller's.
-///
-/// Threads: `handle` and `flush` run on the listener thread only, one call
-/// at a time for the whole listener, so a handler needs no lock of its own
-/// unless other code shares its `ctx`. `destroy` runs on the thread calling
-/// `ql_listener_free`, after the listener thread has ended.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ql_handler {
-    /// Passed as the first argument of every callback.
-    pub ctx: *mut c_void,
-    /// With `respect_handler_level`, the handler gets a record only when the
-    /// record's level is at least this; 0 (NOTSET) gets every record.
-    /// Ignored otherwise.
-    pub level: i32,
-    /// Handles one prepared record, which it borrows for the call. Returns 0,
-    /// or a nonzero code that is counted in `handler_errors` and told to
-    /// `on_error`; the next handler and the next records still run. Required.
-    pub handle: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
-    /// Optional. Flushes buffered output; called at every flush barrier
-    /// (`ql_listener_flush`) and when the listener loop ends (after the
-    /// sentinel), before `ql_stop` returns.
-    pub flush: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
-    /// Optional. Frees `ctx`; called once by `ql_listener_free`.
-    pub destroy: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
-    /// Optional. Called when the listener found the built-in queue empty
-    /// after handling records and is about to wait: the end of a batch, the
-    /// moment to flush buffered output cheaply. Never called for a queue
-    /// given as a vtable.
-    pub batch_end: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
 
 /// A built-in handler's own account of the records it was given. Every
@@ -455,65 +419,6 @@ fn c_hooks(hooks: ql_hooks, pool: Option<Arc<RecordPool>>) -> Hooks<Entry> {
                 }
             })
         }),
-    }
-}
-
-struct CHandler(ql_handler);
-// SAFETY: handle/flush run on the listener thread one at a time and destroy
-// after it ended, as documented on `ql_handler`.
-unsafe impl Send for CHandler {}
-// SAFETY: as above.
-unsafe impl Sync for CHandler {}
-
-impl Handler<Entry> for CHandler {
-    fn level(&self) -> i32 {
-        self.0.level
-    }
-
-    #[inline]
-    fn handle(&self, record: &Entry) -> Result<(), i32> {
-        let Some(f) = self.0.handle else {
-            return Ok(()); // refused at creation; unreachable
-        };
-        // SAFETY: as in `call_dequeue`.
-        match record.with_ptr(|p| unsafe { f(self.0.ctx, p) }) {
-            0 => Ok(()),
-            code => Err(code),
-        }
-    }
-
-    fn flush(&self) {
-        if let Some(f) = self.0.flush {
-            // SAFETY: as in `call_dequeue`.
-            unsafe { f(self.0.ctx) }
-        }
-    }
-
-    fn batch_end(&self) {
-        if let Some(f) = self.0.batch_end {
-            // SAFETY: as in `call_dequeue`.
-            unsafe { f(self.0.ctx) }
-        }
-    }
-
-    fn counts(&self) -> Option<SinkCounts> {
-        // SAFETY: the listener owns the handler until it is freed.
-        unsafe { super::handlers::builtin_counts(&self.0) }
-    }
-
-    fn close(&self) {
-        // SAFETY: the listener owns the handler until it is freed, and its
-        // thread has ended (`Listener::close` stops it first).
-        unsafe { super::handlers::builtin_close(&self.0) }
-    }
-}
-
-impl Drop for CHandler {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.destroy {
-            // SAFETY: the listener owns ctx and drops each handler once.
-            unsafe { f(self.0.ctx) }
-        }
     }
 }
 

@@ -19,6 +19,12 @@ pub mod listener;
 mod process;
 pub mod queue;
 pub mod record;
+
+// Declared right after `record`: cbindgen writes functions in module
+// order, and the header keeps `ql_log` ... `ql_context_clear` after
+// `ql_level_name`.
+pub mod log;
+
 mod status;
 pub mod syslog;
 

@@ -8,8 +8,7 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::handlers::install_sink;
-use super::listener::ql_handler;
+use super::handlers::{install_sink, ql_handler};
 use super::{boundary, ql_status, try_out, QL_ERR_INVALID, QL_ERR_THREAD};
 use crate::output::net::{tls_config, NetOptions, SyslogSink, Transport};
 use crate::output::syslog::{header_field, host_name, program_name, Rfc, SyslogFormat};

@@ -15,11 +15,11 @@ use queue_listener::ffi::listener::{
     ql_listener, ql_listener_flush, ql_listener_free, ql_listener_is_running, ql_listener_stats,
     ql_start, ql_stats, ql_stop, ql_stop_timeout,
 };
+use queue_listener::ffi::log::ql_log;
 use queue_listener::ffi::queue::{
     ql_queue, ql_queue_get_timeout, QL_OVERFLOW_BLOCK_TIMEOUT, QL_OVERFLOW_DROP_NEWEST,
     QL_OVERFLOW_DROP_OLDEST,
 };
-use queue_listener::ffi::record::ql_log;
 use queue_listener::ffi::{
     ql_status, QL_DEQUEUE_EMPTY, QL_DEQUEUE_ERROR, QL_DEQUEUE_RECORD, QL_DEQUEUE_SENTINEL,
     QL_ENQUEUE_ERROR, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_ALREADY_STARTED, QL_ERR_FULL,

@@ -13,14 +13,18 @@ use super::common::lock;
 use super::objects::*;
 use super::support::*;
 use super::world::*;
+use queue_listener::ffi::handlers::ql_handler;
 use queue_listener::ffi::handlers::{
     ql_handler_free, ql_handler_lines_lost, ql_handler_options_default, ql_null_handler,
     ql_stream_handler_fd, QL_FLUSH_BATCH, QL_FLUSH_EVERY_RECORD, QL_FLUSH_EXPLICIT,
 };
 use queue_listener::ffi::listener::{
-    ql_enqueue_sentinel, ql_handler, ql_hooks, ql_listener, ql_listener_flush, ql_listener_free,
+    ql_enqueue_sentinel, ql_hooks, ql_listener, ql_listener_flush, ql_listener_free,
     ql_listener_is_running, ql_listener_new, ql_listener_new_with_queue, ql_listener_stats,
     ql_queue_vtable, ql_start, ql_stats, ql_stop, ql_stop_timeout,
+};
+use queue_listener::ffi::log::{
+    ql_context_clear, ql_context_remove, ql_context_set, ql_log, ql_log_src, ql_log_user,
 };
 use queue_listener::ffi::queue::{
     ql_queue, ql_queue_enabled, ql_queue_free, ql_queue_get_nowait, ql_queue_get_timeout,
@@ -30,8 +34,7 @@ use queue_listener::ffi::queue::{
     QL_QUEUE_MAX_CAPACITY,
 };
 use queue_listener::ffi::record::{
-    ql_context_clear, ql_context_remove, ql_context_set, ql_field, ql_field_value, ql_level_name,
-    ql_log, ql_log_src, ql_log_user, ql_record_free, ql_source, ql_str, QL_FIELD_BOOL,
+    ql_field, ql_field_value, ql_level_name, ql_record_free, ql_source, ql_str, QL_FIELD_BOOL,
     QL_FIELD_DOUBLE, QL_FIELD_INT, QL_FIELD_STR, QL_FIELD_UINT, QL_LEVEL_ALL,
 };
 use queue_listener::ffi::{
