@@ -9,9 +9,8 @@ use std::time::Duration;
 use super::{
     boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
     status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,
-    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_LOST,
-    QL_ERR_UNSUPPORTED, QL_ERR_WOULD_DEADLOCK, QL_OK, QL_STAGE_DEQUEUE, QL_STAGE_HANDLE,
-    QL_STAGE_HANDLER, QL_STAGE_PREPARE,
+    QL_DEQUEUE_SENTINEL, QL_ENQUEUE_FULL, QL_ENQUEUE_OK, QL_ERR_INVALID, QL_ERR_LOST, QL_OK,
+    QL_STAGE_DEQUEUE, QL_STAGE_HANDLE, QL_STAGE_HANDLER, QL_STAGE_PREPARE,
 };
 use crate::ffi::handlers::{ql_handler, CHandler};
 use crate::ffi::queue::ql_queue;
@@ -246,9 +245,6 @@ pub struct ql_stats {
 /// listener, with no other call in progress.
 pub struct ql_listener {
     pub(crate) inner: Listener<Entry>,
-    /// False when a `dequeue` hook takes the records: a C hook cannot hand
-    /// a flush barrier on, so `ql_listener_flush` refuses.
-    barriers: bool,
 }
 
 struct VtableQueue(ql_queue_vtable);
@@ -486,12 +482,13 @@ unsafe fn new_listener(
         .iter()
         .map(|h| Box::new(CHandler(*h)) as Box<dyn Handler<Entry>>)
         .collect();
-    let barriers = hooks.dequeue.is_none();
-    let listener = Listener::new(queue, handlers, c_hooks(hooks, pool), respect_handler_level);
-    *out = Box::into_raw(Box::new(ql_listener {
-        inner: listener,
-        barriers,
-    }));
+    let c_dequeue = hooks.dequeue.is_some();
+    let mut listener = Listener::new(queue, handlers, c_hooks(hooks, pool), respect_handler_level);
+    if c_dequeue {
+        // `ql_dequeue_result` has no value for a flush barrier.
+        listener = listener.refusing_barriers();
+    }
+    *out = Box::into_raw(Box::new(ql_listener { inner: listener }));
     QL_OK
 }
 
@@ -801,14 +798,6 @@ pub unsafe extern "C" fn ql_listener_flush(
 ) -> ql_status {
     boundary(|| {
         let listener = try_ref!(listener);
-        if !listener.barriers {
-            // The listener's own thread is told first, as by any flush.
-            return if listener.inner.is_listener_thread() {
-                QL_ERR_WOULD_DEADLOCK
-            } else {
-                QL_ERR_UNSUPPORTED
-            };
-        }
         status_of_result(
             listener
                 .inner

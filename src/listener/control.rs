@@ -316,6 +316,9 @@ impl<R> Shared<R> {
         if threads::current_listener() == self.id {
             return Err(Error::WouldDeadlock);
         }
+        if !self.barriers {
+            return Err(Error::Unsupported);
+        }
         if self.generation != threads::fork_generation() {
             return Err(Error::Forked);
         }

@@ -119,6 +119,9 @@ struct Shared<R> {
     /// [`threads::fork_generation`] when the listener was made: a listener from an
     /// older generation was inherited across `fork` and has no thread here.
     generation: u64,
+    /// False when the records come through a `dequeue` slot that cannot
+    /// hand a flush barrier on ([`Listener::refusing_barriers`]).
+    barriers: bool,
 }
 
 static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
@@ -162,8 +165,21 @@ impl<R: Send + 'static> Listener<R> {
                 changed: Condvar::new(),
                 counters: Counters::default(),
                 generation: threads::fork_generation(),
+                barriers: true,
             }),
         }
+    }
+
+    /// The same listener, whose [`Listener::flush`] gives
+    /// [`Error::Unsupported`]: for a `dequeue` slot that cannot hand a
+    /// flush barrier on (C's `ql_dequeue_result` has no value for one), so
+    /// that a flush fails at once instead of waiting for a barrier that
+    /// never comes back. Call it right after [`Listener::new`].
+    pub fn refusing_barriers(mut self) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.barriers = false;
+        }
+        self
     }
 
     /// Starts the listener thread.
