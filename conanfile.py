@@ -27,7 +27,7 @@ class QueueListenerConan(ConanFile):
     default_options = {"shared": True}
     exports_sources = (
         "Cargo.toml", "Cargo.lock", "build.rs", "cbindgen.toml", "CMakeLists.txt",
-        "src/*", "include/*", "cmake/*", "docs/Doxyfile.in",
+        "src/*", "engine/*", "include/*", "cmake/*", "docs/Doxyfile.in",
         "README.md", "LICENSE-MIT", "LICENSE-APACHE",
     )
 

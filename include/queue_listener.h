@@ -2266,10 +2266,6 @@ struct ql_syslog_options ql_syslog_options_default(void);
 ql_status ql_syslog_handler(const struct ql_syslog_options *options,
                             struct ql_handler *handler_out);
 
-extern void flockfile(FILE *stream);
-
-extern void funlockfile(FILE *stream);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -143,7 +143,7 @@ impl SentinelGate {
 }
 
 // `a_failed_enqueue_sentinel_does_not_strand_a_concurrent_stop` lives in
-// `src/listener/regressions.rs`: it must see the stop waiting, which only
+// `engine/src/listener/regressions.rs`: it must see the stop waiting, which only
 // the listener's own state shows.
 
 /// A handler whose `flush` waits at a gate (bounded), counting handled

@@ -11,6 +11,7 @@ use std::slice;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::record::WithPtr;
 use super::record::{ql_record, CFields};
 use super::{
     boundary, handle_boundary, ql_status, try_out, HandlerCode, QL_ERR_INVALID, QL_ERR_NULL, QL_OK,

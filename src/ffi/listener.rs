@@ -6,6 +6,7 @@ use std::slice;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::record::WithPtr;
 use super::{
     boundary, ql_dequeue_result, ql_enqueue_result, ql_stage, ql_status, status_of,
     status_of_result, try_out, try_ref, RawRecord, QL_DEQUEUE_EMPTY, QL_DEQUEUE_RECORD,

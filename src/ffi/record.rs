@@ -337,12 +337,16 @@ pub(crate) fn view_of(record: &LogRecord, fields: &[ql_field]) -> ql_record {
     }
 }
 
-// The C view of the engine's item type (`crate::log_queue::Entry`).
-impl Entry {
+/// The C view of the engine's item type (`crate::log_queue::Entry`).
+pub(crate) trait WithPtr {
     /// Calls `f` with the pointer C code sees for this entry: the program's
     /// own pointer, or a `ql_record` view that lives for the call.
+    fn with_ptr<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> T;
+}
+
+impl WithPtr for Entry {
     #[inline]
-    pub(crate) fn with_ptr<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> T {
+    fn with_ptr<T>(&self, f: impl FnOnce(*mut c_void) -> T) -> T {
         match self {
             Entry::Ptr(p) => f(p.0),
             Entry::Log(record) => with_fields(record, |fields| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::handlers::{install_sink, ql_handler};
 use super::{boundary, ql_status, try_out, QL_ERR_INVALID, QL_ERR_THREAD};
-use crate::output::net::{tls_config, NetOptions, SyslogSink, Transport};
+use crate::output::net::{NetOptions, SyslogSink, Transport};
 use crate::output::syslog::{header_field, host_name, program_name, Rfc, SyslogFormat};
 use crate::output::Counters;
 
@@ -249,16 +249,16 @@ unsafe fn make(o: &ql_syslog_options) -> Result<(SyslogFormat, NetOptions), ql_s
             let Some(ca) = (unsafe { text(o.ca_file) }) else {
                 return Err(QL_ERR_INVALID);
             };
-            let config = tls_config(std::path::Path::new(OsStr::from_bytes(ca)))
-                .map_err(|_| QL_ERR_INVALID)?;
             let name = match unsafe { text(o.server_name) } {
-                None => host.clone(),
-                Some(n) => std::str::from_utf8(n)
-                    .map_err(|_| QL_ERR_INVALID)?
-                    .to_owned(),
+                None => None,
+                Some(n) => Some(
+                    std::str::from_utf8(n)
+                        .map_err(|_| QL_ERR_INVALID)?
+                        .to_owned(),
+                ),
             };
-            let name = rustls::pki_types::ServerName::try_from(name).map_err(|_| QL_ERR_INVALID)?;
-            Transport::Tls(host, port(6514), config, name)
+            let ca = std::path::Path::new(OsStr::from_bytes(ca));
+            Transport::tls(host, port(6514), ca, name).ok_or(QL_ERR_INVALID)?
         }
         QL_SYSLOG_RELP => Transport::Relp(host, port(2514)),
         _ => return Err(QL_ERR_INVALID),

@@ -71,6 +71,24 @@ pub enum Transport {
     Relp(String, u16),
 }
 
+impl Transport {
+    /// TLS to `host`:`port`, the server's certificate verified against the
+    /// CA certificates (PEM) in `ca_file` and the name `server_name` (the
+    /// host when `None`). `None` for an unreadable CA file, one without a
+    /// certificate, or a name that is not a valid DNS name or IP address.
+    pub fn tls(
+        host: String,
+        port: u16,
+        ca_file: &std::path::Path,
+        server_name: Option<String>,
+    ) -> Option<Transport> {
+        let config = tls_config(ca_file).ok()?;
+        let name = server_name.unwrap_or_else(|| host.clone());
+        let name = rustls::pki_types::ServerName::try_from(name).ok()?;
+        Some(Transport::Tls(host, port, config, name))
+    }
+}
+
 /// Builds the TLS configuration: server certificates verified against the
 /// CA certificates (PEM) in `ca_file`, TLS 1.2 and 1.3, no client
 /// certificate.

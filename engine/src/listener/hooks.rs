@@ -57,7 +57,7 @@ pub type OnErrorHook<R> = Box<dyn Fn(Stage, Option<&R>, i32) + Send + Sync>;
 /// leave the rest to [`Hooks::default`]:
 ///
 /// ```
-/// use queue_listener::Hooks;
+/// use queue_listener_engine::Hooks;
 /// let hooks: Hooks<u32> = Hooks {
 ///     prepare: Some(Box::new(|record: &u32| Ok(Some(record * 2)))),
 ///     ..Hooks::default()

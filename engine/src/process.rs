@@ -83,7 +83,7 @@ static INSTALL: Once = Once::new();
 
 /// Installs the fork handlers and the exit handler, once per process.
 /// Called by every constructor, so a process that forks has them.
-pub(crate) fn install() {
+pub fn install() {
     INSTALL.call_once(|| {
         // SAFETY: plain registrations of `extern "C"` functions that live
         // for the whole program.
@@ -101,7 +101,7 @@ pub(crate) fn install() {
 /// Registers a listener (its [`Stopper`]) to be stopped at `exit()`
 /// within `timeout` (the largest bound registered is the bound of all);
 /// installs the handlers first if needed.
-pub(crate) fn drain_at_exit(stopper: Stopper, timeout: Duration) {
+pub fn drain_at_exit(stopper: Stopper, timeout: Duration) {
     install();
     REGISTRY.with(|entries| entries.push((stopper, timeout)));
 }
