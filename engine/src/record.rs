@@ -336,6 +336,7 @@ impl LogRecord {
         });
     }
 
+    #[inline]
     fn text(&self) -> &[u8] {
         match &self.text {
             Text::Inline(buf) => buf,
@@ -344,60 +345,72 @@ impl LogRecord {
     }
 
     /// `len` bytes at `start`, and the NUL after them.
+    #[inline]
     fn with_nul(&self, start: usize, len: u32) -> &[u8] {
         &self.text()[start..start + len as usize + 1]
     }
 
+    #[inline]
     fn message_start(&self) -> usize {
         self.logger_len as usize + 1
     }
 
+    #[inline]
     fn file_start(&self) -> usize {
         self.message_start() + self.message_len as usize + 1
     }
 
+    #[inline]
     fn func_start(&self) -> usize {
         self.file_start() + self.file_len as usize + 1
     }
 
     /// The logger name, without its NUL.
+    #[inline]
     pub fn logger(&self) -> &[u8] {
         &self.text()[..self.logger_len as usize]
     }
 
     /// The logger name followed by its NUL.
+    #[inline]
     pub fn logger_with_nul(&self) -> &[u8] {
         self.with_nul(0, self.logger_len)
     }
 
     /// The message, without its NUL.
+    #[inline]
     pub fn message(&self) -> &[u8] {
         let start = self.message_start();
         &self.text()[start..start + self.message_len as usize]
     }
 
     /// The message followed by its NUL.
+    #[inline]
     pub fn message_with_nul(&self) -> &[u8] {
         self.with_nul(self.message_start(), self.message_len)
     }
 
     /// The source file followed by its NUL (only the NUL when unknown).
+    #[inline]
     pub fn file_with_nul(&self) -> &[u8] {
         self.with_nul(self.file_start(), self.file_len)
     }
 
     /// The function followed by its NUL (only the NUL when unknown).
+    #[inline]
     pub fn func_with_nul(&self) -> &[u8] {
         self.with_nul(self.func_start(), self.func_len)
     }
 
     /// The source file, without its NUL.
+    #[inline]
     pub fn file(&self) -> &[u8] {
         let f = self.file_with_nul();
         &f[..f.len() - 1]
     }
 
     /// The function, without its NUL.
+    #[inline]
     pub fn func(&self) -> &[u8] {
         let f = self.func_with_nul();
         &f[..f.len() - 1]
@@ -405,6 +418,7 @@ impl LogRecord {
 
     /// Field `i`'s key and string value, each followed by its NUL (the
     /// value only for strings).
+    #[inline]
     pub fn field_with_nuls(&self, i: usize) -> (&[u8], Option<&[u8]>) {
         let (key, key_len, slot) = self.fields[i];
         let value = match slot {
@@ -421,10 +435,12 @@ impl LogRecord {
 }
 
 impl FieldList for LogRecord {
+    #[inline]
     fn count(&self) -> usize {
         self.fields.len()
     }
 
+    #[inline]
     fn field(&self, i: usize) -> Field<'_> {
         let (key, key_len, slot) = self.fields[i];
         let text = self.text();
