@@ -8,6 +8,10 @@
 //! every exported function's body runs inside [`boundary`], and so does
 //! every callback the library hands C whose body can panic (the built-in
 //! handlers').
+//!
+//! A generic function, not a macro: the closure already lets `try_ref!`
+//! return a status early, and the return type picks its fallback, so a
+//! macro would add nothing but a second syntax for the same thing.
 
 use std::ffi::c_char;
 use std::sync::atomic::{AtomicBool, Ordering};
