@@ -224,6 +224,21 @@ fn positional(fmt: &[u8], i: &mut usize) -> bool {
     }
 }
 
+/// A width or precision at `*i`: `*`, digits, or nothing (`None`).
+fn count(fmt: &[u8], i: &mut usize) -> Result<Option<Count>, Unsupported> {
+    if fmt.get(*i) == Some(&b'*') {
+        *i += 1;
+        if positional(fmt, i) {
+            return Err(Unsupported::Positional);
+        }
+        return Ok(Some(Count::Star));
+    }
+    match read_num(fmt, i) {
+        Ok(n) => Ok(n.map(Count::Fixed)),
+        Err(()) => Err(Unsupported::Invalid),
+    }
+}
+
 /// Parses one conversion whose `%` is at `fmt[i - 1]`; returns the index
 /// after it and the spec or why it is refused. Refused conversions are still
 /// scanned to their conversion character so that a later `%n` is found.
@@ -249,41 +264,29 @@ fn parse_conv(fmt: &[u8], mut i: usize) -> (usize, Result<Spec, Unsupported>) {
         }
         i += 1;
     }
-    let mut width = Count::None;
-    if fmt.get(i) == Some(&b'*') {
+    let width = match count(fmt, &mut i) {
+        Ok(w) => w.unwrap_or(Count::None),
+        Err(why) => {
+            refuse(why);
+            Count::None
+        }
+    };
+    if fmt.get(i) == Some(&b'$') {
+        // `%-5$d`: glibc takes the digits for an argument position.
+        refuse(Unsupported::Positional);
         i += 1;
-        if positional(fmt, &mut i) {
-            refuse(Unsupported::Positional);
-        }
-        width = Count::Star;
-    } else {
-        match read_num(fmt, &mut i) {
-            Ok(Some(w)) => width = Count::Fixed(w),
-            Ok(None) => {}
-            Err(()) => refuse(Unsupported::Invalid),
-        }
-        // glibc allows `%1$*2$d`-style positional widths only with `$`
-        // already seen; a `$` after a plain width is positional too.
-        if fmt.get(i) == Some(&b'$') {
-            refuse(Unsupported::Positional);
-            i += 1;
-        }
     }
     let mut prec = Count::None;
     if fmt.get(i) == Some(&b'.') {
         i += 1;
-        if fmt.get(i) == Some(&b'*') {
-            i += 1;
-            if positional(fmt, &mut i) {
-                refuse(Unsupported::Positional);
+        // `%.d` is a precision of 0.
+        prec = match count(fmt, &mut i) {
+            Ok(p) => p.unwrap_or(Count::Fixed(0)),
+            Err(why) => {
+                refuse(why);
+                Count::None
             }
-            prec = Count::Star;
-        } else {
-            match read_num(fmt, &mut i) {
-                Ok(p) => prec = Count::Fixed(p.unwrap_or(0)),
-                Err(()) => refuse(Unsupported::Invalid),
-            }
-        }
+        };
     }
     // Length modifiers: (count of h, count of l, other modifier).
     let (mut h, mut l, mut other) = (0u8, 0u8, 0u8);
@@ -545,6 +548,55 @@ fn insert_fill(out: &mut Vec<u8>, at: usize, n: usize, byte: u8) {
     out[at..at + n].fill(byte);
 }
 
+/// Writes `m`'s digits in `base` (8, 10 or 16) at the end of `buf`; returns
+/// where they start. Each base has its own loop so that the divisions are
+/// by constants (shifts, or a multiplication for 10).
+fn digits(mut m: u64, base: u32, upper: bool, buf: &mut [u8; 22]) -> usize {
+    let mut pos = buf.len();
+    match base {
+        16 => {
+            let hex = if upper {
+                b"0123456789ABCDEF"
+            } else {
+                b"0123456789abcdef"
+            };
+            loop {
+                pos -= 1;
+                buf[pos] = hex[(m & 15) as usize];
+                m >>= 4;
+                if m == 0 {
+                    break;
+                }
+            }
+        }
+        8 => loop {
+            pos -= 1;
+            buf[pos] = b'0' + (m & 7) as u8;
+            m >>= 3;
+            if m == 0 {
+                break;
+            }
+        },
+        _ => {
+            const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+            while m >= 100 {
+                let r = (m % 100) as usize;
+                m /= 100;
+                pos -= 2;
+                buf[pos..pos + 2].copy_from_slice(&PAIRS[2 * r..2 * r + 2]);
+            }
+            if m >= 10 {
+                pos -= 2;
+                buf[pos..pos + 2].copy_from_slice(&PAIRS[2 * m as usize..2 * m as usize + 2]);
+            } else {
+                pos -= 1;
+                buf[pos] = b'0' + m as u8;
+            }
+        }
+    }
+    pos
+}
+
 impl Conv {
     /// Pads the field written at `out[start..]` to the width: spaces after
     /// it (`-`), zeros after its first `prefix` bytes (sign, `0x`) when
@@ -617,22 +669,13 @@ impl Conv {
     fn int(&self, negative: bool, mag: u64, signed: bool, out: &mut Vec<u8>) {
         let mut buf = [0u8; 22];
         let mut pos = buf.len();
-        let (base, digits): (u64, &[u8; 16]) = match self.conv {
-            b'o' => (8, b"0123456789abcdef"),
-            b'x' | b'p' => (16, b"0123456789abcdef"),
-            b'X' => (16, b"0123456789ABCDEF"),
-            _ => (10, b"0123456789abcdef"),
+        let base = match self.conv {
+            b'o' => 8,
+            b'x' | b'X' | b'p' => 16,
+            _ => 10,
         };
-        let mut m = mag;
         if !(mag == 0 && self.prec == Some(0)) {
-            loop {
-                pos -= 1;
-                buf[pos] = digits[(m % base) as usize];
-                m /= base;
-                if m == 0 {
-                    break;
-                }
-            }
+            pos = digits(mag, base, self.conv == b'X', &mut buf);
         }
         let ndigits = buf.len() - pos;
         let mut prec = self.prec.unwrap_or(0);
