@@ -24,7 +24,9 @@
 //!   `inf`, `%a` normalises to a leading `1` (`0` for zero and subnormals,
 //!   whose exponent is `-1022`) and rounds in hex to nearest-even, a carry
 //!   making the leading digit `2` (`%.0a` of 1.5 is `0x2p+0`), `%#o` and
-//!   `%#x` of 0 print `0`, `%.0d` of 0 prints nothing.
+//!   `%#x` of 0 print `0`, `%.0d` of 0 prints nothing, and `%#g`'s quirk
+//!   when rounding carries past `10^P` (`%#g` of 999999.5 is `1.e+06`, where
+//!   C99 says `1.00000e+06`).
 //!
 //! # What is refused ([`Unsupported`]; the caller formats eagerly instead)
 //! * [`Unsupported::Positional`]: `%1$d`, `%*1$d`, `%.*1$d`.
@@ -50,6 +52,10 @@
 //! the format and of `%s` strings are copied as they are (no multibyte
 //! conversion happens in the C locale either).
 //!
+//! Likewise, floats are always rounded to nearest (ties to even), glibc's
+//! default; glibc's `vsnprintf` follows the calling thread's `fesetround`
+//! mode, which the deferred path does not see.
+//!
 //! # Arguments
 //! A `%s` argument is the string's bytes without its terminating NUL: the
 //! call site copies them (with a precision, C reads at most that many bytes,
@@ -67,7 +73,10 @@
 //! rearranged there (exponent, `%g`'s point and trailing zeros), so no call
 //! allocates beyond `out` growing. `%a` is done by hand from the bits.
 //! Output is appended without a size limit: a huge width or precision
-//! produces that many bytes, as `vsnprintf` would count them.
+//! produces that many bytes, as `vsnprintf` would count them. Where glibc
+//! fails instead (`EOVERFLOW`, -1: a field or a total over `INT_MAX` bytes,
+//! such as a `*` width of `INT_MIN`), this formatter still appends it all,
+//! so a caller that does not trust its `*` arguments should bound them.
 
 mod float;
 #[cfg(test)]
