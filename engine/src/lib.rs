@@ -13,7 +13,9 @@
 //!   handlers;
 //! * [`record`] and [`fields`]: the built-in record;
 //! * [`output`]: the built-in sinks (formatting, exact accounting, files
-//!   and rotation, syslog, journald).
+//!   and rotation, syslog, journald);
+//! * [`printf`]: a printf-compatible formatter, byte-identical to glibc's
+//!   `vsnprintf` in the C locale, for formatting on the listener.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -21,6 +23,7 @@ pub mod fields;
 pub mod listener;
 pub mod log_queue;
 pub mod output;
+pub mod printf;
 pub mod process;
 pub mod protocol;
 pub mod queue;
