@@ -137,6 +137,38 @@
 #define QL_FIELDS_MAX 64
 
 /**
+ * `ql_arg.bits` holds an `int` (sign-extended to 64 bits): `int`,
+ * `unsigned`, `char`, `short` (promoted), and `*` widths and precisions.
+ */
+#define QL_ARG_INT 1
+
+/**
+ * `ql_arg.bits` holds a `long` (or `long long`, `intmax_t`, `size_t`,
+ * `ptrdiff_t`: 64 bits here).
+ */
+#define QL_ARG_LONG 2
+
+/**
+ * `ql_arg.bits` holds the bits of a `double`.
+ */
+#define QL_ARG_DOUBLE 3
+
+/**
+ * `ql_arg.text` is a `char *` (NULL allowed), copied by the call.
+ */
+#define QL_ARG_STR 4
+
+/**
+ * `ql_arg.bits` holds a `void *` (`%p`).
+ */
+#define QL_ARG_PTR 5
+
+/**
+ * The most arguments a deferred format may take (`*` included).
+ */
+#define QL_ARGS_MAX 32
+
+/**
  * Syslog facilities (RFC 5424 §6.2.1), for `ql_syslog_options.facility`.
  */
 #define QL_SYSLOG_FACILITY_KERN 0
@@ -221,6 +253,13 @@
  * listener, with no other call in progress.
  */
 typedef struct ql_listener ql_listener;
+
+/**
+ * A parsed printf format, kept by the library for the life of the process
+ * (from `ql_printf_find`). Opaque: the pointer is the library's parsed
+ * format, never read through this type.
+ */
+typedef struct ql_printf ql_printf;
 
 /**
  * The built-in queue: a thread-safe FIFO of `void *` records, bounded or
@@ -978,6 +1017,21 @@ typedef struct ql_source {
    */
   const char *func;
 } ql_source;
+
+/**
+ * One argument a call site read from its `va_list` for a deferred format,
+ * of the kind `ql_printf_find` said (`QL_ARG_*`).
+ */
+typedef struct ql_arg {
+  /**
+   * The value's bits, for every kind but `QL_ARG_STR`.
+   */
+  uint64_t bits;
+  /**
+   * The string, for `QL_ARG_STR` (NULL allowed); ignored otherwise.
+   */
+  const char *text;
+} ql_arg;
 
 /**
  * How a syslog handler delivers its messages.
@@ -2211,6 +2265,64 @@ ql_status ql_context_remove(const char *key);
 void ql_context_clear(void);
 
 /**
+ * Looks up a printf format for deferred formatting: parsed once per format
+ * (the library keeps it, keyed by the format's address and compared byte
+ * for byte on every call, so a format that is not a string literal is
+ * safe too).
+ *
+ * On `QL_OK`, `*format_out` is the parsed format and `*kinds_out` /
+ * `*count_out` the kinds of the arguments to read from the `va_list`, in
+ * order (`QL_ARG_*`, `*` widths and precisions included): the call site
+ * reads them and calls `ql_log_args`. `QL_ERR_UNSUPPORTED` when the
+ * format cannot be deferred (positional arguments, `%lc` / `%ls`, the `'`
+ * flag, `long double`, more than `QL_ARGS_MAX` arguments, or the library's
+ * table of formats is full): format it eagerly instead (each such call is
+ * counted, `ql_printf_eager_count`). `QL_ERR_INVALID` for a format with
+ * `%n`, which is refused. `QL_ERR_NULL` for a NULL pointer. Any thread;
+ * `ql_logf` and the call-site macros call it for you.
+ *
+ * # Safety
+ * `format` must be NULL or a NUL-terminated string; the out-pointers NULL
+ * or valid for one write.
+ */
+ql_status ql_printf_find(const char *format,
+                         const struct ql_printf **format_out,
+                         const uint8_t **kinds_out,
+                         size_t *count_out);
+
+/**
+ * Calls that formatted eagerly because their format could not be deferred
+ * (see `ql_printf_find`), since the process started. Any thread.
+ */
+uint64_t ql_printf_eager_count(void);
+
+/**
+ * Logs a printf-style message whose formatting is deferred: `format` (from
+ * `ql_printf_find`) with the `arg_count` arguments `args`, read by the
+ * call site in the order and of the kinds `ql_printf_find` gave. The
+ * record is made now (time, thread, context fields, strings copied: a
+ * `%s` argument may change once the call returns) and its message is
+ * formatted as it leaves the queue, on the listener's thread (or the
+ * thread of a `ql_queue_get`), exactly as `vsnprintf` would have in the
+ * C locale. Otherwise as `ql_log_src` (statuses, fields, source).
+ * `QL_ERR_INVALID` when `arg_count` is not the format's count. Any thread.
+ *
+ * # Safety
+ * As `ql_log_src`; `format` NULL or from `ql_printf_find`; `args` NULL or
+ * valid for `arg_count` entries whose `text` (for `QL_ARG_STR`) is NULL
+ * or a NUL-terminated string.
+ */
+ql_status ql_log_args(const struct ql_queue *queue,
+                      int32_t level,
+                      const char *logger,
+                      const struct ql_source *source,
+                      const struct ql_field *fields,
+                      size_t field_count,
+                      const struct ql_printf *format,
+                      const struct ql_arg *args,
+                      size_t arg_count);
+
+/**
  * The name and meaning of a status, for messages.
  *
  * Takes any integer: an unknown value gives "unknown status". Returns a
@@ -2289,15 +2401,22 @@ ql_status ql_syslog_handler(const struct ql_syslog_options *options,
 #define QL_LOGF_STACK 256
 
 /**
- * The general printf-style call: formats the message (in the caller, on its
- * stack when it fits in QL_LOGF_STACK bytes), then calls ql_log_src with the
- * source location and fields. A record below the queue's threshold
- * (ql_queue_set_level) costs one call and one comparison: nothing is
- * formatted. A message longer than QL_LOGF_STACK - 1 bytes is formatted
- * again into one heap buffer and kept whole; if that allocation fails it is
- * cut to QL_LOGF_STACK - 1 bytes ending with "...[cut]". Returns what
- * ql_log_src returns; QL_ERR_NULL for a NULL queue or format; QL_ERR_INVALID
- * when vsnprintf fails (a bad format). Any thread.
+ * The general printf-style call. A record below the queue's threshold
+ * (ql_queue_set_level) costs one call and one comparison: nothing is read
+ * or formatted. Otherwise the message is formatted later, off the calling
+ * thread: the format is looked up once (ql_printf_find), the arguments are
+ * read from the va_list as it says (a %s string is copied by the call), and
+ * ql_log_args makes the record, whose message is formatted as it leaves
+ * the queue, byte for byte as vsnprintf in the C locale. A format that
+ * cannot be deferred (positional arguments, %lc, %ls, the ' flag, long
+ * double, more than QL_ARGS_MAX arguments) is formatted here instead (on
+ * the caller's stack when it fits in QL_LOGF_STACK bytes; a longer message
+ * is formatted again into one heap buffer and kept whole; if that
+ * allocation fails it is cut to QL_LOGF_STACK - 1 bytes ending with
+ * "...[cut]"), and counted (ql_printf_eager_count). Returns what
+ * ql_log_args or ql_log_src returns; QL_ERR_NULL for a NULL queue or
+ * format; QL_ERR_INVALID for a format with %n (refused) or when vsnprintf
+ * fails (a bad format). Any thread.
  */
 static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const char *logger,
                                      const ql_source *source, const ql_field *fields,
@@ -2313,6 +2432,43 @@ static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const
   ql_status status;
   if (queue == NULL || format == NULL) return QL_ERR_NULL;
   if (!ql_queue_enabled(queue, level)) return QL_OK;
+  /* Deferred: only where every 64-bit integer kind is a long (LP64). */
+  if (sizeof(long) == 8 && sizeof(long long) == 8 && sizeof(size_t) == 8 &&
+      sizeof(void *) == 8) {
+    const ql_printf *parsed;
+    const uint8_t *kinds;
+    size_t count, i;
+    ql_arg captured[QL_ARGS_MAX];
+    status = ql_printf_find(format, &parsed, &kinds, &count);
+    if (status == QL_OK) {
+      for (i = 0; i < count; i++) {
+        captured[i].bits = 0;
+        captured[i].text = NULL;
+        switch (kinds[i]) {
+          case QL_ARG_INT:
+            captured[i].bits = (uint64_t)(int64_t)va_arg(args, int);
+            break;
+          case QL_ARG_LONG:
+            captured[i].bits = (uint64_t)va_arg(args, long);
+            break;
+          case QL_ARG_DOUBLE: {
+            double d = va_arg(args, double);
+            memcpy(&captured[i].bits, &d, sizeof d);
+            break;
+          }
+          case QL_ARG_STR:
+            captured[i].text = va_arg(args, const char *);
+            break;
+          default:
+            captured[i].bits = (uint64_t)(uintptr_t)va_arg(args, void *);
+            break;
+        }
+      }
+      return ql_log_args(queue, level, logger, source, fields, field_count, parsed, captured,
+                         count);
+    }
+    if (status != QL_ERR_UNSUPPORTED) return status;
+  }
   va_copy(again, args);
   n = vsnprintf(stack, sizeof stack, format, args);
   if (n < 0) {

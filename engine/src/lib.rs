@@ -19,6 +19,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod deferred;
 pub mod fields;
 pub mod listener;
 pub mod log_queue;

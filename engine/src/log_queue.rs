@@ -6,12 +6,14 @@
 //! The C view of its items (`ql_record`, `Entry::with_ptr`) lives in
 //! `src/ffi/record.rs`; this module never reads a program's pointer.
 
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use crate::fields::FieldList;
 use crate::listener::TakeBackHook;
+use crate::printf::{Arg, ArgKind, Format};
 use crate::queue::{ChannelQueue, EvictFn, Options, Overflow, PutError, ReportFn};
 use crate::record::level::WARNING;
 use crate::record::{LogRecord, RecordPool, Source};
@@ -53,6 +55,32 @@ impl Entry {
         match self {
             Entry::Log(record) => Some(record.level),
             Entry::Ptr(_) => None,
+        }
+    }
+}
+
+thread_local! {
+    /// Room to format deferred messages in, on the thread that takes them.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Scratch room kept between records; a larger one is let go.
+const KEEP_SCRATCH: usize = 1 << 16;
+
+impl Entry {
+    /// Formats a built-in record's deferred message (see
+    /// [`LogRecord::fill_deferred`]) as it leaves the queue.
+    pub fn materialize(&mut self) {
+        if let Entry::Log(record) = self {
+            if record.is_deferred() {
+                SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    record.materialize(&mut scratch);
+                    if scratch.capacity() > KEEP_SCRATCH {
+                        *scratch = Vec::new();
+                    }
+                });
+            }
         }
     }
 }
@@ -137,7 +165,7 @@ impl LogQueue {
             capacity => capacity.min(1 << 16) + 64,
         };
         LogQueue {
-            queue: Arc::new(queue),
+            queue: Arc::new(queue.with_taken(Entry::materialize)),
             pool: Arc::new(RecordPool::new(keep)),
             level: AtomicI32::new(level),
             generation: fork_generation(),
@@ -192,6 +220,37 @@ impl LogQueue {
         let record = self
             .pool
             .make_with(level, logger, message, user, source, fields);
+        self.put_made(record)
+    }
+
+    /// [`LogQueue::log`] with the message still to be formatted: `format`
+    /// with `args`, which must match `format.args()` one to one (else
+    /// `Err(None)`, nothing made). The record is formatted as it leaves the
+    /// queue, on the taker's thread.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn log_deferred(
+        &self,
+        level: i32,
+        logger: &[u8],
+        format: &'static Format,
+        args: &[Arg<'_>],
+        user: usize,
+        source: &Source<'_>,
+        fields: &dyn FieldList,
+    ) -> Result<(), Option<PutError<()>>> {
+        if !kinds_match(format, args) {
+            return Err(None);
+        }
+        let record = self
+            .pool
+            .make_deferred(level, logger, format, args, user, source, fields);
+        self.put_made(record).map_err(Some)
+    }
+
+    /// Offers a record made from the pool, counting a refusal as a drop.
+    #[inline]
+    fn put_made(&self, record: Box<LogRecord>) -> Result<(), PutError<()>> {
         self.queue.put(Entry::Log(record)).map_err(|refused| {
             self.queue.count_drop();
             match refused {
@@ -201,6 +260,21 @@ impl LogQueue {
             }
         })
     }
+}
+
+/// True when `args` are of the kinds `format` reads, one to one.
+fn kinds_match(format: &Format, args: &[Arg<'_>]) -> bool {
+    let kinds = format.args();
+    kinds.len() == args.len()
+        && kinds.iter().zip(args).all(|(kind, arg)| {
+            matches!(
+                (kind, arg),
+                (ArgKind::Int | ArgKind::Long, Arg::Int(_))
+                    | (ArgKind::Double, Arg::Double(_))
+                    | (ArgKind::Str, Arg::Str(_))
+                    | (ArgKind::Ptr, Arg::Ptr(_))
+            )
+        })
 }
 
 /// A program's `done`: sees each record once the listener is done with it.

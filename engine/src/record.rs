@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::fields::{Field, FieldList, Value, NO_FIELDS};
+use crate::printf::{Arg, Format};
 
 /// Python's level numbers. Any other integer is a valid level too.
 pub mod level {
@@ -115,7 +116,35 @@ pub struct LogRecord {
     /// Each field: its key's offset and length in the text, and its value.
     fields: Vec<(u32, u32, Slot)>,
     text: Text,
+    /// Bytes of `text` in use.
+    text_len: u32,
+    /// The format of a message still to be formatted ([`LogRecord::fill_deferred`]),
+    /// whose arguments are in `args` (and the bytes of its strings in
+    /// `arg_text`); `None` once the message is text.
+    deferred: Option<&'static Format>,
+    args: Vec<Captured>,
+    arg_text: Vec<u8>,
 }
+
+/// One argument of a deferred message, as the record keeps it.
+#[derive(Debug, Clone, Copy)]
+enum Captured {
+    Int(i64),
+    Double(f64),
+    /// A string's offset and length in `arg_text`, or NULL.
+    Str(Option<(u32, u32)>),
+    Ptr(usize),
+}
+
+/// The bytes of deferred string arguments a recycled record keeps room for.
+const KEEP_ARG_TEXT: usize = 4096;
+
+/// Arguments and string bytes a record makes room for the first time it
+/// defers a message: enough for most calls, so that they cost no
+/// allocation once the pool is warm. Larger calls grow it (kept up to
+/// [`KEEP_ARG_TEXT`] bytes).
+const ARGS_ROOM: usize = 8;
+const ARG_TEXT_ROOM: usize = 128;
 
 /// Cuts `text` to `max` bytes, the last of which are [`CUT_MARKER`].
 fn cut(text: &[u8], max: usize) -> (&[u8], &'static [u8]) {
@@ -185,6 +214,10 @@ impl LogRecord {
             func_len: 0,
             fields: Vec::new(),
             text: Text::Inline([0; INLINE_TEXT]),
+            text_len: 0,
+            deferred: None,
+            args: Vec::new(),
+            arg_text: Vec::new(),
         }
     }
 
@@ -315,6 +348,8 @@ impl LogRecord {
         put(&[file]);
         put(&[func]);
         self.fields.clear();
+        self.deferred = None;
+        self.text_len = total as u32;
         if all == 0 {
             return;
         }
@@ -334,6 +369,120 @@ impl LogRecord {
             };
             slots.push((key, key_len, slot));
         });
+    }
+
+    /// Makes this record anew as [`LogRecord::fill_with`] does, with its
+    /// message still to be formatted: `format` with `args` (which must
+    /// match `format.args()`), formatted later by
+    /// [`LogRecord::materialize`]. String arguments are copied now (the
+    /// caller may change them once the call returns), each cut like a
+    /// message.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_deferred(
+        &mut self,
+        level: i32,
+        logger: &[u8],
+        format: &'static Format,
+        args: &[Arg<'_>],
+        user: usize,
+        source: &Source,
+        fields: &dyn FieldList,
+    ) {
+        self.fill_with(level, logger, b"", user, source, fields);
+        self.args.clear();
+        self.arg_text.clear();
+        // Room for the usual call, made the first time this record defers:
+        // a recycled record then costs no allocation for it again.
+        self.args.reserve(ARGS_ROOM.max(args.len()));
+        self.arg_text.reserve(ARG_TEXT_ROOM);
+        for arg in args {
+            let kept = match *arg {
+                Arg::Int(v) => Captured::Int(v),
+                Arg::Double(v) => Captured::Double(v),
+                Arg::Ptr(v) => Captured::Ptr(v),
+                Arg::Str(None) => Captured::Str(None),
+                Arg::Str(Some(text)) => {
+                    let (text, marker) = cut(text, MAX_MESSAGE);
+                    let start = self.arg_text.len();
+                    self.arg_text.extend_from_slice(text);
+                    self.arg_text.extend_from_slice(marker);
+                    Captured::Str(Some((start as u32, (self.arg_text.len() - start) as u32)))
+                }
+            };
+            self.args.push(kept);
+        }
+        self.deferred = Some(format);
+    }
+
+    /// True while the message is still to be formatted.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Formats a deferred message (see [`LogRecord::fill_deferred`]) into
+    /// the record's text, using `scratch` as room to format in; nothing to
+    /// do for a record whose message is text already. A message longer than
+    /// [`MAX_MESSAGE`] is cut as a message given as text would be.
+    pub fn materialize(&mut self, scratch: &mut Vec<u8>) {
+        let Some(format) = self.deferred.take() else {
+            return;
+        };
+        let mut args = [Arg::Int(0); crate::deferred::MAX_ARGS];
+        let n = self.args.len().min(args.len());
+        for (slot, kept) in args.iter_mut().zip(&self.args) {
+            *slot = match *kept {
+                Captured::Int(v) => Arg::Int(v),
+                Captured::Double(v) => Arg::Double(v),
+                Captured::Ptr(v) => Arg::Ptr(v),
+                Captured::Str(None) => Arg::Str(None),
+                Captured::Str(Some((start, len))) => {
+                    Arg::Str(Some(&self.arg_text[start as usize..(start + len) as usize]))
+                }
+            };
+        }
+        scratch.clear();
+        // The kinds matched when the record was made: fill_deferred's
+        // caller checked them against the format.
+        let _ = format.format(&args[..n], scratch);
+        let (text, marker) = cut(scratch, MAX_MESSAGE);
+        self.set_message(text, marker);
+    }
+
+    /// Puts `text` and `marker` as the message of a record made with an
+    /// empty one, moving what follows it (file, function, fields) along.
+    fn set_message(&mut self, text: &[u8], marker: &[u8]) {
+        let m = text.len() + marker.len();
+        if m == 0 {
+            return;
+        }
+        let start = self.message_start();
+        let used = self.text_len as usize;
+        let total = used + m;
+        match &mut self.text {
+            Text::Inline(buf) if total <= INLINE_TEXT => {
+                buf.copy_within(start..used, start + m);
+                buf[start..start + text.len()].copy_from_slice(text);
+                buf[start + text.len()..start + m].copy_from_slice(marker);
+            }
+            _ => {
+                let old = self.text();
+                let mut buf = vec![0; total].into_boxed_slice();
+                buf[..start].copy_from_slice(&old[..start]);
+                buf[start..start + text.len()].copy_from_slice(text);
+                buf[start + text.len()..start + m].copy_from_slice(marker);
+                buf[start + m..].copy_from_slice(&old[start..used]);
+                self.text = Text::Heap(buf);
+            }
+        }
+        let m32 = m as u32;
+        for (key, _, slot) in &mut self.fields {
+            *key += m32;
+            if let Slot::Str(off, _) = slot {
+                *off += m32;
+            }
+        }
+        self.message_len = m32;
+        self.text_len = total as u32;
     }
 
     #[inline]
@@ -499,11 +648,36 @@ impl RecordPool {
         }
     }
 
+    /// A record with its message still to be formatted (see
+    /// [`LogRecord::fill_deferred`]), from a spare one when there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn make_deferred(
+        &self,
+        level: i32,
+        logger: &[u8],
+        format: &'static Format,
+        args: &[Arg<'_>],
+        user: usize,
+        source: &Source,
+        fields: &dyn FieldList,
+    ) -> Box<LogRecord> {
+        let mut record = self
+            .rx
+            .try_recv()
+            .unwrap_or_else(|_| Box::new(LogRecord::empty()));
+        record.fill_deferred(level, logger, format, args, user, source, fields);
+        record
+    }
+
     /// Takes a record back for reuse; dropped when the pool is full. A
     /// record holding a heap buffer is dropped too, so the pool never
     /// hoards large buffers.
     pub fn recycle(&self, record: Box<LogRecord>) {
-        if record.is_inline() && record.fields.capacity() <= KEEP_FIELDS {
+        if record.is_inline()
+            && record.fields.capacity() <= KEEP_FIELDS
+            && record.arg_text.capacity() <= KEEP_ARG_TEXT
+            && record.args.capacity() <= crate::deferred::MAX_ARGS
+        {
             let _ = self.tx.try_send(record);
         }
     }

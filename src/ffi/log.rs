@@ -7,11 +7,54 @@ use std::ptr;
 use super::queue::ql_queue;
 use super::record::{bytes, c_str, ql_field, ql_source, CFields, QL_FIELDS_MAX};
 use super::{
-    boundary, ql_status, try_ref, QL_ERR_EMPTY, QL_ERR_INVALID, QL_ERR_NULL, QL_ERR_UNSUPPORTED,
-    QL_OK,
+    boundary, ql_status, try_out, try_ref, QL_ERR_EMPTY, QL_ERR_INVALID, QL_ERR_NULL,
+    QL_ERR_UNSUPPORTED, QL_OK,
 };
+use crate::deferred::Found;
 use crate::fields::{FieldError, FieldList};
+use crate::printf::{Arg, ArgKind, Format};
 use crate::record::Source;
+
+/// The source location and the fields of a call, checked: `QL_ERR_NULL`
+/// for NULL `fields` with a nonzero count or a NULL key, `QL_ERR_INVALID`
+/// for more than `QL_FIELDS_MAX` or a bad key or kind.
+///
+/// # Safety
+/// `source` NULL or valid; `fields` NULL or valid for `field_count`
+/// entries, as `ql_log_src` says.
+unsafe fn call_parts<'a>(
+    source: *const ql_source,
+    fields: *const ql_field,
+    field_count: usize,
+) -> Result<(Source<'a>, CFields<'a>), ql_status> {
+    if fields.is_null() && field_count > 0 {
+        return Err(QL_ERR_NULL);
+    }
+    // Before any field is read: a count past the array (SIZE_MAX) must
+    // not make us read past it.
+    if field_count > QL_FIELDS_MAX {
+        return Err(QL_ERR_INVALID);
+    }
+    // SAFETY: the caller's promise.
+    let fields = unsafe { CFields::from_raw(fields, field_count) };
+    fields.shape()?;
+    if crate::fields::check(&fields).is_err() {
+        return Err(QL_ERR_INVALID);
+    }
+    // SAFETY: the caller's promise.
+    let source = match unsafe { source.as_ref() } {
+        // SAFETY: the caller's promise.
+        Some(s) => unsafe {
+            Source {
+                file: c_str(s.file),
+                line: s.line,
+                func: c_str(s.func),
+            }
+        },
+        None => Source::default(),
+    };
+    Ok((source, fields))
+}
 
 /// Logs a message as a built-in record: `ql_log_user` with a NULL user
 /// value.
@@ -168,33 +211,10 @@ pub unsafe extern "C" fn ql_log_src(
         let Some(message) = (unsafe { bytes(message, len) }) else {
             return QL_ERR_NULL;
         };
-        if fields.is_null() && field_count > 0 {
-            return QL_ERR_NULL;
-        }
-        // Before any field is read: a count past the array (SIZE_MAX) must
-        // not make us read past it.
-        if field_count > QL_FIELDS_MAX {
-            return QL_ERR_INVALID;
-        }
         // SAFETY: the caller's promise.
-        let fields = unsafe { CFields::from_raw(fields, field_count) };
-        if let Err(status) = fields.shape() {
-            return status;
-        }
-        if crate::fields::check(&fields).is_err() {
-            return QL_ERR_INVALID;
-        }
-        // SAFETY: the caller's promise.
-        let source = match unsafe { source.as_ref() } {
-            // SAFETY: the caller's promise.
-            Some(s) => unsafe {
-                Source {
-                    file: c_str(s.file),
-                    line: s.line,
-                    func: c_str(s.func),
-                }
-            },
-            None => Source::default(),
+        let (source, fields) = match unsafe { call_parts(source, fields, field_count) } {
+            Ok(parts) => parts,
+            Err(status) => return status,
         };
         // SAFETY: the caller's promise.
         let logger = unsafe { c_str(logger) };
@@ -269,4 +289,201 @@ pub unsafe extern "C" fn ql_context_remove(key: *const c_char) -> ql_status {
 #[no_mangle]
 pub extern "C" fn ql_context_clear() {
     boundary(crate::fields::context_clear)
+}
+
+/// A parsed printf format, kept by the library for the life of the process
+/// (from `ql_printf_find`). Opaque: the pointer is the library's parsed
+/// format, never read through this type.
+pub struct ql_printf {
+    _private: [u8; 0],
+}
+
+/// `ql_arg.bits` holds an `int` (sign-extended to 64 bits): `int`,
+/// `unsigned`, `char`, `short` (promoted), and `*` widths and precisions.
+pub const QL_ARG_INT: u8 = 1;
+/// `ql_arg.bits` holds a `long` (or `long long`, `intmax_t`, `size_t`,
+/// `ptrdiff_t`: 64 bits here).
+pub const QL_ARG_LONG: u8 = 2;
+/// `ql_arg.bits` holds the bits of a `double`.
+pub const QL_ARG_DOUBLE: u8 = 3;
+/// `ql_arg.text` is a `char *` (NULL allowed), copied by the call.
+pub const QL_ARG_STR: u8 = 4;
+/// `ql_arg.bits` holds a `void *` (`%p`).
+pub const QL_ARG_PTR: u8 = 5;
+/// The most arguments a deferred format may take (`*` included).
+pub const QL_ARGS_MAX: usize = 32;
+
+const _: () = assert!(QL_ARGS_MAX == crate::deferred::MAX_ARGS);
+const _: () = assert!(ArgKind::Int as u8 == QL_ARG_INT && ArgKind::Long as u8 == QL_ARG_LONG);
+const _: () = assert!(ArgKind::Double as u8 == QL_ARG_DOUBLE && ArgKind::Str as u8 == QL_ARG_STR);
+const _: () = assert!(ArgKind::Ptr as u8 == QL_ARG_PTR);
+
+/// One argument a call site read from its `va_list` for a deferred format,
+/// of the kind `ql_printf_find` said (`QL_ARG_*`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ql_arg {
+    /// The value's bits, for every kind but `QL_ARG_STR`.
+    pub bits: u64,
+    /// The string, for `QL_ARG_STR` (NULL allowed); ignored otherwise.
+    pub text: *const c_char,
+}
+
+/// The bytes of `text` up to its NUL or `limit`, whichever is first.
+///
+/// # Safety
+/// `text` must be valid for reading up to its NUL or `limit` bytes.
+unsafe fn c_strn<'a>(text: *const c_char, limit: usize) -> &'a [u8] {
+    // SAFETY: the caller's promise; strnlen reads no further.
+    let len = unsafe { libc::strnlen(text, limit) };
+    // SAFETY: `len` bytes were just read.
+    unsafe { std::slice::from_raw_parts(text.cast(), len) }
+}
+
+/// Looks up a printf format for deferred formatting: parsed once per format
+/// (the library keeps it, keyed by the format's address and compared byte
+/// for byte on every call, so a format that is not a string literal is
+/// safe too).
+///
+/// On `QL_OK`, `*format_out` is the parsed format and `*kinds_out` /
+/// `*count_out` the kinds of the arguments to read from the `va_list`, in
+/// order (`QL_ARG_*`, `*` widths and precisions included): the call site
+/// reads them and calls `ql_log_args`. `QL_ERR_UNSUPPORTED` when the
+/// format cannot be deferred (positional arguments, `%lc` / `%ls`, the `'`
+/// flag, `long double`, more than `QL_ARGS_MAX` arguments, or the library's
+/// table of formats is full): format it eagerly instead (each such call is
+/// counted, `ql_printf_eager_count`). `QL_ERR_INVALID` for a format with
+/// `%n`, which is refused. `QL_ERR_NULL` for a NULL pointer. Any thread;
+/// `ql_logf` and the call-site macros call it for you.
+///
+/// # Safety
+/// `format` must be NULL or a NUL-terminated string; the out-pointers NULL
+/// or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn ql_printf_find(
+    format: *const c_char,
+    format_out: *mut *const ql_printf,
+    kinds_out: *mut *const u8,
+    count_out: *mut usize,
+) -> ql_status {
+    boundary(|| {
+        let format_out = try_out!(format_out);
+        let kinds_out = try_out!(kinds_out);
+        let count_out = try_out!(count_out);
+        if format.is_null() {
+            return QL_ERR_NULL;
+        }
+        // SAFETY: the caller's promise.
+        let text = unsafe { c_str(format) };
+        match crate::deferred::find(format as usize, text) {
+            Found::Defer(parsed) => {
+                let kinds = parsed.args();
+                *format_out = (parsed as *const Format).cast::<ql_printf>();
+                *kinds_out = kinds.as_ptr().cast::<u8>();
+                *count_out = kinds.len();
+                QL_OK
+            }
+            Found::Eager => QL_ERR_UNSUPPORTED,
+            Found::Refuse => QL_ERR_INVALID,
+        }
+    })
+}
+
+/// Calls that formatted eagerly because their format could not be deferred
+/// (see `ql_printf_find`), since the process started. Any thread.
+#[no_mangle]
+pub extern "C" fn ql_printf_eager_count() -> u64 {
+    boundary(crate::deferred::eager_count)
+}
+
+/// Logs a printf-style message whose formatting is deferred: `format` (from
+/// `ql_printf_find`) with the `arg_count` arguments `args`, read by the
+/// call site in the order and of the kinds `ql_printf_find` gave. The
+/// record is made now (time, thread, context fields, strings copied: a
+/// `%s` argument may change once the call returns) and its message is
+/// formatted as it leaves the queue, on the listener's thread (or the
+/// thread of a `ql_queue_get`), exactly as `vsnprintf` would have in the
+/// C locale. Otherwise as `ql_log_src` (statuses, fields, source).
+/// `QL_ERR_INVALID` when `arg_count` is not the format's count. Any thread.
+///
+/// # Safety
+/// As `ql_log_src`; `format` NULL or from `ql_printf_find`; `args` NULL or
+/// valid for `arg_count` entries whose `text` (for `QL_ARG_STR`) is NULL
+/// or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ql_log_args(
+    queue: *const ql_queue,
+    level: i32,
+    logger: *const c_char,
+    source: *const ql_source,
+    fields: *const ql_field,
+    field_count: usize,
+    format: *const ql_printf,
+    args: *const ql_arg,
+    arg_count: usize,
+) -> ql_status {
+    boundary(|| {
+        let queue = try_ref!(queue);
+        if !queue.inner.enabled(level) {
+            return QL_OK;
+        }
+        super::queue::refuse_inherited!(queue);
+        if format.is_null() {
+            return QL_ERR_NULL;
+        }
+        // SAFETY: handed out by `ql_printf_find`: the address of a
+        // `&'static Format` (formats are never freed), the caller's promise.
+        let format: &'static Format = unsafe { &*format.cast::<Format>() };
+        let kinds = format.args();
+        if arg_count != kinds.len() {
+            return QL_ERR_INVALID;
+        }
+        if args.is_null() && arg_count > 0 {
+            return QL_ERR_NULL;
+        }
+        let c_args: &[ql_arg] = if arg_count == 0 {
+            &[]
+        } else {
+            // SAFETY: the caller's promise.
+            unsafe { std::slice::from_raw_parts(args, arg_count) }
+        };
+        let mut taken = [Arg::Int(0); QL_ARGS_MAX];
+        for (index, ((slot, kind), arg)) in taken.iter_mut().zip(kinds).zip(c_args).enumerate() {
+            *slot = match kind {
+                ArgKind::Int | ArgKind::Long => Arg::Int(arg.bits as i64),
+                ArgKind::Double => Arg::Double(f64::from_bits(arg.bits)),
+                ArgKind::Ptr => Arg::Ptr(arg.bits as usize),
+                ArgKind::Str if arg.text.is_null() => Arg::Str(None),
+                // C reads a `%s` with a precision only that far: its array
+                // need not hold a NUL.
+                ArgKind::Str => match format.str_limit(index, |i| c_args[i].bits as i64) {
+                    // SAFETY: the caller's promise (a string, or an array of
+                    // at least `limit` bytes).
+                    Some(limit) => Arg::Str(Some(unsafe { c_strn(arg.text, limit) })),
+                    // SAFETY: the caller's promise.
+                    None => Arg::Str(Some(unsafe { c_str(arg.text) })),
+                },
+            };
+        }
+        // SAFETY: the caller's promise.
+        let (source, fields) = match unsafe { call_parts(source, fields, field_count) } {
+            Ok(parts) => parts,
+            Err(status) => return status,
+        };
+        // SAFETY: the caller's promise.
+        let logger = unsafe { c_str(logger) };
+        match queue.inner.log_deferred(
+            level,
+            logger,
+            format,
+            &taken[..arg_count],
+            0,
+            &source,
+            &fields,
+        ) {
+            Ok(()) => QL_OK,
+            Err(None) => QL_ERR_INVALID,
+            Err(Some(refused)) => super::status_of_put::<()>(Err(refused)),
+        }
+    })
 }

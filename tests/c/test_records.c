@@ -14,6 +14,7 @@
  *   QL_MESSAGE_MAX ending "...[cut]";
  * - ql_logf formats (stack and heap paths); below the queue's threshold
  *   nothing is formatted (a %n is never written), nothing queued, QL_OK;
+ *   at it, a %n is refused (QL_ERR_INVALID): test_deferred has the rest;
  * - any int32 level passes the default threshold; respect_handler_level
  *   on built-in records without a record_level hook;
  * - ql_level_name;
@@ -362,9 +363,12 @@ static void threshold(void) {
     CHECK_OK(ql_logf(q, INT32_MIN, "x", "%s", "below"));
     CHECK_EQ_INT(written, -1);
     CHECK_EQ_INT(qlt_queue_len(q), 0);
-    /* at the threshold: queued, formatted */
-    CHECK_OK(ql_logf(q, QL_LEVEL_WARNING, "x", "abc%n", &written));
-    CHECK_EQ_INT(written, 3);
+    /* at the threshold: queued, formatted; a %n is refused there (the
+     * message is formatted later, off the calling thread), not written */
+    CHECK_EQ_STATUS(ql_logf(q, QL_LEVEL_WARNING, "x", "abc%n", &written), QL_ERR_INVALID);
+    CHECK_EQ_INT(written, -1);
+    CHECK_EQ_INT(qlt_queue_len(q), 0);
+    CHECK_OK(ql_logf(q, QL_LEVEL_WARNING, "x", "ab%c", 'c'));
     CHECK_EQ_INT(qlt_queue_len(q), 1);
 
     /* set_level: takes effect for the next calls */

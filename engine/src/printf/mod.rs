@@ -470,6 +470,41 @@ impl Format {
         &self.args
     }
 
+    /// For argument `index`, a `%s`: the most bytes C reads of its string
+    /// (its precision), or `None` when it reads to the NUL. A `*` precision
+    /// is the `int` argument `star(i)` gives for its index `i` (negative:
+    /// no precision). `None` too for an index that is not a `%s`.
+    pub fn str_limit(&self, index: usize, star: impl Fn(usize) -> i64) -> Option<usize> {
+        let mut at = 0;
+        for piece in &self.pieces {
+            let Piece::Conv(spec) = piece else {
+                continue;
+            };
+            if spec.width == Count::Star {
+                at += 1;
+            }
+            let prec_at = at;
+            if spec.prec == Count::Star {
+                at += 1;
+            }
+            if at == index {
+                if spec.conv != b's' {
+                    return None;
+                }
+                return match spec.prec {
+                    Count::None => None,
+                    Count::Fixed(n) => Some(n as usize),
+                    Count::Star => usize::try_from(star(prec_at) as i32).ok(),
+                };
+            }
+            at += 1;
+            if at > index {
+                return None;
+            }
+        }
+        None
+    }
+
     /// Appends the formatted text to `out`, exactly as glibc's `vsnprintf`
     /// would write it in the C locale.
     ///

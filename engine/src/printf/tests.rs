@@ -631,3 +631,21 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn printf_str_limit_is_the_precision_c_reads() {
+    let f = parse(b"%s %.3s %*.*s %.*s %d %.2s").unwrap();
+    // args: 0 s, 1 s(.3), 2 width*, 3 prec*, 4 s, 5 prec*, 6 s, 7 d, 8 s(.2)
+    let star = |i: usize| match i {
+        3 => 4,
+        5 => -1,
+        _ => panic!("argument {i} is not a star"),
+    };
+    assert_eq!(f.str_limit(0, star), None);
+    assert_eq!(f.str_limit(1, star), Some(3));
+    assert_eq!(f.str_limit(4, star), Some(4));
+    assert_eq!(f.str_limit(6, star), None, "a negative * precision is none");
+    assert_eq!(f.str_limit(7, star), None, "not a %s");
+    assert_eq!(f.str_limit(8, star), Some(2));
+    assert_eq!(f.str_limit(9, star), None, "past the end");
+}

@@ -135,6 +135,9 @@ pub struct ChannelQueue<R> {
     unreported: AtomicU64,
     /// The most items the listener saw queued, before any take.
     high_water: AtomicUsize,
+    /// Called on each record a taker gets (the listener's take and the
+    /// program's gets), before anyone sees it.
+    taken: Option<fn(&mut R)>,
     /// Who each sentinel and barrier is for, and what was held for whom.
     book: Mutex<Book>,
     /// Bumped (under the book's lock) each time an item is held for a
@@ -169,9 +172,18 @@ impl<R> ChannelQueue<R> {
             dropped: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             high_water: AtomicUsize::new(0),
+            taken: None,
             book: Mutex::new(Book::default()),
             held_version: AtomicU64::new(0),
         })
+    }
+
+    /// The same queue, calling `taken` on each record as it is taken off
+    /// (by a listener or a get), before anyone sees it: the built-in queue
+    /// formats a deferred message there.
+    pub fn with_taken(mut self, taken: fn(&mut R)) -> Self {
+        self.taken = Some(taken);
+        self
     }
 
     /// Counts one dropped record (the caller dropped it because a put
@@ -319,7 +331,12 @@ impl<R> ChannelQueue<R> {
     fn get_with(&self, mut wait: Wait<'_>, none: GetError) -> Result<R, GetError> {
         loop {
             match self.take(&mut wait) {
-                Some(Item::Record(r)) => return Ok(r),
+                Some(Item::Record(mut r)) => {
+                    if let Some(taken) = self.taken {
+                        taken(&mut r);
+                    }
+                    return Ok(r);
+                }
                 Some(Item::Sentinel(_)) => return Err(GetError::Sentinel),
                 // Only this listener's own barrier, taken by its own thread
                 // through a `dequeue` hook, comes back: a hook cannot hand
@@ -521,7 +538,12 @@ impl<R> ChannelQueue<R> {
         self.sample_depth();
         let mut wait = if block { Wait::Spin(idle) } else { Wait::No };
         match self.take(&mut wait) {
-            Some(Item::Record(r)) => Dequeued::Record(r),
+            Some(Item::Record(mut r)) => {
+                if let Some(taken) = self.taken {
+                    taken(&mut r);
+                }
+                Dequeued::Record(r)
+            }
             Some(Item::Sentinel(_)) => Dequeued::Sentinel,
             Some(Item::Barrier(id)) => Dequeued::Barrier(id),
             None => Dequeued::Empty,
