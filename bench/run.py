@@ -445,9 +445,11 @@ LEADER_ROWS = [("ql-builtin", "message", "ql-logf", "`ql_logf`"),
 
 
 def best_peer(groups, peers, key_of, metric, better):
-    """(name, median) of the best peer by metric among those measured and not
-    failed, or (None, None)."""
-    vals = [(c, stat(groups.get(key_of(c)), metric)) for c in peers]
+    """(name, median) of the best peer by metric, or (None, None). A peer
+    with any failed row in the run is left out: a logger that lost or
+    reordered a message in one run is not a peer in the others."""
+    failed = {k[1] for k, g in groups.items() if g["errors"]}
+    vals = [(c, stat(groups.get(key_of(c)), metric)) for c in peers if c not in failed]
     vals = [(c, v) for c, v in vals if v is not None]
     return (better(vals, key=lambda cv: cv[1]) if vals else (None, None))
 
