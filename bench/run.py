@@ -32,6 +32,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(REPO, "build-bench")
 REF = "ql-builtin"  # the reference contender of every ratio
 SPDLOG_SKIP = "spdlog not found at configure time (apt-get install libspdlog-dev)"
+# The field's leaders (bench/README.md, "The leaders"): (--only name, option,
+# CMake variable, [(program, contender)]). Their sources are never in this
+# repository: each is built from the directory given with its option (or the
+# environment variable named like the CMake one) and skipped when none is given.
+PEERS = [("quill", "quill", "QL_BENCH_QUILL_DIR",
+          [("quill_bench_default", "quill"), ("quill_bench_lowlat", "quill-lowlat")]),
+         ("fmtlog", "fmtlog", "QL_BENCH_FMTLOG_DIR",
+          [("fmtlog_bench_shipped", "fmtlog"), ("fmtlog_bench_fixed", "fmtlog-fixed")]),
+         ("nanolog", "nanolog", "QL_BENCH_NANOLOG_DIR", [("nanolog_bench", "nanolog")])]
+PEER_URL = {"quill": "github.com/odygrd/quill", "fmtlog": "github.com/MengRao/fmtlog",
+            "nanolog": "github.com/PlatformLab/NanoLog"}
 FILE_DIR = os.path.join(BUILD, "filesink")
 # The metrics aggregated per workload. Derived: e2e's mrec_s (records/seconds),
 # the file sink's mlines_s (lines/seconds, in millions) and mlines_s_all (lines
@@ -71,8 +82,14 @@ def parse_args(argv):
     ap.add_argument("--no-journald", action="store_true", help="skip the journald workload")
     ap.add_argument("--journald-records", type=positive,
                     help="records per producer of the journald workload (default N/10)")
-    ap.add_argument("--only", action="append", choices=["ql", "spdlog", "python"],
-                    metavar="NAME", help="run only this program: ql, spdlog, python (repeatable)")
+    ap.add_argument("--only", action="append",
+                    choices=["ql", "spdlog", "python"] + [p[0] for p in PEERS], metavar="NAME",
+                    help="run only this program: ql, spdlog, python, quill, fmtlog, nanolog "
+                         "(repeatable)")
+    for name, opt, var, _ in PEERS:
+        ap.add_argument(f"--{opt}", metavar="DIR", default=os.environ.get(var) or None,
+                        help=f"{name}'s source tree ({PEER_URL[name]}; default ${var}); "
+                             "without it, skipped")
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"), help="output dir")
     ap.add_argument("--timeout", type=positive, default=900, help="seconds per program")
     ap.add_argument("--from-jsonl", help=argparse.SUPPRESS)  # re-render saved results only
@@ -83,6 +100,9 @@ def parse_args(argv):
     a.python_records = a.python_records or a.records
     a.python_file_records = a.python_file_records or max(a.records // 10, 1)
     a.journald_records = a.journald_records or max(a.records // 10, 1)
+    for _, opt, _, _ in PEERS:
+        d = getattr(a, opt)
+        setattr(a, opt, os.path.abspath(d) if d else None)
     return a
 
 
@@ -99,12 +119,15 @@ def machine_info():
 
 # ---------------------------------------------------------------- build and run
 
-def build():
+def build(a):
     if shutil.which("cmake") is None:
         sys.exit("run.py: cmake not found; install it first (apt-get install cmake)")
     # The tests are not built: the bench needs only the library and its programs.
+    # Every peer's directory is passed, empty when not given, so an earlier
+    # configure's value never lingers in the cache.
+    peers = [f"-D{var}={getattr(a, opt) or ''}" for _, opt, var, _ in PEERS]
     for cmd in (["cmake", "-S", REPO, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release", "-DQL_BENCH=ON",
-                 "-DBUILD_TESTING=OFF"],
+                 "-DBUILD_TESTING=OFF"] + peers,
                 ["cmake", "--build", BUILD, "-j2"]):
         log("$ " + shlex.join(cmd))
         sys.stdout.flush()
@@ -129,43 +152,88 @@ def parse_lines(text, source):
     return out
 
 
+def run_one(cmd, timeout, cwd):
+    """Runs one program; returns (stdout bytes, None or why it failed)."""
+    try:  # stderr passes through; stdout is the JSON lines
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, timeout=timeout, cwd=cwd)
+        if p.returncode < 0:
+            return p.stdout, f"killed by {signal.Signals(-p.returncode).name}"
+        return p.stdout, f"exit status {p.returncode}" if p.returncode else None
+    except subprocess.TimeoutExpired as e:
+        return e.stdout or b"", f"timed out after {timeout} s"
+    except OSError as e:
+        return b"", f"could not start: {e}"
+
+
+def peer_failed(contender, rep, why):
+    """The rows a peer program that died would have printed in this rep, each
+    failed: a crash fails the contender, not only the measurement it was in."""
+    variant = "binary" if contender == "nanolog" else "message"
+    return ([{"workload": "e2e", "contender": contender, "variant": variant, "producers": p,
+              "rep": rep, "ok": False, "error": why} for p in (1, 2)] +
+            [{"workload": "latency", "contender": contender, "mode": m, "rep": rep, "ok": False,
+              "error": why} for m in ("paced", "saturating")])
+
+
 def run_programs(a):
-    """Runs the selected programs; returns (records, command lines run)."""
-    progs = [("ql", "ql_bench", [os.path.join(BUILD, "bench", "ql_bench")], a.records),
-             ("spdlog", "spdlog_bench", [os.path.join(BUILD, "bench", "spdlog_bench")], a.records),
+    """Runs the selected programs, each once per rep (--reps 1) and in turn
+    within the rep, so that a noisy moment of the machine hits them all; the
+    rep number of every line is the driver's. Returns (records, command lines)."""
+    bench = lambda prog: os.path.join(BUILD, "bench", prog)
+    progs = [("ql", "ql_bench", [bench("ql_bench")], a.records, None),
+             ("spdlog", "spdlog_bench", [bench("spdlog_bench")], a.records, None),
              ("python", "py_bench.py", [sys.executable, os.path.join(REPO, "bench", "py_bench.py")],
-              a.python_records)]
-    records, commands = [], []
+              a.python_records, None)]
+    progs += [(name, prog, [bench(prog)], a.records, (opt, contender))
+              for name, opt, _, bins in PEERS for prog, contender in bins]
+    records, commands, selected = [], [], []
     os.makedirs(FILE_DIR, exist_ok=True)
-    for name, label, cmd, n in progs:
-        cmd += ["--records", str(n), "--reps", str(a.reps), "--latency-calls", str(a.latency_calls),
-                "--file-dir", FILE_DIR]
-        if name == "python":
-            cmd += ["--file-records", str(a.python_file_records)]
-        cmd += ["--no-file"] if a.no_file else ["--file-only"] if a.file_only else []
+    for name, label, cmd, n, peer in progs:
         if a.only and name not in a.only:
             continue
-        if name == "spdlog" and not os.path.exists(cmd[0]):
-            records.append({"workload": "skip", "contender": "spdlog-async", "reason": SPDLOG_SKIP})
-            continue
-        commands.append(shlex.join(cmd))
-        log("$ " + commands[-1])
-        err = None
-        try:  # stderr passes through; stdout is the JSON lines
-            p = subprocess.run(cmd, stdout=subprocess.PIPE, timeout=a.timeout, cwd=REPO)
-            out = p.stdout
-            if p.returncode < 0:
-                err = f"killed by {signal.Signals(-p.returncode).name}"
-            elif p.returncode:
-                err = f"exit status {p.returncode}"
-        except subprocess.TimeoutExpired as e:
-            out, err = e.stdout or b"", f"timed out after {a.timeout} s"
-        except OSError as e:
-            out, err = b"", f"could not start: {e}"
-        records += parse_lines(out.decode(errors="replace"), label)
-        if err:  # a failure of this program's contenders, not of the driver
-            log(f"{label}: {err}")
-            records.append({"workload": "program", "contender": label, "ok": False, "error": err})
+        cmd += ["--records", str(n), "--reps", "1", "--latency-calls", str(a.latency_calls),
+                "--file-dir", FILE_DIR]
+        if peer:  # no file sink workload: they run with the main workloads
+            if a.file_only:
+                continue
+            opt, contender = peer
+            if not getattr(a, opt):
+                records.append({"workload": "skip", "contender": contender,
+                                "reason": f"no --{opt} DIR given ({PEER_URL[name]} source tree)"})
+                continue
+            if not os.path.exists(cmd[0]):
+                records.append({"workload": "skip", "contender": contender,
+                                "reason": f"not built from {getattr(a, opt)} (see the configure "
+                                          "output of this run)"})
+                continue
+        else:
+            if name == "python":
+                cmd += ["--file-records", str(a.python_file_records)]
+            cmd += ["--no-file"] if a.no_file else ["--file-only"] if a.file_only else []
+            if name == "spdlog" and not os.path.exists(cmd[0]):
+                records.append({"workload": "skip", "contender": "spdlog-async",
+                                "reason": SPDLOG_SKIP})
+                continue
+        selected.append((label, cmd, peer))
+        # NanoLog opens ./compressedLog at start-up: peers run in FILE_DIR.
+        commands.append(shlex.join(cmd) + (f"  (in {os.path.relpath(FILE_DIR, REPO)})"
+                                           if peer else "") + f"  (once per rep, {a.reps} reps)")
+    for rep in range(a.reps):
+        for label, cmd, peer in selected:
+            log(f"rep {rep}: $ " + shlex.join(cmd))
+            out, err = run_one(cmd, a.timeout, FILE_DIR if peer else REPO)
+            for r in parse_lines(out.decode(errors="replace"), label):
+                if r["workload"] == "info" and rep > 0:
+                    continue  # the program's notes, once
+                if "rep" in r:
+                    r["rep"] = rep
+                records.append(r)
+            if err:  # a failure of this program's contenders, not of the driver
+                log(f"{label} rep {rep}: {err}")
+                records.append({"workload": "program", "contender": label, "ok": False,
+                                "error": f"rep {rep}: {err}"})
+                if peer:
+                    records += peer_failed(peer[1], rep, f"program {label} {err}")
     return records, commands
 
 
@@ -365,6 +433,102 @@ def table(header, rows):
            ["| " + " | ".join(r) + " |" for r in rows] + [""]
 
 
+EQUAL_PEERS = ["quill", "quill-lowlat", "fmtlog-fixed", "fmtlog"]  # the same work as ql's message
+ALL_PEERS = EQUAL_PEERS + ["nanolog"]  # NanoLog: binary output, nothing formatted in the process
+LEADER_ROWS = [("ql-builtin", "message", "ql-logf", "`ql_logf`"),
+               ("spdlog-async", "message", "spdlog-async", "spdlog async (block)"),
+               ("quill", "message", "quill", "quill, default options"),
+               ("quill-lowlat", "message", "quill-lowlat", "quill, low-latency options"),
+               ("fmtlog-fixed", "message", "fmtlog-fixed", "fmtlog, publish store made a release store"),
+               ("fmtlog", "message", "fmtlog", "fmtlog as shipped"),
+               ("nanolog", "binary", "nanolog", "NanoLog (binary output, no formatting: not equal work)")]
+
+
+def best_peer(groups, peers, key_of, metric, better):
+    """(name, median) of the best peer by metric, or (None, None). A peer
+    with any failed row in the run is left out: a logger that lost or
+    reordered a message in one run is not a peer in the others."""
+    failed = {k[1] for k, g in groups.items() if g["errors"]}
+    vals = [(c, stat(groups.get(key_of(c)), metric)) for c in peers if c not in failed]
+    vals = [(c, v) for c, v in vals if v is not None]
+    return (better(vals, key=lambda cv: cv[1]) if vals else (None, None))
+
+
+def peer_key_e2e(p):
+    return lambda c: ("e2e", c, "binary" if c == "nanolog" else "message", p)
+
+
+def leader_goals(groups, verdict):
+    """The goals of issue 12 against the field's leaders."""
+    def ql(key, metric):
+        return stat(groups.get(key), metric)
+    for md in ("paced", "saturating"):
+        a = ql(("latency", "ql-logf", md, 0), "p50_ns")
+        c, b = best_peer(groups, ALL_PEERS, lambda c: ("latency", c, md, 0), "p50_ns", min)
+        why = "ql-logf not measured" if a is None else "no peer measured" if b is None else None
+        verdict(f"`ql_logf` p50 within 10 ns of the best peer's ({md})", None, why,
+                why is None and a - b <= 10,
+                f"{num(a or 0)} ns against {c} {num(b or 0)} ns: {(a or 0) - (b or 0):+.0f} ns")
+        a = ql(("latency", "ql-logf", md, 0), "p999_ns")
+        c, b = best_peer(groups, ALL_PEERS, lambda c: ("latency", c, md, 0), "p999_ns", min)
+        why = "ql-logf not measured" if a is None else "no peer measured" if b is None else None
+        verdict(f"`ql_logf` p99.9 no worse than the best peer's ({md})", None, why,
+                why is None and a <= b, f"{num(a or 0)} ns against {c} {num(b or 0)} ns")
+    for p in (1, 2):
+        a = ql(("e2e", REF, "message", p), "mrec_s")
+        c, b = best_peer(groups, EQUAL_PEERS, peer_key_e2e(p), "mrec_s", max)
+        why = "ql-builtin message not measured" if a is None else \
+            "no equal-work peer measured" if b is None else None
+        verdict(f"e2e ≥ 2× the best equal-work peer (message, P={p})", None, why,
+                why is None and a / b >= 2, f"{num((a or 0) / (b or 1))}× ({c} {num(b or 0)} Mmsg/s)")
+
+
+def leaders_report(groups, skips):
+    """The field's leaders beside ql_logf and spdlog, in the issue's table."""
+    if not any(k[1] in ALL_PEERS for k in groups) and not any(c in ALL_PEERS for c in skips):
+        return []
+    out = ["## The leaders", "",
+           "P producers each log N messages `hello <u64>`, each with its producer-side timestamp, "
+           "formatted by the logger (NanoLog excepted) and checked on arrival, in order and by "
+           "checksum (NanoLog's after the run, from its decompressed log). End to end: million "
+           "messages per second, median (min–max); `vs ql`: contender / ql-builtin message. Per "
+           "call: one producer, ns, p50 / p99 / p99.9 medians over reps (timer floor included). "
+           "See bench/README.md, \"The leaders\", for each one's options.", ""]
+    rows = []
+    for c, v, lat, label in LEADER_ROWS:
+        if c in skips:
+            rows.append([label, f"skipped: {skips[c]}"] + [""] * 5)
+            continue
+        row = [label]
+        for p in (1, 2):
+            g = groups.get(("e2e", c, v, p))
+            row += [cell(g, "mrec_s"),
+                    ratio_cell(g, groups.get(("e2e", REF, "message", p)), "mrec_s")]
+        for md in ("paced", "saturating"):
+            g = groups.get(("latency", lat, md, 0))
+            if g is None or g["errors"]:
+                row.append(cell(g, "p50_ns"))
+            else:
+                row.append(" / ".join(num(stat(g, m)) for m in ("p50_ns", "p99_ns", "p999_ns")))
+        rows.append(row)
+    out += table(["contender", "P=1", "vs ql P=1", "P=2", "vs ql P=2", "paced p50 / p99 / p99.9",
+                  "saturating p50 / p99 / p99.9"], rows)
+    said = []
+    for p in (1, 2):
+        a = stat(groups.get(("e2e", REF, "message", p)), "mrec_s")
+        c, b = best_peer(groups, EQUAL_PEERS, peer_key_e2e(p), "mrec_s", max)
+        if a and b:
+            said.append(f"P={p}: the best equal-work peer is {c} ({num(b)} Mmsg/s); "
+                        f"ql_logf {num(a)}, {num(a / b)}× of it")
+    for md in ("paced", "saturating"):
+        a = stat(groups.get(("latency", "ql-logf", md, 0)), "p50_ns")
+        c, b = best_peer(groups, ALL_PEERS, lambda c: ("latency", c, md, 0), "p50_ns", min)
+        if a and b:
+            said.append(f"{md} p50: ql_logf {num(a)} ns, best peer {c} {num(b)} ns ({a - b:+.0f} ns)")
+    out += [f"- {x}" for x in said] + ([""] if said else [])
+    return out
+
+
 def goals(groups, skips):
     out = []
 
@@ -399,6 +563,7 @@ def goals(groups, skips):
     d, why = vtable_diff(groups, skips)
     verdict("vtable overhead ≤ 10 ns/record", d, why, d is not None and d <= 10,
             f"{num(d or 0)} ns/record")
+    leader_goals(groups, verdict)
     for v, theirs in (("file", "basic_file_sink_mt"), ("rotating", "rotating_file_sink_mt")):
         for p in (1, 2):
             ratio(f"file sink ≥ 1× spdlog-async {theirs} ({v}, P={p})", ("file", REF, v, p),
@@ -636,6 +801,7 @@ def report(records, meta):
                  [["CPU ms per second idle", cell(g, "cpu_ms_per_s")],
                   ["ql_stop latency, µs", cell(g, "stop_us")]])
 
+    out += leaders_report(groups, skips)
     out += fields_report(groups)
     out += file_sink_report(groups, meta)
     out += journald_report(groups, meta)
@@ -807,7 +973,7 @@ def main(argv):
         meta = metas[0] if metas else {"workload": "meta", "machine": machine_info(),
                                        "command": command, "programs": []}
     else:
-        build()
+        build(a)
         records, programs = run_programs(a)
         if not a.no_journald and not a.file_only and (not a.only or "ql" in a.only):
             jrecords, jprograms = run_journald(a)

@@ -16,6 +16,7 @@
 // [--no-file | --file-only].
 #include "bench_common.h"
 #include "bench_file.h"
+#include "peer_bench.h"
 
 #include <spdlog/async.h>
 #include <spdlog/async_logger.h>
@@ -44,39 +45,28 @@ namespace {
 const char *const kContender = "spdlog-async";
 const size_t kQueueSize = 8192;
 
-// The sink runs on the pool's single worker thread, hence null_mutex. When it
-// has taken `target` records it signals the waiting main thread.
+// The sink runs on the pool's single worker thread, hence null_mutex. It hands
+// each payload to a peer_sink (peer_bench.h: bench_sink_take, and a signal to
+// the waiting main thread when it has taken `target` records).
 class counting_sink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
 public:
-    explicit counting_sink(uint64_t target) : target_(target) { bench_sink_init(&sink_); }
+    explicit counting_sink(uint64_t target) : sink_(target) {}
 
     // Waits until the sink has taken `target` records, or until `timeout`
     // passes (a guard against a lost record hanging the run). True if reached.
-    bool wait_done(std::chrono::milliseconds timeout) {
-        std::unique_lock<std::mutex> lock(mu_);
-        return cv_.wait_for(lock, timeout, [this] { return done_; });
-    }
+    bool wait_done(std::chrono::milliseconds timeout) { return sink_.wait_done(timeout); }
 
-    // Only read after the worker thread has been joined.
-    const bench_sink &state() const { return sink_; }
+    // "" or why the run failed; only called after the worker thread has been joined.
+    std::string verify(uint32_t producers, uint32_t n) const { return sink_.verify(producers, n); }
 
 protected:
     void sink_it_(const spdlog::details::log_msg &msg) override {
-        bench_sink_take(&sink_, bench_parse_hello(msg.payload.data(), msg.payload.size()));
-        if (sink_.count == target_) {
-            std::lock_guard<std::mutex> lock(mu_);
-            done_ = true;
-            cv_.notify_one();
-        }
+        sink_.take(msg.payload.data(), msg.payload.size());
     }
     void flush_() override {}
 
 private:
-    bench_sink sink_;
-    uint64_t target_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool done_ = false;
+    peer_sink sink_;
 };
 
 // A fresh thread pool, sink and logger for one rep.
@@ -98,8 +88,7 @@ struct rig {
     // drops the logger and joins the worker (which handles anything still
     // queued first). Returns false if the guard expired.
     bool finish(uint64_t records) {
-        auto guard = std::chrono::milliseconds(30000 + records / 200);  // 30 s + 5 us/record
-        return sink->wait_done(guard);
+        return sink->wait_done(peer_guard(records));  // 30 s + 5 us/record
     }
     void teardown() {
         logger.reset();
@@ -136,8 +125,8 @@ void run_e2e(uint32_t producers, uint32_t n, int rep) {
     r.teardown();
 
     char why[256];
-    if (bench_sink_verify(&r.sink->state(), producers, n, why, sizeof why) == 0 && !reached)
-        snprintf(why, sizeof why, "timed out waiting for the sink");
+    snprintf(why, sizeof why, "%s", r.sink->verify(producers, n).c_str());
+    if (!why[0] && !reached) snprintf(why, sizeof why, "timed out waiting for the sink");
     if (!reached) fprintf(stderr, "spdlog_bench: e2e P=%u rep %d: sink never reached %llu\n",
                           producers, rep, (unsigned long long)total);
     bench_emit_e2e(kContender, "message", rep, producers, n, t1 - t0, why);
@@ -175,8 +164,8 @@ void run_latency(bool paced, uint32_t calls, int rep, std::vector<uint64_t> &tic
     r.teardown();
 
     char why[256];
-    if (bench_sink_verify(&r.sink->state(), 1, calls, why, sizeof why) == 0 && !reached)
-        snprintf(why, sizeof why, "timed out waiting for the sink");
+    snprintf(why, sizeof why, "%s", r.sink->verify(1, calls).c_str());
+    if (!why[0] && !reached) snprintf(why, sizeof why, "timed out waiting for the sink");
     if (why[0])
         emit_latency_failure(mode, rep, calls, why);
     else
