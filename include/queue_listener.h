@@ -2305,7 +2305,10 @@ uint64_t ql_printf_eager_count(void);
  * formatted as it leaves the queue, on the listener's thread (or the
  * thread of a `ql_queue_get`), exactly as `vsnprintf` would have in the
  * C locale. Otherwise as `ql_log_src` (statuses, fields, source).
- * `QL_ERR_INVALID` when `arg_count` is not the format's count. Any thread.
+ * `QL_ERR_INVALID` when `arg_count` is not the format's count;
+ * `QL_ERR_UNSUPPORTED`, nothing queued, when a `*` width, or a `*`
+ * precision of a number, is over `QL_MESSAGE_MAX`: format such a call
+ * eagerly (it is counted in `ql_printf_eager_count`). Any thread.
  *
  * # Safety
  * As `ql_log_src`; `format` NULL or from `ql_printf_find`; `args` NULL or
@@ -2409,7 +2412,8 @@ ql_status ql_syslog_handler(const struct ql_syslog_options *options,
  * ql_log_args makes the record, whose message is formatted as it leaves
  * the queue, byte for byte as vsnprintf in the C locale. A format that
  * cannot be deferred (positional arguments, %lc, %ls, the ' flag, long
- * double, more than QL_ARGS_MAX arguments) is formatted here instead (on
+ * double, more than QL_ARGS_MAX arguments, a width or a precision of a
+ * number over QL_MESSAGE_MAX) is formatted here instead (on
  * the caller's stack when it fits in QL_LOGF_STACK bytes; a longer message
  * is formatted again into one heap buffer and kept whole; if that
  * allocation fails it is cut to QL_LOGF_STACK - 1 bytes ending with
@@ -2439,35 +2443,42 @@ static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const
     const uint8_t *kinds;
     size_t count, i;
     ql_arg captured[QL_ARGS_MAX];
+    va_list mine;
     status = ql_printf_find(format, &parsed, &kinds, &count);
     if (status == QL_OK) {
+      /* Read from a copy: `args` stays whole for the eager path. */
+      va_copy(mine, args);
       for (i = 0; i < count; i++) {
         captured[i].bits = 0;
         captured[i].text = NULL;
         switch (kinds[i]) {
           case QL_ARG_INT:
-            captured[i].bits = (uint64_t)(int64_t)va_arg(args, int);
+            captured[i].bits = (uint64_t)(int64_t)va_arg(mine, int);
             break;
           case QL_ARG_LONG:
-            captured[i].bits = (uint64_t)va_arg(args, long);
+            captured[i].bits = (uint64_t)va_arg(mine, long);
             break;
           case QL_ARG_DOUBLE: {
-            double d = va_arg(args, double);
+            double d = va_arg(mine, double);
             memcpy(&captured[i].bits, &d, sizeof d);
             break;
           }
           case QL_ARG_STR:
-            captured[i].text = va_arg(args, const char *);
+            captured[i].text = va_arg(mine, const char *);
             break;
           default:
-            captured[i].bits = (uint64_t)(uintptr_t)va_arg(args, void *);
+            captured[i].bits = (uint64_t)(uintptr_t)va_arg(mine, void *);
             break;
         }
       }
-      return ql_log_args(queue, level, logger, source, fields, field_count, parsed, captured,
-                         count);
+      va_end(mine);
+      status = ql_log_args(queue, level, logger, source, fields, field_count, parsed, captured,
+                           count);
+      /* QL_ERR_UNSUPPORTED: a `*` width or precision past QL_MESSAGE_MAX. */
+      if (status != QL_ERR_UNSUPPORTED) return status;
+    } else if (status != QL_ERR_UNSUPPORTED) {
+      return status;
     }
-    if (status != QL_ERR_UNSUPPORTED) return status;
   }
   va_copy(again, args);
   n = vsnprintf(stack, sizeof stack, format, args);

@@ -57,9 +57,25 @@ pub fn eager_count() -> u64 {
     EAGER.load(Ordering::Relaxed)
 }
 
+/// The widest field (width, or precision of a number) a deferred format
+/// may ask for: the message is cut at [`crate::record::MAX_MESSAGE`]
+/// anyway, and a field over `INT_MAX` makes glibc fail where this
+/// formatter would write it all, on the listener's thread.
+pub const MAX_FIELD: usize = crate::record::MAX_MESSAGE;
+
+/// Counts a call formatted eagerly for a reason only the call shows (a
+/// `*` field over [`MAX_FIELD`]).
+pub fn note_eager() {
+    EAGER.fetch_add(1, Ordering::Relaxed);
+}
+
 fn decide(parsed: &'static Result<Format, Unsupported>) -> Found {
     match parsed {
-        Ok(format) if format.args().len() <= MAX_ARGS => Found::Defer(format),
+        // Fixed widths and precisions past MAX_FIELD: formatted eagerly,
+        // as glibc does them (`*` ones are checked per call).
+        Ok(format) if format.args().len() <= MAX_ARGS && format.fields_within(MAX_FIELD, |_| 0) => {
+            Found::Defer(format)
+        }
         Err(Unsupported::N) => Found::Refuse,
         _ => {
             EAGER.fetch_add(1, Ordering::Relaxed);

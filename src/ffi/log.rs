@@ -404,7 +404,10 @@ pub extern "C" fn ql_printf_eager_count() -> u64 {
 /// formatted as it leaves the queue, on the listener's thread (or the
 /// thread of a `ql_queue_get`), exactly as `vsnprintf` would have in the
 /// C locale. Otherwise as `ql_log_src` (statuses, fields, source).
-/// `QL_ERR_INVALID` when `arg_count` is not the format's count. Any thread.
+/// `QL_ERR_INVALID` when `arg_count` is not the format's count;
+/// `QL_ERR_UNSUPPORTED`, nothing queued, when a `*` width, or a `*`
+/// precision of a number, is over `QL_MESSAGE_MAX`: format such a call
+/// eagerly (it is counted in `ql_printf_eager_count`). Any thread.
 ///
 /// # Safety
 /// As `ql_log_src`; `format` NULL or from `ql_printf_find`; `args` NULL or
@@ -447,6 +450,13 @@ pub unsafe extern "C" fn ql_log_args(
             // SAFETY: the caller's promise.
             unsafe { std::slice::from_raw_parts(args, arg_count) }
         };
+        // A `*` width or precision past MAX_FIELD: the caller formats
+        // eagerly (glibc fails a field over INT_MAX; this formatter would
+        // write it all, on the listener's thread).
+        if !format.fields_within(crate::deferred::MAX_FIELD, |i| c_args[i].bits as i64) {
+            crate::deferred::note_eager();
+            return QL_ERR_UNSUPPORTED;
+        }
         let mut taken = [Arg::Int(0); QL_ARGS_MAX];
         for (index, ((slot, kind), arg)) in taken.iter_mut().zip(kinds).zip(c_args).enumerate() {
             *slot = match kind {

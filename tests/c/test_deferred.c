@@ -15,6 +15,8 @@
  * - formats the deferred path does not support (positional arguments,
  *   %ls, the ' flag, long double) are formatted eagerly, counted, with the
  *   same output;
+ * - a width, or a number's precision, past QL_MESSAGE_MAX is formatted
+ *   eagerly (counted), as glibc does it, and cut like any long message;
  * - a format that is not a literal: one buffer, written with two formats
  *   in turn, logs each correctly (the library compares the bytes, not only
  *   the address).
@@ -210,6 +212,42 @@ static void unsupported_formats_are_eager_and_counted(void) {
          "snprintf's output");
 }
 
+static void huge_fields_are_eager(void) {
+    ql_queue *q;
+    CHECK_OK(ql_queue_new(0, &q));
+    uint64_t before = ql_printf_eager_count();
+    void *got;
+    /* Within QL_MESSAGE_MAX: deferred. */
+    CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "t", "%*d|", 100, 5));
+    CHECK_EQ_INT(ql_printf_eager_count(), before);
+    CHECK_OK(ql_queue_get_nowait(q, &got));
+    CHECK_EQ_INT(((const ql_record *)got)->message_len, 101);
+    ql_record_free((ql_record *)got);
+    /* Past it, from a `*` or written in the format: eager, counted, cut
+     * like any message that long. */
+    int wide = 2 * (int)QL_MESSAGE_MAX;
+    CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "t", "%*d|", wide, 5));
+    CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "t", "%.*f|", wide, 1.0));
+    CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "t", "%3000000d|", 5));
+    CHECK_EQ_INT(ql_printf_eager_count() - before, 3);
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(ql_queue_get_nowait(q, &got));
+        const ql_record *r = (const ql_record *)got;
+        CHECK_EQ_INT(r->message_len, QL_MESSAGE_MAX);
+        CHECK(memcmp(r->message + r->message_len - 8, "...[cut]", 8) == 0);
+        ql_record_free((ql_record *)got);
+    }
+    /* A %s precision only limits what is read: deferred, whatever it is. */
+    CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "t", "%.*s|", wide, "abc"));
+    CHECK_EQ_INT(ql_printf_eager_count() - before, 3);
+    CHECK_OK(ql_queue_get_nowait(q, &got));
+    CHECK(strcmp(((const ql_record *)got)->message, "abc|") == 0);
+    ql_record_free((ql_record *)got);
+    ql_queue_free(q);
+    PASS("a width or a number's precision past QL_MESSAGE_MAX (from * or the format) is "
+         "formatted eagerly, counted, and cut as any long message");
+}
+
 static void a_reused_format_buffer(void) {
     ql_queue *q;
     CHECK_OK(ql_queue_new(0, &q));
@@ -284,6 +322,7 @@ int main(void) {
     percent_n_is_refused();
     unsupported_formats_are_eager_and_counted();
     a_reused_format_buffer();
+    huge_fields_are_eager();
     bad_input();
     return qlt_end();
 }

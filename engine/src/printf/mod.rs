@@ -505,6 +505,48 @@ impl Format {
         None
     }
 
+    /// True when no field of the output can be longer than `max` bytes:
+    /// every width (fixed, or the `int` argument `star(i)` gives for a
+    /// `*`, whose magnitude counts: a negative one means `-`), and every
+    /// precision of a conversion other than `%s` (which only limits what
+    /// is read) is at most `max`. A format whose widths and precisions are
+    /// all fixed can be checked with a `star` that is never called.
+    pub fn fields_within(&self, max: usize, star: impl Fn(usize) -> i64) -> bool {
+        let mut at = 0;
+        let small = |count: Count, at: usize, signed: bool| match count {
+            Count::None => true,
+            Count::Fixed(n) => n as usize <= max,
+            Count::Star => {
+                let v = i64::from(star(at) as i32);
+                if signed {
+                    v.unsigned_abs() as usize <= max
+                } else {
+                    // A negative precision is no precision.
+                    v < 0 || v as usize <= max
+                }
+            }
+        };
+        for piece in &self.pieces {
+            let Piece::Conv(spec) = piece else {
+                continue;
+            };
+            if !small(spec.width, at, true) {
+                return false;
+            }
+            if spec.width == Count::Star {
+                at += 1;
+            }
+            if spec.conv != b's' && !small(spec.prec, at, false) {
+                return false;
+            }
+            if spec.prec == Count::Star {
+                at += 1;
+            }
+            at += 1;
+        }
+        true
+    }
+
     /// Appends the formatted text to `out`, exactly as glibc's `vsnprintf`
     /// would write it in the C locale.
     ///

@@ -649,3 +649,35 @@ fn printf_str_limit_is_the_precision_c_reads() {
     assert_eq!(f.str_limit(8, star), Some(2));
     assert_eq!(f.str_limit(9, star), None, "past the end");
 }
+
+#[test]
+fn printf_fields_within_bounds_widths_and_precisions() {
+    let no_star = |_: usize| -> i64 { panic!("no star here") };
+    assert!(parse(b"%5d %.3f %s").unwrap().fields_within(5, no_star));
+    assert!(!parse(b"%6d").unwrap().fields_within(5, no_star));
+    assert!(!parse(b"%.6f").unwrap().fields_within(5, no_star));
+    // A %s precision only limits what is read.
+    assert!(parse(b"%.600s").unwrap().fields_within(5, no_star));
+    let f = parse(b"%*d %.*f %.*s").unwrap();
+    // args: 0 width*, 1 d, 2 prec*, 3 f, 4 prec*, 5 s
+    let with = |w: i64, p: i64, sp: i64| {
+        move |i: usize| match i {
+            0 => w,
+            2 => p,
+            4 => sp,
+            _ => panic!("argument {i} is not a star"),
+        }
+    };
+    assert!(f.fields_within(10, with(10, 10, 1 << 30)));
+    assert!(!f.fields_within(10, with(11, 0, 0)));
+    assert!(
+        !f.fields_within(10, with(-11, 0, 0)),
+        "a negative width is a width"
+    );
+    assert!(!f.fields_within(10, with(i32::MIN as i64, 0, 0)));
+    assert!(!f.fields_within(10, with(0, 11, 0)));
+    assert!(
+        f.fields_within(10, with(0, -5, 0)),
+        "a negative precision is none"
+    );
+}
