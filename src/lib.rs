@@ -12,7 +12,7 @@
 pub mod ffi;
 
 pub use queue_listener_engine::{
-    fields, listener, log_queue, output, process, protocol, queue, record, threads,
+    clock, fields, listener, log_queue, output, process, protocol, queue, record, threads,
 };
 pub use queue_listener_engine::{
     ChannelQueue, Dequeued, Error, Handler, HandlerStats, Hooks, Listener, Queue, SentinelPut,

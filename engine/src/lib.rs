@@ -11,12 +11,14 @@
 //! * [`log_queue`]: the queue C's `ql_queue` wraps (its record pool, level
 //!   and drop accounting); [`process`]: the exit registry and `fork()`
 //!   handlers;
-//! * [`record`] and [`fields`]: the built-in record;
+//! * [`record`] and [`fields`]: the built-in record; [`clock`]: its
+//!   wall-clock time (the TSC where it is invariant);
 //! * [`output`]: the built-in sinks (formatting, exact accounting, files
 //!   and rotation, syslog, journald).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod clock;
 pub mod fields;
 pub mod listener;
 pub mod log_queue;
