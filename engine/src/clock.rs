@@ -60,9 +60,10 @@
 //!   no reading outside the bracket of two `clock_gettime` calls around it
 //!   (about 30 ns wide) in 30 million over 3 s, resync offsets of at most
 //!   about 10 ns; the test's bound is 2 µs. **Cost**
-//!   (`tests::clock_cost`): 23-33 ns a reading against 52-70 ns for
-//!   `clock_gettime(CLOCK_REALTIME)` there (RDTSC itself is 18-26 ns on
-//!   that guest).
+//!   (`tests::clock_cost`, release build): 12-17 ns a reading against
+//!   27-34 ns for `clock_gettime(CLOCK_REALTIME)` there, RDTSC alone being
+//!   about 10 ns (23-33 ns against 52-70 ns while other processes loaded
+//!   the machine).
 //! * **After `fork()`** the child keeps the parent's calibration (the TSC
 //!   goes on) and frees the resync lock, in case a parent thread held it
 //!   (a calibration under way in the parent starts anew).
