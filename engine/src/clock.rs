@@ -706,7 +706,8 @@ pub fn now_ns() -> i64 {
     SYSTEM.now_ns()
 }
 
-/// The source [`now_ns`] reads (calibrates first if needed).
+/// The source [`now_ns`] reads (calibrates first if needed; while another
+/// thread is calibrating, `Realtime`, which is what readings are then).
 pub fn source() -> ClockSource {
     SYSTEM.source()
 }
