@@ -941,7 +941,9 @@ typedef struct ql_record {
    */
   uint32_t thread_id;
   /**
-   * Wall-clock time when it was logged, in ns since the Unix epoch.
+   * Wall-clock time when it was logged, in ns since the Unix epoch
+   * (`CLOCK_REALTIME`, read from the TSC where it is invariant: README,
+   * "Timestamps").
    */
   int64_t timestamp_ns;
   /**

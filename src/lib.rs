@@ -12,7 +12,7 @@
 pub mod ffi;
 
 pub use queue_listener_engine::{
-    deferred, fields, listener, log_queue, output, printf, process, protocol, queue, record,
+    clock, deferred, fields, listener, log_queue, output, printf, process, protocol, queue, record,
     threads,
 };
 pub use queue_listener_engine::{

@@ -11,7 +11,8 @@
 //! * [`log_queue`]: the queue C's `ql_queue` wraps (its record pool, level
 //!   and drop accounting); [`process`]: the exit registry and `fork()`
 //!   handlers;
-//! * [`record`] and [`fields`]: the built-in record;
+//! * [`record`] and [`fields`]: the built-in record; [`clock`]: its
+//!   wall-clock time (the TSC where it is invariant);
 //! * [`output`]: the built-in sinks (formatting, exact accounting, files
 //!   and rotation, syslog, journald);
 //! * [`printf`]: a printf-compatible formatter, byte-identical to glibc's
@@ -19,6 +20,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod clock;
 pub mod deferred;
 pub mod fields;
 pub mod listener;

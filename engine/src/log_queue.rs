@@ -164,6 +164,9 @@ impl LogQueue {
             0 => 8192,
             capacity => capacity.min(1 << 16) + 64,
         };
+        // Records are stamped by crate::clock: calibrate it now (once per
+        // process, about 2 ms) rather than in the first log call.
+        crate::clock::warm_up();
         LogQueue {
             queue: Arc::new(queue.with_taken(Entry::materialize)),
             pool: Arc::new(RecordPool::new(keep)),

@@ -12,7 +12,6 @@
 
 use std::cell::Cell;
 use std::ffi::CStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -315,7 +314,7 @@ impl LogRecord {
         }
         self.level = level;
         self.thread_id = current_thread_id();
-        self.timestamp_ns = now_ns();
+        self.timestamp_ns = crate::clock::now_ns();
         self.user = user;
         self.line = source.line;
         self.logger_len = logger.len() as u32;
@@ -710,14 +709,6 @@ pub fn current_thread_id() -> u32 {
 /// child's thread has a new one).
 pub fn forget_thread_id() {
     THREAD_ID.with(|id| id.set(0));
-}
-
-/// Wall-clock time in ns since the Unix epoch (negative before it).
-pub fn now_ns() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub fn note_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     THIS_LISTENER.with(|this| this.set(0));
     crate::record::forget_thread_id();
+    crate::clock::after_fork_in_child();
 }
 
 /// True on any listener thread. A put that would block there could wait for

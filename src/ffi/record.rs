@@ -57,7 +57,9 @@ pub struct ql_record {
     pub level: i32,
     /// The Linux thread id (`gettid`) of the thread that logged it.
     pub thread_id: u32,
-    /// Wall-clock time when it was logged, in ns since the Unix epoch.
+    /// Wall-clock time when it was logged, in ns since the Unix epoch
+    /// (`CLOCK_REALTIME`, read from the TSC where it is invariant: README,
+    /// "Timestamps").
     pub timestamp_ns: i64,
     /// The logger name, NUL-terminated ("root" when none was given).
     pub logger: *const c_char,
