@@ -11,8 +11,8 @@
 //! (counted: [`eager_count`]). Entries live as long as the process (the
 //! records that point at them may outlive any owner).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use crate::printf::{self, ArgKind, Format, Unsupported};
 
@@ -44,10 +44,11 @@ pub enum Found {
     Refuse,
 }
 
-fn table() -> &'static [OnceLock<Site>] {
-    static TABLE: OnceLock<Box<[OnceLock<Site>]>> = OnceLock::new();
-    TABLE.get_or_init(|| (0..SITES).map(|_| OnceLock::new()).collect())
-}
+/// The table: each slot empty, or a format published once and never
+/// changed or freed. Filled by compare-and-swap, never by a lock or a
+/// `OnceLock` (whose initialisation others wait for): a `fork` while a
+/// thread fills a slot leaves no waiter stuck in the child.
+static TABLE: [AtomicPtr<Site>; SITES] = [const { AtomicPtr::new(ptr::null_mut()) }; SITES];
 
 static EAGER: AtomicU64 = AtomicU64::new(0);
 
@@ -86,15 +87,37 @@ fn decide(parsed: &'static Result<Format, Unsupported>) -> Found {
 
 /// The parsed format for the text `text` found at address `key`.
 pub fn find(key: usize, text: &[u8]) -> Found {
-    let table = table();
     // Fibonacci hashing of the address (literals are 1-byte aligned).
     let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % SITES;
+    let mut made: Option<Box<Site>> = None;
     for probe in 0..=PROBES {
-        let site = table[(start + probe) % SITES].get_or_init(|| Site {
-            key,
-            text: text.into(),
-            parsed: printf::parse(text),
-        });
+        let slot = &TABLE[(start + probe) % SITES];
+        let mut current = slot.load(Ordering::Acquire);
+        if current.is_null() {
+            let site = made.take().unwrap_or_else(|| {
+                Box::new(Site {
+                    key,
+                    text: text.into(),
+                    parsed: printf::parse(text),
+                })
+            });
+            let site = Box::into_raw(site);
+            match slot.compare_exchange(ptr::null_mut(), site, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => current = site,
+                Err(other) => {
+                    // Another thread filled it first: keep ours for the
+                    // next empty slot.
+                    // SAFETY: `site` came from Box::into_raw just above
+                    // and was never published.
+                    made = Some(unsafe { Box::from_raw(site) });
+                    current = other;
+                }
+            }
+        }
+        // SAFETY: a published slot points to a leaked `Site` that is
+        // never changed or freed.
+        let site: &'static Site = unsafe { &*current };
         if site.key == key && *site.text == *text {
             return decide(&site.parsed);
         }
@@ -107,4 +130,56 @@ pub fn find(key: usize, text: &[u8]) -> Found {
 /// The kinds a deferred format captures (see [`ArgKind`]).
 pub fn kinds(format: &Format) -> &[ArgKind] {
     format.args()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defer(found: Found) -> &'static Format {
+        match found {
+            Found::Defer(format) => format,
+            Found::Eager => panic!("eager"),
+            Found::Refuse => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn a_format_is_parsed_once_per_address_and_text() {
+        // Keys are addresses the tests make up: far from any real format's.
+        let a = defer(find(0x7000_0001, b"a=%d"));
+        assert!(std::ptr::eq(a, defer(find(0x7000_0001, b"a=%d"))));
+        // The same address with other text (a reused buffer): another one.
+        let b = defer(find(0x7000_0001, b"b=%s"));
+        assert!(!std::ptr::eq(a, b));
+        assert_eq!(b.args(), &[ArgKind::Str]);
+        assert!(std::ptr::eq(a, defer(find(0x7000_0001, b"a=%d"))));
+        assert!(matches!(find(0x7000_0002, b"%n"), Found::Refuse));
+        let before = eager_count();
+        assert!(matches!(find(0x7000_0003, b"%1$d"), Found::Eager));
+        assert!(eager_count() > before);
+    }
+
+    #[test]
+    fn threads_racing_for_a_new_format_share_one() {
+        let found: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope
+                        .spawn(|| defer(find(0x7100_0000, b"race %d %s")) as *const Format as usize)
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(found.windows(2).all(|w| w[0] == w[1]), "{found:?}");
+    }
+
+    #[test]
+    fn too_many_arguments_or_a_huge_field_are_eager() {
+        let many = "%d".repeat(MAX_ARGS + 1);
+        assert!(matches!(find(0x7200_0000, many.as_bytes()), Found::Eager));
+        assert!(matches!(find(0x7200_0001, b"%2000000d"), Found::Eager));
+        assert!(matches!(find(0x7200_0002, b"%.2000000f"), Found::Eager));
+        assert!(matches!(find(0x7200_0003, b"%.2000000s"), Found::Defer(_)));
+    }
 }
