@@ -73,13 +73,18 @@ impl Entry {
     pub fn materialize(&mut self) {
         if let Entry::Log(record) = self {
             if record.is_deferred() {
-                SCRATCH.with(|scratch| {
+                let kept = SCRATCH.try_with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
                     record.materialize(&mut scratch);
                     if scratch.capacity() > KEEP_SCRATCH {
                         *scratch = Vec::new();
                     }
                 });
+                if kept.is_err() {
+                    // A get from a thread whose thread-locals are being
+                    // destroyed: room of its own, this once.
+                    record.materialize(&mut Vec::new());
+                }
             }
         }
     }
