@@ -10,7 +10,7 @@
 //! ```
 //!
 //! A [`Listener`] owns one thread at a time, named `ql-listener`. The thread
-//! runs [`monitor`] until it takes the sentinel off the queue, or until
+//! runs `life::monitor` until it takes the sentinel off the queue, or until
 //! `dequeue` reports [`Dequeued::Empty`]. [`Listener::stop`] puts the sentinel
 //! behind every record already queued and waits for the thread, so every
 //! record put before the stop is handled by the time it returns.

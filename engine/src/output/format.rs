@@ -280,7 +280,7 @@ fn unicode_break(text: &[u8]) -> Option<usize> {
     }
 }
 
-/// Appends `text` with every control byte (see [`needs_escape`]) written as
+/// Appends `text` with every control byte (see `needs_escape`) written as
 /// `\n`, `\r` or `\xHH`, and the C1 controls and U+2028 / U+2029 as
 /// `\u0085`, `\u2028` ..., so `text` can never end the line, for a reader
 /// splitting on `\n` or on Unicode line breaks.

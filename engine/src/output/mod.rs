@@ -12,12 +12,12 @@
 //!                       received = written + lost + pending
 //! ```
 //!
-//! * [`format`]: patterns, time, escaping, colour.
+//! * [`format`](mod@format): patterns, time, escaping, colour.
 //! * [`structured`]: JSON Lines and logfmt.
 //! * [`frames`]: the held records and the counters.
 //! * [`sys`]: `write(2)` with `EINTR`, `EAGAIN` and signal handling.
 //! * [`stream`]: fds and `FILE *` streams the program owns.
-//! * [`file`]: files, append-safe writes, rotation.
+//! * [`file`](mod@file): files, append-safe writes, rotation.
 //! * [`journald`]: journal entries over journald's native socket.
 //! * [`syslog`]: syslog messages (RFC 5424, RFC 3164); [`net`]: their
 //!   delivery (unix datagram, UDP, TCP, TLS, RELP) on a thread of the sink.

@@ -290,7 +290,7 @@ impl Sink for SyslogSink {
         self.flush_failed = !self.wait_delivered();
     }
 
-    /// The listener is being freed: see [`SyslogSink::finish`].
+    /// The listener is being freed: see `SyslogSink::finish`.
     fn close(&mut self) {
         self.finish();
     }

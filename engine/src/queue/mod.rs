@@ -3,7 +3,7 @@
 //! Records and the sentinel share one channel, so the sentinel lands behind
 //! every record put before it. The sentinel is a variant of its own: no
 //! record value can be mistaken for it. Sentinels and flush barriers are
-//! addressed to their listener ([`addressed`]), so several listeners may
+//! addressed to their listener (`addressed.rs`), so several listeners may
 //! share one queue.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
