@@ -15,6 +15,20 @@ use crate::fields::{FieldError, FieldList};
 use crate::printf::{Arg, ArgKind, Format};
 use crate::record::Source;
 
+/// The queue of a producer call, from the enclosing function: returns
+/// `QL_ERR_NULL` for NULL, `QL_OK` below the queue's threshold (nothing
+/// else read), `QL_ERR_FORKED` for a queue inherited across `fork`.
+macro_rules! producer_queue {
+    ($queue:expr, $level:expr) => {{
+        let queue = try_ref!($queue);
+        if !queue.inner.enabled($level) {
+            return QL_OK;
+        }
+        super::queue::refuse_inherited!(queue);
+        queue
+    }};
+}
+
 /// The source location and the fields of a call, checked: `QL_ERR_NULL`
 /// for NULL `fields` with a nonzero count or a NULL key, `QL_ERR_INVALID`
 /// for more than `QL_FIELDS_MAX` or a bad key or kind.
@@ -202,11 +216,7 @@ pub unsafe extern "C" fn ql_log_src(
     user: *mut c_void,
 ) -> ql_status {
     boundary(|| {
-        let queue = try_ref!(queue);
-        if !queue.inner.enabled(level) {
-            return QL_OK;
-        }
-        super::queue::refuse_inherited!(queue);
+        let queue = producer_queue!(queue, level);
         // SAFETY: the caller's promise.
         let Some(message) = (unsafe { bytes(message, len) }) else {
             return QL_ERR_NULL;
@@ -426,11 +436,7 @@ pub unsafe extern "C" fn ql_log_args(
     arg_count: usize,
 ) -> ql_status {
     boundary(|| {
-        let queue = try_ref!(queue);
-        if !queue.inner.enabled(level) {
-            return QL_OK;
-        }
-        super::queue::refuse_inherited!(queue);
+        let queue = producer_queue!(queue, level);
         if format.is_null() {
             return QL_ERR_NULL;
         }
