@@ -69,17 +69,23 @@ const KEEP_SCRATCH: usize = 1 << 16;
 
 impl Entry {
     /// Formats a built-in record's deferred message (see
-    /// [`LogRecord::fill_deferred`]) as it leaves the queue.
+    /// [`LogRecord::fill_deferred`]) as it leaves the queue. On a thread
+    /// whose thread-locals are already destroyed (a `ql_queue_get` in an
+    /// `atexit` handler: glibc runs the main thread's TLS destructors
+    /// first) it formats in a buffer of its own.
     pub fn materialize(&mut self) {
         if let Entry::Log(record) = self {
             if record.is_deferred() {
-                SCRATCH.with(|scratch| {
+                let done = SCRATCH.try_with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
                     record.materialize(&mut scratch);
                     if scratch.capacity() > KEEP_SCRATCH {
                         *scratch = Vec::new();
                     }
                 });
+                if done.is_err() {
+                    record.materialize(&mut Vec::new());
+                }
             }
         }
     }
