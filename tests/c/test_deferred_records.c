@@ -5,13 +5,16 @@
  * messages that take the record's text just under, at and over the inline
  * limit, for a message of QL_MESSAGE_MAX bytes and over, with a NUL made by
  * %c, with 32 arguments (deferred) and 33 (eager), taken by the listener
- * and by ql_queue_get on another thread; and by ql_queue_get_nowait in an
+ * and by ql_queue_get on another thread; threads logging more distinct
+ * formats (each in a buffer of its own) than the table of formats holds
+ * (the rest formatted eagerly, counted, every record right); and by ql_queue_get_nowait in an
  * atexit handler of a main thread that took deferred records before (its
  * thread-local storage is gone by then: glibc runs the thread's TLS
  * destructors before the atexit handlers).
  */
 #include "ql_test.h"
 
+#include <inttypes.h>
 #include <limits.h>
 
 /* What the next record must be (the handler checks it). */
@@ -168,6 +171,76 @@ static void through_queue_get(void) {
     ql_queue_free(q);
 }
 
+#define FORMAT_THREADS 4
+#define FORMATS_EACH 2000
+
+static atomic_long wrong_dynamic;
+static char *dynamic_formats[FORMAT_THREADS][FORMATS_EACH];
+
+static void on_dynamic(qlt_sink *s, const ql_record *r) {
+    (void)s;
+    int t, i, v;
+    char word[8] = "";
+    int n = -1;
+    if (sscanf(r->message, "t%d i%d v=%d s=%7s%n", &t, &i, &v, word, &n) != 4 ||
+        (size_t)n != r->message_len || v != i * 7 || strcmp(word, "str") != 0)
+        atomic_fetch_add(&wrong_dynamic, 1);
+}
+
+static void *format_writer(void *p) {
+    ql_queue *q = *(ql_queue **)((void **)p)[0];
+    long t = (long)(intptr_t)((void **)p)[1];
+    for (int i = 0; i < FORMATS_EACH; i++) {
+        /* A format of its own, at an address of its own: all are kept
+         * until the listener is freed, so no address is reused. */
+        char *format = (char *)malloc(48);
+        CHECK(format != NULL);
+        dynamic_formats[t][i] = format;
+        snprintf(format, 48, "t%ld i%d v=%%d s=%%s", t, i);
+        CHECK_OK(ql_logf(q, QL_LEVEL_INFO, "dyn", format, i * 7, "str"));
+    }
+    return NULL;
+}
+
+/* More distinct formats than the table holds, from several threads: the
+ * ones past it are formatted eagerly and counted; no record is lost or
+ * wrong. */
+static void table_full(void) {
+    ql_queue *q;
+    CHECK_OK(ql_queue_new(0, &q));
+    qlt_sink s;
+    qlt_sink_init(&s, 1);
+    s.copy = false;
+    s.on_record = on_dynamic;
+    ql_handler h = qlt_sink_handler(&s, 0);
+    ql_listener *l;
+    CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
+    CHECK_OK(ql_start(l));
+    atomic_init(&wrong_dynamic, 0);
+    uint64_t eager = ql_printf_eager_count();
+    pthread_t threads[FORMAT_THREADS];
+    void *args[FORMAT_THREADS][2];
+    for (long t = 0; t < FORMAT_THREADS; t++) {
+        args[t][0] = &q;
+        args[t][1] = (void *)(intptr_t)t;
+        QLT_PT(pthread_create(&threads[t], NULL, format_writer, args[t]));
+    }
+    for (int t = 0; t < FORMAT_THREADS; t++) QLT_PT(pthread_join(threads[t], NULL));
+    long total = FORMAT_THREADS * FORMATS_EACH;
+    qlt_sink_wait(&s, total);
+    CHECK_EQ_INT(qlt_sink_count(&s), total);
+    CHECK_EQ_INT(atomic_load(&wrong_dynamic), 0);
+    uint64_t counted = ql_printf_eager_count() - eager;
+    /* The table holds 4096 formats; some slots hold earlier tests' ones. */
+    if (counted < (uint64_t)(total - 4096) || counted > (uint64_t)total)
+        QLT_FAIL("%" PRIu64 " of %ld calls counted eager", counted, total);
+    CHECK_OK(ql_listener_free(l));
+    qlt_sink_fini(&s);
+    ql_queue_free(q);
+    for (int t = 0; t < FORMAT_THREADS; t++)
+        for (int i = 0; i < FORMATS_EACH; i++) free(dynamic_formats[t][i]);
+}
+
 static ql_queue *exit_queue;
 
 /* Runs at exit, after the main thread's TLS destructors. */
@@ -212,6 +285,7 @@ int main(void) {
     atomic_init(&bad, 0);
     through_the_listener();
     through_queue_get();
+    table_full();
     queue_get_at_exit();
     return qlt_end();
 }
