@@ -318,8 +318,11 @@ public:
     }
 
     /**
-     * Logs a printf-style message (formatted on the calling thread, only
-     * when `level` passes the queue's level). `logger` may be NULL ("root").
+     * Logs a printf-style message, as ql_logf: skipped at once when `level`
+     * is below the queue's level; otherwise the arguments are copied (a
+     * `%s` string too) and the message is formatted off the calling thread,
+     * as the record leaves the queue (README, "Deferred formatting").
+     * `logger` may be NULL ("root").
      * Returns as log(); a bad format throws ql::error(QL_ERR_INVALID).
      */
     QL_PRINTF_LIKE(4, 5)

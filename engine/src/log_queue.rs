@@ -69,20 +69,29 @@ const KEEP_SCRATCH: usize = 1 << 16;
 
 impl Entry {
     /// Formats a built-in record's deferred message (see
-    /// [`LogRecord::fill_deferred`]) as it leaves the queue.
+    /// [`LogRecord::fill_deferred`]) as it leaves the queue. On a thread
+    /// whose thread-locals are already destroyed (a `ql_queue_get` in an
+    /// `atexit` handler: glibc runs the main thread's TLS destructors
+    /// first) it formats in a buffer of its own.
     pub fn materialize(&mut self) {
         if let Entry::Log(record) = self {
             if record.is_deferred() {
                 let kept = SCRATCH.try_with(|scratch| {
-                    let mut scratch = scratch.borrow_mut();
+                    // Busy only when a signal handler's get interrupted this
+                    // thread's own formatting.
+                    let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                        return false;
+                    };
                     record.materialize(&mut scratch);
                     if scratch.capacity() > KEEP_SCRATCH {
                         *scratch = Vec::new();
                     }
+                    true
                 });
-                if kept.is_err() {
+                if kept != Ok(true) {
                     // A get from a thread whose thread-locals are being
-                    // destroyed: room of its own, this once.
+                    // destroyed, or whose scratch is in use: room of its
+                    // own, this once.
                     record.materialize(&mut Vec::new());
                 }
             }

@@ -127,6 +127,21 @@ QLM_PRODUCER(ql_status, ql_log_user,
              (const ql_queue *q, int32_t level, const char *logger, const char *msg, size_t len,
               void *user),
              (q, level, logger, msg, len, user))
+QLM_PRODUCER(ql_status, ql_log_fields,
+             (const ql_queue *q, int32_t level, const char *logger, const ql_field *fields,
+              size_t n, const char *msg, size_t len),
+             (q, level, logger, fields, n, msg, len))
+QLM_PRODUCER(ql_status, ql_log_src,
+             (const ql_queue *q, int32_t level, const char *logger, const ql_source *source,
+              const ql_field *fields, size_t n, const char *msg, size_t len, void *user),
+             (q, level, logger, source, fields, n, msg, len, user))
+/* ql_logf and the call-site macros (static inline) call it for a deferred
+ * message, ql_log_src for one formatted eagerly. */
+QLM_PRODUCER(ql_status, ql_log_args,
+             (const ql_queue *q, int32_t level, const char *logger, const ql_source *source,
+              const ql_field *fields, size_t n, const ql_printf *format, const ql_arg *args,
+              size_t count),
+             (q, level, logger, source, fields, n, format, args, count))
 QLM_PRODUCER(ql_status, ql_enqueue_sentinel, (const ql_listener *l), (l))
 
 QLM_CONTROL(ql_status, ql_start, (const ql_listener *l), (l))
