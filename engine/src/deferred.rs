@@ -23,6 +23,10 @@ pub const SITES: usize = 4096;
 /// formatted eagerly.
 pub const MAX_ARGS: usize = 32;
 
+/// The longest format deferred: a longer one (text passed as the format)
+/// is formatted eagerly, so the table never keeps large copies.
+pub const MAX_FORMAT: usize = 4096;
+
 /// How many slots a look-up probes past the first.
 const PROBES: usize = 16;
 
@@ -87,6 +91,14 @@ fn decide(parsed: &'static Result<Format, Unsupported>) -> Found {
 
 /// The parsed format for the text `text` found at address `key`.
 pub fn find(key: usize, text: &[u8]) -> Found {
+    if text.len() > MAX_FORMAT {
+        // `%n` is refused however long the format.
+        if printf::parse(text) == Err(Unsupported::N) {
+            return Found::Refuse;
+        }
+        EAGER.fetch_add(1, Ordering::Relaxed);
+        return Found::Eager;
+    }
     // Fibonacci hashing of the address (literals are 1-byte aligned).
     let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % SITES;
     let mut made: Option<Box<Site>> = None;
@@ -181,5 +193,13 @@ mod tests {
         assert!(matches!(find(0x7200_0001, b"%2000000d"), Found::Eager));
         assert!(matches!(find(0x7200_0002, b"%.2000000f"), Found::Eager));
         assert!(matches!(find(0x7200_0003, b"%.2000000s"), Found::Defer(_)));
+        let long = vec![b'x'; MAX_FORMAT + 1];
+        assert!(matches!(find(0x7200_0004, &long), Found::Eager));
+        let mut long_n = long.clone();
+        long_n.extend_from_slice(b"%hn");
+        assert!(matches!(find(0x7200_0005, &long_n), Found::Refuse));
+        let mut long_literal = long.clone();
+        long_literal.extend_from_slice(b"%%n");
+        assert!(matches!(find(0x7200_0006, &long_literal), Found::Eager));
     }
 }
