@@ -11,12 +11,11 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use crate::fields::FieldList;
 use crate::listener::TakeBackHook;
 use crate::printf::{Arg, ArgKind, Format};
 use crate::queue::{ChannelQueue, EvictFn, Options, Overflow, PutError, ReportFn};
 use crate::record::level::WARNING;
-use crate::record::{LogRecord, RecordPool, Source};
+use crate::record::{Call, LogRecord, RecordPool};
 use crate::threads::fork_generation;
 
 /// A record as the C side sees it: an opaque pointer the program owns.
@@ -225,18 +224,8 @@ impl LogQueue {
     /// The caller checks [`LogQueue::enabled`] first (a record below the
     /// threshold is not made, not counted).
     #[inline]
-    pub fn log(
-        &self,
-        level: i32,
-        logger: &[u8],
-        message: &[u8],
-        user: usize,
-        source: &Source<'_>,
-        fields: &dyn FieldList,
-    ) -> Result<(), PutError<()>> {
-        let record = self
-            .pool
-            .make_with(level, logger, message, user, source, fields);
+    pub fn log(&self, call: &Call, message: &[u8]) -> Result<(), PutError<()>> {
+        let record = self.pool.make_with(call, message);
         self.put_made(record)
     }
 
@@ -244,24 +233,17 @@ impl LogQueue {
     /// with `args`, which must match `format.args()` one to one (else
     /// `Err(None)`, nothing made). The record is formatted as it leaves the
     /// queue, on the taker's thread.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn log_deferred(
         &self,
-        level: i32,
-        logger: &[u8],
+        call: &Call,
         format: &'static Format,
         args: &[Arg<'_>],
-        user: usize,
-        source: &Source<'_>,
-        fields: &dyn FieldList,
     ) -> Result<(), Option<PutError<()>>> {
         if !kinds_match(format, args) {
             return Err(None);
         }
-        let record = self
-            .pool
-            .make_deferred(level, logger, format, args, user, source, fields);
+        let record = self.pool.make_deferred(call, format, args);
         self.put_made(record).map_err(Some)
     }
 
@@ -323,11 +305,10 @@ pub fn done_hook(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fields::NO_FIELDS;
     use crate::protocol::Dequeued;
 
     fn log(queue: &LogQueue, message: &[u8]) -> Result<(), PutError<()>> {
-        queue.log(20, b"t", message, 0, &Source::default(), NO_FIELDS)
+        queue.log(&Call::plain(20, b"t", 0), message)
     }
 
     #[test]

@@ -83,6 +83,40 @@ pub struct Source<'a> {
     pub func: &'a [u8],
 }
 
+/// What a producer's call says of its record besides the message: the
+/// arguments every way of making a record shares.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    /// The record's level.
+    pub level: i32,
+    /// The logger name (empty: [`ROOT_LOGGER`]).
+    pub logger: &'a [u8],
+    /// A value the program attaches (a pointer, for C), never read here.
+    pub user: usize,
+    /// Where in the program it was logged.
+    pub source: &'a Source<'a>,
+    /// The call's fields, already checked with [`crate::fields::check`].
+    pub fields: &'a dyn FieldList,
+}
+
+impl<'a> Call<'a> {
+    /// A call with no source location and no fields.
+    pub fn plain(level: i32, logger: &'a [u8], user: usize) -> Call<'a> {
+        const NO_SOURCE: Source<'static> = Source {
+            file: b"",
+            line: 0,
+            func: b"",
+        };
+        Call {
+            level,
+            logger,
+            user,
+            source: &NO_SOURCE,
+            fields: NO_FIELDS,
+        }
+    }
+}
+
 /// The longest file or function name kept; longer ones are cut.
 pub const MAX_SOURCE: usize = 1024;
 
@@ -186,7 +220,7 @@ impl LogRecord {
         record
     }
 
-    /// A record with fields and a source location (see [`LogRecord::fill_with`]).
+    /// A record with fields and a source location (see [`LogRecord::fill_call`]).
     pub fn with(
         level: i32,
         logger: &[u8],
@@ -196,7 +230,16 @@ impl LogRecord {
         fields: &dyn FieldList,
     ) -> LogRecord {
         let mut record = LogRecord::empty();
-        record.fill_with(level, logger, message, user, source, fields);
+        record.fill_call(
+            &Call {
+                level,
+                logger,
+                user,
+                source,
+                fields,
+            },
+            message,
+        );
         record
     }
 
@@ -222,7 +265,7 @@ impl LogRecord {
 
     /// Makes this record anew, reusing its storage.
     pub fn fill(&mut self, level: i32, logger: &[u8], message: &[u8], user: usize) {
-        self.fill_with(level, logger, message, user, &Source::default(), NO_FIELDS);
+        self.fill_call(&Call::plain(level, logger, user), message);
     }
 
     /// Makes this record anew, reusing its storage: `fields` (already
@@ -230,17 +273,17 @@ impl LogRecord {
     /// context fields, each key once (its first value kept). A string value
     /// is cut like a message; file and function names past [`MAX_SOURCE`]
     /// bytes are cut.
-    pub fn fill_with(
-        &mut self,
-        level: i32,
-        logger: &[u8],
-        message: &[u8],
-        user: usize,
-        source: &Source,
-        fields: &dyn FieldList,
-    ) {
+    pub fn fill_call(&mut self, call: &Call, message: &[u8]) {
         crate::fields::with_context(|context| {
-            self.build(level, logger, message, user, source, fields, context)
+            self.build(
+                call.level,
+                call.logger,
+                message,
+                call.user,
+                call.source,
+                call.fields,
+                context,
+            )
         })
     }
 
@@ -370,24 +413,14 @@ impl LogRecord {
         });
     }
 
-    /// Makes this record anew as [`LogRecord::fill_with`] does, with its
+    /// Makes this record anew as [`LogRecord::fill_call`] does, with its
     /// message still to be formatted: `format` with `args` (which must
     /// match `format.args()`), formatted later by
     /// [`LogRecord::materialize`]. String arguments are copied now (the
     /// caller may change them once the call returns), each cut like a
     /// message.
-    #[allow(clippy::too_many_arguments)]
-    pub fn fill_deferred(
-        &mut self,
-        level: i32,
-        logger: &[u8],
-        format: &'static Format,
-        args: &[Arg<'_>],
-        user: usize,
-        source: &Source,
-        fields: &dyn FieldList,
-    ) {
-        self.fill_with(level, logger, b"", user, source, fields);
+    pub fn fill_deferred(&mut self, call: &Call, format: &'static Format, args: &[Arg<'_>]) {
+        self.fill_call(call, b"");
         self.args.clear();
         self.arg_text.clear();
         // Room for the usual call, made the first time this record defers:
@@ -620,51 +653,36 @@ impl RecordPool {
         RecordPool { tx, rx }
     }
 
+    /// A spare record, or a new empty one when none is spare.
+    fn take(&self) -> Box<LogRecord> {
+        self.rx
+            .try_recv()
+            .unwrap_or_else(|_| Box::new(LogRecord::empty()))
+    }
+
     /// A record made from a spare one, or newly allocated when none is
     /// spare.
     pub fn make(&self, level: i32, logger: &[u8], message: &[u8], user: usize) -> Box<LogRecord> {
-        self.make_with(level, logger, message, user, &Source::default(), NO_FIELDS)
+        self.make_with(&Call::plain(level, logger, user), message)
     }
 
-    /// [`RecordPool::make`] with a source location and fields.
-    pub fn make_with(
-        &self,
-        level: i32,
-        logger: &[u8],
-        message: &[u8],
-        user: usize,
-        source: &Source,
-        fields: &dyn FieldList,
-    ) -> Box<LogRecord> {
-        match self.rx.try_recv() {
-            Ok(mut record) => {
-                record.fill_with(level, logger, message, user, source, fields);
-                record
-            }
-            Err(_) => Box::new(LogRecord::with(
-                level, logger, message, user, source, fields,
-            )),
-        }
+    /// [`RecordPool::make`] for any call (source location, fields).
+    pub fn make_with(&self, call: &Call, message: &[u8]) -> Box<LogRecord> {
+        let mut record = self.take();
+        record.fill_call(call, message);
+        record
     }
 
     /// A record with its message still to be formatted (see
     /// [`LogRecord::fill_deferred`]), from a spare one when there is one.
-    #[allow(clippy::too_many_arguments)]
     pub fn make_deferred(
         &self,
-        level: i32,
-        logger: &[u8],
+        call: &Call,
         format: &'static Format,
         args: &[Arg<'_>],
-        user: usize,
-        source: &Source,
-        fields: &dyn FieldList,
     ) -> Box<LogRecord> {
-        let mut record = self
-            .rx
-            .try_recv()
-            .unwrap_or_else(|_| Box::new(LogRecord::empty()));
-        record.fill_deferred(level, logger, format, args, user, source, fields);
+        let mut record = self.take();
+        record.fill_deferred(call, format, args);
         record
     }
 
@@ -814,7 +832,16 @@ mod tests {
             func: b"main",
         };
         let pool = RecordPool::new(1);
-        let r = pool.make_with(20, b"app", b"hi", 0, &src, &given);
+        let r = pool.make_with(
+            &Call {
+                level: 20,
+                logger: b"app",
+                user: 0,
+                source: &src,
+                fields: &given,
+            },
+            b"hi",
+        );
         crate::fields::context_clear();
         assert!(r.is_inline());
         assert_eq!(
@@ -838,7 +865,16 @@ mod tests {
         // Recycled, the record keeps its field slots: no allocation.
         let slots = r.fields.as_ptr();
         pool.recycle(r);
-        let r = pool.make_with(20, b"app", b"again", 0, &src, &[given[0]]);
+        let r = pool.make_with(
+            &Call {
+                level: 20,
+                logger: b"app",
+                user: 0,
+                source: &src,
+                fields: &[given[0]],
+            },
+            b"again",
+        );
         assert_eq!((r.count(), r.fields.as_ptr()), (1, slots));
         let r = LogRecord::new(20, b"app", b"plain", 0);
         assert_eq!((r.count(), r.file(), r.line), (0, &b""[..], 0));

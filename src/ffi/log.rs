@@ -13,7 +13,7 @@ use super::{
 use crate::deferred::Found;
 use crate::fields::{FieldError, FieldList};
 use crate::printf::{Arg, ArgKind, Format};
-use crate::record::Source;
+use crate::record::{Call, Source};
 
 /// The queue of a producer call, from the enclosing function: returns
 /// `QL_ERR_NULL` for NULL, `QL_OK` below the queue's threshold (nothing
@@ -226,16 +226,15 @@ pub unsafe extern "C" fn ql_log_src(
             Ok(parts) => parts,
             Err(status) => return status,
         };
-        // SAFETY: the caller's promise.
-        let logger = unsafe { c_str(logger) };
-        super::status_of_put(queue.inner.log(
+        let call = Call {
             level,
-            logger,
-            message,
-            user as usize,
-            &source,
-            &fields,
-        ))
+            // SAFETY: the caller's promise.
+            logger: unsafe { c_str(logger) },
+            user: user as usize,
+            source: &source,
+            fields: &fields,
+        };
+        super::status_of_put(queue.inner.log(&call, message))
     })
 }
 
@@ -486,17 +485,15 @@ pub unsafe extern "C" fn ql_log_args(
             Ok(parts) => parts,
             Err(status) => return status,
         };
-        // SAFETY: the caller's promise.
-        let logger = unsafe { c_str(logger) };
-        match queue.inner.log_deferred(
+        let call = Call {
             level,
-            logger,
-            format,
-            &taken[..arg_count],
-            0,
-            &source,
-            &fields,
-        ) {
+            // SAFETY: the caller's promise.
+            logger: unsafe { c_str(logger) },
+            user: 0,
+            source: &source,
+            fields: &fields,
+        };
+        match queue.inner.log_deferred(&call, format, &taken[..arg_count]) {
             Ok(()) => QL_OK,
             Err(None) => QL_ERR_INVALID,
             Err(Some(refused)) => super::status_of_put::<()>(Err(refused)),
