@@ -453,3 +453,51 @@ fn drop_closes_the_handlers_after_the_stop() {
         "the record and the stop's sentinel were taken"
     );
 }
+
+/// A queue that counts its `task_done` calls.
+struct CountingDone(Mutex<Vec<u32>>, AtomicUsize);
+
+impl Queue<u32> for CountingDone {
+    fn dequeue(&self, _block: bool) -> Dequeued<u32> {
+        match self.0.lock().unwrap().pop() {
+            Some(r) => Dequeued::Record(r),
+            None => Dequeued::Empty,
+        }
+    }
+    fn enqueue_sentinel(&self) -> queue_listener::SentinelPut {
+        queue_listener::SentinelPut::Ok
+    }
+    fn task_done(&self, _record: Option<&u32>) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// `Source::custom` acknowledges every record; `custom_without_task_done`
+/// (a queue whose `task_done` does nothing) never calls it.
+#[test]
+fn task_done_is_called_unless_the_source_says_it_does_nothing() {
+    for (acknowledged, expect) in [(true, 3), (false, 0)] {
+        let queue = Arc::new(CountingDone(Mutex::new(vec![3, 2, 1]), AtomicUsize::new(0)));
+        let source = if acknowledged {
+            Source::custom(queue.clone())
+        } else {
+            Source::custom_without_task_done(queue.clone())
+        };
+        let collect = Arc::new(Log::default());
+        let listener = Listener::new(
+            source,
+            vec![Box::new(collect.clone())],
+            Hooks::default(),
+            false,
+        );
+        listener.start().unwrap();
+        assert!(collect.wait_flushes(1, WAIT_BOUND));
+        listener.stop().unwrap();
+        assert_eq!(collect.seen(), vec![1, 2, 3]);
+        assert_eq!(
+            queue.1.load(Ordering::SeqCst),
+            expect,
+            "acknowledged: {acknowledged}"
+        );
+    }
+}

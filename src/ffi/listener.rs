@@ -531,7 +531,12 @@ pub unsafe extern "C" fn ql_listener_new(
             has_dequeue: queue.dequeue.is_some(),
             has_enqueue_sentinel: queue.enqueue_sentinel.is_some(),
             knows_levels: false,
-            queue: Source::custom(Arc::new(VtableQueue(queue))),
+            queue: if queue.task_done.is_some() {
+                Source::custom(Arc::new(VtableQueue(queue)))
+            } else {
+                // No `task_done`: the listener skips the call altogether.
+                Source::custom_without_task_done(Arc::new(VtableQueue(queue)))
+            },
             pool: None,
         };
         // SAFETY: forwarded from our caller.

@@ -19,13 +19,31 @@ pub enum Source<R> {
     /// The built-in queue.
     BuiltIn(Arc<ChannelQueue<R>>),
     /// A queue of the program's, through Python's protocol.
-    Custom(Arc<dyn Queue<R>>),
+    Custom {
+        /// The queue.
+        queue: Arc<dyn Queue<R>>,
+        /// False when its `task_done` does nothing: the listener then never
+        /// calls it (a call through `dyn` per record saved).
+        task_done: bool,
+    },
 }
 
 impl<R> Source<R> {
     /// A program's queue.
     pub fn custom(queue: Arc<impl Queue<R> + 'static>) -> Self {
-        Source::Custom(queue)
+        Source::Custom {
+            queue,
+            task_done: true,
+        }
+    }
+
+    /// A program's queue whose `task_done` does nothing, so that the
+    /// listener need not call it.
+    pub fn custom_without_task_done(queue: Arc<impl Queue<R> + 'static>) -> Self {
+        Source::Custom {
+            queue,
+            task_done: false,
+        }
     }
 }
 
@@ -39,7 +57,10 @@ impl<R> Clone for Source<R> {
     fn clone(&self) -> Self {
         match self {
             Source::BuiltIn(q) => Source::BuiltIn(Arc::clone(q)),
-            Source::Custom(q) => Source::Custom(Arc::clone(q)),
+            Source::Custom { queue, task_done } => Source::Custom {
+                queue: Arc::clone(queue),
+                task_done: *task_done,
+            },
         }
     }
 }
@@ -62,13 +83,17 @@ impl<R: Send> Queue<R> for Attached<R> {
     fn enqueue_sentinel(&self) -> SentinelPut {
         match &self.source {
             Source::BuiltIn(q) => q.enqueue_sentinel_for(self.listener),
-            Source::Custom(q) => q.enqueue_sentinel(),
+            Source::Custom { queue, .. } => queue.enqueue_sentinel(),
         }
     }
 
     fn task_done(&self, record: Option<&R>) {
-        if let Source::Custom(q) = &self.source {
-            q.task_done(record);
+        if let Source::Custom {
+            queue,
+            task_done: true,
+        } = &self.source
+        {
+            queue.task_done(record);
         }
     }
 }
@@ -81,7 +106,7 @@ impl<R> Attached<R> {
     pub(crate) fn dequeue_idle(&self, block: bool, idle: &mut dyn FnMut()) -> Dequeued<R> {
         match &self.source {
             Source::BuiltIn(q) => q.dequeue_for(block, idle),
-            Source::Custom(q) => q.dequeue(block),
+            Source::Custom { queue, .. } => queue.dequeue(block),
         }
     }
 
@@ -95,7 +120,7 @@ impl<R> Attached<R> {
     pub(crate) fn enqueue_barrier(&self, id: u64, deadline: Option<Instant>) -> Result<(), Error> {
         match &self.source {
             Source::BuiltIn(q) => q.enqueue_barrier(self.listener, id, deadline),
-            Source::Custom(_) => Err(Error::Unsupported),
+            Source::Custom { .. } => Err(Error::Unsupported),
         }
     }
 
@@ -104,7 +129,7 @@ impl<R> Attached<R> {
     pub(crate) fn take_vanished_sentinels(&self) -> usize {
         match &self.source {
             Source::BuiltIn(q) => q.take_vanished_sentinels(self.listener),
-            Source::Custom(_) => 0,
+            Source::Custom { .. } => 0,
         }
     }
 
@@ -112,7 +137,7 @@ impl<R> Attached<R> {
     pub(crate) fn stats(&self) -> QueueStats {
         match &self.source {
             Source::BuiltIn(q) => q.stats(),
-            Source::Custom(_) => QueueStats::default(),
+            Source::Custom { .. } => QueueStats::default(),
         }
     }
 }
