@@ -274,30 +274,17 @@ impl LogRecord {
     /// is cut like a message; file and function names past [`MAX_SOURCE`]
     /// bytes are cut.
     pub fn fill_call(&mut self, call: &Call, message: &[u8]) {
-        crate::fields::with_context(|context| {
-            self.build(
-                call.level,
-                call.logger,
-                message,
-                call.user,
-                call.source,
-                call.fields,
-                context,
-            )
-        })
+        crate::fields::with_context(|context| self.build(call, message, context))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn build(
-        &mut self,
-        level: i32,
-        logger: &[u8],
-        message: &[u8],
-        user: usize,
-        source: &Source,
-        fields: &dyn FieldList,
-        context: &dyn FieldList,
-    ) {
+    fn build(&mut self, call: &Call, message: &[u8], context: &dyn FieldList) {
+        let Call {
+            level,
+            logger,
+            user,
+            source,
+            fields,
+        } = *call;
         let logger = if logger.is_empty() {
             ROOT_LOGGER
         } else {
