@@ -2424,13 +2424,30 @@ ql_status ql_syslog_handler(const struct ql_syslog_options *options,
  * format; QL_ERR_INVALID for a format with %n (refused) or when vsnprintf
  * fails (a bad format). Any thread.
  */
-static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const char *logger,
-                                     const ql_source *source, const ql_field *fields,
-                                     size_t field_count, const char *format, va_list args)
-    QL_PRINTF_LIKE(7, 0);
-static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const char *logger,
-                                     const ql_source *source, const ql_field *fields,
-                                     size_t field_count, const char *format, va_list args) {
+/**
+ * A call site's parsed format: the call-site macros (QL_INFO, ...) keep one
+ * per expansion, filled by its first deferred call, when the compiler is
+ * GCC or Clang and the format is a string literal; later calls then skip
+ * ql_printf_find. Zero-initialised. Read and written with atomics.
+ */
+typedef struct ql_site {
+  const ql_printf *parsed;
+  const uint8_t *kinds;
+  size_t count;
+} ql_site;
+
+/**
+ * ql_vlogf_src with a call site's cache (NULL: none): what the call-site
+ * macros call. See ql_vlogf_src.
+ */
+static inline ql_status ql_vlogf_site(ql_site *site, const ql_queue *queue, int32_t level,
+                                      const char *logger, const ql_source *source,
+                                      const ql_field *fields, size_t field_count,
+                                      const char *format, va_list args) QL_PRINTF_LIKE(8, 0);
+static inline ql_status ql_vlogf_site(ql_site *site, const ql_queue *queue, int32_t level,
+                                      const char *logger, const ql_source *source,
+                                      const ql_field *fields, size_t field_count,
+                                      const char *format, va_list args) {
   char stack[QL_LOGF_STACK];
   char *heap;
   va_list again;
@@ -2441,12 +2458,31 @@ static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const
   /* Deferred: only where every 64-bit integer kind is a long (LP64). */
   if (sizeof(long) == 8 && sizeof(long long) == 8 && sizeof(size_t) == 8 &&
       sizeof(void *) == 8) {
-    const ql_printf *parsed;
-    const uint8_t *kinds;
-    size_t count, i;
+    const ql_printf *parsed = NULL;
+    const uint8_t *kinds = NULL;
+    size_t count = 0, i;
     ql_arg captured[QL_ARGS_MAX];
     va_list mine;
-    status = ql_printf_find(format, &parsed, &kinds, &count);
+#if defined(__GNUC__)
+    if (site != NULL) parsed = __atomic_load_n(&site->parsed, __ATOMIC_ACQUIRE);
+    if (parsed != NULL) {
+      kinds = __atomic_load_n(&site->kinds, __ATOMIC_RELAXED);
+      count = __atomic_load_n(&site->count, __ATOMIC_RELAXED);
+      status = QL_OK;
+    } else
+#else
+    (void)site;
+#endif
+    {
+      status = ql_printf_find(format, &parsed, &kinds, &count);
+#if defined(__GNUC__)
+      if (status == QL_OK && site != NULL) {
+        __atomic_store_n(&site->kinds, kinds, __ATOMIC_RELAXED);
+        __atomic_store_n(&site->count, count, __ATOMIC_RELAXED);
+        __atomic_store_n(&site->parsed, parsed, __ATOMIC_RELEASE);
+      }
+#endif
+    }
     if (status == QL_OK) {
       /* Read from a copy: `args` stays whole for the eager path. */
       va_copy(mine, args);
@@ -2504,6 +2540,16 @@ static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const
   status = ql_log_src(queue, level, logger, source, fields, field_count, heap, (size_t)n, NULL);
   free(heap);
   return status;
+}
+
+static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const char *logger,
+                                     const ql_source *source, const ql_field *fields,
+                                     size_t field_count, const char *format, va_list args)
+    QL_PRINTF_LIKE(7, 0);
+static inline ql_status ql_vlogf_src(const ql_queue *queue, int32_t level, const char *logger,
+                                     const ql_source *source, const ql_field *fields,
+                                     size_t field_count, const char *format, va_list args) {
+  return ql_vlogf_site(NULL, queue, level, logger, source, fields, field_count, format, args);
 }
 
 /** ql_vlogf_src with no source location and no fields (ql_logf with a va_list). */
@@ -2573,6 +2619,28 @@ static inline ql_status ql_logf_at(const ql_queue *queue, int32_t level, const c
   return status;
 }
 
+/** ql_logf_at with a call site's cache (NULL: none): what the call-site macros call. */
+static inline ql_status ql_logf_site(ql_site *site, const ql_queue *queue, int32_t level,
+                                     const char *logger, const char *file, uint32_t line,
+                                     const char *func, const ql_field *fields,
+                                     size_t field_count, const char *format, ...)
+    QL_PRINTF_LIKE(10, 11);
+static inline ql_status ql_logf_site(ql_site *site, const ql_queue *queue, int32_t level,
+                                     const char *logger, const char *file, uint32_t line,
+                                     const char *func, const ql_field *fields,
+                                     size_t field_count, const char *format, ...) {
+  va_list args;
+  ql_status status;
+  ql_source source;
+  source.file = file;
+  source.line = line;
+  source.func = func;
+  va_start(args, format);
+  status = ql_vlogf_site(site, queue, level, logger, &source, fields, field_count, format, args);
+  va_end(args);
+  return status;
+}
+
 /*
  * Call-site macros: QL_INFO(queue, logger, format, ...) logs a printf-style
  * message with the file, line and function of the call. The level threshold
@@ -2581,12 +2649,29 @@ static inline ql_status ql_logf_at(const ql_queue *queue, int32_t level, const c
  * evaluates `queue` and `level` twice: pass plain expressions. Each is an
  * expression of type ql_status.
  * QL_LOG_FIELDS adds `field_count` fields from the array `fields`.
+ * With GCC or Clang, each expansion keeps a ql_site for a string-literal
+ * format, so only its first call looks the format up.
  */
+#if defined(__GNUC__)
+/* The first of a macro's variadic arguments (the format). */
+#define QL_FIRST_ARG_(first, ...) first
+#define QL_FIRST_ARG(...) QL_FIRST_ARG_(__VA_ARGS__, 0)
+#define QL_LOG_FIELDS(queue, level, logger, fields, field_count, ...)                       \
+  (ql_queue_enabled((queue), (level))                                                      \
+       ? __extension__({                                                                   \
+           static ql_site ql_site_;                                                        \
+           ql_logf_site(__builtin_constant_p(QL_FIRST_ARG(__VA_ARGS__)) ? &ql_site_ : NULL, \
+                        (queue), (level), (logger), __FILE__, (uint32_t)__LINE__, __func__, \
+                        (fields), (field_count), __VA_ARGS__);                             \
+         })                                                                                \
+       : ((queue) == NULL ? QL_ERR_NULL : QL_OK))
+#else
 #define QL_LOG_FIELDS(queue, level, logger, fields, field_count, ...)                       \
   (ql_queue_enabled((queue), (level))                                                      \
        ? ql_logf_at((queue), (level), (logger), __FILE__, (uint32_t)__LINE__, __func__,    \
                     (fields), (field_count), __VA_ARGS__)                                  \
        : ((queue) == NULL ? QL_ERR_NULL : QL_OK))
+#endif
 #define QL_LOG(queue, level, logger, ...) \
   QL_LOG_FIELDS(queue, level, logger, NULL, 0, __VA_ARGS__)
 #define QL_DEBUG(queue, logger, ...) QL_LOG(queue, QL_LEVEL_DEBUG, logger, __VA_ARGS__)
