@@ -2431,8 +2431,11 @@ ql_status ql_syslog_handler(const struct ql_syslog_options *options,
  * ql_printf_find. Zero-initialised. Read and written with atomics.
  */
 typedef struct ql_site {
+  /** The parsed format (from ql_printf_find); NULL until the first call. */
   const ql_printf *parsed;
+  /** The argument kinds ql_printf_find gave for it (QL_ARG_*). */
   const uint8_t *kinds;
+  /** How many arguments it reads. */
   size_t count;
 } ql_site;
 
