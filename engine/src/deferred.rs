@@ -14,7 +14,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
-use crate::printf::{self, ArgKind, Format, Unsupported};
+use crate::printf::{self, Format, Unsupported};
 
 /// Formats the table holds at most.
 pub const SITES: usize = 4096;
@@ -139,11 +139,6 @@ pub fn find(key: usize, text: &[u8]) -> Found {
     Found::Eager
 }
 
-/// The kinds a deferred format captures (see [`ArgKind`]).
-pub fn kinds(format: &Format) -> &[ArgKind] {
-    format.args()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +159,7 @@ mod tests {
         // The same address with other text (a reused buffer): another one.
         let b = defer(find(0x7000_0001, b"b=%s"));
         assert!(!std::ptr::eq(a, b));
-        assert_eq!(b.args(), &[ArgKind::Str]);
+        assert_eq!(b.args(), &[printf::ArgKind::Str]);
         assert!(std::ptr::eq(a, defer(find(0x7000_0001, b"a=%d"))));
         assert!(matches!(find(0x7000_0002, b"%n"), Found::Refuse));
         let before = eager_count();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use crate::listener::TakeBackHook;
-use crate::printf::{Arg, ArgKind, Format};
+use crate::printf::{Arg, Format};
 use crate::queue::{ChannelQueue, EvictFn, Options, Overflow, PutError, ReportFn};
 use crate::record::level::WARNING;
 use crate::record::{Call, LogRecord, RecordPool};
@@ -240,7 +240,7 @@ impl LogQueue {
         format: &'static Format,
         args: &[Arg<'_>],
     ) -> Result<(), Option<PutError<()>>> {
-        if !kinds_match(format, args) {
+        if !format.accepts(args) {
             return Err(None);
         }
         let record = self.pool.make_deferred(call, format, args);
@@ -259,21 +259,6 @@ impl LogQueue {
             }
         })
     }
-}
-
-/// True when `args` are of the kinds `format` reads, one to one.
-fn kinds_match(format: &Format, args: &[Arg<'_>]) -> bool {
-    let kinds = format.args();
-    kinds.len() == args.len()
-        && kinds.iter().zip(args).all(|(kind, arg)| {
-            matches!(
-                (kind, arg),
-                (ArgKind::Int | ArgKind::Long, Arg::Int(_))
-                    | (ArgKind::Double, Arg::Double(_))
-                    | (ArgKind::Str, Arg::Str(_))
-                    | (ArgKind::Ptr, Arg::Ptr(_))
-            )
-        })
 }
 
 /// A program's `done`: sees each record once the listener is done with it.

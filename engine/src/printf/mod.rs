@@ -505,6 +505,22 @@ impl Format {
         None
     }
 
+    /// True when `args` match [`Format::args`] one to one (count and
+    /// kinds; [`Arg::Int`] serves both integer kinds): what
+    /// [`Format::format`] needs.
+    pub fn accepts(&self, args: &[Arg<'_>]) -> bool {
+        args.len() == self.args.len()
+            && self.args.iter().zip(args).all(|(k, a)| {
+                matches!(
+                    (k, a),
+                    (ArgKind::Int | ArgKind::Long, Arg::Int(_))
+                        | (ArgKind::Double, Arg::Double(_))
+                        | (ArgKind::Str, Arg::Str(_))
+                        | (ArgKind::Ptr, Arg::Ptr(_))
+                )
+            })
+    }
+
     /// True when no field of the output can be longer than `max` bytes:
     /// every width (fixed, or the `int` argument `star(i)` gives for a
     /// `*`, whose magnitude counts: a negative one means `-`), and every
@@ -555,17 +571,7 @@ impl Format {
     /// one (count and kinds; [`Arg::Int`] serves both integer kinds); then
     /// nothing is appended.
     pub fn format(&self, args: &[Arg<'_>], out: &mut Vec<u8>) -> Result<(), ArgMismatch> {
-        if args.len() != self.args.len()
-            || !self.args.iter().zip(args).all(|(k, a)| {
-                matches!(
-                    (k, a),
-                    (ArgKind::Int | ArgKind::Long, Arg::Int(_))
-                        | (ArgKind::Double, Arg::Double(_))
-                        | (ArgKind::Str, Arg::Str(_))
-                        | (ArgKind::Ptr, Arg::Ptr(_))
-                )
-            })
-        {
+        if !self.accepts(args) {
             return Err(ArgMismatch);
         }
         let mut args = args.iter();
