@@ -3,7 +3,7 @@
 //! threshold, the fork generation it was made in, the drop-counting rule of
 //! a built-in record and the "N records dropped" report.
 //!
-//! The C view of its items (`ql_record`, `Entry::with_ptr`) lives in
+//! The C view of its items (`ql_record`, the `WithPtr` trait) lives in
 //! `src/ffi/record.rs`; this module never reads a program's pointer.
 
 use std::cell::RefCell;
