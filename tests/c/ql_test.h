@@ -882,6 +882,15 @@ static inline ql_handler qlt_sink_handler(qlt_sink *s, int32_t level) {
     return h;
 }
 
+/* A started listener on q whose one handler is the sink (level 0). */
+static inline ql_listener *qlt_start_sink(ql_queue *q, qlt_sink *s) {
+    ql_handler h = qlt_sink_handler(s, 0);
+    ql_listener *l = NULL;
+    CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
+    CHECK_OK(ql_start(l));
+    return l;
+}
+
 /* Waits until the sink got at least n records. */
 static inline void qlt_sink_wait(qlt_sink *s, long n) {
     struct timespec dl = qlt_deadline();

@@ -58,10 +58,7 @@ static void every_conversion(void) {
     CHECK_OK(ql_queue_new(0, &q));
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_handler h = qlt_sink_handler(&s, 0);
-    ql_listener *l;
-    CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
-    CHECK_OK(ql_start(l));
+    ql_listener *l = qlt_start_sink(q, &s);
     uint64_t eager_before = ql_printf_eager_count();
     n_expected = 0;
     int w = 7, p = 3;
@@ -286,10 +283,7 @@ static void call_sites_cache_literal_formats(void) {
     CHECK_OK(ql_queue_new(0, &q));
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_handler h = qlt_sink_handler(&s, 0);
-    ql_listener *l;
-    CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
-    CHECK_OK(ql_start(l));
+    ql_listener *l = qlt_start_sink(q, &s);
     uint64_t eager_before = ql_printf_eager_count();
     pthread_t t[4];
     site_arg args[4];

@@ -92,10 +92,7 @@ static void through_the_listener(void) {
     qlt_sink s;
     qlt_sink_init(&s, 0);
     s.on_record = on_record;
-    ql_handler h = qlt_sink_handler(&s, 0);
-    ql_listener *l;
-    CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
-    CHECK_OK(ql_start(l));
+    ql_listener *l = qlt_start_sink(q, &s);
     CHECK_OK(ql_context_set(ql_field_str("ctx_s", "cvx")));
     CHECK_OK(ql_context_set(ql_field_int("ctx_i", 7)));
     long count = 0;
@@ -212,10 +209,7 @@ static void table_full(void) {
     qlt_sink_init(&s, 1);
     s.copy = false;
     s.on_record = on_dynamic;
-    ql_handler h = qlt_sink_handler(&s, 0);
-    ql_listener *l;
-    CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
-    CHECK_OK(ql_start(l));
+    ql_listener *l = qlt_start_sink(q, &s);
     atomic_init(&wrong_dynamic, 0);
     uint64_t eager = ql_printf_eager_count();
     pthread_t threads[FORMAT_THREADS];

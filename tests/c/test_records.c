@@ -30,14 +30,6 @@
 
 #include <wchar.h>
 
-/* A listener on q with one sink handler; started. */
-static ql_listener *start_sink(ql_queue *q, qlt_sink *s) {
-    ql_handler h = qlt_sink_handler(s, 0);
-    ql_listener *l = NULL;
-    CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &l));
-    CHECK_OK(ql_start(l));
-    return l;
-}
 
 /* ------------------------------------------------------------ fields */
 
@@ -64,7 +56,7 @@ static void fields(void) {
     CHECK_OK(ql_queue_new(0, &q));
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_listener *l = start_sink(q, &s);
+    ql_listener *l = qlt_start_sink(q, &s);
 
     /* from another thread */
     producer_arg a;
@@ -154,7 +146,7 @@ static void logger_and_message_edges(void) {
 
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_listener *l = start_sink(q, &s);
+    ql_listener *l = qlt_start_sink(q, &s);
     static const char nuls[] = {'a', '\0', 'b', '\0', '\0', 'c'};
     static const char not_terminated[5] = {'h', 'e', 'l', 'l', 'o'};
     CHECK_OK(ql_log(q, QL_LEVEL_INFO, NULL, "one", 3));
@@ -212,7 +204,7 @@ static void long_messages(void) {
     CHECK_OK(ql_queue_new(0, &q));
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_listener *l = start_sink(q, &s);
+    ql_listener *l = qlt_start_sink(q, &s);
     char *buf = (char *)malloc(70000);
     CHECK(buf != NULL);
     /* twice: the second round reuses records made by the first */
@@ -252,7 +244,7 @@ static void long_messages(void) {
     fill_pattern(buf, big, 9);
     qlt_sink s2;
     qlt_sink_init(&s2, 1);
-    ql_listener *l2 = start_sink(q, &s2);
+    ql_listener *l2 = qlt_start_sink(q, &s2);
     CHECK_OK(ql_log(q, QL_LEVEL_INFO, "big", buf, QL_MESSAGE_MAX));
     CHECK_OK(ql_log(q, QL_LEVEL_INFO, "big", buf, (size_t)QL_MESSAGE_MAX + 1));
     CHECK_OK(ql_log(q, QL_LEVEL_INFO, "big", buf, big));
@@ -287,7 +279,7 @@ static void logf_formats(void) {
     CHECK_OK(ql_queue_new(0, &q));
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_listener *l = start_sink(q, &s);
+    ql_listener *l = qlt_start_sink(q, &s);
     char big[1001], at_stack[QL_LOGF_STACK], over_stack[QL_LOGF_STACK + 1];
     memset(big, 'q', 1000);
     big[1000] = '\0';
@@ -388,7 +380,7 @@ static void threshold(void) {
     CHECK_OK(ql_queue_set_level(q, QL_LEVEL_CRITICAL));
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_listener *l = start_sink(q, &s);
+    ql_listener *l = qlt_start_sink(q, &s);
     for (int i = 0; i < 100; i++) CHECK_OK(ql_logf(q, QL_LEVEL_ERROR, "x", "skipped %d", i));
     CHECK_OK(ql_log(q, QL_LEVEL_CRITICAL, "x", "last", 4));
     CHECK_OK(ql_stop(l));
@@ -417,7 +409,7 @@ static void any_level(void) {
     /* default threshold: all pass */
     qlt_sink s;
     qlt_sink_init(&s, 0);
-    ql_listener *l = start_sink(q, &s);
+    ql_listener *l = qlt_start_sink(q, &s);
     for (int i = 0; i < N; i++) CHECK_OK(ql_log(q, levels[i], "lv", "m", 1));
     CHECK_OK(ql_stop(l));
     CHECK_EQ_INT(s.len, N);
