@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::listener::TakeBackHook;
 use crate::printf::{Arg, Format};
-use crate::queue::{ChannelQueue, EvictFn, Options, Overflow, PutError, ReportFn};
+use crate::queue::{ChannelQueue, EvictFn, LaneHooks, Options, Overflow, PutError, ReportFn};
 use crate::record::level::WARNING;
 use crate::record::{Call, LogRecord, RecordPool};
 use crate::threads::fork_generation;
@@ -180,9 +180,13 @@ impl LogQueue {
         // Records are stamped by crate::clock: calibrate it now (once per
         // process, about 2 ms) rather than in the first log call.
         crate::clock::warm_up();
+        let pool = Arc::new(RecordPool::new(keep));
+        let queue = queue
+            .with_taken(Entry::materialize)
+            .with_lanes(lane_hooks(&pool));
         LogQueue {
-            queue: Arc::new(queue.with_taken(Entry::materialize)),
-            pool: Arc::new(RecordPool::new(keep)),
+            queue: Arc::new(queue),
+            pool,
             level: AtomicI32::new(level),
             generation: fork_generation(),
         }
@@ -225,8 +229,7 @@ impl LogQueue {
     /// threshold is not made, not counted).
     #[inline]
     pub fn log(&self, call: &Call, message: &[u8]) -> Result<(), PutError<()>> {
-        let record = self.pool.make_with(call, message);
-        self.put_made(record)
+        self.put_filled(|record| record.fill_call(call, message))
     }
 
     /// [`LogQueue::log`] with the message still to be formatted: `format`
@@ -243,21 +246,56 @@ impl LogQueue {
         if !format.accepts(args) {
             return Err(None);
         }
-        let record = self.pool.make_deferred(call, format, args);
-        self.put_made(record).map_err(Some)
+        self.put_filled(|record| record.fill_deferred(call, format, args))
+            .map_err(Some)
     }
 
-    /// Offers a record made from the pool, counting a refusal as a drop.
+    /// Offers a built-in record that `fill` makes in the calling thread's
+    /// lane (in the record its slot keeps, else one from the pool),
+    /// counting a refusal as a drop.
     #[inline]
-    fn put_made(&self, record: Box<LogRecord>) -> Result<(), PutError<()>> {
-        self.queue.put(Entry::Log(record)).map_err(|refused| {
-            self.queue.count_drop();
-            match refused {
-                PutError::Full(_) => PutError::Full(()),
-                PutError::Timeout(_) => PutError::Timeout(()),
-                PutError::WouldDeadlock(_) => PutError::WouldDeadlock(()),
+    fn put_filled(&self, fill: impl FnOnce(&mut LogRecord)) -> Result<(), PutError<()>> {
+        let blank = || Entry::Log(self.pool.take());
+        self.queue
+            .put_with(blank, |slot| {
+                if !matches!(slot, Entry::Log(_)) {
+                    *slot = Entry::Log(self.pool.take());
+                }
+                match slot {
+                    Entry::Log(record) => {
+                        fill(record);
+                        record.timestamp_ns
+                    }
+                    // Justified: made a built-in record just above.
+                    Entry::Ptr(_) => unreachable!("the slot holds a built-in record"),
+                }
+            })
+            .inspect_err(|_| self.queue.count_drop())
+    }
+}
+
+/// How the built-in queue's lanes keep their slots: a slot keeps a built-in
+/// record (its buffers reused by the next call on that thread) and gives
+/// it to the taker in exchange for one from the pool; a program's pointer
+/// record takes the slot's record back to the pool.
+fn lane_hooks(pool: &Arc<RecordPool>) -> LaneHooks<Entry> {
+    let out = Arc::clone(pool);
+    let back = Arc::clone(pool);
+    LaneHooks {
+        blank: || Entry::Ptr(RawRecord(std::ptr::null_mut())),
+        take_out: Box::new(move |slot: &mut Entry| match slot {
+            Entry::Log(_) => std::mem::replace(slot, Entry::Log(out.take())),
+            Entry::Ptr(record) => Entry::Ptr(*record),
+        }),
+        put_in: Box::new(move |slot: &mut Entry, entry: Entry| {
+            if let Entry::Log(old) = std::mem::replace(slot, entry) {
+                back.recycle(old);
             }
-        })
+        }),
+        key: |entry: &Entry| match entry {
+            Entry::Log(record) => record.timestamp_ns,
+            Entry::Ptr(_) => crate::clock::now_ns(),
+        },
     }
 }
 

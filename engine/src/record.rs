@@ -641,7 +641,7 @@ impl RecordPool {
     }
 
     /// A spare record, or a new empty one when none is spare.
-    fn take(&self) -> Box<LogRecord> {
+    pub fn take(&self) -> Box<LogRecord> {
         self.rx
             .try_recv()
             .unwrap_or_else(|_| Box::new(LogRecord::empty()))

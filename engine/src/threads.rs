@@ -34,6 +34,7 @@ pub fn note_fork_in_child() {
     THIS_LISTENER.with(|this| this.set(0));
     crate::record::forget_thread_id();
     crate::clock::after_fork_in_child();
+    crate::queue::forget_after_fork();
 }
 
 /// True on any listener thread. A put that would block there could wait for

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
+use super::lanes::{Control, Refused, WhenFull};
 use super::{ChannelQueue, Item};
 use crate::protocol::{Error, SentinelPut};
 use crate::threads::{current_listener, on_listener_thread};
@@ -66,6 +67,19 @@ impl<R> ChannelQueue<R> {
     pub(crate) fn enqueue_sentinel_for(&self, listener: u64) -> SentinelPut {
         // Booked first: a thread may take it as soon as it is in.
         self.booked(listener, None);
+        if let Some(lanes) = &self.lanes {
+            let put = self.lane_put(
+                lanes,
+                Some(Control::Sentinel(listener)),
+                WhenFull::Refuse,
+                |_| 0,
+            );
+            if put.is_ok() {
+                return SentinelPut::Ok;
+            }
+            self.unbooked(listener, None);
+            return SentinelPut::Full;
+        }
         let put = match self.tx.try_send(Item::Sentinel(listener)) {
             Ok(()) => return SentinelPut::Ok,
             Err(TrySendError::Full(_)) => SentinelPut::Full,
@@ -89,6 +103,21 @@ impl<R> ChannelQueue<R> {
         // Never evicts, whatever the policy: the barrier exists to see the
         // records before it handled, not to drop them.
         self.booked(listener, Some(id));
+        if let Some(lanes) = &self.lanes {
+            let put = self.lane_put(
+                lanes,
+                Some(Control::Barrier(id)),
+                WhenFull::Wait(deadline),
+                |_| 0,
+            );
+            let failed = match put {
+                Ok(()) => return Ok(()),
+                Err(Refused::Full | Refused::Timeout | Refused::DroppedItself) => Error::Timeout,
+                Err(Refused::WouldDeadlock) => Error::WouldDeadlock,
+            };
+            self.unbooked(listener, Some(id));
+            return Err(failed);
+        }
         let failed = match self.tx.try_send(item()) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Full(_)) if on_listener_thread() => Error::WouldDeadlock,

@@ -18,7 +18,11 @@ use crate::protocol::{Dequeued, QueueStats};
 use crate::threads::{current_listener, on_listener_thread};
 
 mod addressed;
+mod lanes;
 use addressed::{Book, Held};
+pub(crate) use lanes::forget_after_fork;
+use lanes::{Control, Lanes, Refused, Taken, WhenFull};
+pub use lanes::{LaneHooks, PutInFn, TakeOutFn, SEGMENT};
 
 /// The largest capacity a bounded queue may have. The slots are allocated
 /// up front, so a larger request is refused instead of risking an abort on
@@ -33,11 +37,15 @@ enum Item<R> {
     /// whose it is): its listener flushes its handlers when it takes it.
     /// Ids, not owners, ride in the channel, to keep its slots small.
     Barrier(u64),
+    /// With lanes: look at the lanes again (the channel carries only these).
+    Wake,
 }
 
 /// What a waiting take produced.
 enum Slept<R> {
     Item(Item<R>),
+    /// With lanes: woken by a producer; look again.
+    Again,
     /// An item was held for this thread's listener: look in the book.
     Woken,
     TimedOut,
@@ -145,6 +153,11 @@ pub struct ChannelQueue<R> {
     /// changed since it last looked, so an item held for another listener
     /// costs the others nothing per record.
     held_version: AtomicU64,
+    /// With lanes ([`ChannelQueue::with_lanes`]): the items, one lane per
+    /// putting thread; the channel then carries only wake items.
+    lanes: Option<Lanes<R>>,
+    /// The capacity asked for (0: unbounded).
+    capacity: usize,
 }
 
 impl<R> ChannelQueue<R> {
@@ -175,6 +188,8 @@ impl<R> ChannelQueue<R> {
             taken: None,
             book: Mutex::new(Book::default()),
             held_version: AtomicU64::new(0),
+            lanes: None,
+            capacity: options.capacity,
         })
     }
 
@@ -184,6 +199,26 @@ impl<R> ChannelQueue<R> {
     pub fn with_taken(mut self, taken: fn(&mut R)) -> Self {
         self.taken = Some(taken);
         self
+    }
+
+    /// The same queue with per-thread lanes (see `lanes.rs`): each
+    /// putting thread writes into a FIFO of its own, of the queue's
+    /// capacity, and takers merge the lanes. To be called before any use.
+    pub fn with_lanes(mut self, hooks: LaneHooks<R>) -> Self
+    where
+        R: Send + 'static,
+    {
+        self.lanes = Some(Lanes::new(hooks, self.capacity));
+        // Only wake items ride in the channel now, one at a time.
+        let (tx, rx) = bounded(1);
+        self.tx = tx;
+        self.rx = rx;
+        self
+    }
+
+    /// True when the queue has per-thread lanes.
+    pub fn has_lanes(&self) -> bool {
+        self.lanes.is_some()
     }
 
     /// Counts one dropped record (the caller dropped it because a put
@@ -210,6 +245,9 @@ impl<R> ChannelQueue<R> {
     /// would wait gives [`PutError::WouldDeadlock`] at once. A refused record
     /// comes back to the caller, who decides whether it is a drop.
     pub fn put(&self, record: R) -> Result<(), PutError<R>> {
+        if self.lanes.is_some() {
+            return self.lane_put_record(record, self.when_full());
+        }
         match self.overflow {
             Overflow::Block => self.put_wait(record),
             Overflow::BlockFor(wait) => self.put_timeout(record, wait),
@@ -252,6 +290,9 @@ impl<R> ChannelQueue<R> {
     /// listener thread a full queue gives [`PutError::WouldDeadlock`]
     /// instead of waiting.
     pub fn put_wait(&self, record: R) -> Result<(), PutError<R>> {
+        if self.lanes.is_some() {
+            return self.lane_put_record(record, WhenFull::Wait(None));
+        }
         match self.put_nowait(record) {
             Err(PutError::Full(record)) if on_listener_thread() => {
                 Err(PutError::WouldDeadlock(record))
@@ -269,6 +310,9 @@ impl<R> ChannelQueue<R> {
 
     /// Puts a record if there is room now.
     pub fn put_nowait(&self, record: R) -> Result<(), PutError<R>> {
+        if self.lanes.is_some() {
+            return self.lane_put_record(record, WhenFull::Refuse);
+        }
         match self.tx.try_send(Item::Record(record)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
@@ -279,6 +323,10 @@ impl<R> ChannelQueue<R> {
 
     /// Puts a record, waiting at most `timeout` for room.
     pub fn put_timeout(&self, record: R, timeout: Duration) -> Result<(), PutError<R>> {
+        if self.lanes.is_some() {
+            let deadline = Instant::now().checked_add(timeout);
+            return self.lane_put_record(record, WhenFull::Wait(deadline));
+        }
         match self.put_nowait(record) {
             Err(PutError::Full(record)) if on_listener_thread() => {
                 Err(PutError::WouldDeadlock(record))
@@ -341,7 +389,7 @@ impl<R> ChannelQueue<R> {
                 // Only this listener's own barrier, taken by its own thread
                 // through a `dequeue` hook, comes back: a hook cannot hand
                 // a barrier on (flush refuses such listeners), so drop it.
-                Some(Item::Barrier(_)) => {}
+                Some(Item::Barrier(_) | Item::Wake) => {}
                 None => return Err(none),
             }
         }
@@ -349,17 +397,131 @@ impl<R> ChannelQueue<R> {
 
     /// Items queued now (records and sentinels).
     pub fn len(&self) -> usize {
-        self.rx.len()
+        match &self.lanes {
+            Some(lanes) => lanes.len(),
+            None => self.rx.len(),
+        }
     }
 
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.len() == 0
     }
 
-    /// The capacity given at creation (0: unbounded).
+    /// The capacity given at creation (0: unbounded); with lanes, each
+    /// putting thread's lane holds this many.
     pub fn capacity(&self) -> usize {
-        self.tx.capacity().unwrap_or(0)
+        self.capacity
+    }
+}
+
+/// Lane puts.
+impl<R> ChannelQueue<R> {
+    /// What a full lane's put does under the queue's overflow policy.
+    fn when_full(&self) -> WhenFull {
+        match self.overflow {
+            Overflow::Block => WhenFull::Wait(None),
+            Overflow::BlockFor(wait) => WhenFull::Wait(Instant::now().checked_add(wait)),
+            Overflow::DropNewest => WhenFull::Refuse,
+            Overflow::DropOldest => WhenFull::Evict,
+        }
+    }
+
+    /// Puts a record that `write` fills in place in a slot (returning its
+    /// timestamp), as the overflow policy says. On a queue without lanes,
+    /// `write` fills `blank()` and the record is put whole.
+    #[inline]
+    pub fn put_with(
+        &self,
+        blank: impl FnOnce() -> R,
+        write: impl FnOnce(&mut R) -> i64,
+    ) -> Result<(), PutError<()>>
+    where
+        R: Send + 'static,
+    {
+        let Some(lanes) = &self.lanes else {
+            let mut record = blank();
+            write(&mut record);
+            return self.put(record).map_err(|e| match e {
+                PutError::Full(_) => PutError::Full(()),
+                PutError::Timeout(_) => PutError::Timeout(()),
+                PutError::WouldDeadlock(_) => PutError::WouldDeadlock(()),
+            });
+        };
+        match self.lane_put(lanes, None, self.when_full(), write) {
+            Ok(()) => Ok(()),
+            Err(Refused::DroppedItself) => {
+                self.count_drop();
+                Ok(())
+            }
+            Err(Refused::Full) => Err(PutError::Full(())),
+            Err(Refused::Timeout) => Err(PutError::Timeout(())),
+            Err(Refused::WouldDeadlock) => Err(PutError::WouldDeadlock(())),
+        }
+    }
+
+    /// Puts a whole record into the calling thread's lane.
+    fn lane_put_record(&self, record: R, full: WhenFull) -> Result<(), PutError<R>> {
+        let Some(lanes) = &self.lanes else {
+            return Err(PutError::Full(record));
+        };
+        let mut record = Some(record);
+        let put = self.lane_put(lanes, None, full, |slot| {
+            let record = record.take().expect("written once");
+            let key = lanes.key(&record);
+            lanes.put_in(slot, record);
+            key
+        });
+        match (put, record) {
+            (Ok(()), _) => Ok(()),
+            (Err(Refused::DroppedItself), Some(record)) => {
+                self.count_drop();
+                if let Some(evicted) = &self.evicted {
+                    evicted(record);
+                }
+                Ok(())
+            }
+            (Err(refused), Some(record)) => Err(match refused {
+                Refused::DroppedItself | Refused::Full => PutError::Full(record),
+                Refused::Timeout => PutError::Timeout(record),
+                Refused::WouldDeadlock => PutError::WouldDeadlock(record),
+            }),
+            // Justified: a refused put never called `write`.
+            (Err(_), None) => unreachable!("a refused put keeps its record"),
+        }
+    }
+
+    /// Puts a record (`write`) or a control item into the calling
+    /// thread's lane; wakes a sleeping taker.
+    #[inline]
+    fn lane_put(
+        &self,
+        lanes: &Lanes<R>,
+        control: Option<Control>,
+        full: WhenFull,
+        write: impl FnOnce(&mut R) -> i64,
+    ) -> Result<(), Refused> {
+        let wake = lanes.put(control, full, write, &mut |old| {
+            self.count_drop();
+            if let Some(evicted) = &self.evicted {
+                evicted(old);
+            }
+        })?;
+        if wake {
+            // Full: a wake item is already there.
+            let _ = self.tx.try_send(Item::Wake);
+        }
+        Ok(())
+    }
+}
+
+impl<R> From<Taken<R>> for Item<R> {
+    fn from(taken: Taken<R>) -> Item<R> {
+        match taken {
+            Taken::Record(record) => Item::Record(record),
+            Taken::Control(Control::Sentinel(owner)) => Item::Sentinel(owner),
+            Taken::Control(Control::Barrier(id)) => Item::Barrier(id),
+        }
     }
 }
 
@@ -368,7 +530,7 @@ fn into_record<R>(item: Item<R>) -> R {
         Item::Record(r) => r,
         // Justified: the put paths only ever send `Item::Record` and get
         // back what they sent.
-        Item::Sentinel(_) | Item::Barrier(_) => {
+        Item::Sentinel(_) | Item::Barrier(_) | Item::Wake => {
             unreachable!("only records are put through this path")
         }
     }
@@ -395,7 +557,7 @@ impl<R> ChannelQueue<R> {
     fn take(&self, wait: &mut Wait<'_>) -> Option<Item<R>> {
         // The common case, kept short: nothing new held, a record ready.
         if !self.new_holds() {
-            if let Ok(item) = self.rx.try_recv() {
+            if let Some(item) = self.poll() {
                 if let Item::Record(_) = item {
                     return Some(item);
                 }
@@ -420,7 +582,7 @@ impl<R> ChannelQueue<R> {
                         }
                     }
                     let slept = match wait {
-                        Wait::No => self.rx.try_recv().map_or(Slept::TimedOut, Slept::Item),
+                        Wait::No => self.poll().map_or(Slept::TimedOut, Slept::Item),
                         Wait::Until(deadline) => self.sleep_take(*deadline),
                         Wait::Spin(idle) => self.spin_take(&mut **idle),
                     };
@@ -430,6 +592,7 @@ impl<R> ChannelQueue<R> {
                             woken = true;
                             continue;
                         }
+                        Slept::Again => continue,
                         Slept::TimedOut => return None,
                     }
                 }
@@ -447,14 +610,31 @@ impl<R> ChannelQueue<R> {
                         return Some(item);
                     }
                 }
+                Item::Wake => {}
             }
         }
+    }
+
+    /// The next item without waiting: from the lanes, in their order, or
+    /// from the channel.
+    #[inline]
+    fn poll(&self) -> Option<Item<R>> {
+        let Some(lanes) = &self.lanes else {
+            return self.rx.try_recv().ok();
+        };
+        let (taken, depth, wake) = lanes.next();
+        self.raise_high_water(depth as usize);
+        if wake {
+            // Full: a wake item is already there.
+            let _ = self.tx.try_send(Item::Wake);
+        }
+        taken.map(Item::from)
     }
 
     /// A blocking take for the listener: when the queue is empty, tells
     /// `idle`, then looks again for up to [`IDLE_SPIN`] before sleeping.
     fn spin_take(&self, idle: &mut dyn FnMut()) -> Slept<R> {
-        if let Ok(item) = self.rx.try_recv() {
+        if let Some(item) = self.poll() {
             return Slept::Item(item);
         }
         idle();
@@ -473,7 +653,7 @@ impl<R> ChannelQueue<R> {
                 // (more runnable threads than cores), instead of spinning.
                 std::thread::yield_now();
             }
-            if let Ok(item) = self.rx.try_recv() {
+            if let Some(item) = self.poll() {
                 return Slept::Item(item);
             }
             if self.new_holds() {
@@ -489,6 +669,27 @@ impl<R> ChannelQueue<R> {
     /// Waits for an item until `deadline` (`None`: for ever). A listener's
     /// thread also wakes when an item is held for its listener.
     fn sleep_take(&self, deadline: Option<Instant>) -> Slept<R> {
+        let Some(lanes) = &self.lanes else {
+            return self.sleep_on_channel(deadline);
+        };
+        let (taken, wake) = lanes.announce_sleep();
+        if wake {
+            let _ = self.tx.try_send(Item::Wake);
+        }
+        if let Some(taken) = taken {
+            return Slept::Item(Item::from(taken));
+        }
+        let slept = self.sleep_on_channel(deadline);
+        lanes.woke(matches!(slept, Slept::Item(Item::Wake)));
+        match slept {
+            Slept::Item(Item::Wake) => Slept::Again,
+            other => other,
+        }
+    }
+
+    /// Sleeps on the channel until an item comes, `deadline` passes, or
+    /// (on a listener's thread) an item is held for its listener.
+    fn sleep_on_channel(&self, deadline: Option<Instant>) -> Slept<R> {
         let me = current_listener();
         let wake = if me == 0 {
             None
@@ -534,8 +735,10 @@ impl<R> ChannelQueue<R> {
             return Dequeued::Record(report);
         }
         // The depth only grows between takes, so measuring it before each
-        // take finds its peak.
-        self.sample_depth();
+        // take finds its peak (with lanes, the take measures it).
+        if self.lanes.is_none() {
+            self.sample_depth();
+        }
         let mut wait = if block { Wait::Spin(idle) } else { Wait::No };
         match self.take(&mut wait) {
             Some(Item::Record(mut r)) => {
@@ -546,14 +749,15 @@ impl<R> ChannelQueue<R> {
             }
             Some(Item::Sentinel(_)) => Dequeued::Sentinel,
             Some(Item::Barrier(id)) => Dequeued::Barrier(id),
-            None => Dequeued::Empty,
+            // `take` never gives a wake item.
+            Some(Item::Wake) | None => Dequeued::Empty,
         }
     }
 
     /// The queue's counters.
     pub fn stats(&self) -> QueueStats {
         QueueStats {
-            depth: self.rx.len() as u64,
+            depth: self.len() as u64,
             high_water: self.high_water.load(Ordering::Relaxed) as u64,
             dropped: self.dropped(),
         }
@@ -561,7 +765,10 @@ impl<R> ChannelQueue<R> {
 
     /// Raises the high-water mark to the depth now, if higher.
     fn sample_depth(&self) {
-        let queued = self.rx.len();
+        self.raise_high_water(self.rx.len());
+    }
+
+    fn raise_high_water(&self, queued: usize) {
         if queued > self.high_water.load(Ordering::Relaxed) {
             self.high_water.store(queued, Ordering::Relaxed);
         }

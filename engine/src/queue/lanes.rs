@@ -1,0 +1,1116 @@
+//! Per-thread lanes: the built-in queue's records without a shared line.
+//!
+//! With lanes, each thread that puts on a queue writes into a lane of its
+//! own: a single-producer, single-consumer FIFO of slots, in segments of
+//! [`SEGMENT`] slots. A put fills the next slot in place (a built-in record
+//! reuses the buffers the slot kept) and publishes it with one release
+//! store of the lane's tail; no read-modify-write on a line another
+//! producer touches. Sentinels and flush barriers ride in the lane of the
+//! thread that puts them, so a thread's own records and control items keep
+//! their order exactly.
+//!
+//! **Order across lanes.** Each control item (sentinel, barrier) takes a
+//! number from the queue's control counter, `controls`, and each record
+//! notes how many numbers were taken when it was put (its *fence*). The
+//! consumer keeps the count of control items it took, `c`:
+//! - a record is taken only when its fence is at most `c` (every control
+//!   item put before it is taken first);
+//! - control item number `c` is taken only when no record with a fence of
+//!   at most `c` is published in any lane, looked at after the control item
+//!   was seen (every record put before it, on any thread, comes first);
+//! - among the records that may be taken, the one with the smallest
+//!   timestamp goes first (lanes are merged by time; within a lane the
+//!   order is the lane's).
+//!
+//! A thread number is taken only once its lane has room, so a number taken
+//! is always pushed at once: the consumer never waits for a gap.
+//!
+//! **Consumers.** Everything a consumer does happens under the queue's
+//! drain lock, so several listeners and a program's gets may share the
+//! queue; with one listener the lock is only ever taken by it.
+//!
+//! **Sleeping.** A consumer that finds nothing counts itself in `sleepers`,
+//! looks again, and sleeps on the queue's channel; a producer that sees a
+//! sleeper after its store sends one wake item through that channel (a
+//! Dekker pair of sequentially consistent fences). A producer that waits
+//! for room in its lane (the block policies) sets its lane's `waiting`
+//! flag; the consumer that frees a slot of such a lane wakes it.
+//!
+//! **Life.** A thread's lanes are closed by a thread-local destructor when
+//! it exits; the consumer forgets a closed lane once it is empty, and its
+//! memory goes with the last reference. A thread whose thread-locals are
+//! already destroyed (a put from another destructor at thread exit) puts
+//! through the queue's shared *orphan* lane, one producer at a time.
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{
+    compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+/// Slots per segment of a lane.
+pub const SEGMENT: usize = 128;
+
+/// A sentinel or a flush barrier, as a lane carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Control {
+    /// A sentinel addressed to the listener with this id.
+    Sentinel(u64),
+    /// The flush barrier with this id.
+    Barrier(u64),
+}
+
+/// What a consumer took off a lane.
+pub(super) enum Taken<R> {
+    Record(R),
+    Control(Control),
+}
+
+struct Slot<R> {
+    /// A record's merge key (its timestamp).
+    key: i64,
+    /// A record: the control numbers taken before it was put. A control
+    /// item: its number.
+    fence: u64,
+    /// A control item, or `None` for a record (in `value`).
+    control: Option<Control>,
+    /// A record the drop-oldest policy took out from behind a control
+    /// item: the consumer passes over it.
+    dead: bool,
+    /// The record; kept (with whatever it owns) when the slot is reused.
+    value: R,
+}
+
+struct Segment<R> {
+    slots: Box<[UnsafeCell<Slot<R>>]>,
+    next: AtomicPtr<Segment<R>>,
+}
+
+impl<R> Segment<R> {
+    fn new(blank: fn() -> R) -> *mut Segment<R> {
+        let slots = (0..SEGMENT)
+            .map(|_| {
+                UnsafeCell::new(Slot {
+                    key: 0,
+                    fence: 0,
+                    control: None,
+                    dead: false,
+                    value: blank(),
+                })
+            })
+            .collect();
+        Box::into_raw(Box::new(Segment {
+            slots,
+            next: AtomicPtr::new(ptr::null_mut()),
+        }))
+    }
+}
+
+/// Keeps what it holds on a cache line pair of its own.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The producer's end: touched only by the lane's producer.
+struct ProducerEnd<R> {
+    seg: *mut Segment<R>,
+    /// The count of items in segments before `seg`.
+    base: u64,
+    /// Items pushed (a copy of `tail`).
+    tail: u64,
+    /// The queue's count of items taken, as this producer last read it.
+    taken_seen: u64,
+}
+
+/// The consumer's end: touched only under the queue's drain lock.
+struct ConsumerEnd<R> {
+    seg: *mut Segment<R>,
+    base: u64,
+    /// Items taken (a copy of `head`).
+    head: u64,
+    /// The producer's tail as last read.
+    tail_seen: u64,
+}
+
+/// One thread's lane on one queue.
+pub(super) struct Lane<R> {
+    tail: Padded<AtomicU64>,
+    producer: Padded<UnsafeCell<ProducerEnd<R>>>,
+    head: Padded<AtomicU64>,
+    consumer: Padded<UnsafeCell<ConsumerEnd<R>>>,
+    /// The producer thread exited: nothing more will be pushed.
+    closed: AtomicBool,
+    /// The queue is gone: a thread's cache may forget the lane.
+    gone: AtomicBool,
+    /// The producer is inside a push: a put that interrupts it on the same
+    /// thread (a signal handler) must not use the lane.
+    busy: AtomicBool,
+    /// Segments the consumer left, for the producer to reuse (at most
+    /// [`LANE_SPARE`]; more go to the depot).
+    spare: Mutex<Vec<SegmentPtr<R>>>,
+    depot: Arc<Depot<R>>,
+}
+
+/// Spare segments a lane keeps for itself.
+const LANE_SPARE: usize = 2;
+
+/// The queue's spare segments, shared by its lanes: a lane that grows
+/// takes them (with the records their slots keep) before allocating, and
+/// the lanes of exited threads end here. At most `keep`; more are freed.
+struct Depot<R> {
+    segments: Mutex<Vec<SegmentPtr<R>>>,
+    keep: usize,
+    blank: fn() -> R,
+}
+
+impl<R> Depot<R> {
+    fn take(&self) -> *mut Segment<R> {
+        let spare = self
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match spare {
+            Some(SegmentPtr(seg)) => seg,
+            None => Segment::new(self.blank),
+        }
+    }
+
+    /// Keeps `seg` (no longer linked or used by anyone) or frees it.
+    fn give(&self, seg: *mut Segment<R>) {
+        let mut segments = self.segments.lock().unwrap_or_else(PoisonError::into_inner);
+        if segments.len() < self.keep {
+            segments.push(SegmentPtr(seg));
+        } else {
+            drop(segments);
+            // SAFETY: the caller gives up a segment nobody else uses.
+            drop(unsafe { Box::from_raw(seg) });
+        }
+    }
+}
+
+impl<R> Drop for Depot<R> {
+    fn drop(&mut self) {
+        let segments = self
+            .segments
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for SegmentPtr(seg) in segments.drain(..) {
+            // SAFETY: the depot owns its segments.
+            drop(unsafe { Box::from_raw(seg) });
+        }
+    }
+}
+
+struct SegmentPtr<R>(*mut Segment<R>);
+// SAFETY: a segment in the spare list belongs to nobody else; it is moved
+// between the consumer and the producer under the list's lock.
+unsafe impl<R: Send> Send for SegmentPtr<R> {}
+
+// SAFETY: the producer end is used by one thread at a time (the lane's
+// owner, or the orphan lane's lock holder), the consumer end under the
+// queue's drain lock; slots pass between them with release/acquire stores
+// of `tail` and `head`. `R` itself crosses threads, so it must be `Send`.
+unsafe impl<R: Send> Send for Lane<R> {}
+// SAFETY: as above.
+unsafe impl<R: Send> Sync for Lane<R> {}
+
+impl<R> Lane<R> {
+    fn new(depot: Arc<Depot<R>>) -> Lane<R> {
+        let seg = depot.take();
+        // SAFETY: a segment from the depot is nobody else's.
+        unsafe { (*seg).next.store(ptr::null_mut(), Ordering::Relaxed) };
+        Lane {
+            tail: Padded(AtomicU64::new(0)),
+            producer: Padded(UnsafeCell::new(ProducerEnd {
+                seg,
+                base: 0,
+                tail: 0,
+                taken_seen: 0,
+            })),
+            head: Padded(AtomicU64::new(0)),
+            consumer: Padded(UnsafeCell::new(ConsumerEnd {
+                seg,
+                base: 0,
+                head: 0,
+                tail_seen: 0,
+            })),
+            closed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            spare: Mutex::new(Vec::new()),
+            depot,
+        }
+    }
+
+    /// Items in the lane now (any thread; a snapshot).
+    fn len(&self) -> u64 {
+        let head = self.head.0.load(Ordering::Acquire);
+        self.tail.0.load(Ordering::Acquire).saturating_sub(head)
+    }
+
+    /// Producer: fills the next slot with `write` and publishes it (the
+    /// lane grows by a segment when needed; the queue's capacity is
+    /// counted by [`Lanes`]).
+    ///
+    /// # Safety
+    /// Only the lane's producer calls it.
+    unsafe fn push(&self, write: impl FnOnce(&mut Slot<R>)) {
+        // SAFETY: the producer end is the caller's alone.
+        let p = unsafe { &mut *self.producer.0.get() };
+        if p.tail - p.base == SEGMENT as u64 {
+            let next = self.spare_segment();
+            // SAFETY: `p.seg` is the producer's current segment, alive
+            // until the consumer leaves it (after this link is published).
+            unsafe { (*p.seg).next.store(next, Ordering::Release) };
+            p.seg = next;
+            p.base = p.tail;
+        }
+        // SAFETY: slots from `head` to `tail` are the consumer's; this one
+        // (at `tail`) is the producer's until published.
+        let slot = unsafe { &mut *(*p.seg).slots[(p.tail - p.base) as usize].get() };
+        write(slot);
+        p.tail += 1;
+        self.tail.0.store(p.tail, Ordering::Release);
+    }
+
+    /// A segment for the producer: the lane's spare one, the depot's, or
+    /// a new one.
+    fn spare_segment(&self) -> *mut Segment<R> {
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let seg = match spare {
+            Some(SegmentPtr(seg)) => seg,
+            None => self.depot.take(),
+        };
+        // SAFETY: a spare segment is nobody else's.
+        unsafe { (*seg).next.store(ptr::null_mut(), Ordering::Relaxed) };
+        seg
+    }
+
+    /// Consumer: the head slot, if one is published.
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    // The consumer end is the drain lock holder's alone: the safety
+    // contract makes the slot exclusive.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn head_slot(&self, fresh: bool) -> Option<&mut Slot<R>> {
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &mut *self.consumer.0.get() };
+        loop {
+            if fresh || c.head == c.tail_seen {
+                c.tail_seen = self.tail.0.load(Ordering::Acquire);
+                if c.head == c.tail_seen {
+                    return None;
+                }
+            }
+            if c.head - c.base == SEGMENT as u64 {
+                // SAFETY: the producer linked the next segment before it
+                // published the item at `head`.
+                let next = unsafe { (*c.seg).next.load(Ordering::Acquire) };
+                let old = std::mem::replace(&mut c.seg, next);
+                c.base = c.head;
+                let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+                if spare.len() < LANE_SPARE {
+                    spare.push(SegmentPtr(old));
+                } else {
+                    drop(spare);
+                    self.depot.give(old);
+                }
+            }
+            // SAFETY: the slot at `head` is published and the consumer's.
+            let slot = unsafe { &mut *(*c.seg).slots[(c.head - c.base) as usize].get() };
+            if !slot.dead {
+                return Some(slot);
+            }
+            // Evicted from behind a control item: pass over it.
+            slot.dead = false;
+            c.head += 1;
+            self.head.0.store(c.head, Ordering::Release);
+        }
+    }
+
+    /// Consumer: the first record (not a control item, not evicted) from
+    /// the head, looking at most [`SEGMENT`] items in.
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    // The consumer end is the drain lock holder's alone: the safety
+    // contract makes the slot exclusive.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn first_record(&self) -> Option<&mut Slot<R>> {
+        // SAFETY: under the drain lock (the caller's promise).
+        unsafe { self.head_slot(true) }?;
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &*self.consumer.0.get() };
+        let (mut seg, mut base) = (c.seg, c.base);
+        for pos in c.head..c.tail_seen.min(c.head + SEGMENT as u64) {
+            if pos - base == SEGMENT as u64 {
+                // SAFETY: published items are linked (see head_slot).
+                seg = unsafe { (*seg).next.load(Ordering::Acquire) };
+                base = pos;
+            }
+            // SAFETY: the slot at `pos` is published and the consumer's.
+            let slot = unsafe { &mut *(*seg).slots[(pos - base) as usize].get() };
+            if slot.control.is_none() && !slot.dead {
+                return Some(slot);
+            }
+        }
+        None
+    }
+
+    /// Consumer: items published and not taken, as last seen.
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    unsafe fn seen(&self) -> u64 {
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &*self.consumer.0.get() };
+        c.tail_seen - c.head
+    }
+
+    /// Consumer: gives the head slot back to the producer (after
+    /// [`Lane::head_slot`]).
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock, after `head_slot` gave a slot.
+    unsafe fn advance(&self) {
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &mut *self.consumer.0.get() };
+        c.head += 1;
+        self.head.0.store(c.head, Ordering::Release);
+    }
+}
+
+impl<R> Drop for Lane<R> {
+    /// The lane's segments go to the depot, with the records their slots
+    /// keep, for the queue's other lanes.
+    fn drop(&mut self) {
+        let c = self.consumer.0.get_mut();
+        let mut seg = c.seg;
+        while !seg.is_null() {
+            // SAFETY: the lane is the last owner of its segments: from the
+            // consumer's, linked through `next`, to the producer's.
+            let next = unsafe { (*seg).next.load(Ordering::Relaxed) };
+            self.depot.give(seg);
+            seg = next;
+        }
+        for SegmentPtr(seg) in self
+            .spare
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            self.depot.give(seg);
+        }
+    }
+}
+
+/// Gives a slot's record to a consumer, leaving room for the next one.
+pub type TakeOutFn<R> = Box<dyn Fn(&mut R) -> R + Send + Sync>;
+/// Puts a whole record into a slot (a program's pointer record).
+pub type PutInFn<R> = Box<dyn Fn(&mut R, R) + Send + Sync>;
+
+/// How a queue's lanes make, fill and empty their slots.
+pub struct LaneHooks<R> {
+    /// What a new slot holds.
+    pub blank: fn() -> R,
+    /// Takes the record out of a slot for a consumer.
+    pub take_out: TakeOutFn<R>,
+    /// Puts a record made elsewhere into a slot.
+    pub put_in: PutInFn<R>,
+    /// A record's merge key (its timestamp), for records put whole.
+    pub key: fn(&R) -> i64,
+}
+
+/// What a scan of the lanes' heads found.
+struct Scan {
+    /// The lane whose head record goes first, and its key.
+    best: Option<(usize, i64)>,
+    /// The lane whose head is the next control item.
+    control: Option<usize>,
+    /// Some lane is empty and its thread exited.
+    empty_closed: bool,
+    /// Items seen in all lanes.
+    depth: u64,
+}
+
+/// The consumer's state: under the drain lock.
+struct Drain<R> {
+    lanes: Vec<Arc<Lane<R>>>,
+    /// The registry version `lanes` is a copy of.
+    version: u64,
+    /// Control items taken.
+    controls: u64,
+}
+
+/// The lanes of one queue.
+pub(super) struct Lanes<R> {
+    /// Unique in the process: a thread's cache knows the queue by it.
+    id: u64,
+    depot: Arc<Depot<R>>,
+    hooks: LaneHooks<R>,
+    /// Most items queued in all lanes together (`u64::MAX`: unbounded,
+    /// and nothing is counted).
+    cap: u64,
+    /// Items admitted (a bounded queue's producers count them here, with a
+    /// compare-and-swap against the capacity).
+    reserved: Padded<AtomicU64>,
+    /// Items taken or evicted (written under the drain lock).
+    taken: Padded<AtomicU64>,
+    /// Producers waiting for room.
+    blocked: AtomicUsize,
+    registry: Mutex<Vec<Arc<Lane<R>>>>,
+    version: AtomicU64,
+    drain: Mutex<Drain<R>>,
+    /// Control numbers taken.
+    controls: Padded<AtomicU64>,
+    /// Consumers about to sleep or asleep.
+    sleepers: AtomicUsize,
+    /// A wake item is on its way.
+    wake_sent: AtomicBool,
+    /// Producers waiting for room sleep here.
+    room_lock: Mutex<()>,
+    room: Condvar,
+    /// For threads whose thread-locals are gone: one producer at a time.
+    orphan: Mutex<Option<Arc<Lane<R>>>>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Why a lane put did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refused {
+    Full,
+    /// Drop-oldest on a queue full of sentinels and barriers: the new
+    /// record itself is the one dropped (not written).
+    DroppedItself,
+    Timeout,
+    WouldDeadlock,
+}
+
+/// What a full lane's put does.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum WhenFull {
+    Refuse,
+    /// Wait until the deadline (`None`: for ever); on a listener thread
+    /// refuse with [`Refused::WouldDeadlock`].
+    Wait(Option<Instant>),
+    /// Take the lane's oldest record out (returned to the caller through
+    /// `evict`) to make room.
+    Evict,
+}
+
+impl<R> Lanes<R> {
+    pub(super) fn new(hooks: LaneHooks<R>, capacity: usize) -> Lanes<R> {
+        // Spare segments for a full queue's worth of items (8192 for an
+        // unbounded one), as the record pool keeps records.
+        let items = if capacity == 0 {
+            8192
+        } else {
+            capacity.min(1 << 16)
+        };
+        let depot = Arc::new(Depot {
+            segments: Mutex::new(Vec::new()),
+            keep: items / SEGMENT + 2,
+            blank: hooks.blank,
+        });
+        Lanes {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            depot,
+            hooks,
+            cap: if capacity == 0 {
+                u64::MAX
+            } else {
+                capacity as u64
+            },
+            reserved: Padded(AtomicU64::new(0)),
+            taken: Padded(AtomicU64::new(0)),
+            blocked: AtomicUsize::new(0),
+            registry: Mutex::new(Vec::new()),
+            version: AtomicU64::new(0),
+            drain: Mutex::new(Drain {
+                lanes: Vec::new(),
+                version: 0,
+                controls: 0,
+            }),
+            controls: Padded(AtomicU64::new(0)),
+            sleepers: AtomicUsize::new(0),
+            wake_sent: AtomicBool::new(false),
+            room_lock: Mutex::new(()),
+            room: Condvar::new(),
+            orphan: Mutex::new(None),
+        }
+    }
+
+    fn lock_drain(&self) -> MutexGuard<'_, Drain<R>> {
+        // Every step under the lock leaves the lanes consistent.
+        self.drain.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self) -> Arc<Lane<R>> {
+        let lane = Arc::new(Lane::new(Arc::clone(&self.depot)));
+        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.push(Arc::clone(&lane));
+        self.version.fetch_add(1, Ordering::Release);
+        lane
+    }
+
+    /// Puts one item into the calling thread's lane: a record that `write`
+    /// fills in place (returning its merge key), or `control`. When the lane
+    /// is full, does what `full` says; evicted records go to `evicted`.
+    /// True when the put needs the caller to send a wake item.
+    pub(super) fn put(
+        &self,
+        control: Option<Control>,
+        full: WhenFull,
+        write: impl FnOnce(&mut R) -> i64,
+        evicted: &mut dyn FnMut(R),
+    ) -> Result<bool, Refused> {
+        let mut write = Some(write);
+        let mut put = |lane: &Lane<R>| {
+            // SAFETY: `lane` is the calling thread's own and not in a push
+            // (or the orphan lane, whose lock the caller holds): the
+            // caller is its only producer.
+            unsafe { self.put_in_lane(lane, control, full, &mut write, evicted) }
+        };
+        let found = CACHE.try_with(|cache| {
+            let (id, mut last) = LAST.get();
+            if id != self.id {
+                let mut cache = cache.try_borrow_mut().ok()?;
+                last = cache.lane_for(self) as *const ();
+                LAST.set((self.id, last));
+            }
+            // SAFETY: LAST points to a lane the cache holds until this
+            // thread removes it (only when its queue is gone, and this
+            // queue is alive); ids are unique, so it is a `Lane<R>`.
+            let lane = unsafe { &*(last as *const Lane<R>) };
+            // A put that interrupted this thread's own push (a signal
+            // handler) goes to the orphan lane.
+            if lane.busy.load(Ordering::Relaxed) {
+                return None;
+            }
+            Some(put(lane))
+        });
+        match found {
+            Ok(Some(done)) => done,
+            // No cache (thread-locals destroyed, or a put interrupting the
+            // cache's own work or a push): the orphan lane, one producer at
+            // a time.
+            _ => {
+                let Ok(mut orphan) = self.orphan.try_lock().or_else(|e| match e {
+                    std::sync::TryLockError::Poisoned(p) => Ok(p.into_inner()),
+                    std::sync::TryLockError::WouldBlock => {
+                        // Another thread holds it for one put (or this
+                        // thread does, interrupted): wait, unless that
+                        // would wait for itself.
+                        if put_depth_is_nested() {
+                            Err(())
+                        } else {
+                            Ok(self.orphan.lock().unwrap_or_else(PoisonError::into_inner))
+                        }
+                    }
+                }) else {
+                    return Err(Refused::WouldDeadlock);
+                };
+                let lane = Arc::clone(orphan.get_or_insert_with(|| self.register()));
+                let _nested = Nested::enter();
+                let done = put(&lane);
+                drop(orphan);
+                done
+            }
+        }
+    }
+
+    /// [`Lanes::put`] into `lane`.
+    ///
+    /// # Safety
+    /// The caller is `lane`'s producer.
+    unsafe fn put_in_lane(
+        &self,
+        lane: &Lane<R>,
+        control: Option<Control>,
+        full: WhenFull,
+        write: &mut Option<impl FnOnce(&mut R) -> i64>,
+        evicted: &mut dyn FnMut(R),
+    ) -> Result<bool, Refused> {
+        // SAFETY (all calls on `lane` below): the caller is its producer.
+        while !unsafe { self.reserve(lane) } {
+            match full {
+                WhenFull::Refuse => return Err(Refused::Full),
+                WhenFull::Wait(_) if crate::threads::on_listener_thread() => {
+                    return Err(Refused::WouldDeadlock)
+                }
+                WhenFull::Wait(deadline) => {
+                    if !self.wait_room(deadline) {
+                        return Err(Refused::Timeout);
+                    }
+                }
+                WhenFull::Evict => match self.evict_oldest() {
+                    Some(old) => evicted(old),
+                    // Only sentinels and barriers are queued: they stay,
+                    // and the new record is the oldest record to drop.
+                    None => return Err(Refused::DroppedItself),
+                },
+            }
+        }
+        // Room is reserved and only this thread fills the lane: the put
+        // cannot fail from here, so a control number taken is always
+        // pushed.
+        lane.busy.store(true, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        match control {
+            Some(control) => {
+                let number = self.controls.0.fetch_add(1, Ordering::SeqCst);
+                unsafe {
+                    lane.push(|slot| {
+                        slot.dead = false;
+                        slot.control = Some(control);
+                        slot.fence = number;
+                    })
+                };
+            }
+            None => {
+                let fence = self.controls.0.load(Ordering::SeqCst);
+                let write = write.take();
+                unsafe {
+                    lane.push(|slot| {
+                        slot.dead = false;
+                        slot.control = None;
+                        slot.fence = fence;
+                        if let Some(write) = write {
+                            slot.key = write(&mut slot.value);
+                        }
+                    })
+                };
+            }
+        }
+        compiler_fence(Ordering::SeqCst);
+        lane.busy.store(false, Ordering::Relaxed);
+        // Dekker with a consumer going to sleep: it counts itself in
+        // `sleepers`, then looks at the tails.
+        fence(Ordering::SeqCst);
+        Ok(self.sleepers.load(Ordering::Relaxed) != 0
+            && !self.wake_sent.swap(true, Ordering::AcqRel))
+    }
+
+    /// Producer: admits one more item if the queue has room.
+    ///
+    /// # Safety
+    /// The caller is `lane`'s producer.
+    #[inline]
+    unsafe fn reserve(&self, lane: &Lane<R>) -> bool {
+        if self.cap == u64::MAX {
+            return true;
+        }
+        // SAFETY: the producer end is the caller's alone.
+        let p = unsafe { &mut *lane.producer.0.get() };
+        let mut admitted = self.reserved.0.load(Ordering::Relaxed);
+        loop {
+            if admitted.saturating_sub(p.taken_seen) >= self.cap {
+                p.taken_seen = self.taken.0.load(Ordering::SeqCst);
+                if admitted.saturating_sub(p.taken_seen) >= self.cap {
+                    return false;
+                }
+            }
+            match self.reserved.0.compare_exchange_weak(
+                admitted,
+                admitted + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => admitted = now,
+            }
+        }
+    }
+
+    /// True when the queue has room now (any thread).
+    fn has_room(&self) -> bool {
+        let taken = self.taken.0.load(Ordering::SeqCst);
+        self.reserved.0.load(Ordering::SeqCst).saturating_sub(taken) < self.cap
+    }
+
+    /// Consumer (under the drain lock): one item left the queue; wakes the
+    /// producers waiting for room.
+    fn release_room(&self) {
+        if self.cap == u64::MAX {
+            return;
+        }
+        // Only drain lock holders write it: no read-modify-write needed.
+        let taken = self.taken.0.load(Ordering::Relaxed) + 1;
+        // Sequentially consistent with the load of `blocked`: a producer
+        // that counted itself and then read the old count is seen.
+        self.taken.0.store(taken, Ordering::SeqCst);
+        if self.blocked.load(Ordering::SeqCst) != 0 {
+            self.wake_producers();
+        }
+    }
+
+    /// Waits until the queue may have room or `deadline` passes; false on
+    /// timeout.
+    fn wait_room(&self, deadline: Option<Instant>) -> bool {
+        let mut guard = self
+            .room_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.blocked.fetch_add(1, Ordering::SeqCst);
+        let room = loop {
+            if self.has_room() {
+                break true;
+            }
+            guard = match deadline {
+                None => self
+                    .room
+                    .wait(guard)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break false;
+                    }
+                    self.room
+                        .wait_timeout(guard, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        };
+        self.blocked.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        room
+    }
+
+    /// Takes the record a consumer would take next out of the queue (the
+    /// drop-oldest policy; a producer, as consumer under the drain lock).
+    /// `None` when no record may be taken now.
+    fn evict_oldest(&self) -> Option<R> {
+        let mut drain = self.lock_drain();
+        let drain = &mut *drain;
+        self.sync(drain);
+        let mut oldest: Option<(&Lane<R>, i64)> = None;
+        for lane in &drain.lanes {
+            // SAFETY: under the drain lock.
+            if let Some(slot) = unsafe { lane.first_record() } {
+                if oldest.is_none_or(|(_, key)| slot.key < key) {
+                    oldest = Some((lane, slot.key));
+                }
+            }
+        }
+        let (lane, _) = oldest?;
+        // SAFETY: under the drain lock; found just above.
+        let slot = unsafe { lane.first_record() }.expect("found above");
+        let record = (self.hooks.take_out)(&mut slot.value);
+        slot.dead = true;
+        // A dead head is passed over at once.
+        // SAFETY: under the drain lock.
+        unsafe { lane.head_slot(false) };
+        self.release_room();
+        Some(record)
+    }
+
+    /// What the lanes' heads hold, for the drain lock holder.
+    fn scan(&self, drain: &Drain<R>, fresh: bool) -> Scan {
+        let mut scan = Scan {
+            best: None,
+            control: None,
+            empty_closed: false,
+            depth: 0,
+        };
+        for (i, lane) in drain.lanes.iter().enumerate() {
+            let closed = lane.closed.load(Ordering::Acquire);
+            // SAFETY: under the drain lock.
+            let Some(slot) = (unsafe { lane.head_slot(fresh) }) else {
+                scan.empty_closed |= closed;
+                continue;
+            };
+            // SAFETY: under the drain lock.
+            scan.depth += unsafe { lane.seen() };
+            match slot.control {
+                None if slot.fence <= drain.controls
+                    && scan.best.is_none_or(|(_, key)| slot.key < key) =>
+                {
+                    scan.best = Some((i, slot.key));
+                }
+                Some(_) if slot.fence == drain.controls => scan.control = Some(i),
+                _ => {}
+            }
+        }
+        scan
+    }
+
+    /// Takes the record at `lane`'s head (seen by a scan, under the drain
+    /// lock).
+    fn take_record(&self, lane: &Lane<R>) -> R {
+        // SAFETY: under the drain lock; the scan saw this slot.
+        let slot = unsafe { lane.head_slot(false) }.expect("seen by the scan");
+        let record = (self.hooks.take_out)(&mut slot.value);
+        // SAFETY: as above.
+        unsafe { lane.advance() };
+        self.release_room();
+        record
+    }
+
+    /// The next item a consumer may take, in order; `None` when none may
+    /// be taken now. Also returns the depth seen (for the high-water mark)
+    /// and whether sleeping consumers must be woken (a control item was
+    /// taken: records behind it may be taken now).
+    pub(super) fn next(&self) -> (Option<Taken<R>>, u64, bool) {
+        let mut drain = self.lock_drain();
+        let drain = &mut *drain;
+        let mut confirmed = false;
+        loop {
+            self.sync(drain);
+            let scan = self.scan(drain, confirmed);
+            if let Some((i, _)) = scan.best {
+                let record = self.take_record(&drain.lanes[i]);
+                return (Some(Taken::Record(record)), scan.depth, false);
+            }
+            if let Some(i) = scan.control {
+                if !confirmed {
+                    // Every record put before this control item must be
+                    // seen: look at every lane again, after it.
+                    confirmed = true;
+                    continue;
+                }
+                let lane = &drain.lanes[i];
+                // SAFETY: under the drain lock; the scan saw this slot.
+                let slot = unsafe { lane.head_slot(false) }.expect("seen by the scan");
+                let item = slot.control.take().expect("a control item");
+                drain.controls += 1;
+                // SAFETY: as above.
+                unsafe { lane.advance() };
+                self.release_room();
+                // Records behind it may be taken now, by anyone: a sleeping
+                // consumer (counted before its last look, made under this
+                // lock) must look again.
+                let wake = self.sleepers.load(Ordering::SeqCst) != 0
+                    && !self.wake_sent.swap(true, Ordering::AcqRel);
+                return (Some(Taken::Control(item)), scan.depth, wake);
+            }
+            if scan.empty_closed {
+                self.forget_closed(drain);
+            }
+            return (None, scan.depth, false);
+        }
+    }
+
+    /// Brings the consumer's copy of the registry up to date.
+    fn sync(&self, drain: &mut Drain<R>) {
+        let version = self.version.load(Ordering::Acquire);
+        if version != drain.version {
+            let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            drain.lanes.clone_from(&registry);
+            drain.version = self.version.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the lanes whose thread exited, once they are empty.
+    fn forget_closed(&self, drain: &mut Drain<R>) {
+        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.retain(|lane| {
+            // Closed is read first: every push happened before it.
+            !(lane.closed.load(Ordering::Acquire) && lane.len() == 0)
+        });
+        self.version.fetch_add(1, Ordering::Release);
+        drain.lanes.clone_from(&registry);
+        drain.version = self.version.load(Ordering::Relaxed);
+    }
+
+    fn wake_producers(&self) {
+        drop(
+            self.room_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        self.room.notify_all();
+    }
+
+    /// A consumer is about to sleep: counted, then looks once more. The
+    /// item found, if any, is the caller's (no sleep then).
+    pub(super) fn announce_sleep(&self) -> (Option<Taken<R>>, bool) {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let (found, _, wake) = self.next();
+        if found.is_some() {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        (found, wake)
+    }
+
+    /// The consumer woke up (after [`Lanes::announce_sleep`] found nothing).
+    pub(super) fn woke(&self, by_wake_item: bool) {
+        if by_wake_item {
+            self.wake_sent.store(false, Ordering::Release);
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A whole record's merge key.
+    pub(super) fn key(&self, record: &R) -> i64 {
+        (self.hooks.key)(record)
+    }
+
+    /// Puts `record` (made elsewhere) into a slot.
+    pub(super) fn put_in(&self, slot: &mut R, record: R) {
+        (self.hooks.put_in)(slot, record)
+    }
+
+    /// Items in every lane now.
+    pub(super) fn len(&self) -> usize {
+        if self.cap != u64::MAX {
+            // Admitted and not taken (a record evicted from behind a
+            // control item still has its slot, but is gone).
+            let taken = self.taken.0.load(Ordering::SeqCst);
+            return self.reserved.0.load(Ordering::SeqCst).saturating_sub(taken) as usize;
+        }
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        registry.iter().map(|lane| lane.len() as usize).sum()
+    }
+}
+
+impl<R> Drop for Lanes<R> {
+    fn drop(&mut self) {
+        // Threads' caches still hold their lanes; they forget them at
+        // their next miss or when they exit. The records still queued go
+        // now.
+        let registry = self
+            .registry
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for lane in registry.drain(..) {
+            lane.gone.store(true, Ordering::Release);
+            // SAFETY: the queue is being dropped: no consumer and (by the
+            // API's contract) no producer use it any more.
+            while let Some(slot) = unsafe { lane.head_slot(false) } {
+                slot.value = (self.hooks.blank)();
+                slot.control = None;
+                unsafe { lane.advance() };
+            }
+        }
+    }
+}
+
+/// A thread's lanes: dropped (the lanes closed) when the thread exits.
+struct Cache(Vec<CachedLane>);
+
+/// One lane of any record type, held by a thread's cache: an
+/// `Arc<Lane<R>>` as a raw pointer, with the functions of its type.
+struct CachedLane {
+    queue: u64,
+    lane: *const (),
+    close: unsafe fn(*const ()),
+    gone: unsafe fn(*const ()) -> bool,
+    release: unsafe fn(*const ()),
+}
+
+/// # Safety
+/// `lane` is a live `Lane<R>`.
+unsafe fn close_lane<R>(lane: *const ()) {
+    // SAFETY: as the caller promises.
+    let lane = unsafe { &*(lane as *const Lane<R>) };
+    // Release: every push of this thread happened before.
+    lane.closed.store(true, Ordering::Release);
+}
+
+/// # Safety
+/// `lane` is a live `Lane<R>`.
+unsafe fn lane_gone<R>(lane: *const ()) -> bool {
+    // SAFETY: as the caller promises.
+    unsafe { &*(lane as *const Lane<R>) }
+        .gone
+        .load(Ordering::Acquire)
+}
+
+/// # Safety
+/// `lane` came from `Arc::into_raw` of an `Arc<Lane<R>>`, released once.
+unsafe fn release_lane<R>(lane: *const ()) {
+    // SAFETY: as the caller promises.
+    drop(unsafe { Arc::from_raw(lane as *const Lane<R>) });
+}
+
+impl Drop for CachedLane {
+    fn drop(&mut self) {
+        // SAFETY: the entry holds one reference, given back here once.
+        unsafe { (self.release)(self.lane) }
+    }
+}
+
+impl Cache {
+    /// This thread's lane on `lanes`, made and registered on first use;
+    /// alive as long as its entry, which only this thread removes.
+    fn lane_for<R>(&mut self, lanes: &Lanes<R>) -> *const Lane<R> {
+        if let Some(found) = self.0.iter().find(|c| c.queue == lanes.id) {
+            // Ids are unique and each queue has one record type.
+            return found.lane as *const Lane<R>;
+        }
+        // Lanes of queues that no longer exist go first.
+        // SAFETY: every entry holds its lane alive.
+        self.0.retain(|c| !unsafe { (c.gone)(c.lane) });
+        let lane = Arc::into_raw(lanes.register());
+        self.0.push(CachedLane {
+            queue: lanes.id,
+            lane: lane as *const (),
+            close: close_lane::<R>,
+            gone: lane_gone::<R>,
+            release: release_lane::<R>,
+        });
+        lane
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        let _ = LAST.try_with(|last| last.set((0, ptr::null())));
+        for cached in &self.0 {
+            // SAFETY: the entry holds its lane alive.
+            unsafe { (cached.close)(cached.lane) };
+        }
+    }
+}
+
+thread_local! {
+    /// The queue id and lane this thread last put through: the common
+    /// case, without a search. Points into a lane `CACHE` holds.
+    static LAST: Cell<(u64, *const ())> = const { Cell::new((0, ptr::null())) };
+    static CACHE: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
+}
+
+thread_local! {
+    /// Puts through the orphan lane this thread is inside (a signal
+    /// handler's put interrupting one).
+    static ORPHAN_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True when this thread is already inside an orphan-lane put (or its
+/// thread-locals are gone, when nothing can be known: then it waits).
+fn put_depth_is_nested() -> bool {
+    ORPHAN_DEPTH.try_with(|d| d.get() > 0).unwrap_or(false)
+}
+
+/// Marks this thread inside an orphan-lane put while alive.
+struct Nested;
+
+impl Nested {
+    fn enter() -> Nested {
+        let _ = ORPHAN_DEPTH.try_with(|d| d.set(d.get() + 1));
+        Nested
+    }
+}
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        let _ = ORPHAN_DEPTH.try_with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// In a `fork` child: the thread's lanes belong to the parent's queues,
+/// which the child does not use; forget the shortcut to them.
+pub(crate) fn forget_after_fork() {
+    let _ = LAST.try_with(|last| last.set((0, ptr::null())));
+}
