@@ -1067,16 +1067,10 @@ impl Fuzzer {
                     .with(|p| unsafe { ql_queue_len(p, &mut len) })
                     .unwrap();
                 self.expect("ql_queue_len", got, &[QL_OK]);
-                // The capacity is per putting thread (each has its own
-                // lane): this one, the background producer, and the
-                // listeners' threads (their handlers may log).
-                let slot = &self.queues[qi];
-                let cap = slot.capacity;
-                let putters = 1 + usize::from(slot.pinned) + slot.listeners.len();
-                if cap != 0 && len > cap * putters {
-                    self.world.violation(format!(
-                        "queue {qi}: length {len} over capacity {cap} x {putters} putting threads"
-                    ));
+                let cap = self.queues[qi].capacity;
+                if cap != 0 && len > cap {
+                    self.world
+                        .violation(format!("queue {qi}: length {len} over capacity {cap}"));
                 }
             }
         }
