@@ -114,6 +114,7 @@ pub fn find(key: usize, text: &[u8]) -> Found {
                 })
             });
             let site = Box::into_raw(site);
+            crate::tsan::release(slot as *const _ as *const ());
             match slot.compare_exchange(ptr::null_mut(), site, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => current = site,
@@ -127,6 +128,7 @@ pub fn find(key: usize, text: &[u8]) -> Found {
                 }
             }
         }
+        crate::tsan::acquire(slot as *const _ as *const ());
         // SAFETY: a published slot points to a leaked `Site` that is
         // never changed or freed.
         let site: &'static Site = unsafe { &*current };

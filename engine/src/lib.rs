@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod queue;
 pub mod record;
 pub mod threads;
+mod tsan;
 
 pub use listener::{HandlerStats, Hooks, Listener, Source, Stage, Stats};
 pub use protocol::{Dequeued, Error, Handler, Queue, SentinelPut};

@@ -642,9 +642,13 @@ impl RecordPool {
 
     /// A spare record, or a new empty one when none is spare.
     pub fn take(&self) -> Box<LogRecord> {
-        self.rx
-            .try_recv()
-            .unwrap_or_else(|_| Box::new(LogRecord::empty()))
+        match self.rx.try_recv() {
+            Ok(record) => {
+                crate::tsan::acquire(&*record as *const LogRecord as *const ());
+                record
+            }
+            Err(_) => Box::new(LogRecord::empty()),
+        }
     }
 
     /// A record made from a spare one, or newly allocated when none is
@@ -682,6 +686,7 @@ impl RecordPool {
             && record.arg_text.capacity() <= KEEP_ARG_TEXT
             && record.args.capacity() <= crate::deferred::MAX_ARGS
         {
+            crate::tsan::release(&*record as *const LogRecord as *const ());
             let _ = self.tx.try_send(record);
         }
     }

@@ -42,12 +42,12 @@
 //! already destroyed (a put from another destructor at thread exit) puts
 //! through the queue's shared *orphan* lane, one producer at a time.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::{
     compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
 };
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 /// Slots per segment of a lane.
@@ -172,13 +172,17 @@ impl<R> Depot<R> {
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         match spare {
-            Some(SegmentPtr(seg)) => seg,
+            Some(SegmentPtr(seg)) => {
+                crate::tsan::acquire(seg as *const ());
+                seg
+            }
             None => Segment::new(self.blank),
         }
     }
 
     /// Keeps `seg` (no longer linked or used by anyone) or frees it.
     fn give(&self, seg: *mut Segment<R>) {
+        crate::tsan::release(seg as *const ());
         let mut segments = self.segments.lock().unwrap_or_else(PoisonError::into_inner);
         if segments.len() < self.keep {
             segments.push(SegmentPtr(seg));
@@ -272,6 +276,7 @@ impl<R> Lane<R> {
         let slot = unsafe { &mut *(*p.seg).slots[(p.tail - p.base) as usize].get() };
         write(slot);
         p.tail += 1;
+        crate::tsan::release(self as *const Lane<R> as *const ());
         self.tail.0.store(p.tail, Ordering::Release);
     }
 
@@ -287,6 +292,7 @@ impl<R> Lane<R> {
             Some(SegmentPtr(seg)) => seg,
             None => self.depot.take(),
         };
+        crate::tsan::acquire(seg as *const ());
         // SAFETY: a spare segment is nobody else's.
         unsafe { (*seg).next.store(ptr::null_mut(), Ordering::Relaxed) };
         seg
@@ -308,6 +314,7 @@ impl<R> Lane<R> {
                 if c.head == c.tail_seen {
                     return None;
                 }
+                crate::tsan::acquire(self as *const Lane<R> as *const ());
             }
             if c.head - c.base == SEGMENT as u64 {
                 // SAFETY: the producer linked the next segment before it
@@ -315,6 +322,7 @@ impl<R> Lane<R> {
                 let next = unsafe { (*c.seg).next.load(Ordering::Acquire) };
                 let old = std::mem::replace(&mut c.seg, next);
                 c.base = c.head;
+                crate::tsan::release(old as *const ());
                 let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
                 if spare.len() < LANE_SPARE {
                     spare.push(SegmentPtr(old));
@@ -391,6 +399,7 @@ impl<R> Drop for Lane<R> {
     /// The lane's segments go to the depot, with the records their slots
     /// keep, for the queue's other lanes.
     fn drop(&mut self) {
+        crate::tsan::acquire(self as *const Lane<R> as *const ());
         let c = self.consumer.0.get_mut();
         let mut seg = c.seg;
         while !seg.is_null() {
@@ -579,12 +588,11 @@ impl<R> Lanes<R> {
             // caller is its only producer.
             unsafe { self.put_in_lane(lane, control, full, &mut write, evicted) }
         };
-        let found = CACHE.try_with(|cache| {
-            let (id, mut last) = LAST.get();
+        let found = LAST.try_with(|shortcut| {
+            let (id, mut last) = shortcut.get();
             if id != self.id {
-                let mut cache = cache.try_borrow_mut().ok()?;
-                last = cache.lane_for(self) as *const ();
-                LAST.set((self.id, last));
+                last = with_cache(|cache| cache.lane_for(self) as *const ())?;
+                shortcut.set((self.id, last));
             }
             // SAFETY: LAST points to a lane the cache holds until this
             // thread removes it (only when its queue is gone, and this
@@ -915,7 +923,13 @@ impl<R> Lanes<R> {
         let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         registry.retain(|lane| {
             // Closed is read first: every push happened before it.
-            !(lane.closed.load(Ordering::Acquire) && lane.len() == 0)
+            let done = lane.closed.load(Ordering::Acquire) && lane.len() == 0;
+            if done {
+                // The consumer's last writes to its slots happen before
+                // the lane's drop, on whichever thread lets it go.
+                crate::tsan::release(Arc::as_ptr(lane) as *const ());
+            }
+            !done
         });
         self.version.fetch_add(1, Ordering::Release);
         drain.lanes.clone_from(&registry);
@@ -1076,9 +1090,61 @@ impl Drop for Cache {
 
 thread_local! {
     /// The queue id and lane this thread last put through: the common
-    /// case, without a search. Points into a lane `CACHE` holds.
+    /// case, without a search. Points into a lane the thread's cache holds.
     static LAST: Cell<(u64, *const ())> = const { Cell::new((0, ptr::null())) };
-    static CACHE: RefCell<Cache> = const { RefCell::new(Cache(Vec::new())) };
+    /// The thread is inside [`with_cache`] (a signal handler's put
+    /// interrupting it must not touch the cache).
+    static CACHE_BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The key of the threads' caches. A pthread key, not a Rust thread-local:
+/// its destructor also runs for a cache first made by a put from another
+/// pthread key's destructor, after the thread's Rust thread-locals are
+/// gone (a Rust thread-local made then would never be destroyed, and its
+/// lanes never closed).
+fn cache_key() -> Option<libc::pthread_key_t> {
+    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+    *KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: a valid out-pointer; the destructor matches the values
+        // set under this key (boxed caches).
+        (unsafe { libc::pthread_key_create(&mut key, Some(drop_cache)) } == 0).then_some(key)
+    })
+}
+
+/// Closes a thread's lanes as it exits.
+///
+/// # Safety
+/// `cache` is a `Box<Cache>` set under [`cache_key`], given once.
+unsafe extern "C" fn drop_cache(cache: *mut std::ffi::c_void) {
+    // SAFETY: as the caller (the pthread key machinery) promises.
+    drop(unsafe { Box::from_raw(cache as *mut Cache) });
+}
+
+/// Runs `f` on the calling thread's cache (made on first use); `None` when
+/// there is none to be had (no key, or the thread is already inside).
+fn with_cache<T>(f: impl FnOnce(&mut Cache) -> T) -> Option<T> {
+    if CACHE_BUSY.try_with(Cell::get).unwrap_or(true) {
+        return None;
+    }
+    let key = cache_key()?;
+    // SAFETY: a key made by cache_key.
+    let mut cache = unsafe { libc::pthread_getspecific(key) } as *mut Cache;
+    if cache.is_null() {
+        cache = Box::into_raw(Box::new(Cache(Vec::new())));
+        // SAFETY: as above; the value is a boxed cache, as drop_cache takes.
+        if unsafe { libc::pthread_setspecific(key, cache.cast()) } != 0 {
+            // SAFETY: not given to the key: still ours.
+            drop(unsafe { Box::from_raw(cache) });
+            return None;
+        }
+    }
+    CACHE_BUSY.set(true);
+    // SAFETY: the thread's own cache; CACHE_BUSY keeps a nested call (a
+    // signal handler's) out while it is borrowed.
+    let out = f(unsafe { &mut *cache });
+    CACHE_BUSY.set(false);
+    Some(out)
 }
 
 thread_local! {
