@@ -285,7 +285,8 @@ fn lane_hooks(pool: &Arc<RecordPool>) -> LaneHooks<Entry> {
         blank: || Entry::Ptr(RawRecord(std::ptr::null_mut())),
         take_out: Box::new(move |slot: &mut Entry| match slot {
             Entry::Log(_) => std::mem::replace(slot, Entry::Log(out.take())),
-            Entry::Ptr(record) => Entry::Ptr(*record),
+            // The slot keeps no copy of a program's pointer.
+            Entry::Ptr(_) => std::mem::replace(slot, Entry::Ptr(RawRecord(std::ptr::null_mut()))),
         }),
         put_in: Box::new(move |slot: &mut Entry, entry: Entry| {
             if let Entry::Log(old) = std::mem::replace(slot, entry) {

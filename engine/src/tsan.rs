@@ -29,7 +29,8 @@ fn runtime() -> Option<&'static Runtime> {
                 let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
                 // SAFETY: when present, these TSan entry points take one
                 // address and return nothing.
-                (!found.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, Annotate>(found) })
+                (!found.is_null())
+                    .then(|| unsafe { std::mem::transmute::<*mut c_void, Annotate>(found) })
             };
             Some(Runtime {
                 release: find(c"__tsan_release")?,

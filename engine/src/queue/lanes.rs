@@ -1180,3 +1180,190 @@ impl Drop for Nested {
 pub(crate) fn forget_after_fork() {
     let _ = LAST.try_with(|last| last.set((0, ptr::null())));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lanes of numbers: a record's key is its value.
+    fn lanes(capacity: usize) -> Lanes<u64> {
+        Lanes::new(
+            LaneHooks {
+                blank: || 0,
+                take_out: Box::new(|slot: &mut u64| std::mem::take(slot)),
+                put_in: Box::new(|slot: &mut u64, value| *slot = value),
+                key: |value| *value as i64,
+            },
+            capacity,
+        )
+    }
+
+    fn put(lanes: &Lanes<u64>, value: u64, full: WhenFull) -> Result<bool, Refused> {
+        lanes.put(
+            None,
+            full,
+            |slot| {
+                *slot = value;
+                value as i64
+            },
+            &mut |_| {},
+        )
+    }
+
+    fn control(lanes: &Lanes<u64>, id: u64) {
+        lanes
+            .put(
+                Some(Control::Barrier(id)),
+                WhenFull::Refuse,
+                |_| 0,
+                &mut |_| {},
+            )
+            .unwrap();
+    }
+
+    /// Everything a consumer may take now, as text.
+    fn drain(lanes: &Lanes<u64>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let (Some(taken), _, _) = lanes.next() {
+            out.push(match taken {
+                Taken::Record(value) => value.to_string(),
+                Taken::Control(Control::Barrier(id)) => format!("b{id}"),
+                Taken::Control(Control::Sentinel(id)) => format!("s{id}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn a_control_item_comes_after_every_record_put_before_it_on_any_thread() {
+        let lanes = lanes(0);
+        std::thread::scope(|s| {
+            s.spawn(|| (10..13).for_each(|v| drop(put(&lanes, v, WhenFull::Refuse))));
+        });
+        put(&lanes, 5, WhenFull::Refuse).unwrap();
+        control(&lanes, 1);
+        // Put after the barrier (joined after it): behind it, although
+        // its key is the smallest.
+        std::thread::scope(|s| {
+            s.spawn(|| put(&lanes, 1, WhenFull::Refuse).unwrap());
+        });
+        put(&lanes, 6, WhenFull::Refuse).unwrap();
+        assert_eq!(drain(&lanes), ["5", "10", "11", "12", "b1", "1", "6"]);
+    }
+
+    #[test]
+    fn lanes_merge_by_key_and_keep_each_lane_in_order() {
+        let lanes = lanes(0);
+        // This thread's lane: 3, 1 (out of key order, kept in lane order).
+        put(&lanes, 3, WhenFull::Refuse).unwrap();
+        put(&lanes, 1, WhenFull::Refuse).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| [2, 4].map(|v| put(&lanes, v, WhenFull::Refuse).unwrap()));
+        });
+        assert_eq!(drain(&lanes), ["2", "3", "1", "4"]);
+    }
+
+    #[test]
+    fn the_capacity_is_shared_by_every_lane_and_exact() {
+        let lanes = lanes(2);
+        put(&lanes, 1, WhenFull::Refuse).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| put(&lanes, 2, WhenFull::Refuse).unwrap());
+        });
+        assert_eq!(put(&lanes, 3, WhenFull::Refuse), Err(Refused::Full));
+        std::thread::scope(|s| {
+            s.spawn(|| assert_eq!(put(&lanes, 3, WhenFull::Refuse), Err(Refused::Full)));
+        });
+        assert_eq!(lanes.len(), 2);
+        assert!(matches!(lanes.next().0, Some(Taken::Record(1))));
+        put(&lanes, 4, WhenFull::Refuse).unwrap();
+        assert_eq!(drain(&lanes), ["2", "4"]);
+    }
+
+    #[test]
+    fn drop_oldest_evicts_from_behind_a_control_item_and_never_drops_one() {
+        let lanes = lanes(2);
+        control(&lanes, 7);
+        put(&lanes, 1, WhenFull::Refuse).unwrap();
+        let mut evicted = Vec::new();
+        lanes
+            .put(
+                None,
+                WhenFull::Evict,
+                |slot| {
+                    *slot = 2;
+                    2
+                },
+                &mut |old| evicted.push(old),
+            )
+            .unwrap();
+        assert_eq!(evicted, [1]);
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(drain(&lanes), ["b7", "2"]);
+        // Only control items queued: the new record is the one dropped.
+        control(&lanes, 8);
+        control(&lanes, 9);
+        assert_eq!(put(&lanes, 3, WhenFull::Evict), Err(Refused::DroppedItself));
+        assert_eq!(drain(&lanes), ["b8", "b9"]);
+    }
+
+    #[test]
+    fn a_full_queue_makes_a_waiting_put_wait_for_room_and_times_out() {
+        let lanes = lanes(1);
+        put(&lanes, 1, WhenFull::Refuse).unwrap();
+        let soon = Instant::now() + std::time::Duration::from_millis(20);
+        assert_eq!(
+            put(&lanes, 2, WhenFull::Wait(Some(soon))),
+            Err(Refused::Timeout)
+        );
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| put(&lanes, 3, WhenFull::Wait(None)));
+            // Only a take lets it in (the wait is on the condition).
+            while lanes.blocked.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            assert!(matches!(lanes.next().0, Some(Taken::Record(1))));
+            waiter.join().unwrap().unwrap();
+        });
+        assert_eq!(drain(&lanes), ["3"]);
+    }
+
+    #[test]
+    fn lanes_of_exited_threads_are_forgotten_once_drained_and_their_segments_reused() {
+        let lanes = lanes(0);
+        for round in 0..2000u64 {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for i in 0..3 {
+                        put(&lanes, round * 10 + i, WhenFull::Refuse).unwrap();
+                    }
+                });
+            });
+            assert_eq!(drain(&lanes).len(), 3);
+        }
+        // The last thread's lane is closed: one more look forgets it.
+        assert!(lanes.next().0.is_none());
+        assert_eq!(lanes.registry.lock().unwrap().len(), 0);
+        assert!(lanes.depot.segments.lock().unwrap().len() <= lanes.depot.keep);
+    }
+
+    #[test]
+    fn a_long_lane_crosses_segments_in_order() {
+        let lanes = lanes(0);
+        let n = 10 * SEGMENT as u64 + 3;
+        for v in 0..n {
+            put(&lanes, v, WhenFull::Refuse).unwrap();
+            if v % 300 == 0 {
+                // Take some while the lane grows.
+                for _ in 0..100 {
+                    lanes.next();
+                }
+            }
+        }
+        let rest = drain(&lanes);
+        assert_eq!(rest.last().map(String::as_str), Some(&*(n - 1).to_string()));
+        let first: u64 = rest[0].parse().unwrap();
+        let values: Vec<u64> = rest.iter().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(values, (first..n).collect::<Vec<_>>());
+    }
+}
