@@ -1238,7 +1238,7 @@ mod tests {
     fn a_control_item_comes_after_every_record_put_before_it_on_any_thread() {
         let lanes = lanes(0);
         std::thread::scope(|s| {
-            s.spawn(|| (10..13).for_each(|v| drop(put(&lanes, v, WhenFull::Refuse))));
+            s.spawn(|| (10..13).for_each(|v| assert!(put(&lanes, v, WhenFull::Refuse).is_ok())));
         });
         put(&lanes, 5, WhenFull::Refuse).unwrap();
         control(&lanes, 1);
