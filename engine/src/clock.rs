@@ -393,6 +393,34 @@ impl<R: Readers> Clock<R> {
         self.now_not_tsc()
     }
 
+    /// Now, in ns since the Unix epoch, and a key that orders readings
+    /// across threads as they were taken: the TSC itself where it is the
+    /// source, `CLOCK_MONOTONIC` otherwise (never stepped, unlike the wall
+    /// clock).
+    #[inline]
+    pub fn now_and_key(&self) -> (i64, i64) {
+        if self.state.load(Acquire) == TSC {
+            let p = self.params();
+            let tsc = self.readers.tsc();
+            let wall = if tsc < p.deadline {
+                p.line(tsc)
+            } else {
+                self.now_past_deadline()
+            };
+            return (wall, tsc as i64);
+        }
+        (self.now_not_tsc(), self.readers.monotonic_ns())
+    }
+
+    /// The key of [`Clock::now_and_key`] alone.
+    #[inline]
+    pub fn key(&self) -> i64 {
+        if self.state.load(Acquire) == TSC {
+            return self.readers.tsc() as i64;
+        }
+        self.readers.monotonic_ns()
+    }
+
     /// The source readings come from (calibrates first if needed).
     pub fn source(&self) -> ClockSource {
         self.init();
@@ -704,6 +732,21 @@ static SYSTEM: Clock<System> = Clock::new(System);
 #[inline]
 pub fn now_ns() -> i64 {
     SYSTEM.now_ns()
+}
+
+/// [`now_ns`], and a key that orders readings across threads as they were
+/// taken (the TSC where it is the source, else `CLOCK_MONOTONIC`): the
+/// built-in queue merges its lanes by it.
+#[inline]
+pub fn now_and_key() -> (i64, i64) {
+    SYSTEM.now_and_key()
+}
+
+/// The key of [`now_and_key`] alone (a pointer record's place among the
+/// lanes).
+#[inline]
+pub fn order_key() -> i64 {
+    SYSTEM.key()
 }
 
 /// The source [`now_ns`] reads (calibrates first if needed; while another

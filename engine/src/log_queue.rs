@@ -264,7 +264,7 @@ impl LogQueue {
                 match slot {
                     Entry::Log(record) => {
                         fill(record);
-                        record.timestamp_ns
+                        record.order_key
                     }
                     // Justified: made a built-in record just above.
                     Entry::Ptr(_) => unreachable!("the slot holds a built-in record"),
@@ -294,8 +294,8 @@ fn lane_hooks(pool: &Arc<RecordPool>) -> LaneHooks<Entry> {
             }
         }),
         key: |entry: &Entry| match entry {
-            Entry::Log(record) => record.timestamp_ns,
-            Entry::Ptr(_) => crate::clock::now_ns(),
+            Entry::Log(record) => record.order_key,
+            Entry::Ptr(_) => crate::clock::order_key(),
         },
     }
 }

@@ -138,6 +138,10 @@ pub struct LogRecord {
     pub thread_id: u32,
     /// Wall-clock time when it was made, in ns since the Unix epoch.
     pub timestamp_ns: i64,
+    /// When it was made, on a clock that orders readings across threads
+    /// and is never stepped ([`crate::clock::now_and_key`]): the built-in
+    /// queue merges its lanes by it.
+    pub order_key: i64,
     /// A value the program attached (a pointer, for C), never read here.
     pub user: usize,
     /// The source line, 0 when unknown.
@@ -248,6 +252,7 @@ impl LogRecord {
             level: 0,
             thread_id: 0,
             timestamp_ns: 0,
+            order_key: 0,
             user: 0,
             line: 0,
             logger_len: 0,
@@ -344,7 +349,7 @@ impl LogRecord {
         }
         self.level = level;
         self.thread_id = current_thread_id();
-        self.timestamp_ns = crate::clock::now_ns();
+        (self.timestamp_ns, self.order_key) = crate::clock::now_and_key();
         self.user = user;
         self.line = source.line;
         self.logger_len = logger.len() as u32;

@@ -22,8 +22,9 @@
 //!   timestamp goes first (lanes are merged by time; within a lane the
 //!   order is the lane's).
 //!
-//! A thread number is taken only once its lane has room, so a number taken
-//! is always pushed at once: the consumer never waits for a gap.
+//! A thread takes a number only once the queue admitted its item, so a
+//! number taken is always pushed at once: the consumer never waits for a
+//! gap.
 //!
 //! **Consumers.** Everything a consumer does happens under the queue's
 //! drain lock, so several listeners and a program's gets may share the
@@ -32,21 +33,26 @@
 //! **Sleeping.** A consumer that finds nothing counts itself in `sleepers`,
 //! looks again, and sleeps on the queue's channel; a producer that sees a
 //! sleeper after its store sends one wake item through that channel (a
-//! Dekker pair of sequentially consistent fences). A producer that waits
-//! for room in its lane (the block policies) sets its lane's `waiting`
-//! flag; the consumer that frees a slot of such a lane wakes it.
+//! Dekker pair of sequentially consistent fences); a consumer that takes a
+//! control item, or a record with more queued, passes the wake on.
 //!
-//! **Life.** A thread's lanes are closed by a thread-local destructor when
-//! it exits; the consumer forgets a closed lane once it is empty, and its
-//! memory goes with the last reference. A thread whose thread-locals are
-//! already destroyed (a put from another destructor at thread exit) puts
-//! through the queue's shared *orphan* lane, one producer at a time.
+//! **Capacity.** Shared by the lanes and exact: a bounded queue's producer
+//! admits each item with a compare-and-swap of `reserved` against `taken`
+//! (which only consumers write). A producer that waits for room counts
+//! itself in `blocked` and sleeps on `room`; the consumer that frees room
+//! wakes it.
+//!
+//! **Life.** A thread's lanes are closed by a pthread key's destructor
+//! when it exits; the consumer forgets a closed lane once it is empty, and
+//! its segments go to the depot. A thread without its cache (no pthread
+//! key) puts through the queue's shared *orphan* lane, one producer at a
+//! time. A put or take that interrupts the same thread inside the lanes (a
+//! signal handler) is refused. `docs/lanes.md` says why each choice.
 
 use std::cell::{Cell, UnsafeCell};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{
-    compiler_fence, fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -68,6 +74,9 @@ pub(super) enum Taken<R> {
     Control(Control),
 }
 
+/// One line each: the producer writing the next slot never shares a cache
+/// line with the consumer reading this one.
+#[repr(align(64))]
 struct Slot<R> {
     /// A record's merge key (its timestamp).
     key: i64,
@@ -79,6 +88,9 @@ struct Slot<R> {
     /// A record the drop-oldest policy took out from behind a control
     /// item: the consumer passes over it.
     dead: bool,
+    /// A put whose record could not be made (its fill panicked): the
+    /// consumer passes over it and gives its room back.
+    void: bool,
     /// The record; kept (with whatever it owns) when the slot is reused.
     value: R,
 }
@@ -97,6 +109,7 @@ impl<R> Segment<R> {
                     fence: 0,
                     control: None,
                     dead: false,
+                    void: false,
                     value: blank(),
                 })
             })
@@ -131,6 +144,10 @@ struct ConsumerEnd<R> {
     head: u64,
     /// The producer's tail as last read.
     tail_seen: u64,
+    /// Void slots passed over whose room is not given back yet.
+    voided: u64,
+    /// Records evicted from behind control items and not passed over yet.
+    dead: u64,
 }
 
 /// One thread's lane on one queue.
@@ -143,9 +160,6 @@ pub(super) struct Lane<R> {
     closed: AtomicBool,
     /// The queue is gone: a thread's cache may forget the lane.
     gone: AtomicBool,
-    /// The producer is inside a push: a put that interrupts it on the same
-    /// thread (a signal handler) must not use the lane.
-    busy: AtomicBool,
     /// Segments the consumer left, for the producer to reuse (at most
     /// [`LANE_SPARE`]; more go to the depot).
     spare: Mutex<Vec<SegmentPtr<R>>>,
@@ -189,6 +203,17 @@ impl<R> Depot<R> {
         } else {
             drop(segments);
             // SAFETY: the caller gives up a segment nobody else uses.
+            drop(unsafe { Box::from_raw(seg) });
+        }
+    }
+}
+
+impl<R> Depot<R> {
+    /// Frees every spare segment.
+    fn clear(&self) {
+        let mut segments = self.segments.lock().unwrap_or_else(PoisonError::into_inner);
+        for SegmentPtr(seg) in segments.drain(..) {
+            // SAFETY: the depot owns its segments.
             drop(unsafe { Box::from_raw(seg) });
         }
     }
@@ -239,10 +264,11 @@ impl<R> Lane<R> {
                 base: 0,
                 head: 0,
                 tail_seen: 0,
+                voided: 0,
+                dead: 0,
             })),
             closed: AtomicBool::new(false),
             gone: AtomicBool::new(false),
-            busy: AtomicBool::new(false),
             spare: Mutex::new(Vec::new()),
             depot,
         }
@@ -333,18 +359,26 @@ impl<R> Lane<R> {
             }
             // SAFETY: the slot at `head` is published and the consumer's.
             let slot = unsafe { &mut *(*c.seg).slots[(c.head - c.base) as usize].get() };
-            if !slot.dead {
+            if !slot.dead && !slot.void {
                 return Some(slot);
             }
-            // Evicted from behind a control item: pass over it.
-            slot.dead = false;
+            // Evicted from behind a control item (its room already given
+            // back), or a put that failed: pass over it.
+            if slot.void {
+                slot.void = false;
+                c.voided += 1;
+            }
+            if slot.dead {
+                slot.dead = false;
+                c.dead -= 1;
+            }
             c.head += 1;
             self.head.0.store(c.head, Ordering::Release);
         }
     }
 
     /// Consumer: the first record (not a control item, not evicted) from
-    /// the head, looking at most [`SEGMENT`] items in.
+    /// the head.
     ///
     /// # Safety
     /// Only under the queue's drain lock.
@@ -357,7 +391,7 @@ impl<R> Lane<R> {
         // SAFETY: the consumer end is the drain lock holder's.
         let c = unsafe { &*self.consumer.0.get() };
         let (mut seg, mut base) = (c.seg, c.base);
-        for pos in c.head..c.tail_seen.min(c.head + SEGMENT as u64) {
+        for pos in c.head..c.tail_seen {
             if pos - base == SEGMENT as u64 {
                 // SAFETY: published items are linked (see head_slot).
                 seg = unsafe { (*seg).next.load(Ordering::Acquire) };
@@ -365,7 +399,7 @@ impl<R> Lane<R> {
             }
             // SAFETY: the slot at `pos` is published and the consumer's.
             let slot = unsafe { &mut *(*seg).slots[(pos - base) as usize].get() };
-            if slot.control.is_none() && !slot.dead {
+            if slot.control.is_none() && !slot.dead && !slot.void {
                 return Some(slot);
             }
         }
@@ -379,7 +413,41 @@ impl<R> Lane<R> {
     unsafe fn seen(&self) -> u64 {
         // SAFETY: the consumer end is the drain lock holder's.
         let c = unsafe { &*self.consumer.0.get() };
-        c.tail_seen - c.head
+        c.tail_seen - c.head - c.dead
+    }
+
+    /// Consumer: true when the lane was empty at its last look and has
+    /// items now.
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    unsafe fn filled_since(&self) -> bool {
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &mut *self.consumer.0.get() };
+        c.head == c.tail_seen && {
+            c.tail_seen = self.tail.0.load(Ordering::Acquire);
+            crate::tsan::acquire(self as *const Lane<R> as *const ());
+            c.head != c.tail_seen
+        }
+    }
+
+    /// Consumer: one more record evicted from behind a control item.
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    unsafe fn count_dead(&self) {
+        // SAFETY: the consumer end is the drain lock holder's.
+        unsafe { (*self.consumer.0.get()).dead += 1 };
+    }
+
+    /// Consumer: void slots passed over since the last call.
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    unsafe fn take_voided(&self) -> u64 {
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &mut *self.consumer.0.get() };
+        std::mem::take(&mut c.voided)
     }
 
     /// Consumer: gives the head slot back to the producer (after
@@ -392,6 +460,28 @@ impl<R> Lane<R> {
         let c = unsafe { &mut *self.consumer.0.get() };
         c.head += 1;
         self.head.0.store(c.head, Ordering::Release);
+    }
+}
+
+impl<R> Lane<R> {
+    /// Frees the lane's segments (its queue is gone).
+    ///
+    /// # Safety
+    /// Nobody puts into or takes from the lane any more.
+    unsafe fn free_segments(&self) {
+        // SAFETY: the consumer end is ours (the caller's promise).
+        let c = unsafe { &mut *self.consumer.0.get() };
+        let mut seg = std::mem::replace(&mut c.seg, ptr::null_mut());
+        while !seg.is_null() {
+            // SAFETY: the chain from the consumer's segment is the lane's.
+            let boxed = unsafe { Box::from_raw(seg) };
+            seg = boxed.next.load(Ordering::Relaxed);
+        }
+        let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
+        for SegmentPtr(seg) in spare {
+            // SAFETY: spare segments are the lane's alone.
+            drop(unsafe { Box::from_raw(seg) });
+        }
     }
 }
 
@@ -445,6 +535,8 @@ struct Scan {
     control: Option<usize>,
     /// Some lane is empty and its thread exited.
     empty_closed: bool,
+    /// Some lane is empty.
+    empty: bool,
     /// Items seen in all lanes.
     depth: u64,
 }
@@ -474,6 +566,8 @@ pub(super) struct Lanes<R> {
     taken: Padded<AtomicU64>,
     /// Producers waiting for room.
     blocked: AtomicUsize,
+    /// Waiting producers were woken and have not looked again yet.
+    room_signaled: AtomicBool,
     registry: Mutex<Vec<Arc<Lane<R>>>>,
     version: AtomicU64,
     drain: Mutex<Drain<R>>,
@@ -501,6 +595,16 @@ pub(super) enum Refused {
     DroppedItself,
     Timeout,
     WouldDeadlock,
+}
+
+/// What [`Lanes::evict_oldest`] did.
+enum Evicted<R> {
+    Record(R),
+    /// Only sentinels and barriers are queued.
+    OnlyControls,
+    /// No record to take now (room came back, or items are still being
+    /// put).
+    Nothing,
 }
 
 /// What a full lane's put does.
@@ -541,6 +645,7 @@ impl<R> Lanes<R> {
             reserved: Padded(AtomicU64::new(0)),
             taken: Padded(AtomicU64::new(0)),
             blocked: AtomicUsize::new(0),
+            room_signaled: AtomicBool::new(false),
             registry: Mutex::new(Vec::new()),
             version: AtomicU64::new(0),
             drain: Mutex::new(Drain {
@@ -581,6 +686,12 @@ impl<R> Lanes<R> {
         write: impl FnOnce(&mut R) -> i64,
         evicted: &mut dyn FnMut(R),
     ) -> Result<bool, Refused> {
+        // A put from a signal handler that interrupted this thread inside
+        // the lanes (a put, or a take) could wait for a lock or a room the
+        // interrupted code holds: refused.
+        let Some(_inside) = Inside::enter() else {
+            return Err(Refused::WouldDeadlock);
+        };
         let mut write = Some(write);
         let mut put = |lane: &Lane<R>| {
             // SAFETY: `lane` is the calling thread's own and not in a push
@@ -598,18 +709,12 @@ impl<R> Lanes<R> {
             // thread removes it (only when its queue is gone, and this
             // queue is alive); ids are unique, so it is a `Lane<R>`.
             let lane = unsafe { &*(last as *const Lane<R>) };
-            // A put that interrupted this thread's own push (a signal
-            // handler) goes to the orphan lane.
-            if lane.busy.load(Ordering::Relaxed) {
-                return None;
-            }
             Some(put(lane))
         });
         match found {
             Ok(Some(done)) => done,
-            // No cache (thread-locals destroyed, or a put interrupting the
-            // cache's own work or a push): the orphan lane, one producer at
-            // a time.
+            // No cache (thread-locals destroyed, or no pthread key): the
+            // orphan lane, one producer at a time.
             _ => {
                 let Ok(mut orphan) = self.orphan.try_lock().or_else(|e| match e {
                     std::sync::TryLockError::Poisoned(p) => Ok(p.into_inner()),
@@ -655,29 +760,39 @@ impl<R> Lanes<R> {
                     return Err(Refused::WouldDeadlock)
                 }
                 WhenFull::Wait(deadline) => {
-                    if !self.wait_room(deadline) {
+                    // Room usually comes back within microseconds: look
+                    // again a few times (spinning, then yielding) before
+                    // sleeping, as crossbeam's channels do.
+                    if !self.room_soon() && !self.wait_room(deadline) {
                         return Err(Refused::Timeout);
                     }
                 }
                 WhenFull::Evict => match self.evict_oldest() {
-                    Some(old) => evicted(old),
+                    Evicted::Record(old) => {
+                        // The program's on_drop may put again.
+                        let _outside = Inside::leave();
+                        evicted(old);
+                    }
                     // Only sentinels and barriers are queued: they stay,
                     // and the new record is the oldest record to drop.
-                    None => return Err(Refused::DroppedItself),
+                    Evicted::OnlyControls => return Err(Refused::DroppedItself),
+                    // Room came back meanwhile, or items admitted by other
+                    // threads are not published yet: look again.
+                    Evicted::Nothing => std::thread::yield_now(),
                 },
             }
         }
         // Room is reserved and only this thread fills the lane: the put
         // cannot fail from here, so a control number taken is always
         // pushed.
-        lane.busy.store(true, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
+        let mut panicked = None;
         match control {
             Some(control) => {
                 let number = self.controls.0.fetch_add(1, Ordering::SeqCst);
                 unsafe {
                     lane.push(|slot| {
                         slot.dead = false;
+                        slot.void = false;
                         slot.control = Some(control);
                         slot.fence = number;
                     })
@@ -692,14 +807,27 @@ impl<R> Lanes<R> {
                         slot.control = None;
                         slot.fence = fence;
                         if let Some(write) = write {
-                            slot.key = write(&mut slot.value);
+                            // A fill that panics still publishes its slot,
+                            // void, so the room it holds comes back.
+                            let value = AssertUnwindSafe(&mut slot.value);
+                            match catch_unwind(AssertUnwindSafe(move || write(value.0))) {
+                                Ok(key) => {
+                                    slot.key = key;
+                                    slot.void = false;
+                                }
+                                Err(payload) => {
+                                    slot.void = true;
+                                    panicked = Some(payload);
+                                }
+                            }
                         }
                     })
                 };
             }
         }
-        compiler_fence(Ordering::SeqCst);
-        lane.busy.store(false, Ordering::Relaxed);
+        if let Some(payload) = panicked {
+            resume_unwind(payload);
+        }
         // Dekker with a consumer going to sleep: it counts itself in
         // `sleepers`, then looks at the tails.
         fence(Ordering::SeqCst);
@@ -755,9 +883,30 @@ impl<R> Lanes<R> {
         // Sequentially consistent with the load of `blocked`: a producer
         // that counted itself and then read the old count is seen.
         self.taken.0.store(taken, Ordering::SeqCst);
-        if self.blocked.load(Ordering::SeqCst) != 0 {
+        // One wake per round of waiting producers, not one per record: a
+        // producer clears `room_signaled` before it looks for room again.
+        if self.blocked.load(Ordering::SeqCst) != 0
+            && !self.room_signaled.swap(true, Ordering::SeqCst)
+        {
             self.wake_producers();
         }
+    }
+
+    /// True when room came back within a short spin-then-yield.
+    fn room_soon(&self) -> bool {
+        for step in 0..10u32 {
+            if self.has_room() {
+                return true;
+            }
+            if step < 6 {
+                for _ in 0..1u32 << step {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        self.has_room()
     }
 
     /// Waits until the queue may have room or `deadline` passes; false on
@@ -769,6 +918,7 @@ impl<R> Lanes<R> {
             .unwrap_or_else(PoisonError::into_inner);
         self.blocked.fetch_add(1, Ordering::SeqCst);
         let room = loop {
+            self.room_signaled.store(false, Ordering::SeqCst);
             if self.has_room() {
                 break true;
             }
@@ -797,11 +947,12 @@ impl<R> Lanes<R> {
     /// Takes the record a consumer would take next out of the queue (the
     /// drop-oldest policy; a producer, as consumer under the drain lock).
     /// `None` when no record may be taken now.
-    fn evict_oldest(&self) -> Option<R> {
+    fn evict_oldest(&self) -> Evicted<R> {
         let mut drain = self.lock_drain();
         let drain = &mut *drain;
         self.sync(drain);
         let mut oldest: Option<(&Lane<R>, i64)> = None;
+        let mut published = 0;
         for lane in &drain.lanes {
             // SAFETY: under the drain lock.
             if let Some(slot) = unsafe { lane.first_record() } {
@@ -809,17 +960,30 @@ impl<R> Lanes<R> {
                     oldest = Some((lane, slot.key));
                 }
             }
+            // SAFETY: under the drain lock (first_record refreshed it).
+            published += unsafe { lane.seen() };
         }
-        let (lane, _) = oldest?;
+        let Some((lane, _)) = oldest else {
+            // Everything admitted is published and none is a record: only
+            // sentinels and barriers are queued.
+            let admitted = self.len() as u64;
+            return if !self.has_room() && published >= admitted {
+                Evicted::OnlyControls
+            } else {
+                Evicted::Nothing
+            };
+        };
         // SAFETY: under the drain lock; found just above.
         let slot = unsafe { lane.first_record() }.expect("found above");
         let record = (self.hooks.take_out)(&mut slot.value);
         slot.dead = true;
+        // SAFETY: under the drain lock.
+        unsafe { lane.count_dead() };
         // A dead head is passed over at once.
         // SAFETY: under the drain lock.
         unsafe { lane.head_slot(false) };
         self.release_room();
-        Some(record)
+        Evicted::Record(record)
     }
 
     /// What the lanes' heads hold, for the drain lock holder.
@@ -828,13 +992,20 @@ impl<R> Lanes<R> {
             best: None,
             control: None,
             empty_closed: false,
+            empty: false,
             depth: 0,
         };
         for (i, lane) in drain.lanes.iter().enumerate() {
             let closed = lane.closed.load(Ordering::Acquire);
             // SAFETY: under the drain lock.
-            let Some(slot) = (unsafe { lane.head_slot(fresh) }) else {
+            let head = unsafe { lane.head_slot(fresh) };
+            // SAFETY: under the drain lock.
+            for _ in 0..unsafe { lane.take_voided() } {
+                self.release_room();
+            }
+            let Some(slot) = head else {
                 scan.empty_closed |= closed;
+                scan.empty = true;
                 continue;
             };
             // SAFETY: under the drain lock.
@@ -869,15 +1040,40 @@ impl<R> Lanes<R> {
     /// and whether sleeping consumers must be woken (a control item was
     /// taken: records behind it may be taken now).
     pub(super) fn next(&self) -> (Option<Taken<R>>, u64, bool) {
+        // A take from a signal handler that interrupted this thread inside
+        // the lanes finds nothing rather than wait for itself.
+        let Some(_inside) = Inside::enter() else {
+            return (None, 0, false);
+        };
         let mut drain = self.lock_drain();
         let drain = &mut *drain;
         let mut confirmed = false;
+        let mut rechecked = false;
         loop {
             self.sync(drain);
             let scan = self.scan(drain, confirmed);
             if let Some((i, _)) = scan.best {
+                if scan.empty && !rechecked {
+                    // A lane found empty before the chosen one was read may
+                    // have a record put before the chosen one (that put
+                    // happened before it): look at the empty lanes again.
+                    rechecked = true;
+                    // SAFETY: under the drain lock.
+                    if drain
+                        .lanes
+                        .iter()
+                        .any(|lane| unsafe { lane.filled_since() })
+                    {
+                        continue;
+                    }
+                }
                 let record = self.take_record(&drain.lanes[i]);
-                return (Some(Taken::Record(record)), scan.depth, false);
+                // More is queued and another consumer may be asleep (the
+                // one wake item woke only one): pass the wake on.
+                let wake = scan.depth > 1
+                    && self.sleepers.load(Ordering::SeqCst) != 0
+                    && !self.wake_sent.swap(true, Ordering::AcqRel);
+                return (Some(Taken::Record(record)), scan.depth, wake);
             }
             if let Some(i) = scan.control {
                 if !confirmed {
@@ -1006,7 +1202,12 @@ impl<R> Drop for Lanes<R> {
                 slot.control = None;
                 unsafe { lane.advance() };
             }
+            // Its memory goes now, not when the thread that cached it lets
+            // it go: the producer (a thread with this lane cached) never
+            // touches a freed queue's lane again.
+            unsafe { lane.free_segments() };
         }
+        self.depot.clear();
     }
 }
 
@@ -1145,6 +1346,47 @@ fn with_cache<T>(f: impl FnOnce(&mut Cache) -> T) -> Option<T> {
     let out = f(unsafe { &mut *cache });
     CACHE_BUSY.set(false);
     Some(out)
+}
+
+thread_local! {
+    /// This thread is inside a put or a take of some queue's lanes.
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the thread inside the lanes while alive.
+struct Inside;
+
+impl Inside {
+    /// `None` when the thread is already inside (a signal handler
+    /// interrupting it).
+    fn enter() -> Option<Inside> {
+        match INSIDE.try_with(|inside| inside.replace(true)) {
+            Ok(true) => None,
+            _ => Some(Inside),
+        }
+    }
+
+    /// Steps outside for a program's callback (`on_drop`), back inside
+    /// when the returned guard goes.
+    fn leave() -> Outside {
+        let _ = INSIDE.try_with(|inside| inside.set(false));
+        Outside
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        let _ = INSIDE.try_with(|inside| inside.set(false));
+    }
+}
+
+/// See [`Inside::leave`].
+struct Outside;
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = INSIDE.try_with(|inside| inside.set(true));
+    }
 }
 
 thread_local! {
@@ -1333,11 +1575,15 @@ mod tests {
         let lanes = lanes(0);
         for round in 0..2000u64 {
             std::thread::scope(|s| {
+                // Joined for real (pthread_join): the thread's key
+                // destructors, which close its lane, have run.
                 s.spawn(|| {
                     for i in 0..3 {
                         put(&lanes, round * 10 + i, WhenFull::Refuse).unwrap();
                     }
-                });
+                })
+                .join()
+                .unwrap();
             });
             assert_eq!(drain(&lanes).len(), 3);
         }

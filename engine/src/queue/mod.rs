@@ -1,8 +1,11 @@
-//! The built-in queue: a FIFO on crossbeam-channel, bounded or unbounded.
+//! The built-in queue: a FIFO, bounded or unbounded.
 //!
-//! Records and the sentinel share one channel, so the sentinel lands behind
-//! every record put before it. The sentinel is a variant of its own: no
-//! record value can be mistaken for it. Sentinels and flush barriers are
+//! Without lanes (the generic queue of the engine's tests), records and the
+//! sentinel share one crossbeam channel, so the sentinel lands behind every
+//! record put before it. With lanes (`ChannelQueue::with_lanes`, the queue
+//! of C; `lanes.rs`), each putting thread has a FIFO of its own and the
+//! channel only carries wake items. The sentinel is a variant of its own:
+//! no record value can be mistaken for it. Sentinels and flush barriers are
 //! addressed to their listener (`addressed.rs`), so several listeners may
 //! share one queue.
 
@@ -202,8 +205,9 @@ impl<R> ChannelQueue<R> {
     }
 
     /// The same queue with per-thread lanes (see `lanes.rs`): each
-    /// putting thread writes into a FIFO of its own, of the queue's
-    /// capacity, and takers merge the lanes. To be called before any use.
+    /// putting thread writes into a FIFO of its own, the capacity stays
+    /// the queue's, and takers merge the lanes. To be called before any
+    /// use.
     pub fn with_lanes(mut self, hooks: LaneHooks<R>) -> Self
     where
         R: Send + 'static,
@@ -408,8 +412,8 @@ impl<R> ChannelQueue<R> {
         self.len() == 0
     }
 
-    /// The capacity given at creation (0: unbounded); with lanes, each
-    /// putting thread's lane holds this many.
+    /// The capacity given at creation (0: unbounded), shared by all
+    /// lanes.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
