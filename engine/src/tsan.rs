@@ -4,38 +4,48 @@
 //! The library is built without `-fsanitize=thread` (that needs nightly
 //! Rust), so TSan does not see its atomics. It does see the C library
 //! calls the engine makes (`malloc`, `memcpy`...), and so reports a race
-//! when memory one thread allocated reaches another through a lane or the
-//! format table. Where TSan's runtime is in the process (`__tsan_release`
-//! and `__tsan_acquire` resolve), the engine annotates those hand-offs
-//! with it; elsewhere each call is one load and a branch.
+//! when memory one thread allocated reaches another through a lane, the
+//! record pool or the format table. Where TSan's runtime is in the process
+//! (its entry points resolve), the engine annotates those hand-offs;
+//! elsewhere each call is one load and a branch.
 
-use std::ffi::c_void;
+use std::ffi::{c_void, CStr};
 use std::sync::OnceLock;
 
 type Annotate = unsafe extern "C" fn(*mut c_void);
+type Mark = unsafe extern "C" fn();
 
 struct Runtime {
     release: Annotate,
     acquire: Annotate,
+    ignore_begin: Mark,
+    ignore_end: Mark,
+}
+
+fn find(name: &CStr) -> Option<*mut c_void> {
+    // SAFETY: a NUL-terminated name; RTLD_DEFAULT searches the process's
+    // global symbols.
+    let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!found.is_null()).then_some(found)
 }
 
 fn runtime() -> Option<&'static Runtime> {
     static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            let find = |name: &std::ffi::CStr| {
-                // SAFETY: a NUL-terminated name; RTLD_DEFAULT searches the
-                // process's global symbols.
-                let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-                // SAFETY: when present, these TSan entry points take one
-                // address and return nothing.
-                (!found.is_null())
-                    .then(|| unsafe { std::mem::transmute::<*mut c_void, Annotate>(found) })
-            };
-            Some(Runtime {
-                release: find(c"__tsan_release")?,
-                acquire: find(c"__tsan_acquire")?,
-            })
+            let (release, acquire) = (find(c"__tsan_release")?, find(c"__tsan_acquire")?);
+            let begin = find(c"__tsan_ignore_thread_begin")?;
+            let end = find(c"__tsan_ignore_thread_end")?;
+            // SAFETY: when present, TSan's entry points have these
+            // signatures (sanitizer/tsan_interface.h).
+            unsafe {
+                Some(Runtime {
+                    release: std::mem::transmute::<*mut c_void, Annotate>(release),
+                    acquire: std::mem::transmute::<*mut c_void, Annotate>(acquire),
+                    ignore_begin: std::mem::transmute::<*mut c_void, Mark>(begin),
+                    ignore_end: std::mem::transmute::<*mut c_void, Mark>(end),
+                })
+            }
         })
         .as_ref()
 }
@@ -57,4 +67,26 @@ pub fn acquire(addr: *const ()) {
         // SAFETY: as in `release`.
         unsafe { (runtime.acquire)(addr as *mut c_void) }
     }
+}
+
+/// Runs `f` with TSan ignoring this thread's memory accesses: for
+/// crossbeam's blocking waits and wakes, whose own synchronization TSan
+/// cannot see (a waiting thread's context, allocated by it, written by the
+/// thread that wakes it).
+#[inline]
+pub fn unseen<T>(f: impl FnOnce() -> T) -> T {
+    let Some(runtime) = runtime() else {
+        return f();
+    };
+    struct End(Mark);
+    impl Drop for End {
+        fn drop(&mut self) {
+            // SAFETY: paired with the begin below.
+            unsafe { (self.0)() }
+        }
+    }
+    // SAFETY: TSan's entry point; ended by `End`, also on unwind.
+    unsafe { (runtime.ignore_begin)() };
+    let _end = End(runtime.ignore_end);
+    f()
 }

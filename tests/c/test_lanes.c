@@ -2,7 +2,8 @@
  * many short-lived threads arrives and memory stays bounded; per-thread
  * FIFO exact and records queued together merged by timestamp; ql_stop
  * waits for every thread's records; a flush never waits for later records;
- * a fork child gets lanes of its own. */
+ * a record put after another (happened-before) is handled after it; every
+ * waiting get wakes; a fork child gets lanes of its own. */
 #include "ql_test.h"
 
 #include <sys/wait.h>
@@ -248,6 +249,96 @@ static void flush_ignores_later_records(void) {
          e.logged);
 }
 
+/* A record put after another that happened before it (a hand-off between
+ * two threads) is never handled first, with the listener running. */
+typedef struct {
+    ql_queue *q;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int round; /* odd: B's turn */
+    int rounds;
+} relay;
+
+static void *relay_b(void *p) {
+    relay *r = (relay *)p;
+    for (int i = 0; i < r->rounds; i++) {
+        QLT_PT(pthread_mutex_lock(&r->mu));
+        struct timespec dl = qlt_deadline();
+        while (r->round != 2 * i + 1) qlt_cond_wait(&r->cv, &r->mu, &dl, "A's record");
+        QLT_PT(pthread_mutex_unlock(&r->mu));
+        CHECK_OK(ql_logf(r->q, 20, "relay", "b %d", i));
+        QLT_PT(pthread_mutex_lock(&r->mu));
+        r->round++;
+        QLT_PT(pthread_cond_broadcast(&r->cv));
+        QLT_PT(pthread_mutex_unlock(&r->mu));
+    }
+    return NULL;
+}
+
+static void happened_before_is_kept(void) {
+    enum { ROUNDS = 3000 };
+    ql_queue *q = NULL;
+    CHECK_OK(ql_queue_new(0, &q));
+    qlt_sink s;
+    qlt_sink_init(&s, 0);
+    ql_listener *l = qlt_start_sink(q, &s);
+    relay r = {q, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, ROUNDS};
+    pthread_t b;
+    QLT_PT(pthread_create(&b, NULL, relay_b, &r));
+    for (int i = 0; i < ROUNDS; i++) {
+        QLT_PT(pthread_mutex_lock(&r.mu));
+        struct timespec dl = qlt_deadline();
+        while (r.round != 2 * i) qlt_cond_wait(&r.cv, &r.mu, &dl, "B's record");
+        QLT_PT(pthread_mutex_unlock(&r.mu));
+        CHECK_OK(ql_logf(q, 20, "relay", "a %d", i));
+        QLT_PT(pthread_mutex_lock(&r.mu));
+        r.round++;
+        QLT_PT(pthread_cond_broadcast(&r.cv));
+        QLT_PT(pthread_mutex_unlock(&r.mu));
+    }
+    QLT_PT(pthread_join(b, NULL));
+    CHECK_OK(ql_stop(l));
+    CHECK_EQ_INT(qlt_sink_count(&s), 2 * ROUNDS);
+    for (int k = 0; k < 2 * ROUNDS; k++) {
+        qlt_rec rec = qlt_sink_at(&s, (size_t)k);
+        char want[32];
+        snprintf(want, sizeof want, "%c %d", k % 2 ? 'b' : 'a', k / 2);
+        if (!qlt_rec_is(&rec, want))
+            QLT_FAIL("record %d: \"%s\", want \"%s\" (each put after the other's)", k,
+                     rec.message, want);
+    }
+    CHECK_OK(ql_listener_free(l));
+    ql_queue_free(q);
+    qlt_sink_fini(&s);
+    PASS("two threads handing off %d times, the listener running: every record handled after "
+         "the one put before it on the other thread",
+         2 * ROUNDS);
+}
+
+/* Two program threads blocked in ql_queue_get: two puts wake both. */
+static void *getter(void *p) {
+    ql_queue *q = (ql_queue *)p;
+    void *record = NULL;
+    CHECK_OK(ql_queue_get(q, &record));
+    CHECK_EQ_INT(QLT_NUM(record), 7);
+    return NULL;
+}
+
+static void every_waiting_get_wakes(void) {
+    for (int round = 0; round < 200; round++) {
+        ql_queue *q = NULL;
+        CHECK_OK(ql_queue_new(0, &q));
+        pthread_t g[2];
+        for (int i = 0; i < 2; i++) QLT_PT(pthread_create(&g[i], NULL, getter, q));
+        if (round % 2) qlt_sleep_ms(1); /* sometimes both are asleep first */
+        CHECK_OK(ql_queue_put(q, QLT_REC(7)));
+        CHECK_OK(ql_queue_put(q, QLT_REC(7)));
+        for (int i = 0; i < 2; i++) QLT_PT(pthread_join(g[i], NULL)); /* the watchdog bounds it */
+        ql_queue_free(q);
+    }
+    PASS("200 rounds of two threads blocked in ql_queue_get and two puts: both gets return");
+}
+
 static void fork_child_lanes(void) {
 #if QLT_SANITIZED
     printf("  skipped: fork of a multi-threaded process under ASan/TSan (see test_process; "
@@ -307,6 +398,8 @@ int main(void) {
     merged_by_timestamp();
     stop_after_every_thread();
     flush_ignores_later_records();
+    happened_before_is_kept();
+    every_waiting_get_wakes();
     fork_child_lanes();
     return qlt_end();
 }

@@ -513,7 +513,7 @@ impl<R> ChannelQueue<R> {
         })?;
         if wake {
             // Full: a wake item is already there.
-            let _ = self.tx.try_send(Item::Wake);
+            let _ = crate::tsan::unseen(|| self.tx.try_send(Item::Wake));
         }
         Ok(())
     }
@@ -630,7 +630,7 @@ impl<R> ChannelQueue<R> {
         self.raise_high_water(depth as usize);
         if wake {
             // Full: a wake item is already there.
-            let _ = self.tx.try_send(Item::Wake);
+            let _ = crate::tsan::unseen(|| self.tx.try_send(Item::Wake));
         }
         taken.map(Item::from)
     }
@@ -678,12 +678,12 @@ impl<R> ChannelQueue<R> {
         };
         let (taken, wake) = lanes.announce_sleep();
         if wake {
-            let _ = self.tx.try_send(Item::Wake);
+            let _ = crate::tsan::unseen(|| self.tx.try_send(Item::Wake));
         }
         if let Some(taken) = taken {
             return Slept::Item(Item::from(taken));
         }
-        let slept = self.sleep_on_channel(deadline);
+        let slept = crate::tsan::unseen(|| self.sleep_on_channel(deadline));
         lanes.woke(matches!(slept, Slept::Item(Item::Wake)));
         match slept {
             Slept::Item(Item::Wake) => Slept::Again,
