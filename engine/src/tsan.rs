@@ -29,10 +29,44 @@ fn find(name: &CStr) -> Option<*mut c_void> {
     (!found.is_null()).then_some(found)
 }
 
+/// True when a loaded object's name contains "libtsan" (TSan's runtime as
+/// gcc and clang link it). Asked first so that `dlsym` is only called for
+/// symbols that exist: a failed lookup allocates an error message that
+/// valgrind then reports as lost in a fork child.
+fn tsan_loaded() -> bool {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        found: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info; its name is NUL
+        // terminated or NULL.
+        let name = unsafe { (*info).dlpi_name };
+        if !name.is_null() {
+            // SAFETY: as above.
+            let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+            if name.windows(7).any(|w| w == b"libtsan") {
+                // SAFETY: `found` is the bool passed below.
+                unsafe { *(found as *mut bool) = true };
+                return 1;
+            }
+        }
+        0
+    }
+    let mut found = false;
+    // SAFETY: the callback matches dl_iterate_phdr's and only writes the
+    // bool it is given.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut found as *mut bool as *mut c_void) };
+    found
+}
+
 fn runtime() -> Option<&'static Runtime> {
     static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
+            if !tsan_loaded() {
+                return None;
+            }
             let (release, acquire) = (find(c"__tsan_release")?, find(c"__tsan_acquire")?);
             let begin = find(c"__tsan_ignore_thread_begin")?;
             let end = find(c"__tsan_ignore_thread_end")?;

@@ -121,6 +121,48 @@ impl<R> Segment<R> {
     }
 }
 
+/// A locked mutex; ThreadSanitizer is told (it cannot see std's futex
+/// locks, and the data they guard is reallocated by several threads).
+struct Locked<'a, T> {
+    guard: MutexGuard<'a, T>,
+    mutex: *const (),
+}
+
+/// Locks `mutex` (a poisoned one too: every step under these locks
+/// leaves the data consistent).
+fn lock<T>(mutex: &Mutex<T>) -> Locked<'_, T> {
+    let guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+    Locked::held(guard, mutex)
+}
+
+impl<'a, T> Locked<'a, T> {
+    fn held(guard: MutexGuard<'a, T>, mutex: &'a Mutex<T>) -> Locked<'a, T> {
+        let mutex = mutex as *const Mutex<T> as *const ();
+        crate::tsan::acquire(mutex);
+        Locked { guard, mutex }
+    }
+}
+
+impl<T> std::ops::Deref for Locked<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T> std::ops::DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        // Before the guard (a field) unlocks.
+        crate::tsan::release(self.mutex);
+    }
+}
+
 /// Keeps what it holds on a cache line pair of its own.
 #[repr(align(128))]
 struct Padded<T>(T);
@@ -180,11 +222,7 @@ struct Depot<R> {
 
 impl<R> Depot<R> {
     fn take(&self) -> *mut Segment<R> {
-        let spare = self
-            .segments
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let spare = lock(&self.segments).pop();
         match spare {
             Some(SegmentPtr(seg)) => {
                 crate::tsan::acquire(seg as *const ());
@@ -197,7 +235,7 @@ impl<R> Depot<R> {
     /// Keeps `seg` (no longer linked or used by anyone) or frees it.
     fn give(&self, seg: *mut Segment<R>) {
         crate::tsan::release(seg as *const ());
-        let mut segments = self.segments.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut segments = lock(&self.segments);
         if segments.len() < self.keep {
             segments.push(SegmentPtr(seg));
         } else {
@@ -211,7 +249,7 @@ impl<R> Depot<R> {
 impl<R> Depot<R> {
     /// Frees every spare segment.
     fn clear(&self) {
-        let mut segments = self.segments.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut segments = lock(&self.segments);
         for SegmentPtr(seg) in segments.drain(..) {
             // SAFETY: the depot owns its segments.
             drop(unsafe { Box::from_raw(seg) });
@@ -309,11 +347,7 @@ impl<R> Lane<R> {
     /// A segment for the producer: the lane's spare one, the depot's, or
     /// a new one.
     fn spare_segment(&self) -> *mut Segment<R> {
-        let spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let spare = lock(&self.spare).pop();
         let seg = match spare {
             Some(SegmentPtr(seg)) => seg,
             None => self.depot.take(),
@@ -349,7 +383,7 @@ impl<R> Lane<R> {
                 let old = std::mem::replace(&mut c.seg, next);
                 c.base = c.head;
                 crate::tsan::release(old as *const ());
-                let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut spare = lock(&self.spare);
                 if spare.len() < LANE_SPARE {
                     spare.push(SegmentPtr(old));
                 } else {
@@ -477,7 +511,7 @@ impl<R> Lane<R> {
             let boxed = unsafe { Box::from_raw(seg) };
             seg = boxed.next.load(Ordering::Relaxed);
         }
-        let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
+        let spare = std::mem::take(&mut *lock(&self.spare));
         for SegmentPtr(seg) in spare {
             // SAFETY: spare segments are the lane's alone.
             drop(unsafe { Box::from_raw(seg) });
@@ -662,14 +696,14 @@ impl<R> Lanes<R> {
         }
     }
 
-    fn lock_drain(&self) -> MutexGuard<'_, Drain<R>> {
+    fn lock_drain(&self) -> Locked<'_, Drain<R>> {
         // Every step under the lock leaves the lanes consistent.
-        self.drain.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.drain)
     }
 
     fn register(&self) -> Arc<Lane<R>> {
         let lane = Arc::new(Lane::new(Arc::clone(&self.depot)));
-        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut registry = lock(&self.registry);
         registry.push(Arc::clone(&lane));
         self.version.fetch_add(1, Ordering::Release);
         lane
@@ -716,16 +750,19 @@ impl<R> Lanes<R> {
             // No cache (thread-locals destroyed, or no pthread key): the
             // orphan lane, one producer at a time.
             _ => {
-                let Ok(mut orphan) = self.orphan.try_lock().or_else(|e| match e {
-                    std::sync::TryLockError::Poisoned(p) => Ok(p.into_inner()),
-                    std::sync::TryLockError::WouldBlock => {
+                let Ok(mut orphan) = (match self.orphan.try_lock() {
+                    Ok(guard) => Ok(Locked::held(guard, &self.orphan)),
+                    Err(std::sync::TryLockError::Poisoned(p)) => {
+                        Ok(Locked::held(p.into_inner(), &self.orphan))
+                    }
+                    Err(std::sync::TryLockError::WouldBlock) => {
                         // Another thread holds it for one put (or this
                         // thread does, interrupted): wait, unless that
                         // would wait for itself.
                         if put_depth_is_nested() {
                             Err(())
                         } else {
-                            Ok(self.orphan.lock().unwrap_or_else(PoisonError::into_inner))
+                            Ok(lock(&self.orphan))
                         }
                     }
                 }) else {
@@ -1108,7 +1145,7 @@ impl<R> Lanes<R> {
     fn sync(&self, drain: &mut Drain<R>) {
         let version = self.version.load(Ordering::Acquire);
         if version != drain.version {
-            let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+            let registry = lock(&self.registry);
             drain.lanes.clone_from(&registry);
             drain.version = self.version.load(Ordering::Relaxed);
         }
@@ -1116,7 +1153,7 @@ impl<R> Lanes<R> {
 
     /// Forgets the lanes whose thread exited, once they are empty.
     fn forget_closed(&self, drain: &mut Drain<R>) {
-        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut registry = lock(&self.registry);
         registry.retain(|lane| {
             // Closed is read first: every push happened before it.
             let done = lane.closed.load(Ordering::Acquire) && lane.len() == 0;
@@ -1179,7 +1216,7 @@ impl<R> Lanes<R> {
             let taken = self.taken.0.load(Ordering::SeqCst);
             return self.reserved.0.load(Ordering::SeqCst).saturating_sub(taken) as usize;
         }
-        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let registry = lock(&self.registry);
         registry.iter().map(|lane| lane.len() as usize).sum()
     }
 }
