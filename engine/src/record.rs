@@ -181,6 +181,9 @@ const KEEP_ARG_TEXT: usize = 4096;
 /// allocation once the pool is warm. Larger calls grow it (kept up to
 /// [`KEEP_ARG_TEXT`] bytes).
 const ARGS_ROOM: usize = 8;
+/// Field slots a new pool record makes room for (a call's and the
+/// context's; more grow it).
+const FIELDS_ROOM: usize = 32;
 const ARG_TEXT_ROOM: usize = 128;
 
 /// Cuts `text` to `max` bytes, the last of which are [`CUT_MARKER`].
@@ -266,6 +269,18 @@ impl LogRecord {
             args: Vec::new(),
             arg_text: Vec::new(),
         }
+    }
+
+    /// An empty record with room for a common call's captured arguments
+    /// and fields already made: a record is reused for every kind of call
+    /// (in a lane's slot, through the pool), so making its buffers now,
+    /// once, keeps a later call of another kind from allocating.
+    fn with_room() -> LogRecord {
+        let mut record = LogRecord::empty();
+        record.args.reserve_exact(ARGS_ROOM);
+        record.arg_text.reserve_exact(ARG_TEXT_ROOM);
+        record.fields.reserve_exact(FIELDS_ROOM);
+        record
     }
 
     /// Makes this record anew, reusing its storage.
@@ -652,7 +667,7 @@ impl RecordPool {
                 crate::tsan::acquire(&*record as *const LogRecord as *const ());
                 record
             }
-            Err(_) => Box::new(LogRecord::empty()),
+            Err(_) => Box::new(LogRecord::with_room()),
         }
     }
 

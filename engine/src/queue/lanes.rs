@@ -655,9 +655,11 @@ pub(super) enum WhenFull {
 
 impl<R> Lanes<R> {
     pub(super) fn new(hooks: LaneHooks<R>, capacity: usize) -> Lanes<R> {
-        // Spare segments for a full queue's worth of items (8192 for an
-        // unbounded one), as the record pool keeps records.
-        let items = if capacity == 0 {
+        // Spare segments for twice a full queue's worth of items (8192 for
+        // an unbounded one): a lane that held a full queue and the lane
+        // that follows it both keep theirs (and the records in them), so a
+        // steady producer does not allocate a segment again.
+        let items = 2 * if capacity == 0 {
             8192
         } else {
             capacity.min(1 << 16)
