@@ -33,6 +33,7 @@ typedef struct {
     int handled;
     ql_status stop, stop_timeout, start, flush, free_status, sentinel;
     qlt_counter flushes; /* a flush barrier, or the end of the loop */
+    qlt_latch queued;     /* the test queued the record meant to be before the sentinel */
 } controller;
 
 static void controlling_flush(void *ctx) {
@@ -52,6 +53,9 @@ static int32_t controlling_handle(void *ctx, void *record) {
         c->free_status = ql_listener_free(c->l);
     }
     if (strcmp(r->message, "sentinel") == 0) {
+        /* "queued before the sentinel" must be put before it: the test's
+         * put and this one are on two threads, ordered only by this wait. */
+        qlt_latch_wait(&c->queued);
         c->sentinel = ql_enqueue_sentinel(c->l);
         /* put behind the sentinel: waits for the next run */
         if (ql_log(ql_test_queue, 20, "t", "behind", 6) != QL_OK) QLT_FAIL("ql_log");
@@ -67,6 +71,7 @@ static void control_from_handler(void) {
     memset(&c, 0, sizeof c);
     c.stop = c.stop_timeout = c.start = c.flush = c.free_status = c.sentinel = -1;
     qlt_counter_init(&c.flushes);
+    qlt_latch_init(&c.queued);
     ql_handler h = {&c, 0, controlling_handle, controlling_flush, NULL, NULL};
     CHECK_OK(ql_listener_new_with_queue(q, &h, 1, NULL, false, &c.l));
     CHECK_OK(ql_log(q, 20, "t", "control", 7));
@@ -85,6 +90,7 @@ static void control_from_handler(void) {
      * after the records queued before it; the rest waits for a restart. */
     CHECK_OK(ql_log(q, 20, "t", "sentinel", 8));
     CHECK_OK(ql_log(q, 20, "t", "queued before the sentinel", 26));
+    qlt_latch_open(&c.queued);
     qlt_counter_wait_at_least(&c.flushes, 2); /* the loop ended by itself */
     CHECK_OK(ql_stop(c.l)); /* joins it; puts no sentinel of its own */
     CHECK_EQ_STATUS(c.sentinel, QL_OK);
@@ -98,6 +104,7 @@ static void control_from_handler(void) {
     CHECK_OK(ql_listener_free(c.l));
     ql_queue_free(q);
     qlt_counter_destroy(&c.flushes);
+    qlt_latch_destroy(&c.queued);
     PASS("handler calling stop/stop_timeout/flush/free: QL_ERR_WOULD_DEADLOCK, start: "
          "QL_ERR_ALREADY_STARTED, listener unchanged; enqueue_sentinel from a handler ends the "
          "loop after the records queued before it");
