@@ -1633,6 +1633,43 @@ mod tests {
     }
 
     #[test]
+    fn a_put_interrupting_a_put_on_the_same_thread_is_refused() {
+        // The fill runs inside the put, as a signal handler would.
+        let lanes = lanes(0);
+        let mut nested = None;
+        lanes
+            .put(
+                None,
+                WhenFull::Refuse,
+                |slot| {
+                    nested = Some(put(&lanes, 2, WhenFull::Refuse));
+                    *slot = 1;
+                    1
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+        assert_eq!(nested, Some(Err(Refused::WouldDeadlock)));
+        assert_eq!(drain(&lanes), ["1"]);
+        // Outside, puts work again.
+        put(&lanes, 3, WhenFull::Refuse).unwrap();
+        assert_eq!(drain(&lanes), ["3"]);
+    }
+
+    #[test]
+    fn a_fill_that_panics_gives_its_room_back() {
+        let lanes = lanes(1);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            lanes.put(None, WhenFull::Refuse, |_| panic!("fill"), &mut |_| {})
+        }));
+        assert!(caught.is_err());
+        // The void slot is passed over and its room comes back.
+        assert_eq!(drain(&lanes), Vec::<String>::new());
+        put(&lanes, 4, WhenFull::Refuse).unwrap();
+        assert_eq!(drain(&lanes), ["4"]);
+    }
+
+    #[test]
     fn a_long_lane_crosses_segments_in_order() {
         let lanes = lanes(0);
         let n = 10 * SEGMENT as u64 + 3;
