@@ -1920,16 +1920,18 @@ ql_status ql_listener_free(struct ql_listener *listener);
  * largest bound given. If a handler blocks past the bound, exit goes on
  * without it (and the records behind it are lost with the process).
  *
- * Calling it again for the same listener adds another registration (the
- * later stop finds the listener stopped, at no cost). A listener freed
- * before exit is simply skipped. Not run on `_exit()`, on a crash, or when
+ * Calling it again for the same listener keeps one registration, with
+ * the larger bound. A listener freed before exit is skipped, and its
+ * registration is forgotten at the next call: the registry holds the live
+ * listeners only (and at most one freed since the last call). Not run on `_exit()`, on a crash, or when
  * `exit()` is called from the listener's own thread (a handler), which
  * cannot wait for itself. `QL_OK`; `QL_ERR_NULL`. Any thread.
  *
  * # Safety
  * `listener` must be NULL or a live listener.
  */
-ql_status ql_listener_drain_at_exit(const struct ql_listener *listener, uint64_t timeout_ms);
+ql_status ql_listener_drain_at_exit(const struct ql_listener *listener,
+                                    uint64_t timeout_ms);
 
 /**
  * The default options: capacity 8192, `QL_OVERFLOW_BLOCK`, a 1000 ms

@@ -14,9 +14,10 @@ use super::{boundary, ql_status, try_ref, QL_OK};
 /// largest bound given. If a handler blocks past the bound, exit goes on
 /// without it (and the records behind it are lost with the process).
 ///
-/// Calling it again for the same listener adds another registration (the
-/// later stop finds the listener stopped, at no cost). A listener freed
-/// before exit is simply skipped. Not run on `_exit()`, on a crash, or when
+/// Calling it again for the same listener keeps one registration, with
+/// the larger bound. A listener freed before exit is skipped, and its
+/// registration is forgotten at the next call: the registry holds the live
+/// listeners only (and at most one freed since the last call). Not run on `_exit()`, on a crash, or when
 /// `exit()` is called from the listener's own thread (a handler), which
 /// cannot wait for itself. `QL_OK`; `QL_ERR_NULL`. Any thread.
 ///

@@ -316,11 +316,14 @@ impl<R: Send + 'static> Listener<R> {
     /// keeping it alive (for draining at exit).
     pub fn stopper(&self) -> Stopper {
         let weak = Arc::downgrade(&self.shared);
+        let watch = weak.clone();
         Stopper {
+            id: self.shared.id,
             stop: Box::new(move |timeout| match weak.upgrade() {
                 Some(shared) => shared.stop_until(Instant::now().checked_add(timeout)),
                 None => Ok(()),
             }),
+            gone: Box::new(move || watch.strong_count() == 0),
         }
     }
 
@@ -391,10 +394,24 @@ impl<R: Send + 'static> Listener<R> {
 /// A handle that stops a listener if it still exists (see
 /// [`Listener::stopper`]).
 pub struct Stopper {
+    /// The listener's id ([`Listener::id`]).
+    id: u64,
     stop: Box<dyn Fn(Duration) -> Result<(), Error> + Send + Sync>,
+    gone: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Stopper {
+    /// The listener's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// True once the listener no longer exists (freed): stopping it is a
+    /// no-op and the handle can be forgotten.
+    pub fn is_gone(&self) -> bool {
+        (self.gone)()
+    }
+
     /// Stops the listener within `timeout`, if it still exists; `Ok` when
     /// it is gone.
     pub fn stop_within(&self, timeout: Duration) -> Result<(), Error> {
