@@ -84,6 +84,7 @@ static INSTALL: Once = Once::new();
 /// Installs the fork handlers and the exit handler, once per process.
 /// Called by every constructor, so a process that forks has them.
 pub fn install() {
+    crate::threads::note_pid();
     INSTALL.call_once(|| {
         // SAFETY: plain registrations of `extern "C"` functions that live
         // for the whole program.

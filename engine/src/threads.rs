@@ -8,7 +8,7 @@
 //! could wait for itself), the fork handlers move the generation.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 thread_local! {
     /// The id of the listener whose thread this is; 0 elsewhere.
@@ -25,11 +25,38 @@ pub fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }
 
+/// The process id the library last saw (0 before the first look).
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// Remembers the process id, so that a child made without atfork handlers
+/// is noticed by [`fork_generation_checked`] (every constructor calls it).
+pub fn note_pid() {
+    // SAFETY: getpid has no preconditions.
+    let now = unsafe { libc::getpid() };
+    let _ = PID.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// [`fork_generation`], after noticing a fork no atfork handler reported:
+/// a child made with `_Fork()` (or a raw `clone`) runs none, so the process
+/// id is compared (one `getpid` system call: for the control calls, not
+/// the log path).
+pub fn fork_generation_checked() -> u64 {
+    // SAFETY: getpid has no preconditions.
+    let now = unsafe { libc::getpid() };
+    let seen = PID.swap(now, Ordering::Relaxed);
+    if seen != 0 && seen != now {
+        note_fork_in_child();
+    }
+    fork_generation()
+}
+
 /// To be called in a `fork` child, on the thread that forked, before
 /// anything else: from now on every existing listener and queue counts as
 /// inherited (their threads do not exist here), and the thread forgets the
 /// per-thread state it had in the parent.
 pub fn note_fork_in_child() {
+    // SAFETY: getpid has no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     THIS_LISTENER.with(|this| this.set(0));
     crate::record::forget_thread_id();

@@ -245,6 +245,40 @@ static void fork_while_running(void) {
          3 * CHILD_RECORDS, total);
 }
 
+/* _Fork() runs no atfork handler: the child still notices, by its process
+ * id, that the running listener is its parent's, so ql_stop returns at
+ * once instead of waiting for a thread the child does not have. */
+static void underscore_fork(void) {
+    ql_queue *q = new_queue();
+    qlt_sink s;
+    qlt_sink_init(&s, 0);
+    s.copy = false;
+    ql_listener *l = qlt_start_sink(q, &s);
+    CHECK_OK(ql_log(q, QL_LEVEL_INFO, "t", "before", 6));
+    fflush(stdout);
+    pid_t pid = _Fork();
+    if (pid < 0) QLT_FAIL("_Fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* A hang here is caught by the parent's bounded wait. */
+        /* As after fork(): nothing of the parent's runs here. */
+        if (ql_stop(l) != QL_OK) _exit(1);
+        if (ql_start(l) != QL_ERR_FORKED) _exit(2);
+        if (ql_log(q, QL_LEVEL_INFO, "t", "child", 5) != QL_ERR_FORKED) _exit(3);
+        if (ql_listener_free(l) != QL_OK) _exit(4);
+        _exit(0);
+    }
+    int child = wait_child(pid);
+    if (child != 0) QLT_FAIL("the _Fork child got %d (a status other than QL_ERR_FORKED)", child);
+    CHECK_OK(ql_stop(l));
+    CHECK_EQ_INT(qlt_sink_count(&s), 1);
+    CHECK_OK(ql_listener_free(l));
+    ql_queue_free(q);
+    qlt_sink_fini(&s);
+    PASS("_Fork() while a listener runs: in the child ql_stop and ql_listener_free return at "
+         "once (QL_OK, nothing runs there), ql_start and ql_log give QL_ERR_FORKED; the parent "
+         "goes on");
+}
+
 int main(void) {
     qlt_begin("test_process");
     snprintf(dir, sizeof dir, "/tmp/ql-test-process-XXXXXX");
@@ -252,6 +286,7 @@ int main(void) {
     drain_at_exit();
     exit_is_bounded();
     fork_while_running();
+    underscore_fork();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

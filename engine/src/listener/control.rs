@@ -172,7 +172,7 @@ impl<R: Send + 'static> Shared<R> {
         if threads::current_listener() == self.id {
             return Err(Error::WouldDeadlock);
         }
-        if self.generation != threads::fork_generation() {
+        if self.generation != threads::fork_generation_checked() {
             // Inherited across fork: its thread does not exist here.
             return Ok(());
         }
@@ -319,7 +319,7 @@ impl<R> Shared<R> {
         if !self.barriers {
             return Err(Error::Unsupported);
         }
-        if self.generation != threads::fork_generation() {
+        if self.generation != threads::fork_generation_checked() {
             return Err(Error::Forked);
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));

@@ -309,7 +309,7 @@ impl<R: Send + 'static> Listener<R> {
 
     /// True in a `fork` child for a listener the parent made.
     pub fn is_inherited(&self) -> bool {
-        self.shared.generation != threads::fork_generation()
+        self.shared.generation != threads::fork_generation_checked()
     }
 
     /// A handle that can stop this listener later, from anywhere, without
