@@ -25,6 +25,11 @@ fn main() {
     // over a second script and GNU ld refuses to combine with a named one;
     // GNU ld's --default-symver versions what that list exports. The static
     // archive is not linked here, so it stays unversioned.
+    // Never unmapped by dlclose: the library starts threads (listeners,
+    // sinks' senders), registers atexit and pthread-key destructors, and
+    // its code must outlive every one of them (issue 13: a dlclose while a
+    // listener ran, with a drain at exit registered, crashed).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     println!("cargo:rustc-cdylib-link-arg=-fuse-ld=bfd");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--default-symver");
 }
