@@ -115,6 +115,18 @@ static void *turn_main(void *p) {
     return NULL;
 }
 
+/* A started listener on q whose sink holds its first record, "hold", at
+ * `gate` until the test opens it: what is logged meanwhile stays queued. */
+static ql_listener *start_held(ql_queue *q, qlt_sink *s, qlt_latch *gate) {
+    qlt_latch_init(gate);
+    s->gate_msg[0] = "hold";
+    s->gate[0] = gate;
+    ql_listener *l = qlt_start_sink(q, s);
+    CHECK_OK(ql_log(q, 20, "t", "hold", 4));
+    qlt_latch_wait_arrived(gate, 1);
+    return l;
+}
+
 static void merged_by_timestamp(void) {
     enum { THREADS = 3, ROUNDS = 200 };
     ql_queue *q = NULL;
@@ -122,12 +134,7 @@ static void merged_by_timestamp(void) {
     qlt_sink s;
     qlt_sink_init(&s, 0);
     qlt_latch gate;
-    qlt_latch_init(&gate);
-    s.gate_msg[0] = "hold";
-    s.gate[0] = &gate;
-    ql_listener *l = qlt_start_sink(q, &s);
-    CHECK_OK(ql_log(q, 20, "t", "hold", 4));
-    qlt_latch_wait_arrived(&gate, 1); /* every record below is queued first */
+    ql_listener *l = start_held(q, &s, &gate); /* every record below queues behind it */
 
     turns t = {q, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, THREADS, ROUNDS};
     pthread_t th[THREADS];
@@ -259,19 +266,22 @@ typedef struct {
     int rounds;
 } relay;
 
+/* Waits for turn `turn`, logs "<who> <i>", hands the turn on. */
+static void relay_step(relay *r, int turn, char who, int i) {
+    QLT_PT(pthread_mutex_lock(&r->mu));
+    struct timespec dl = qlt_deadline();
+    while (r->round != turn) qlt_cond_wait(&r->cv, &r->mu, &dl, "the other thread's record");
+    QLT_PT(pthread_mutex_unlock(&r->mu));
+    CHECK_OK(ql_logf(r->q, 20, "relay", "%c %d", who, i));
+    QLT_PT(pthread_mutex_lock(&r->mu));
+    r->round++;
+    QLT_PT(pthread_cond_broadcast(&r->cv));
+    QLT_PT(pthread_mutex_unlock(&r->mu));
+}
+
 static void *relay_b(void *p) {
     relay *r = (relay *)p;
-    for (int i = 0; i < r->rounds; i++) {
-        QLT_PT(pthread_mutex_lock(&r->mu));
-        struct timespec dl = qlt_deadline();
-        while (r->round != 2 * i + 1) qlt_cond_wait(&r->cv, &r->mu, &dl, "A's record");
-        QLT_PT(pthread_mutex_unlock(&r->mu));
-        CHECK_OK(ql_logf(r->q, 20, "relay", "b %d", i));
-        QLT_PT(pthread_mutex_lock(&r->mu));
-        r->round++;
-        QLT_PT(pthread_cond_broadcast(&r->cv));
-        QLT_PT(pthread_mutex_unlock(&r->mu));
-    }
+    for (int i = 0; i < r->rounds; i++) relay_step(r, 2 * i + 1, 'b', i);
     return NULL;
 }
 
@@ -285,17 +295,7 @@ static void happened_before_is_kept(void) {
     relay r = {q, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, ROUNDS};
     pthread_t b;
     QLT_PT(pthread_create(&b, NULL, relay_b, &r));
-    for (int i = 0; i < ROUNDS; i++) {
-        QLT_PT(pthread_mutex_lock(&r.mu));
-        struct timespec dl = qlt_deadline();
-        while (r.round != 2 * i) qlt_cond_wait(&r.cv, &r.mu, &dl, "B's record");
-        QLT_PT(pthread_mutex_unlock(&r.mu));
-        CHECK_OK(ql_logf(q, 20, "relay", "a %d", i));
-        QLT_PT(pthread_mutex_lock(&r.mu));
-        r.round++;
-        QLT_PT(pthread_cond_broadcast(&r.cv));
-        QLT_PT(pthread_mutex_unlock(&r.mu));
-    }
+    for (int i = 0; i < ROUNDS; i++) relay_step(&r, 2 * i, 'a', i);
     QLT_PT(pthread_join(b, NULL));
     CHECK_OK(ql_stop(l));
     CHECK_EQ_INT(qlt_sink_count(&s), 2 * ROUNDS);
@@ -349,12 +349,7 @@ static void fork_child_lanes(void) {
     qlt_sink s;
     qlt_sink_init(&s, 0);
     qlt_latch gate;
-    qlt_latch_init(&gate);
-    s.gate_msg[0] = "hold";
-    s.gate[0] = &gate;
-    ql_listener *l = qlt_start_sink(q, &s);
-    CHECK_OK(ql_log(q, 20, "t", "hold", 4));
-    qlt_latch_wait_arrived(&gate, 1);
+    ql_listener *l = start_held(q, &s, &gate);
     for (int i = 0; i < 10; i++) CHECK_OK(ql_log(q, 20, "t", "parent", 6));
     fflush(stdout);
     pid_t pid = fork();

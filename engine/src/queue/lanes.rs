@@ -18,9 +18,9 @@
 //! - control item number `c` is taken only when no record with a fence of
 //!   at most `c` is published in any lane, looked at after the control item
 //!   was seen (every record put before it, on any thread, comes first);
-//! - among the records that may be taken, the one with the smallest
-//!   timestamp goes first (lanes are merged by time; within a lane the
-//!   order is the lane's).
+//! - among the records that may be taken, the one with the smallest merge
+//!   key goes first (the time it was logged, on a clock that is never
+//!   stepped; within a lane the order is the lane's).
 //!
 //! A thread takes a number only once the queue admitted its item, so a
 //! number taken is always pushed at once: the consumer never waits for a
@@ -78,7 +78,7 @@ pub(super) enum Taken<R> {
 /// line with the consumer reading this one.
 #[repr(align(64))]
 struct Slot<R> {
-    /// A record's merge key (its timestamp).
+    /// A record's merge key (when it was logged: `clock::now_and_key`).
     key: i64,
     /// A record: the control numbers taken before it was put. A control
     /// item: its number.
@@ -557,7 +557,7 @@ pub struct LaneHooks<R> {
     pub take_out: TakeOutFn<R>,
     /// Puts a record made elsewhere into a slot.
     pub put_in: PutInFn<R>,
-    /// A record's merge key (its timestamp), for records put whole.
+    /// A record's merge key, for records put whole.
     pub key: fn(&R) -> i64,
 }
 
@@ -641,15 +641,15 @@ enum Evicted<R> {
     Nothing,
 }
 
-/// What a full lane's put does.
+/// What a put on a full queue does.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum WhenFull {
     Refuse,
     /// Wait until the deadline (`None`: for ever); on a listener thread
     /// refuse with [`Refused::WouldDeadlock`].
     Wait(Option<Instant>),
-    /// Take the lane's oldest record out (returned to the caller through
-    /// `evict`) to make room.
+    /// Take the queue's oldest record out (the one a consumer would take
+    /// next; given to the caller's `evicted`) to make room.
     Evict,
 }
 
@@ -712,8 +712,9 @@ impl<R> Lanes<R> {
     }
 
     /// Puts one item into the calling thread's lane: a record that `write`
-    /// fills in place (returning its merge key), or `control`. When the lane
-    /// is full, does what `full` says; evicted records go to `evicted`.
+    /// fills in place (returning its merge key), or `control`. When the
+    /// queue is full, does what `full` says; evicted records go to
+    /// `evicted`.
     /// True when the put needs the caller to send a wake item.
     pub(super) fn put(
         &self,

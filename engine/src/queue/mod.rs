@@ -220,11 +220,6 @@ impl<R> ChannelQueue<R> {
         self
     }
 
-    /// True when the queue has per-thread lanes.
-    pub fn has_lanes(&self) -> bool {
-        self.lanes.is_some()
-    }
-
     /// Counts one dropped record (the caller dropped it because a put
     /// refused it).
     pub fn count_drop(&self) {
@@ -432,7 +427,7 @@ impl<R> ChannelQueue<R> {
     }
 
     /// Puts a record that `write` fills in place in a slot (returning its
-    /// timestamp), as the overflow policy says. On a queue without lanes,
+    /// merge key), as the overflow policy says. On a queue without lanes,
     /// `write` fills `blank()` and the record is put whole.
     #[inline]
     pub fn put_with(
