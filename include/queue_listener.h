@@ -628,8 +628,11 @@ typedef struct ql_hooks {
    */
   ql_enqueue_result (*enqueue_sentinel)(void *ctx);
   /**
-   * The level of a prepared record, compared with each handler's level
-   * when `respect_handler_level` is true. Required then.
+   * The level of a prepared record (the original or the one `prepare`
+   * made), compared with each handler's level when
+   * `respect_handler_level` is true. Required then, except on the
+   * built-in queue with no `prepare` hook, whose records carry their
+   * level (see `ql_listener_new_with_queue`).
    */
   int32_t (*record_level)(void *ctx, void *record);
   /**
@@ -1729,6 +1732,15 @@ ql_status ql_listener_new(const struct ql_queue_vtable *queue,
  * freed too. Arguments, results and ownership otherwise as
  * `ql_listener_new` (`QL_ERR_NULL` for a NULL `queue`).
  *
+ * `respect_handler_level` without a `record_level` hook filters by the
+ * level built-in records carry. The library cannot read the level of a
+ * program pointer (`ql_queue_put`) or of a record a `prepare` hook made, so
+ * rather than pass those to every handler it refuses them, with
+ * `QL_ERR_INVALID`: this call is refused when `hooks->prepare` is set, or
+ * when the queue has already taken a program pointer record; once it
+ * succeeds, the queue refuses program pointer records for its whole life.
+ * A `record_level` hook lifts all three (it is asked for every record).
+ *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`; the other
  * arguments as for `ql_listener_new`.
@@ -2023,7 +2035,10 @@ void ql_queue_free(struct ql_queue *queue);
  * thread (from a handler or hook), where a full queue refuses at once
  * instead of waiting for the thread that is waiting. With
  * `QL_OVERFLOW_DROP_OLDEST` it always succeeds, after evicting the oldest
- * records. `QL_ERR_NULL` when `queue` is NULL.
+ * records. `QL_ERR_NULL` when `queue` is NULL. `QL_ERR_INVALID` when a
+ * listener on the queue was made with `respect_handler_level` and no
+ * `record_level` hook: it could not read a program pointer's level (see
+ * `ql_listener_new_with_queue`); the record stays the caller's.
  *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -2033,7 +2048,8 @@ ql_status ql_queue_put(const struct ql_queue *queue, void *record);
 /**
  * Puts a record only if there is room now: `QL_OK`, or `QL_ERR_FULL` (the
  * record stays the caller's), on any thread, listener threads included.
- * Never blocks. `QL_ERR_NULL` when `queue` is NULL.
+ * Never blocks. `QL_ERR_NULL` when `queue` is NULL; `QL_ERR_INVALID` as
+ * for `ql_queue_put`.
  *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -2044,7 +2060,8 @@ ql_status ql_queue_put_nowait(const struct ql_queue *queue, void *record);
  * Puts a record, waiting at most `timeout_ms` milliseconds for room:
  * `QL_OK`, or `QL_ERR_TIMEOUT` (the record stays the caller's). On a
  * listener thread a full queue returns `QL_ERR_WOULD_DEADLOCK` at once, as
- * `ql_queue_put` does. `QL_ERR_NULL` when `queue` is NULL.
+ * `ql_queue_put` does. `QL_ERR_NULL` when `queue` is NULL;
+ * `QL_ERR_INVALID` as for `ql_queue_put`.
  *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`.

@@ -413,7 +413,7 @@ public:
     /**
      * A record's level, used only by a listener made with
      * respect_handler_level. By default INT32_MAX: every handler gets every
-     * record (as for program pointers on the built-in queue). Runs on the
+     * record: override it to use respect_handler_level. Runs on the
      * listener thread.
      */
     virtual int record_level(void * /*record*/) { return INT32_MAX; }
@@ -657,7 +657,11 @@ public:
     /**
      * A listener on a built-in queue, started. With respect_handler_level,
      * a handler gets a record only when the record's level is at least its
-     * level. Throws ql::error when the listener cannot be made or started.
+     * level; the library cannot read a program pointer's level, so such a
+     * listener is refused (ql::error, QL_ERR_INVALID) on a queue that has
+     * taken put() records, and once made, the queue's put() throws
+     * ql::error (QL_ERR_INVALID) for good. Throws ql::error when the
+     * listener cannot be made or started.
      */
     listener(const queue &q, std::vector<handler> handlers, bool respect_handler_level = false) {
         make(q.native(), nullptr, std::move(handlers), respect_handler_level);

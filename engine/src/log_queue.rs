@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::listener::TakeBackHook;
@@ -139,7 +139,23 @@ pub struct LogQueue {
     level: AtomicI32,
     /// The fork generation it was made in (see [`LogQueue::is_inherited`]).
     generation: u64,
+    /// Who has claimed the queue first: [`POINTERS`] once a program pointer
+    /// was offered, [`LEVELS`] once a listener that must read every
+    /// record's level was made on it (see [`LogQueue::admit_pointer`]).
+    levels: AtomicU8,
 }
+
+/// [`LogQueue::levels`]: a program pointer record was offered.
+const POINTERS: u8 = 1;
+/// [`LogQueue::levels`]: a listener filters by level with no way to read a
+/// program pointer's.
+const LEVELS: u8 = 2;
+
+/// Refused: a program pointer record on a queue whose listener filters by
+/// level and cannot read a pointer's, or such a listener on a queue that
+/// has taken pointers ([`LogQueue::admit_pointer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelUnknown;
 
 impl LogQueue {
     /// A queue of `capacity` items (0: unbounded) with the default policy
@@ -189,6 +205,7 @@ impl LogQueue {
             pool,
             level: AtomicI32::new(level),
             generation: fork_generation(),
+            levels: AtomicU8::new(0),
         }
     }
 
@@ -208,6 +225,47 @@ impl LogQueue {
     #[inline]
     pub fn is_inherited(&self) -> bool {
         self.generation != fork_generation()
+    }
+
+    /// Before a program pointer record is offered: refused when a listener
+    /// on this queue filters by handler level with no `record_level` hook
+    /// ([`LogQueue::require_levels`]), since it could only pass such a
+    /// record to every handler whatever its level. The first admitted
+    /// pointer marks the queue, for good; later ones only load.
+    #[inline]
+    pub fn admit_pointer(&self) -> Result<(), LevelUnknown> {
+        self.claim(POINTERS, LEVELS)
+    }
+
+    /// For a listener made on this queue that filters by handler level and
+    /// can read only built-in records' levels: refused once a program
+    /// pointer record was admitted, else from now on, for the queue's life,
+    /// pointer records are refused ([`LogQueue::admit_pointer`]). Exact
+    /// under races: one of the two claims wins.
+    pub fn require_levels(&self) -> Result<(), LevelUnknown> {
+        self.claim(LEVELS, POINTERS)
+    }
+
+    /// Sets `mine` in [`LogQueue::levels`] unless `theirs` is set.
+    fn claim(&self, mine: u8, theirs: u8) -> Result<(), LevelUnknown> {
+        let mut state = self.levels.load(Ordering::Acquire);
+        loop {
+            if state & theirs != 0 {
+                return Err(LevelUnknown);
+            }
+            if state & mine != 0 {
+                return Ok(());
+            }
+            match self.levels.compare_exchange_weak(
+                state,
+                state | mine,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => state = now,
+            }
+        }
     }
 
     /// True when a record at `level` passes the threshold.

@@ -19,7 +19,7 @@ use crate::listener::{
     DequeueHook, Dequeued, EnqueueSentinelHook, Error, HandleHook, Handler, Hooks, Listener,
     OnErrorHook, PrepareHook, Queue, SentinelPut, SinkCounts, Source, Stage, TakeBackHook,
 };
-use crate::log_queue::{done_hook, DoneFn, Entry};
+use crate::log_queue::{done_hook, DoneFn, Entry, LogQueue};
 use crate::record::RecordPool;
 
 /// The "queue-like object" of a listener: the program's own queue, as
@@ -188,8 +188,11 @@ pub struct ql_hooks {
     pub handle: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
     /// Replaces the queue's `enqueue_sentinel`; same contract.
     pub enqueue_sentinel: Option<unsafe extern "C" fn(ctx: *mut c_void) -> ql_enqueue_result>,
-    /// The level of a prepared record, compared with each handler's level
-    /// when `respect_handler_level` is true. Required then.
+    /// The level of a prepared record (the original or the one `prepare`
+    /// made), compared with each handler's level when
+    /// `respect_handler_level` is true. Required then, except on the
+    /// built-in queue with no `prepare` hook, whose records carry their
+    /// level (see `ql_listener_new_with_queue`).
     pub record_level: Option<unsafe extern "C" fn(ctx: *mut c_void, record: *mut c_void) -> i32>,
     /// Takes back a record `prepare` made, after every handler saw it.
     pub release: Option<unsafe extern "C" fn(ctx: *mut c_void, prepared: *mut c_void)>,
@@ -420,14 +423,15 @@ fn c_hooks(hooks: ql_hooks, pool: Option<Arc<RecordPool>>) -> Hooks<Entry> {
 }
 
 /// The queue a listener is made on, and what it provides.
-struct QueueParts {
+struct QueueParts<'a> {
     queue: Source<Entry>,
     /// The built-in queue's record pool.
     pool: Option<Arc<RecordPool>>,
     has_dequeue: bool,
     has_enqueue_sentinel: bool,
-    /// Its records carry their level (the built-in queue).
-    knows_levels: bool,
+    /// The built-in queue, whose records carry their level (but not its
+    /// program pointers).
+    built_in: Option<&'a LogQueue>,
 }
 
 /// Checks and copies the arguments shared by both constructors, then makes
@@ -470,14 +474,23 @@ unsafe fn new_listener(
         pool,
         has_dequeue,
         has_enqueue_sentinel,
-        knows_levels,
+        built_in,
     } = queue;
+    // Filtering by level needs every record's level: a `record_level` hook,
+    // or the built-in queue's own records, untouched by `prepare` (whose
+    // replacement is an opaque pointer) and with no program pointers.
+    let levels_from_queue = respect_handler_level && hooks.record_level.is_none();
     if (!has_dequeue && hooks.dequeue.is_none())
         || (!has_enqueue_sentinel && hooks.enqueue_sentinel.is_none())
-        || (respect_handler_level && !knows_levels && hooks.record_level.is_none())
+        || (levels_from_queue && (built_in.is_none() || hooks.prepare.is_some()))
         || handlers.iter().any(|h| h.handle.is_none())
     {
         return QL_ERR_INVALID;
+    }
+    if let (true, Some(queue)) = (levels_from_queue, built_in) {
+        if queue.require_levels().is_err() {
+            return QL_ERR_INVALID;
+        }
     }
     let handlers = handlers
         .iter()
@@ -530,7 +543,7 @@ pub unsafe extern "C" fn ql_listener_new(
         let parts = QueueParts {
             has_dequeue: queue.dequeue.is_some(),
             has_enqueue_sentinel: queue.enqueue_sentinel.is_some(),
-            knows_levels: false,
+            built_in: None,
             queue: if queue.task_done.is_some() {
                 Source::custom(Arc::new(VtableQueue(queue)))
             } else {
@@ -561,6 +574,15 @@ pub unsafe extern "C" fn ql_listener_new(
 /// freed too. Arguments, results and ownership otherwise as
 /// `ql_listener_new` (`QL_ERR_NULL` for a NULL `queue`).
 ///
+/// `respect_handler_level` without a `record_level` hook filters by the
+/// level built-in records carry. The library cannot read the level of a
+/// program pointer (`ql_queue_put`) or of a record a `prepare` hook made, so
+/// rather than pass those to every handler it refuses them, with
+/// `QL_ERR_INVALID`: this call is refused when `hooks->prepare` is set, or
+/// when the queue has already taken a program pointer record; once it
+/// succeeds, the queue refuses program pointer records for its whole life.
+/// A `record_level` hook lifts all three (it is asked for every record).
+///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`; the other
 /// arguments as for `ql_listener_new`.
@@ -583,7 +605,7 @@ pub unsafe extern "C" fn ql_listener_new_with_queue(
             pool: Some(Arc::clone(queue.inner.pool())),
             has_dequeue: true,
             has_enqueue_sentinel: true,
-            knows_levels: true,
+            built_in: Some(&queue.inner),
         };
         // SAFETY: forwarded from our caller.
         unsafe {

@@ -141,6 +141,17 @@ macro_rules! refuse_inherited {
 }
 pub(crate) use refuse_inherited;
 
+/// Returns `QL_ERR_INVALID` from the enclosing put of a program pointer
+/// when a listener on the queue filters by level and could not read the
+/// pointer's (`LogQueue::admit_pointer`).
+macro_rules! admit_pointer {
+    ($queue:expr) => {
+        if $queue.inner.admit_pointer().is_err() {
+            return QL_ERR_INVALID;
+        }
+    };
+}
+
 /// Makes a built-in queue.
 ///
 /// `capacity` is the most items (records plus sentinels) it holds; 0 means
@@ -294,7 +305,10 @@ pub unsafe extern "C" fn ql_queue_free(queue: *mut ql_queue) {
 /// thread (from a handler or hook), where a full queue refuses at once
 /// instead of waiting for the thread that is waiting. With
 /// `QL_OVERFLOW_DROP_OLDEST` it always succeeds, after evicting the oldest
-/// records. `QL_ERR_NULL` when `queue` is NULL.
+/// records. `QL_ERR_NULL` when `queue` is NULL. `QL_ERR_INVALID` when a
+/// listener on the queue was made with `respect_handler_level` and no
+/// `record_level` hook: it could not read a program pointer's level (see
+/// `ql_listener_new_with_queue`); the record stays the caller's.
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -303,13 +317,15 @@ pub unsafe extern "C" fn ql_queue_put(queue: *const ql_queue, record: *mut c_voi
     boundary(|| {
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
+        admit_pointer!(queue);
         status_of_put(queue.inner.queue().put(Entry::Ptr(RawRecord(record))))
     })
 }
 
 /// Puts a record only if there is room now: `QL_OK`, or `QL_ERR_FULL` (the
 /// record stays the caller's), on any thread, listener threads included.
-/// Never blocks. `QL_ERR_NULL` when `queue` is NULL.
+/// Never blocks. `QL_ERR_NULL` when `queue` is NULL; `QL_ERR_INVALID` as
+/// for `ql_queue_put`.
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -321,6 +337,7 @@ pub unsafe extern "C" fn ql_queue_put_nowait(
     boundary(|| {
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
+        admit_pointer!(queue);
         status_of_put(
             queue
                 .inner
@@ -333,7 +350,8 @@ pub unsafe extern "C" fn ql_queue_put_nowait(
 /// Puts a record, waiting at most `timeout_ms` milliseconds for room:
 /// `QL_OK`, or `QL_ERR_TIMEOUT` (the record stays the caller's). On a
 /// listener thread a full queue returns `QL_ERR_WOULD_DEADLOCK` at once, as
-/// `ql_queue_put` does. `QL_ERR_NULL` when `queue` is NULL.
+/// `ql_queue_put` does. `QL_ERR_NULL` when `queue` is NULL;
+/// `QL_ERR_INVALID` as for `ql_queue_put`.
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -346,6 +364,7 @@ pub unsafe extern "C" fn ql_queue_put_timeout(
     boundary(|| {
         let queue = try_ref!(queue);
         refuse_inherited!(queue);
+        admit_pointer!(queue);
         let timeout = Duration::from_millis(timeout_ms);
         status_of_put(
             queue

@@ -370,8 +370,8 @@ static void respect_needs_record_level(void) {
     /* No hooks at all. */
     CHECK_EQ_STATUS(ql_listener_new(&vt, &handler, 1, NULL, true, &l), QL_ERR_INVALID);
     CHECK_EQ_PTR(l, untouched);
-    /* The built-in queue knows the level of its built-in records (and
-     * passes program pointers of unknown level to every handler): valid. */
+    /* The built-in queue knows the level of its built-in records: valid
+     * (program pointers are then refused, see builtin_levels_refuse_unknown). */
     ql_handler plain = handler; /* no destroy: h stays untouched */
     plain.destroy = NULL;
     plain.flush = NULL;
@@ -386,9 +386,10 @@ static void respect_needs_record_level(void) {
     hooks.done = done_hook;
     CHECK_EQ_STATUS(ql_listener_new(&vt, &handler, 1, &hooks, true, &l), QL_ERR_INVALID);
     CHECK_EQ_PTR(l, untouched);
-    CHECK_OK(ql_listener_new_with_queue(q, &plain, 1, &hooks, true, &l));
-    CHECK_OK(ql_listener_free(l));
-    l = untouched;
+    /* On the built-in queue too: a record prepare made is an opaque
+     * pointer whose level the library cannot read. */
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, &plain, 1, &hooks, true, &l), QL_ERR_INVALID);
+    CHECK_EQ_PTR(l, untouched);
     /* No handlers on a vtable queue: still invalid, the flag cannot work. */
     CHECK_EQ_STATUS(ql_listener_new(&vt, NULL, 0, NULL, true, &l), QL_ERR_INVALID);
     CHECK_EQ_PTR(l, untouched);
@@ -407,8 +408,8 @@ static void respect_needs_record_level(void) {
     qlt_cq_destroy(&cq);
     qlt_handler_fini(&h);
     PASS("respect_handler_level without a record_level hook: QL_ERR_INVALID on a vtable queue "
-         "(QL_OK on the built-in queue, which knows its records' levels), out untouched, "
-         "nothing called");
+         "and with a prepare hook on the built-in queue (QL_OK without one: built-in records "
+         "carry their level), out untouched, nothing called");
 }
 
 /* ----------------------------------------- CPython: prepare and the producer */
@@ -489,6 +490,152 @@ static void prepare_keeps_producer_record(void) {
          "each handler formats the prepared message on its own");
 }
 
+/* ------------------------------- levels the library cannot read (issue 13.8) */
+
+/* A record a prepare hook made: the program's own type, with its level. */
+typedef struct {
+    int32_t level;
+} made_record;
+
+static made_record made_error = {40};
+
+/* Replaces every built-in record by made_error (level 40, whatever the
+ * original's). */
+static int32_t replace_with_error(void *ctx, void *record, void **prepared_out) {
+    (void)ctx;
+    (void)record;
+    *prepared_out = &made_error;
+    return 0;
+}
+
+static int32_t made_level(void *ctx, void *record) {
+    (void)ctx;
+    if (record == &made_error) return made_error.level;
+    return ((const ql_record *)record)->level;
+}
+
+typedef struct {
+    ql_queue *q;
+    pthread_barrier_t go;
+    ql_status put;
+    int token;
+} race_arg;
+
+static void *race_put(void *arg) {
+    race_arg *a = (race_arg *)arg;
+    pthread_barrier_wait(&a->go);
+    a->put = ql_queue_put_nowait(a->q, &a->token);
+    return NULL;
+}
+
+static void builtin_levels_refuse_unknown(void) {
+    qlt_log log;
+    qlt_log_init(&log, 64);
+    qlt_handler_ctx low, high;
+    qlt_handler_init(&low, 0, &log);
+    qlt_handler_init(&high, 1, &log);
+    ql_handler hs[2] = {qlt_handler(&low, 0), qlt_handler(&high, 40)};
+    hs[0].destroy = hs[1].destroy = NULL;
+    int token = 7;
+
+    /* 1. A listener filtering by the built-in records' levels: the queue
+     * then refuses program pointers, by every put, and the caller keeps
+     * them; ql_log records are filtered by their own level. */
+    ql_queue *q = NULL;
+    ql_listener *l = NULL;
+    CHECK_OK(ql_queue_new(0, &q));
+    CHECK_OK(ql_listener_new_with_queue(q, hs, 2, NULL, true, &l));
+    CHECK_EQ_STATUS(ql_queue_put(q, &token), QL_ERR_INVALID);
+    CHECK_EQ_STATUS(ql_queue_put_nowait(q, &token), QL_ERR_INVALID);
+    CHECK_EQ_STATUS(ql_queue_put_timeout(q, &token, 10), QL_ERR_INVALID);
+    CHECK_EQ_INT((long)qlt_queue_len(q), 0);
+    CHECK_OK(ql_start(l));
+    CHECK_OK(ql_log(q, 20, "t", "info", 4));
+    CHECK_OK(ql_log(q, 40, "t", "error", 5));
+    CHECK_OK(ql_stop(l));
+    CHECK_EQ_INT(qlt_counter_get(&low.handled), 2);
+    CHECK_EQ_INT(qlt_counter_get(&high.handled), 1);
+    /* Still refused after the listener is gone: the rule is the queue's. */
+    CHECK_OK(ql_listener_free(l));
+    CHECK_EQ_STATUS(ql_queue_put(q, &token), QL_ERR_INVALID);
+    ql_queue_free(q);
+
+    /* 2. A queue that has taken a program pointer: such a listener is
+     * refused, out untouched; with a record_level hook it is fine. */
+    ql_listener *const untouched = (ql_listener *)&token;
+    CHECK_OK(ql_queue_new(0, &q));
+    CHECK_OK(ql_queue_put(q, &token));
+    l = untouched;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, hs, 2, NULL, true, &l), QL_ERR_INVALID);
+    CHECK_EQ_PTR(l, untouched);
+    CHECK_OK(ql_listener_new_with_queue(q, hs, 2, NULL, false, &l)); /* no filtering: fine */
+    CHECK_OK(ql_listener_free(l));
+    void *got = NULL;
+    CHECK_OK(ql_queue_get_nowait(q, &got));
+    CHECK_EQ_PTR(got, &token);
+    ql_queue_free(q);
+
+    /* 3. prepare replaces every record; record_level reads the replacement:
+     * filtered by the prepared record's level, as Python does. An INFO
+     * record replaced by a level-40 one reaches the level-40 handler. */
+    ql_hooks hooks;
+    memset(&hooks, 0, sizeof hooks);
+    hooks.prepare = replace_with_error;
+    CHECK_OK(ql_queue_new(0, &q));
+    l = untouched;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, hs, 2, &hooks, true, &l), QL_ERR_INVALID);
+    CHECK_EQ_PTR(l, untouched);
+    hooks.record_level = made_level;
+    CHECK_OK(ql_listener_new_with_queue(q, hs, 2, &hooks, true, &l));
+    long low0 = qlt_counter_get(&low.handled), high0 = qlt_counter_get(&high.handled);
+    CHECK_OK(ql_start(l));
+    CHECK_OK(ql_log(q, 20, "t", "info", 4));
+    CHECK_OK(ql_queue_put(q, &token)); /* a hook reads levels: pointers are fine */
+    CHECK_OK(ql_stop(l));
+    CHECK_EQ_INT(qlt_counter_get(&low.handled) - low0, 2);
+    CHECK_EQ_INT(qlt_counter_get(&high.handled) - high0, 2);
+    CHECK_OK(ql_listener_free(l));
+    ql_queue_free(q);
+
+    /* 4. A put and such a listener racing on a fresh queue: exactly one of
+     * them is refused, never both taken. */
+    int listener_won = 0, put_won = 0;
+    for (int round = 0; round < 200; round++) {
+        race_arg a;
+        memset(&a, 0, sizeof a);
+        CHECK_OK(ql_queue_new(0, &a.q));
+        QLT_PT(pthread_barrier_init(&a.go, NULL, 2));
+        pthread_t t;
+        QLT_PT(pthread_create(&t, NULL, race_put, &a));
+        pthread_barrier_wait(&a.go);
+        ql_listener *rl = NULL;
+        ql_status made = ql_listener_new_with_queue(a.q, hs, 2, NULL, true, &rl);
+        QLT_PT(pthread_join(t, NULL));
+        if (made == QL_OK) {
+            CHECK_EQ_STATUS(a.put, QL_ERR_INVALID);
+            listener_won++;
+            CHECK_OK(ql_listener_free(rl));
+        } else {
+            CHECK_EQ_STATUS(made, QL_ERR_INVALID);
+            CHECK_OK(a.put);
+            put_won++;
+            CHECK_OK(ql_queue_get_nowait(a.q, &got));
+        }
+        QLT_PT(pthread_barrier_destroy(&a.go));
+        ql_queue_free(a.q);
+    }
+    CHECK_EQ_INT(listener_won + put_won, 200);
+
+    qlt_handler_fini(&low);
+    qlt_handler_fini(&high);
+    qlt_log_destroy(&log);
+    PASS("respect_handler_level on the built-in queue: program pointers refused (QL_ERR_INVALID, "
+         "caller keeps them) once such a listener exists, such a listener refused once the "
+         "queue took one (race: exactly one side refused, %d/%d), a prepare hook needs "
+         "record_level, which filters by the prepared record's level",
+         listener_won, put_won);
+}
+
 int main(void) {
     qlt_begin("test_handling");
     run_life(true, true);
@@ -501,5 +648,6 @@ int main(void) {
     run_levels(false, true);
     respect_needs_record_level();
     prepare_keeps_producer_record();
+    builtin_levels_refuse_unknown();
     return qlt_end();
 }
