@@ -1303,7 +1303,8 @@ typedef struct ql_syslog_options {
 
 /**
  * The call would wait for the calling thread itself (for example
- * `ql_stop` from inside a handler). Nothing changed.
+ * `ql_stop` from inside a handler), directly or through other listeners
+ * (A's handler stops B while B's handler stops A). Nothing changed.
  */
 #define QL_ERR_WOULD_DEADLOCK 4
 
@@ -1785,7 +1786,11 @@ ql_status ql_start(const struct ql_listener *listener);
  * threads may stop at once: all return once the one thread is joined.
  *
  * `QL_ERR_WOULD_DEADLOCK` from the listener thread itself (inside a
- * handler or hook): nothing is enqueued, nothing changes. `QL_ERR_QUEUE`
+ * handler or hook), or from another listener's thread when this
+ * listener's thread is waiting, directly or along a chain of such stops
+ * and flushes, for that one (A's handler stops B while B's handler stops
+ * A: one of the two calls is refused): nothing is enqueued, nothing
+ * changes. `QL_ERR_QUEUE`
  * when the queue fails to take the sentinel (the listener keeps running),
  * or when `dequeue` kept reporting errors during the stop, so the loop
  * ended before reaching the sentinel: the thread is then joined and the
@@ -1887,7 +1892,8 @@ ql_status ql_listener_handler_stats(const struct ql_listener *listener,
  * `QL_ERR_NOT_RUNNING` when the listener is not running (records would
  * never be handled) or its loop ended before the barrier;
  * `QL_ERR_WOULD_DEADLOCK` from the listener thread (inside a handler or
- * hook); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
+ * hook), or when the wait would close a cycle of listeners waiting for
+ * each other (as for `ql_stop`); `QL_ERR_UNSUPPORTED` for a listener on a vtable queue, which
  * cannot carry a barrier, or whose hooks replace `dequeue`, which cannot
  * hand one on; `QL_ERR_LOST` when the flush completed, but built-in
  * handlers counted records lost since the previous `ql_stop`,
@@ -1912,7 +1918,8 @@ ql_status ql_listener_flush(const struct ql_listener *listener, uint64_t timeout
  * handler's records still undelivered when its last wait for the collector
  * ends); the listener is freed all the same. NULL is a no-op
  * returning `QL_OK`. From the listener's
- * own thread it returns `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
+ * own thread, or where `ql_stop` would close a cycle of waits, it returns
+ * `QL_ERR_WOULD_DEADLOCK` and frees nothing. When
  * the queue fails to take the sentinel it returns `QL_ERR_QUEUE` and frees
  * nothing (the listener keeps running; call it again later).
  * Records still queued stay on the queue. No other call on the listener

@@ -5,10 +5,12 @@
 //!
 //! At the bottom of the engine: the listener sets the identity, the
 //! built-in queue reads it (a put that would wait on a listener thread
-//! could wait for itself), the fork handlers move the generation.
+//! could wait for itself), the fork handlers move the generation. Beside
+//! it, which listener thread waits for which other listener (a stop or
+//! flush from a handler), so that a cycle of such waits is refused.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 thread_local! {
     /// The id of the listener whose thread this is; 0 elsewhere.
@@ -59,6 +61,7 @@ pub fn note_fork_in_child() {
     PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     THIS_LISTENER.with(|this| this.set(0));
+    forget_waits_after_fork();
     crate::record::forget_thread_id();
     crate::clock::after_fork_in_child();
     crate::queue::forget_after_fork();
@@ -89,4 +92,145 @@ pub(crate) fn as_listener_thread<T>(id: u64, f: impl FnOnce() -> T) -> T {
     let out = f();
     THIS_LISTENER.with(|this| this.set(before));
     out
+}
+
+/// Which listener's thread waits, in a stop or flush, for which other
+/// listener's thread: `(waiting, waited for)`. A listener thread waits for
+/// at most one listener at a time (the call blocks it), so following the
+/// edges from any listener is a chain; a call that would close the chain
+/// into a cycle is refused ([`wait_for_listener`]).
+///
+/// Behind a spin lock held for a few instructions (no allocation while
+/// holding it, except a push that grows the list), not a `Mutex`: a `fork`
+/// child may inherit it held by a parent thread that does not exist there,
+/// and [`forget_waits_after_fork`] then takes it back.
+struct WaitGraph {
+    locked: AtomicBool,
+    edges: UnsafeCell<Vec<(u64, u64)>>,
+}
+
+// SAFETY: `edges` is only touched while `locked` is held (WaitGraph::with).
+unsafe impl Sync for WaitGraph {}
+
+static WAITS: WaitGraph = WaitGraph {
+    locked: AtomicBool::new(false),
+    edges: UnsafeCell::new(Vec::new()),
+};
+
+impl WaitGraph {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<(u64, u64)>) -> T) -> T {
+        let mut spins = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        struct Unlock<'a>(&'a AtomicBool);
+        impl Drop for Unlock<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _unlock = Unlock(&self.locked);
+        // SAFETY: the lock is held until `_unlock` drops.
+        f(unsafe { &mut *self.edges.get() })
+    }
+}
+
+/// Refused by [`wait_for_listener`]: the wait would close a cycle of
+/// listener threads each waiting for the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WouldCycle;
+
+/// While it lives, the calling listener thread is recorded as waiting for
+/// another listener; dropping it ends the wait.
+#[derive(Debug)]
+pub struct Waiting {
+    edge: Option<(u64, u64)>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(edge) = self.edge {
+            WAITS.with(|edges| {
+                if let Some(i) = edges.iter().position(|e| *e == edge) {
+                    edges.swap_remove(i);
+                }
+            });
+        }
+    }
+}
+
+/// Before the calling thread waits for listener `target`'s thread (a stop
+/// or flush of it): on a listener thread, refused when `target`'s thread
+/// is itself waiting, directly or along a chain, for this one; else the
+/// wait is recorded until the returned guard drops. On any other thread
+/// nothing is recorded (no listener waits for it).
+pub fn wait_for_listener(target: u64) -> Result<Waiting, WouldCycle> {
+    let me = current_listener();
+    if me == 0 {
+        return Ok(Waiting { edge: None });
+    }
+    WAITS.with(|edges| {
+        let mut at = target;
+        // A chain visits each edge at most once.
+        for _ in 0..=edges.len() {
+            if at == me {
+                return Err(WouldCycle);
+            }
+            match edges.iter().find(|(from, _)| *from == at) {
+                Some(&(_, next)) => at = next,
+                None => break,
+            }
+        }
+        edges.push((me, target));
+        Ok(Waiting {
+            edge: Some((me, target)),
+        })
+    })
+}
+
+/// In a `fork` child: no listener thread waits (none exists), and the
+/// lock may have been inherited held.
+fn forget_waits_after_fork() {
+    // SAFETY: only the forking thread exists in the child; nothing else can
+    // hold a reference into `edges`. The old list is leaked, not read: the
+    // parent may have been changing it.
+    unsafe { std::ptr::write(WAITS.edges.get(), Vec::new()) };
+    WAITS.locked.store(false, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_that_would_close_a_cycle_is_refused_and_a_broken_chain_allows_it() {
+        // Ids no listener of another test uses.
+        let (a, b, c) = (u64::MAX - 3, u64::MAX - 2, u64::MAX - 1);
+        let a_waits = as_listener_thread(a, || wait_for_listener(b)).unwrap();
+        let b_waits = as_listener_thread(b, || wait_for_listener(c)).unwrap();
+        assert_eq!(
+            as_listener_thread(c, || wait_for_listener(a)).unwrap_err(),
+            WouldCycle
+        );
+        // Not a listener thread: nobody waits for it, nothing recorded.
+        assert!(wait_for_listener(a).unwrap().edge.is_none());
+        drop(b_waits);
+        let c_waits = as_listener_thread(c, || wait_for_listener(a)).unwrap();
+        assert_eq!(
+            as_listener_thread(b, || wait_for_listener(c)).unwrap_err(),
+            WouldCycle
+        );
+        drop(a_waits);
+        drop(c_waits);
+        WAITS.with(|edges| assert!(!edges.iter().any(|&(from, _)| from >= a)));
+    }
 }

@@ -55,7 +55,8 @@ pub const QL_ERR_INVALID: ql_status = ql_status(2);
 /// `ql_start` on a listener whose thread is running or being stopped.
 pub const QL_ERR_ALREADY_STARTED: ql_status = ql_status(3);
 /// The call would wait for the calling thread itself (for example
-/// `ql_stop` from inside a handler). Nothing changed.
+/// `ql_stop` from inside a handler), directly or through other listeners
+/// (A's handler stops B while B's handler stops A). Nothing changed.
 pub const QL_ERR_WOULD_DEADLOCK: ql_status = ql_status(4);
 /// The queue had no room. The record or sentinel was not put.
 pub const QL_ERR_FULL: ql_status = ql_status(5);

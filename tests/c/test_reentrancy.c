@@ -13,7 +13,10 @@
  *   prepared record, and release gets it) or a new record (the handlers
  *   get the new one, release frees it, done gets the original);
  * - a dequeue hook that returns QL_DEQUEUE_ERROR, then recovers: counted,
- *   reported, every record handled afterwards.
+ *   reported, every record handled afterwards;
+ * - listeners whose handlers stop or flush each other in a cycle (2 and 3
+ *   listeners): exactly one call of the cycle gets QL_ERR_WOULD_DEADLOCK,
+ *   the others return QL_OK, and every listener goes on.
  * None deadlocks (a watchdog would fail the test), crashes or leaks (run
  * under valgrind by the valgrind label).
  */
@@ -294,11 +297,109 @@ static void dequeue_hook_fails_then_recovers(void) {
          "counted and reported, all 5 records handled after");
 }
 
+/* ------------------------------------------------- cycles between listeners */
+
+#define RING_MAX 3
+
+typedef struct ring ring;
+typedef struct {
+    ring *ring;
+    int index;
+    qlt_counter handled;
+} ring_member;
+
+struct ring {
+    int n;
+    bool flush; /* each handler flushes (else stops) the next listener */
+    ql_queue *queues[RING_MAX];
+    ql_listener *listeners[RING_MAX];
+    ring_member members[RING_MAX];
+    ql_status results[RING_MAX];
+    qlt_counter called; /* handlers that made their call */
+    qlt_latch started;  /* every listener is started: the calls may go */
+};
+
+#define RING_CALL QLT_REC(1)
+
+static int32_t ring_handle(void *ctx, void *record) {
+    ring_member *m = ctx;
+    ring *r = m->ring;
+    if (record == RING_CALL) {
+        /* Else the next one may not be running yet: its stop would be a
+         * no-op, and no cycle would form. */
+        qlt_latch_wait(&r->started);
+        ql_listener *next = r->listeners[(m->index + 1) % r->n];
+        r->results[m->index] = r->flush ? ql_listener_flush(next, QLT_WAIT_SECONDS * 1000) : ql_stop(next);
+        qlt_counter_add(&r->called, 1);
+    }
+    qlt_counter_add(&m->handled, 1);
+    return 0;
+}
+
+/* Listener i's handler stops (or flushes) listener i+1, listener n-1's
+ * stops listener 0: each waits for the next one's thread, which is busy
+ * in its own handler waiting for the one after. Without the cycle check
+ * this hangs (the watchdog fails the test). With it, the call that would
+ * close the cycle is refused; then each waiting call completes in turn. */
+static void cycle_of_controls(int n, bool flush) {
+    ring r;
+    memset(&r, 0, sizeof r);
+    r.n = n;
+    r.flush = flush;
+    qlt_counter_init(&r.called);
+    qlt_latch_init(&r.started);
+    for (int i = 0; i < n; i++) {
+        r.members[i].ring = &r;
+        r.members[i].index = i;
+        qlt_counter_init(&r.members[i].handled);
+        ql_handler h = {&r.members[i], 0, ring_handle, NULL, NULL, NULL};
+        CHECK_OK(ql_queue_new(0, &r.queues[i]));
+        CHECK_OK(ql_listener_new_with_queue(r.queues[i], &h, 1, NULL, false, &r.listeners[i]));
+        /* Queued before any thread runs: each listener takes this record
+         * before any sentinel or barrier another listener puts. */
+        CHECK_OK(ql_queue_put(r.queues[i], RING_CALL));
+    }
+    for (int i = 0; i < n; i++) CHECK_OK(ql_start(r.listeners[i]));
+    qlt_latch_open(&r.started);
+    qlt_counter_wait_at_least(&r.called, n);
+    int refused = 0;
+    for (int i = 0; i < n; i++) {
+        if (r.results[i] == QL_ERR_WOULD_DEADLOCK) {
+            refused++;
+        } else {
+            CHECK_OK(r.results[i]);
+        }
+    }
+    CHECK_EQ_INT(refused, 1);
+    /* Every listener goes on (flush) or stopped cleanly (stop): a record
+     * put now is handled by the next stop or start-and-stop. */
+    for (int i = 0; i < n; i++) {
+        CHECK_OK(ql_queue_put(r.queues[i], QLT_REC(2)));
+        if (!qlt_is_running(r.listeners[i])) CHECK_OK(ql_start(r.listeners[i]));
+        CHECK_OK(ql_stop(r.listeners[i]));
+        CHECK_EQ_INT(qlt_counter_get(&r.members[i].handled), 2);
+    }
+    for (int i = 0; i < n; i++) {
+        CHECK_OK(ql_listener_free(r.listeners[i]));
+        ql_queue_free(r.queues[i]);
+        qlt_counter_destroy(&r.members[i].handled);
+    }
+    qlt_counter_destroy(&r.called);
+    qlt_latch_destroy(&r.started);
+    PASS("%d listeners %s each other in a cycle: exactly one call refused with "
+         "QL_ERR_WOULD_DEADLOCK, the others QL_OK, no hang, every listener goes on",
+         n, flush ? "flushing" : "stopping");
+}
+
 int main(void) {
     qlt_begin("test_reentrancy");
     control_from_handler();
     log_onto_own_full_queue();
     prepare_null_and_new();
     dequeue_hook_fails_then_recovers();
+    cycle_of_controls(2, false);
+    cycle_of_controls(3, false);
+    cycle_of_controls(2, true);
+    cycle_of_controls(3, true);
     return qlt_end();
 }

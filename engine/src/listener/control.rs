@@ -176,6 +176,9 @@ impl<R: Send + 'static> Shared<R> {
             // Inherited across fork: its thread does not exist here.
             return Ok(());
         }
+        // From a handler of another listener: refused if this listener's
+        // thread waits (along a chain) for that one.
+        let _waiting = threads::wait_for_listener(self.id).map_err(|_| Error::WouldDeadlock)?;
         let mut ctl = shared.lock();
         // Wait out a stop in progress in another thread; take over a run.
         let mut handle = loop {
@@ -322,6 +325,7 @@ impl<R> Shared<R> {
         if self.generation != threads::fork_generation_checked() {
             return Err(Error::Forked);
         }
+        let _waiting = threads::wait_for_listener(self.id).map_err(|_| Error::WouldDeadlock)?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         {
             let ctl = shared.lock();

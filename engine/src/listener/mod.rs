@@ -233,7 +233,9 @@ impl<R: Send + 'static> Listener<R> {
     /// alone: `Ok`, nothing enqueued. Concurrent stops all return once the
     /// thread is joined, by one of them.
     ///
-    /// Errors: [`Error::WouldDeadlock`] from the listener's own thread;
+    /// Errors: [`Error::WouldDeadlock`] from the listener's own thread, or
+    /// from another listener's thread when this one's thread waits (along
+    /// a chain of stops and flushes) for it ([`crate::threads::wait_for_listener`]);
     /// [`Error::Queue`] when putting the sentinel failed (still running), or
     /// when the queue kept failing during the stop, so the loop ended without
     /// reaching the sentinel (the thread is joined, but records may remain on
@@ -360,7 +362,7 @@ impl<R: Send + 'static> Listener<R> {
     /// the listener takes it.
     /// Errors: [`Error::NotRunning`] when no thread runs (records would
     /// never be handled), [`Error::WouldDeadlock`] from the listener's own
-    /// thread, [`Error::Unsupported`] for a program's queue (only the
+    /// thread or to break a cycle of waits (as for `stop`), [`Error::Unsupported`] for a program's queue (only the
     /// built-in queue carries barriers), [`Error::Timeout`] past the
     /// deadline (a barrier already put
     /// is served later and harms nothing).
