@@ -789,6 +789,12 @@ typedef struct ql_handler_stats {
 } ql_handler_stats;
 
 /**
+ * Flags of `ql_listener_flush_on_crash`: the signals it handles beyond the
+ * fatal five.
+ */
+typedef uint32_t ql_crash_signals;
+
+/**
  * What a put does when a bounded queue is full (`ql_queue_options`).
  */
 typedef int32_t ql_overflow;
@@ -1254,6 +1260,16 @@ typedef struct ql_syslog_options {
  * Always (also into files and pipes).
  */
 #define QL_COLOR_ALWAYS 2
+
+/**
+ * Also flush on SIGTERM (where the program does not ignore it).
+ */
+#define QL_CRASH_SIGTERM 1
+
+/**
+ * Also flush on SIGINT (where the program does not ignore it).
+ */
+#define QL_CRASH_SIGINT 2
 
 /**
  * Wait for room: lossless, the default. On a listener thread (a handler
@@ -1929,6 +1945,41 @@ ql_status ql_listener_flush(const struct ql_listener *listener, uint64_t timeout
  * `listener` must be NULL or a live listener, not used again afterwards.
  */
 ql_status ql_listener_free(struct ql_listener *listener);
+
+/**
+ * Opts a listener in to the crash flush: when the process gets SIGSEGV,
+ * SIGBUS, SIGILL, SIGFPE or SIGABRT (and SIGTERM / SIGINT with
+ * `QL_CRASH_SIGTERM` / `QL_CRASH_SIGINT`), what the listener's built-in
+ * file and fd handlers hold and every record queued on its queue are
+ * written before the process dies, in the order the listener would have
+ * handled them, each exactly once.
+ *
+ * The flush runs in the signal handler and is async-signal-safe: no
+ * allocation (its room, about 3 MiB, is reserved by the first call), no
+ * lock another thread may hold (each is tried, then given up), at most 1 s
+ * waiting for the listener's thread to finish the record it is handling
+ * and 5 s in all. It writes only with the built-in file, rotating file
+ * and fd handlers; a program's handler, `FILE *` handler, syslog or
+ * journald handler is skipped, as are program pointer records, and
+ * `prepare` is not called (records are written as queued). Then the
+ * action the program had installed for the signal runs: its handler is
+ * called (and if it returns, the listeners go on), or the default action
+ * is taken by raising the signal again, so the process dies of it (with
+ * its core dump). A handler the program installs after this call
+ * replaces the library's: the program then chooses. See the README,
+ * "Crash flush".
+ *
+ * Again for the same listener: only adds signals. `ql_listener_free`
+ * (and `ql_stop` is not needed) forgets it. Returns `QL_OK`;
+ * `QL_ERR_NULL`; `QL_ERR_UNSUPPORTED` for a listener on a program's queue
+ * (`ql_listener_new`) or with a `dequeue` hook; `QL_ERR_FORKED`;
+ * `QL_ERR_FULL` when 64 listeners are registered; `QL_ERR_INVALID` for an
+ * unknown flag. Any thread.
+ *
+ * # Safety
+ * `listener` must be NULL or a live listener.
+ */
+ql_status ql_listener_flush_on_crash(const struct ql_listener *listener, ql_crash_signals signals);
 
 /**
  * Opts a listener in to draining at exit: when the program calls `exit()`

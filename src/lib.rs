@@ -12,8 +12,8 @@
 pub mod ffi;
 
 pub use queue_listener_engine::{
-    clock, deferred, fields, listener, log_queue, output, printf, process, protocol, queue, record,
-    threads,
+    clock, crash, deferred, fields, listener, log_queue, output, printf, process, protocol, queue,
+    record, threads,
 };
 pub use queue_listener_engine::{
     ChannelQueue, Dequeued, Error, Handler, HandlerStats, Hooks, Listener, Queue, SentinelPut,

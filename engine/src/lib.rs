@@ -10,7 +10,7 @@
 //!   calling thread is;
 //! * [`log_queue`]: the queue C's `ql_queue` wraps (its record pool, level
 //!   and drop accounting); [`process`]: the exit registry and `fork()`
-//!   handlers;
+//!   handlers; [`crash`]: the fatal-signal flush;
 //! * [`record`] and [`fields`]: the built-in record; [`clock`]: its
 //!   wall-clock time (the TSC where it is invariant);
 //! * [`output`]: the built-in sinks (formatting, exact accounting, files
@@ -21,6 +21,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod clock;
+pub mod crash;
 pub mod deferred;
 pub mod fields;
 pub mod listener;

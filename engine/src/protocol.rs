@@ -126,6 +126,23 @@ pub trait Handler<R>: Send + Sync {
     /// flush: the handler's last chance to deliver what it holds, within its
     /// own bound, or count it lost.
     fn close(&self) {}
+    /// The crash flush begins ([`crate::crash`], in a fatal signal's
+    /// handler): writes what the handler holds, async-signal-safe, and
+    /// says whether it can write records that way. `false` (the default):
+    /// skipped.
+    fn crash_begin(&self, _give_up: &dyn Fn() -> bool) -> bool {
+        false
+    }
+    /// The crash flush's `handle`, async-signal-safe, formatting in
+    /// `scratch` (whose room it never grows). Called after `crash_begin`,
+    /// whatever it said: a handler that said no does nothing.
+    fn crash_handle(
+        &self,
+        _record: &R,
+        _scratch: &mut crate::crash::Scratch,
+        _give_up: &dyn Fn() -> bool,
+    ) {
+    }
 }
 
 /// A shared handler is a handler: the caller keeps a reference to read it.
@@ -141,6 +158,17 @@ impl<R, H: Handler<R> + ?Sized> Handler<R> for Arc<H> {
     }
     fn batch_end(&self) {
         (**self).batch_end()
+    }
+    fn crash_begin(&self, give_up: &dyn Fn() -> bool) -> bool {
+        (**self).crash_begin(give_up)
+    }
+    fn crash_handle(
+        &self,
+        record: &R,
+        scratch: &mut crate::crash::Scratch,
+        give_up: &dyn Fn() -> bool,
+    ) {
+        (**self).crash_handle(record, scratch, give_up)
     }
     fn counts(&self) -> Option<SinkCounts> {
         (**self).counts()

@@ -466,6 +466,18 @@ impl LogRecord {
         let Some(format) = self.deferred.take() else {
             return;
         };
+        let (args, n) = self.deferred_args();
+        scratch.clear();
+        // The kinds matched when the record was made: fill_deferred's
+        // caller checked them against the format.
+        let _ = format.format(&args[..n], scratch);
+        let (text, marker) = cut(scratch, MAX_MESSAGE);
+        self.set_message(text, marker);
+    }
+
+    /// A deferred message's arguments, as the formatter takes them, and
+    /// how many there are.
+    fn deferred_args(&self) -> ([Arg<'_>; crate::deferred::MAX_ARGS], usize) {
         let mut args = [Arg::Int(0); crate::deferred::MAX_ARGS];
         let n = self.args.len().min(args.len());
         for (slot, kept) in args.iter_mut().zip(&self.args) {
@@ -479,12 +491,34 @@ impl LogRecord {
                 }
             };
         }
-        scratch.clear();
-        // The kinds matched when the record was made: fill_deferred's
-        // caller checked them against the format.
-        let _ = format.format(&args[..n], scratch);
-        let (text, marker) = cut(scratch, MAX_MESSAGE);
-        self.set_message(text, marker);
+        (args, n)
+    }
+
+    /// The message as the crash flush writes it, in a signal handler: the
+    /// text, or a deferred message formatted into `room` without letting
+    /// it grow (no allocation); one that could need more room than `room`
+    /// has is written as its format string, marked ` [not formatted at the
+    /// crash]`.
+    pub fn crash_message<'a>(&'a self, room: &'a mut Vec<u8>) -> &'a [u8] {
+        let Some(format) = self.deferred else {
+            return self.message();
+        };
+        const MARK: &[u8] = b" [not formatted at the crash]";
+        let (args, n) = self.deferred_args();
+        room.clear();
+        let fits = format
+            .max_len(&args[..n])
+            .is_some_and(|most| most <= room.capacity());
+        if fits && format.format(&args[..n], room).is_ok() {
+            let end = room.len().min(MAX_MESSAGE);
+            return &room[..end];
+        }
+        room.clear();
+        let text = format.text();
+        let keep = text.len().min(room.capacity().saturating_sub(MARK.len()));
+        room.extend_from_slice(&text[..keep]);
+        room.extend_from_slice(&MARK[..MARK.len().min(room.capacity() - room.len())]);
+        room
     }
 
     /// Puts `text` and `marker` as the message of a record made with an

@@ -62,6 +62,7 @@ pub fn note_fork_in_child() {
     FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
     THIS_LISTENER.with(|this| this.set(0));
     forget_waits_after_fork();
+    crate::crash::forget_after_fork();
     crate::record::forget_thread_id();
     crate::clock::after_fork_in_child();
     crate::queue::forget_after_fork();

@@ -16,6 +16,7 @@ use super::record::{ql_record, CFields};
 use super::{
     boundary, handle_boundary, ql_status, try_out, HandlerCode, QL_ERR_INVALID, QL_ERR_NULL, QL_OK,
 };
+use crate::crash::Scratch;
 use crate::listener::Handler;
 use crate::log_queue::Entry;
 use crate::output::file::{self, FileOptions, FileTarget, When};
@@ -110,6 +111,18 @@ impl Handler<Entry> for CHandler {
         // SAFETY: the listener owns the handler until it is freed, and its
         // thread has ended (`Listener::close` stops it first).
         unsafe { builtin_close(&self.0) }
+    }
+
+    fn crash_begin(&self, give_up: &dyn Fn() -> bool) -> bool {
+        // SAFETY: the listener owns the handler; the crash flush holds the
+        // listener's gate (or runs on its thread), so no other code uses
+        // the sink now.
+        unsafe { builtin_crash_begin(&self.0, give_up) }
+    }
+
+    fn crash_handle(&self, record: &Entry, scratch: &mut Scratch, give_up: &dyn Fn() -> bool) {
+        // SAFETY: as in `crash_begin`.
+        unsafe { builtin_crash_handle(&self.0, record, scratch, give_up) }
     }
 }
 
@@ -445,6 +458,45 @@ pub(crate) unsafe fn builtin_counts(handler: &ql_handler) -> Option<SinkCounts> 
     // promise); its counters are atomics, readable from any thread while
     // the listener thread writes them.
     Some(unsafe { &*this }.counters.snapshot())
+}
+
+/// The crash flush begins on a built-in handler ([`Sink::crash_begin`]);
+/// `false` (skipped) for any other handler: a program's handler is never
+/// called from a signal handler.
+///
+/// # Safety
+/// The handler's `ctx` must be alive, and no other thread may use its sink
+/// now (the crash flush holds the listener's gate).
+pub(crate) unsafe fn builtin_crash_begin(handler: &ql_handler, give_up: &dyn Fn() -> bool) -> bool {
+    match builtin(handler) {
+        // SAFETY: the caller's promise.
+        Some(this) => unsafe { Builtin::lines(this.cast_mut().cast()) }.crash_begin(give_up),
+        None => false,
+    }
+}
+
+/// The crash flush's write of one record by a built-in handler
+/// ([`Sink::crash_handle`]); built-in records only (a program pointer
+/// cannot be read there).
+///
+/// # Safety
+/// As `builtin_crash_begin`.
+pub(crate) unsafe fn builtin_crash_handle(
+    handler: &ql_handler,
+    record: &Entry,
+    scratch: &mut Scratch,
+    give_up: &dyn Fn() -> bool,
+) {
+    let (Some(this), Entry::Log(record)) = (builtin(handler), record) else {
+        return;
+    };
+    let Scratch { message, line } = scratch;
+    let view = RecordView {
+        message: record.crash_message(message),
+        ..RecordView::from(&**record)
+    };
+    // SAFETY: the caller's promise.
+    unsafe { Builtin::lines(this.cast_mut().cast()) }.crash_handle(&view, line, give_up);
 }
 
 /// Closes a built-in handler's sink ([`Sink::close`]); nothing for any

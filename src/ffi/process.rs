@@ -1,10 +1,69 @@
 //! `ql_listener_drain_at_exit`: the C door to the exit registry
-//! (`crate::process`, which also keeps the `fork()` handlers).
+//! (`crate::process`, which also keeps the `fork()` handlers), and
+//! `ql_listener_flush_on_crash`: the door to the fatal-signal flush
+//! (`crate::crash`).
 
 use std::time::Duration;
 
 use super::listener::ql_listener;
-use super::{boundary, ql_status, try_ref, QL_OK};
+use super::{boundary, ql_status, status_of_result, try_ref, QL_OK};
+use crate::crash::Signals;
+
+/// Flags of `ql_listener_flush_on_crash`: the signals it handles beyond the
+/// fatal five.
+pub type ql_crash_signals = u32;
+/// Also flush on SIGTERM (where the program does not ignore it).
+pub const QL_CRASH_SIGTERM: ql_crash_signals = 1;
+/// Also flush on SIGINT (where the program does not ignore it).
+pub const QL_CRASH_SIGINT: ql_crash_signals = 2;
+
+/// Opts a listener in to the crash flush: when the process gets SIGSEGV,
+/// SIGBUS, SIGILL, SIGFPE or SIGABRT (and SIGTERM / SIGINT with
+/// `QL_CRASH_SIGTERM` / `QL_CRASH_SIGINT`), what the listener's built-in
+/// file and fd handlers hold and every record queued on its queue are
+/// written before the process dies, in the order the listener would have
+/// handled them, each exactly once.
+///
+/// The flush runs in the signal handler and is async-signal-safe: no
+/// allocation (its room, about 3 MiB, is reserved by the first call), no
+/// lock another thread may hold (each is tried, then given up), at most 1 s
+/// waiting for the listener's thread to finish the record it is handling
+/// and 5 s in all. It writes only with the built-in file, rotating file
+/// and fd handlers; a program's handler, `FILE *` handler, syslog or
+/// journald handler is skipped, as are program pointer records, and
+/// `prepare` is not called (records are written as queued). Then the
+/// action the program had installed for the signal runs: its handler is
+/// called (and if it returns, the listeners go on), or the default action
+/// is taken by raising the signal again, so the process dies of it (with
+/// its core dump). A handler the program installs after this call
+/// replaces the library's: the program then chooses. See the README,
+/// "Crash flush".
+///
+/// Again for the same listener: only adds signals. `ql_listener_free`
+/// (and `ql_stop` is not needed) forgets it. Returns `QL_OK`;
+/// `QL_ERR_NULL`; `QL_ERR_UNSUPPORTED` for a listener on a program's queue
+/// (`ql_listener_new`) or with a `dequeue` hook; `QL_ERR_FORKED`;
+/// `QL_ERR_FULL` when 64 listeners are registered; `QL_ERR_INVALID` for an
+/// unknown flag. Any thread.
+///
+/// # Safety
+/// `listener` must be NULL or a live listener.
+#[no_mangle]
+pub unsafe extern "C" fn ql_listener_flush_on_crash(
+    listener: *const ql_listener,
+    signals: ql_crash_signals,
+) -> ql_status {
+    boundary(|| {
+        let listener = try_ref!(listener);
+        if signals & !(QL_CRASH_SIGTERM | QL_CRASH_SIGINT) != 0 {
+            return super::QL_ERR_INVALID;
+        }
+        status_of_result(listener.inner.flush_on_crash(Signals {
+            term: signals & QL_CRASH_SIGTERM != 0,
+            int: signals & QL_CRASH_SIGINT != 0,
+        }))
+    })
+}
 
 /// Opts a listener in to draining at exit: when the program calls `exit()`
 /// (or returns from `main`) while the listener still runs, an `atexit`

@@ -33,6 +33,8 @@ pub(super) struct ThreadEnd<'a, R> {
 
 impl<R> Drop for ThreadEnd<'_, R> {
     fn drop(&mut self) {
+        // Holding no record any more: a crash flush may take over.
+        self.shared.gate.leave();
         let mut ctl = self.shared.lock();
         ctl.thread = ctl.thread.at_thread_end(thread::panicking());
         self.shared.changed.notify_all();
@@ -45,6 +47,7 @@ pub(super) fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     // A handler writing to a closed pipe or past RLIMIT_FSIZE gets EPIPE /
     // EFBIG, and the process lives on.
     crate::output::sys::block_write_signals_for_thread();
+    shared.gate.enter();
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
     // The loop ended on a queue error while a stop was waiting.
@@ -64,10 +67,16 @@ pub(super) fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
         }
     };
     loop {
+        // Between two records the thread holds none: a crash flush may
+        // take over here (the thread then waits in `enter`).
+        shared.gate.leave();
+        shared.gate.enter();
         let dequeued = if let Some(dequeue) = dequeue_hook {
             dequeue(&shared.queue, true)
         } else {
-            shared.queue.dequeue_idle(true, &mut batch_end)
+            shared
+                .queue
+                .dequeue_idle(true, &mut batch_end, Some(&shared.gate))
         };
         match dequeued {
             Dequeued::Record(record) => {
@@ -104,10 +113,12 @@ pub(super) fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
                 // Back off so a broken queue does not spin; a stop ends the
                 // loop, since the sentinel may never come through.
                 let ctl = shared.lock();
+                shared.gate.leave();
                 let (ctl, _) = shared
                     .changed
                     .wait_timeout_while(ctl, backoff, |c| !c.stopping())
                     .unwrap_or_else(PoisonError::into_inner);
+                shared.gate.enter();
                 if ctl.stopping() {
                     ended_by_error = true;
                     break;
@@ -173,20 +184,10 @@ impl<R> Shared<R> {
     /// level is at least the handler's; a handler at level 0 gets all.
     #[inline]
     fn dispatch(&self, record: &R) {
-        let level = if self.respect_handler_level {
-            self.hooks
-                .record_level
-                .as_ref()
-                .and_then(|level| level(record))
-        } else {
-            None
-        };
+        let level = self.level_of(record);
         for (index, handler) in self.handlers.iter().enumerate() {
-            if let Some(level) = level {
-                let wanted = handler.level();
-                if wanted != 0 && level < wanted {
-                    continue;
-                }
+            if !passes(level, handler.level()) {
+                continue;
             }
             Counters::bump(&self.handler_counters[index].received);
             if let Err(code) = handler.handle(record) {
@@ -195,11 +196,82 @@ impl<R> Shared<R> {
         }
     }
 
+    /// The record's level when handlers filter by it (`None`: every
+    /// handler gets it).
+    #[inline]
+    fn level_of(&self, record: &R) -> Option<i32> {
+        if self.respect_handler_level {
+            self.hooks
+                .record_level
+                .as_ref()
+                .and_then(|level| level(record))
+        } else {
+            None
+        }
+    }
+
     #[cold]
     fn handler_failed(&self, index: usize, record: &R, code: i32) {
         Counters::bump(&self.counters.handler_errors);
         Counters::bump(&self.handler_counters[index].errors);
         self.hooks.error(Stage::Handler(index), Some(record), code);
+    }
+}
+
+/// True when a record at `level` (`None`: unknown, or not filtering) goes
+/// to a handler at level `wanted` (0 takes every record).
+#[inline]
+fn passes(level: Option<i32>, wanted: i32) -> bool {
+    level.is_none_or(|level| wanted == 0 || level >= wanted)
+}
+
+/// The crash flush of one listener, in a fatal signal's handler
+/// ([`crate::crash`]): as the loop would go on, minus what cannot run
+/// there. Waits (within the bound) for the thread to leave the record it
+/// handles, unless the signal came on that thread (a handler crashed: the
+/// record in hand went to the handlers before the crashing one). Then each
+/// handler writes what it holds, and the queued records go, in order, to
+/// each handler whose level they pass, without `prepare`: built-in sinks
+/// write them, the other handlers skip them.
+impl<R: Send + 'static> crate::crash::Flushable for Shared<R> {
+    fn listener_id(&self) -> u64 {
+        self.id
+    }
+
+    fn crash_flush(
+        &self,
+        scratch: &mut crate::crash::Scratch,
+        give_up: &dyn Fn() -> bool,
+    ) -> crate::crash::Flushed {
+        use crate::crash::Flushed;
+        let own = threads::current_listener() == self.id;
+        if !own && !self.gate.claim(give_up) {
+            return Flushed::Busy;
+        }
+        let mut writable = false;
+        for handler in &self.handlers {
+            writable |= handler.crash_begin(give_up);
+        }
+        if !writable {
+            // Nothing could write what the queue holds: leave it there.
+            return Flushed::Done;
+        }
+        let drained = self.queue.crash_drain(give_up, &mut |record| {
+            let level = self.level_of(record);
+            for handler in &self.handlers {
+                if passes(level, handler.level()) {
+                    handler.crash_handle(record, scratch, give_up);
+                }
+            }
+        });
+        match drained {
+            Some(_) => Flushed::Done,
+            None => Flushed::QueueBusy,
+        }
+    }
+
+    fn crash_resume(&self) {
+        self.gate.release();
     }
 }
 

@@ -122,6 +122,8 @@ struct Shared<R> {
     /// False when the records come through a `dequeue` slot that cannot
     /// hand a flush barrier on ([`Listener::refusing_barriers`]).
     barriers: bool,
+    /// Between the listener's thread and the crash flush ([`crate::crash`]).
+    gate: crate::crash::Gate,
 }
 
 static NEXT_LISTENER_ID: AtomicU64 = AtomicU64::new(1);
@@ -166,6 +168,7 @@ impl<R: Send + 'static> Listener<R> {
                 counters: Counters::default(),
                 generation: threads::fork_generation(),
                 barriers: true,
+                gate: crate::crash::Gate::new(),
             }),
         }
     }
@@ -258,6 +261,7 @@ impl<R: Send + 'static> Listener<R> {
                 return stopped;
             }
         }
+        crate::crash::unregister(self.shared.id);
         for handler in self.shared.handlers.iter() {
             handler.close();
         }
@@ -267,6 +271,27 @@ impl<R: Send + 'static> Listener<R> {
             (_, Err(e)) => Err(e),
             (other, Ok(())) => other,
         }
+    }
+
+    /// Opts in to the crash flush ([`crate::crash`]): on a fatal signal
+    /// (and SIGTERM / SIGINT when `signals` asks), what the listener's
+    /// built-in sinks hold and every record its queue holds are written
+    /// before the process dies. Again on a registered listener: only the
+    /// signals are added. Unregistered when the listener is closed.
+    ///
+    /// Errors: [`Error::Unsupported`] for a program's queue or a `dequeue`
+    /// slot (records the flush cannot take), [`Error::Forked`] for a
+    /// listener inherited across `fork`, [`Error::Full`] when
+    /// [`crate::crash::MAX_LISTENERS`] listeners are registered already.
+    pub fn flush_on_crash(&self, signals: crate::crash::Signals) -> Result<(), Error> {
+        if self.is_inherited() {
+            return Err(Error::Forked);
+        }
+        if !self.shared.queue.crash_drainable() || self.shared.hooks.dequeue.is_some() {
+            return Err(Error::Unsupported);
+        }
+        let target: Arc<dyn crate::crash::Flushable> = self.shared.clone();
+        crate::crash::register(target, signals).map_err(|_| Error::Full)
     }
 
     /// [`Listener::stop`] with a deadline. On [`Error::Timeout`] the listener
@@ -439,6 +464,7 @@ impl<R: Send + 'static> Drop for Listener<R> {
             return;
         }
         if self.is_listener_thread() {
+            crate::crash::unregister(self.shared.id);
             let _ = self.enqueue_sentinel();
             return;
         }

@@ -77,7 +77,7 @@ pub(crate) struct Attached<R> {
 
 impl<R: Send> Queue<R> for Attached<R> {
     fn dequeue(&self, block: bool) -> Dequeued<R> {
-        self.dequeue_idle(block, &mut || {})
+        self.dequeue_idle(block, &mut || {}, None)
     }
 
     fn enqueue_sentinel(&self) -> SentinelPut {
@@ -103,11 +103,36 @@ impl<R> Attached<R> {
     /// itself empty and is about to wait: the end of a batch. A program's
     /// queue never calls it.
     #[inline]
-    pub(crate) fn dequeue_idle(&self, block: bool, idle: &mut dyn FnMut()) -> Dequeued<R> {
+    pub(crate) fn dequeue_idle(
+        &self,
+        block: bool,
+        idle: &mut dyn FnMut(),
+        gate: Option<&crate::crash::Gate>,
+    ) -> Dequeued<R> {
         match &self.source {
-            Source::BuiltIn(q) => q.dequeue_for(block, idle),
+            Source::BuiltIn(q) => q.dequeue_gated(block, idle, gate),
             Source::Custom { queue, .. } => queue.dequeue(block),
         }
+    }
+
+    /// The crash flush's take: `None` for a program's queue (never
+    /// drained from a signal handler), else as
+    /// [`crate::ChannelQueue::crash_drain`].
+    pub(crate) fn crash_drain(
+        &self,
+        give_up: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(&R),
+    ) -> Option<u64> {
+        match &self.source {
+            Source::BuiltIn(q) => q.crash_drain(give_up, visit),
+            Source::Custom { .. } => None,
+        }
+    }
+
+    /// True when the crash flush can drain the queue (the built-in one,
+    /// with lanes).
+    pub(crate) fn crash_drainable(&self) -> bool {
+        matches!(&self.source, Source::BuiltIn(q) if q.has_lanes())
     }
 
     /// True when [`Attached::dequeue_idle`] reports the ends of batches.

@@ -745,6 +745,11 @@ fn compress(path: &Path) -> io::Result<()> {
 }
 
 impl Target for FileTarget {
+    fn crash_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        Some(self.file.as_raw_fd())
+    }
+
     fn write(&mut self, frames: &mut Frames, counters: &Counters) -> Result<(), i32> {
         let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
         if generation != self.reopen_seen {

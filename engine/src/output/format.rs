@@ -205,6 +205,35 @@ impl Pattern {
         self
     }
 
+    /// At least as many bytes as [`Pattern::write_line`] appends for
+    /// `record`: what the crash flush, which must not let its buffer grow,
+    /// checks against its room. Escaping writes at most 6 bytes for one
+    /// (JSON's `\u00XX`); a number at most 340.
+    pub fn max_line_len(&self, record: &RecordView) -> usize {
+        let literal: usize = self
+            .pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(t) => t.len(),
+                _ => 64,
+            })
+            .sum();
+        let texts =
+            record.logger.len() + record.message.len() + record.file.len() + record.func.len();
+        let fields = record.fields;
+        let fields: usize = (0..fields.count())
+            .map(|i| {
+                let f = fields.field(i);
+                let value = match f.value {
+                    crate::fields::Value::Str(s) => 6 * s.len(),
+                    _ => 0,
+                };
+                6 * f.key.len() + value + 350
+            })
+            .sum();
+        1024 + literal + 6 * texts + fields
+    }
+
     /// Appends the record's line, with its `\n`, to `out`.
     pub fn write_line(&self, clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8>) {
         match self.style {
@@ -324,6 +353,12 @@ pub fn escape_into(text: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Local time formatting, with the date-time part cached per second.
+///
+/// Its text is rewritten in place, so once it has room (always, when made
+/// by [`LocalClock::new`]) a new second allocates nothing. Made
+/// [`frozen`](LocalClock::freeze) (the crash flush, in a signal handler),
+/// it computes a new second from the UTC offset last read, without
+/// `localtime_r` (which takes glibc's time zone lock).
 #[derive(Default)]
 pub struct LocalClock {
     second: Option<i64>,
@@ -331,9 +366,38 @@ pub struct LocalClock {
     prefix: String,
     /// `+HH:MM` of `second`.
     offset: String,
+    /// The UTC offset of `second`, in seconds.
+    offset_secs: i64,
+    /// No more `localtime_r`: the offset stays as last read.
+    frozen: bool,
 }
 
+/// Room kept in each of [`LocalClock`]'s strings.
+const CLOCK_ROOM: usize = 32;
+
 impl LocalClock {
+    /// A clock with room for its text and the UTC offset of now read.
+    pub fn new() -> LocalClock {
+        let mut clock = LocalClock {
+            second: None,
+            prefix: String::with_capacity(CLOCK_ROOM),
+            offset: String::with_capacity(CLOCK_ROOM),
+            offset_secs: 0,
+            frozen: false,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        clock.set_second(now);
+        clock
+    }
+
+    /// From now on, computes each new second with the offset last read: no
+    /// lock, no allocation when the clock has room (async-signal-safe).
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
     /// Appends `2026-11-24T21:31:05.123+01:00` for `ns` since the epoch.
     pub fn write_iso8601(&mut self, ns: i64, out: &mut Vec<u8>) {
         let second = ns.div_euclid(1_000_000_000);
@@ -360,19 +424,28 @@ impl LocalClock {
     }
 
     fn set_second(&mut self, second: i64) {
+        use std::fmt::Write as _;
+        self.second = Some(second);
+        self.prefix.clear();
+        if self.frozen {
+            let (y, mo, d, h, mi, sec) = civil(second + self.offset_secs);
+            let _ = write!(self.prefix, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}");
+            return;
+        }
         let t = second as libc::time_t;
         // SAFETY: an all-zero `tm` is a valid value to be overwritten.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         // SAFETY: both pointers are valid for the call; localtime_r is
         // thread-safe.
         let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
-        self.second = Some(second);
+        self.offset.clear();
         if !ok {
-            self.prefix = format!("@{second}");
-            self.offset.clear();
+            let _ = write!(self.prefix, "@{second}");
+            self.offset_secs = 0;
             return;
         }
-        self.prefix = format!(
+        let _ = write!(
+            self.prefix,
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
             tm.tm_year as i64 + 1900,
             tm.tm_mon + 1,
@@ -382,15 +455,67 @@ impl LocalClock {
             tm.tm_sec
         );
         let off = tm.tm_gmtoff;
+        self.offset_secs = off;
         let sign = if off < 0 { '-' } else { '+' };
         let off = off.abs();
-        self.offset = format!("{sign}{:02}:{:02}", off / 3600, (off % 3600) / 60);
+        let _ = write!(
+            self.offset,
+            "{sign}{:02}:{:02}",
+            off / 3600,
+            (off % 3600) / 60
+        );
     }
+}
+
+/// Year, month, day, hour, minute, second of `t` seconds since the epoch
+/// (proleptic Gregorian; days from the civil-date algorithm of Howard
+/// Hinnant's `civil_from_days`).
+fn civil(t: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frozen_clock_writes_what_localtime_wrote() {
+        // Seconds across years, leap days and centuries; the offset is the
+        // one localtime_r reads for each, so both paths must agree.
+        for t in [
+            0i64,
+            951_782_400,   // 2000-02-29
+            1_700_000_000, // 2023-11-14
+            4_107_542_400, // 2100-03-01
+            -86_400,
+        ] {
+            let mut live = LocalClock::new();
+            let mut out = Vec::new();
+            live.write_iso8601(t * 1_000_000_000, &mut out);
+            let mut frozen = LocalClock::new();
+            frozen.offset_secs = live.offset_secs;
+            frozen.offset = live.offset.clone();
+            frozen.freeze();
+            let mut cut = Vec::new();
+            frozen.write_iso8601(t * 1_000_000_000, &mut cut);
+            assert_eq!(
+                String::from_utf8_lossy(&cut),
+                String::from_utf8_lossy(&out),
+                "{t}"
+            );
+        }
+    }
 
     fn record(msg: &str) -> LogRecord {
         LogRecord::new(30, b"app", msg.as_bytes(), 0)

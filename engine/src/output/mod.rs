@@ -89,6 +89,12 @@ pub trait Target: Send {
     /// The head frame was dropped after part of it went out: the next
     /// frame must start on a line of its own.
     fn fragment_left(&mut self) {}
+    /// The file descriptor the crash flush may write lines to with
+    /// `write(2)`, or `None` when the target cannot be written from a
+    /// signal handler (a `FILE *` with its own buffer).
+    fn crash_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// A built-in sink, as the handler glue drives it (on the listener thread,
@@ -109,6 +115,22 @@ pub trait Sink: Send {
     /// or counted lost, so that the listener can report the loss. Dropping
     /// a sink that was not closed does the same.
     fn close(&mut self) {}
+    /// The crash flush begins (a fatal signal's handler; see
+    /// [`crate::crash`]): writes out what the sink holds, async-signal-safe,
+    /// and says whether [`Sink::crash_handle`] can write records. `false`
+    /// (the default): the sink is skipped.
+    fn crash_begin(&mut self, _give_up: &dyn Fn() -> bool) -> bool {
+        false
+    }
+    /// The crash flush's `handle`: writes one record at once, formatting
+    /// into `line` (whose room it never grows), async-signal-safe.
+    fn crash_handle(
+        &mut self,
+        _record: &RecordView,
+        _line: &mut Vec<u8>,
+        _give_up: &dyn Fn() -> bool,
+    ) {
+    }
 }
 
 impl Sink for LineHandler {
@@ -120,6 +142,17 @@ impl Sink for LineHandler {
     }
     fn flush(&mut self) {
         LineHandler::flush(self)
+    }
+    fn crash_begin(&mut self, give_up: &dyn Fn() -> bool) -> bool {
+        LineHandler::crash_begin(self, give_up)
+    }
+    fn crash_handle(
+        &mut self,
+        record: &RecordView,
+        line: &mut Vec<u8>,
+        give_up: &dyn Fn() -> bool,
+    ) {
+        LineHandler::crash_handle(self, record, line, give_up)
     }
 }
 
@@ -160,7 +193,7 @@ impl LineHandler {
     ) -> LineHandler {
         LineHandler {
             pattern,
-            clock: LocalClock::default(),
+            clock: LocalClock::new(),
             policy,
             frames: Frames::default(),
             target,
@@ -202,6 +235,78 @@ impl LineHandler {
     /// An explicit flush: every held line is written, or counted lost.
     pub fn flush(&mut self) {
         let _ = self.write_out(When::Final);
+    }
+
+    /// [`Sink::crash_begin`]: writes the held lines straight to the
+    /// target's fd (none: the sink is skipped) and freezes the clock.
+    pub fn crash_begin(&mut self, give_up: &dyn Fn() -> bool) -> bool {
+        let Some(fd) = self.target.crash_fd() else {
+            return false;
+        };
+        self.clock.freeze();
+        while !self.frames.is_empty() {
+            match sys::crash_write(fd, self.frames.unwritten(), give_up) {
+                Ok(n) => self.frames.advance(n, &self.counters),
+                Err(e) => {
+                    Counters::add(&self.counters.write_errors, 1);
+                    self.counters.last_errno.store(e, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// [`Sink::crash_handle`]: one line, written at once. A record whose
+    /// line could need more than `line`'s room is written with its message
+    /// cut to fit (the marker ` [cut at the crash]` follows it).
+    pub fn crash_handle(
+        &mut self,
+        record: &RecordView,
+        line: &mut Vec<u8>,
+        give_up: &dyn Fn() -> bool,
+    ) {
+        let Some(fd) = self.target.crash_fd() else {
+            return;
+        };
+        const CUT: &[u8] = b" [cut at the crash]";
+        Counters::add(&self.counters.received, 1);
+        line.clear();
+        let room = line.capacity();
+        let need = self.pattern.max_line_len(record);
+        if need <= room {
+            self.pattern.write_line(&mut self.clock, record, line);
+        } else {
+            // 6 bytes of room per byte of message, at most.
+            let over = (need - room).div_ceil(6) + CUT.len();
+            let keep = record.message.len().saturating_sub(over);
+            let view = RecordView {
+                message: &record.message[..keep],
+                ..*record
+            };
+            if self.pattern.max_line_len(&view) + 6 * CUT.len() > room {
+                Counters::add(&self.counters.lost, 1);
+                return;
+            }
+            self.pattern.write_line(&mut self.clock, &view, line);
+            // Before the newline.
+            line.pop();
+            line.extend_from_slice(CUT);
+            line.push(b'\n');
+        }
+        let mut at = 0;
+        while at < line.len() {
+            match sys::crash_write(fd, &line[at..], give_up) {
+                Ok(n) => at += n,
+                Err(e) => {
+                    Counters::add(&self.counters.write_errors, 1);
+                    self.counters.last_errno.store(e, Ordering::Relaxed);
+                    Counters::add(&self.counters.lost, 1);
+                    return;
+                }
+            }
+        }
+        Counters::add(&self.counters.written, 1);
     }
 
     fn write_out(&mut self, when: When) -> Result<(), i32> {

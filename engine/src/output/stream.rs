@@ -47,6 +47,10 @@ impl FdTarget {
 }
 
 impl Target for FdTarget {
+    fn crash_fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn write(&mut self, frames: &mut Frames, counters: &Counters) -> Result<(), i32> {
         if let Some(state) = &mut self.append {
             return write_appending(self.fd, frames, counters, state, usize::MAX).map(|_| ());

@@ -200,6 +200,31 @@ fn write_kind(fd: RawFd, kind: Kind, buf: &[u8]) -> Result<usize, i32> {
     }
 }
 
+/// The crash flush's write (a fatal signal's handler): one `write(2)` of
+/// `buf` to `fd`, retried on `EINTR`, waiting (by `poll`, in slices of
+/// 10 ms) while the fd is full, until `give_up` says so (`EAGAIN`).
+/// `Ok(n)` with the bytes written. Async-signal-safe: system calls only.
+pub fn crash_write(fd: RawFd, buf: &[u8], give_up: &dyn Fn() -> bool) -> Result<usize, i32> {
+    loop {
+        match write_once(fd, buf) {
+            Ok(n) => return Ok(n),
+            Err(libc::EAGAIN) => {
+                if give_up() {
+                    return Err(libc::EAGAIN);
+                }
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 10) };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Writes the frames to a stream-like fd (a pipe, socket, terminal or
 /// device, or a regular file nobody else appends to), resuming at the
 /// exact byte after a partial write. On a pipe each write holds whole

@@ -563,6 +563,60 @@ impl Format {
         true
     }
 
+    /// At least as many bytes as [`Format::format`] appends for `args`
+    /// (`None` when they do not match): what a caller that must not let
+    /// `out` grow (the crash flush, in a signal handler) checks against
+    /// the room it has.
+    pub fn max_len(&self, args: &[Arg<'_>]) -> Option<usize> {
+        if !self.accepts(args) {
+            return None;
+        }
+        let mut args = args.iter();
+        fn star(args: &mut std::slice::Iter<'_, Arg<'_>>) -> i32 {
+            match args.next() {
+                Some(&Arg::Int(v)) => v as i32,
+                _ => 0,
+            }
+        }
+        let mut total = 0usize;
+        for piece in &self.pieces {
+            let bytes = match *piece {
+                Piece::Literal { start, end } => (end - start) as usize,
+                Piece::Conv(spec) => {
+                    let width = match spec.width {
+                        Count::None => 0,
+                        Count::Fixed(w) => w as usize,
+                        Count::Star => star(&mut args).unsigned_abs() as usize,
+                    };
+                    let prec = match spec.prec {
+                        Count::None => None,
+                        Count::Fixed(p) => Some(p as usize),
+                        Count::Star => usize::try_from(star(&mut args)).ok(),
+                    };
+                    let body = match args.next() {
+                        Some(Arg::Str(Some(s))) => prec.map_or(s.len(), |p| p.min(s.len())),
+                        Some(Arg::Str(None)) => 6,
+                        // Sign, `0x`, 22 digits (octal of 2^64), or the
+                        // precision's zeros.
+                        Some(Arg::Int(_) | Arg::Ptr(_)) => 3 + prec.unwrap_or(0).max(22),
+                        // Sign, 309 integer digits, point, the precision's
+                        // digits, an exponent.
+                        Some(Arg::Double(_)) => 320 + prec.unwrap_or(6),
+                        None => 0,
+                    };
+                    width.max(body).saturating_add(body)
+                }
+            };
+            total = total.saturating_add(bytes);
+        }
+        Some(total)
+    }
+
+    /// The format string as given.
+    pub fn text(&self) -> &[u8] {
+        &self.text
+    }
+
     /// Appends the formatted text to `out`, exactly as glibc's `vsnprintf`
     /// would write it in the C locale.
     ///

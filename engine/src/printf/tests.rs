@@ -81,6 +81,15 @@ fn ours(fmt: &[u8], args: &[CArg]) -> Vec<u8> {
     let mut out = b"prefix:".to_vec();
     f.format(&args, &mut out).expect("arguments match");
     out.drain(..7);
+    // Every formatting checked against glibc also checks the crash
+    // flush's bound.
+    let bound = f.max_len(&args).expect("arguments match");
+    assert!(
+        out.len() <= bound,
+        "{:?}: {} > max_len {bound}",
+        bstr(fmt),
+        out.len()
+    );
     out
 }
 

@@ -135,6 +135,31 @@ fn lock<T>(mutex: &Mutex<T>) -> Locked<'_, T> {
     Locked::held(guard, mutex)
 }
 
+/// Tries `mutex` until `give_up` says so (a spin, then yields): for the
+/// crash flush, which must not wait for a lock a stopped thread may hold.
+fn try_until<'a, T>(mutex: &'a Mutex<T>, give_up: &dyn Fn() -> bool) -> Option<Locked<'a, T>> {
+    let mut spins = 0u32;
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(Locked::held(guard, mutex)),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                return Some(Locked::held(p.into_inner(), mutex))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if give_up() {
+            return None;
+        }
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            // sched_yield: async-signal-safe.
+            std::thread::yield_now();
+        }
+    }
+}
+
 impl<'a, T> Locked<'a, T> {
     fn held(guard: MutexGuard<'a, T>, mutex: &'a Mutex<T>) -> Locked<'a, T> {
         let mutex = mutex as *const Mutex<T> as *const ();
@@ -190,6 +215,9 @@ struct ConsumerEnd<R> {
     voided: u64,
     /// Records evicted from behind control items and not passed over yet.
     dead: u64,
+    /// The crash flush takes nothing published after it began: the tail
+    /// then (`u64::MAX` outside a crash flush).
+    crash_end: u64,
 }
 
 /// One thread's lane on one queue.
@@ -304,6 +332,7 @@ impl<R> Lane<R> {
                 tail_seen: 0,
                 voided: 0,
                 dead: 0,
+                crash_end: u64::MAX,
             })),
             closed: AtomicBool::new(false),
             gone: AtomicBool::new(false),
@@ -398,6 +427,66 @@ impl<R> Lane<R> {
             }
             // Evicted from behind a control item (its room already given
             // back), or a put that failed: pass over it.
+            if slot.void {
+                slot.void = false;
+                c.voided += 1;
+            }
+            if slot.dead {
+                slot.dead = false;
+                c.dead -= 1;
+            }
+            c.head += 1;
+            self.head.0.store(c.head, Ordering::Release);
+        }
+    }
+
+    /// The crash flush begins (`Some`: nothing published after now is
+    /// taken) or ends (`None`).
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    unsafe fn crash_mark(&self, begin: bool) {
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &mut *self.consumer.0.get() };
+        c.crash_end = if begin {
+            self.tail.0.load(Ordering::Acquire)
+        } else {
+            u64::MAX
+        };
+    }
+
+    /// [`Lane::head_slot`] for the crash flush: never waits for a lock or
+    /// allocates. Passed-over slots (evicted, void) are skipped as there;
+    /// a segment left behind goes to the spares if their lock is free, else
+    /// it is leaked (the process is about to die).
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn crash_head_slot(&self) -> Option<&mut Slot<R>> {
+        // SAFETY: the consumer end is the drain lock holder's.
+        let c = unsafe { &mut *self.consumer.0.get() };
+        loop {
+            c.tail_seen = self.tail.0.load(Ordering::Acquire).min(c.crash_end);
+            if c.head >= c.tail_seen {
+                return None;
+            }
+            if c.head - c.base == SEGMENT as u64 {
+                // SAFETY: as in head_slot.
+                let next = unsafe { (*c.seg).next.load(Ordering::Acquire) };
+                let old = std::mem::replace(&mut c.seg, next);
+                c.base = c.head;
+                if let Ok(mut spare) = self.spare.try_lock() {
+                    if spare.len() < spare.capacity() {
+                        spare.push(SegmentPtr(old));
+                    }
+                }
+            }
+            // SAFETY: as in head_slot.
+            let slot = unsafe { &mut *(*c.seg).slots[(c.head - c.base) as usize].get() };
+            if !slot.dead && !slot.void {
+                return Some(slot);
+            }
             if slot.void {
                 slot.void = false;
                 c.voided += 1;
@@ -1142,6 +1231,92 @@ impl<R> Lanes<R> {
             }
             return (None, scan.depth, false);
         }
+    }
+
+    /// The crash flush's take (a fatal signal's handler, [`crate::crash`]):
+    /// hands `visit` every record queued now, in the order a consumer would
+    /// take them, up to the first control item (a stop or flush still
+    /// waiting keeps its place, and the records ordered after it stay), and
+    /// consumes each in place: the slot keeps its record for its producer,
+    /// as after any take. Returns how many records `visit` saw, or `None`
+    /// when the drain lock or the lane registry stayed held by another
+    /// thread until `deadline` passed.
+    ///
+    /// Records published after it began are left (producers on other
+    /// threads go on while it runs), so it ends.
+    ///
+    /// Async-signal-safe as far as the lanes go: no allocation (a segment
+    /// left behind goes to the lane's spares only when their lock is free,
+    /// else it is leaked), no lock waited for (each is tried until
+    /// `deadline`), producers waiting for room are woken only if their
+    /// lock is free.
+    pub(super) fn crash_drain(
+        &self,
+        deadline: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(&R),
+    ) -> Option<u64> {
+        // No `Inside` guard: a put or take this thread was in when the
+        // signal came holds at most a lock (tried here, not waited for)
+        // and a slot not yet published (not read here).
+        let drain = try_until(&self.drain, deadline)?;
+        let registry = try_until(&self.registry, deadline)?;
+        let controls = drain.controls;
+        let mut seen = 0u64;
+        for lane in registry.iter() {
+            // SAFETY: under the drain lock.
+            unsafe { lane.crash_mark(true) };
+        }
+        loop {
+            // The head record with the least key, as `scan` picks it.
+            let mut best: Option<(usize, i64)> = None;
+            let mut control_first = false;
+            for (i, lane) in registry.iter().enumerate() {
+                // SAFETY: under the drain lock.
+                let Some(slot) = (unsafe { lane.crash_head_slot() }) else {
+                    continue;
+                };
+                match slot.control {
+                    None if slot.fence <= controls
+                        && best.is_none_or(|(_, key)| slot.key < key) =>
+                    {
+                        best = Some((i, slot.key));
+                    }
+                    Some(_) if slot.fence == controls => control_first = true,
+                    _ => {}
+                }
+            }
+            let Some((i, _)) = best else {
+                break;
+            };
+            if control_first {
+                break;
+            }
+            let lane = &registry[i];
+            // SAFETY: under the drain lock; just seen.
+            if let Some(slot) = unsafe { lane.crash_head_slot() } {
+                visit(&slot.value);
+            }
+            // SAFETY: as above.
+            unsafe { lane.advance() };
+            seen += 1;
+            if self.cap != u64::MAX {
+                let taken = self.taken.0.load(Ordering::Relaxed) + 1;
+                self.taken.0.store(taken, Ordering::SeqCst);
+            }
+        }
+        for lane in registry.iter() {
+            // SAFETY: under the drain lock.
+            unsafe { lane.crash_mark(false) };
+        }
+        if self.blocked.load(Ordering::SeqCst) != 0 {
+            if let Ok(room) = self.room_lock.try_lock() {
+                drop(room);
+                self.room.notify_all();
+            }
+        }
+        drop(registry);
+        drop(drain);
+        Some(seen)
     }
 
     /// Brings the consumer's copy of the registry up to date.

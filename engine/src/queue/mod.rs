@@ -17,6 +17,7 @@ use crossbeam_channel::{
     bounded, unbounded, Receiver, Select, SendTimeoutError, Sender, TrySendError,
 };
 
+use crate::crash::Gate;
 use crate::protocol::{Dequeued, QueueStats};
 use crate::threads::{current_listener, on_listener_thread};
 
@@ -61,8 +62,9 @@ enum Wait<'a> {
     /// Until the deadline (`None`: for ever).
     Until(Option<Instant>),
     /// For ever, telling `idle` and looking again for [`IDLE_SPIN`] before
-    /// sleeping (the listener's take).
-    Spin(&'a mut dyn FnMut()),
+    /// sleeping (the listener's take); the listener's crash gate, if any,
+    /// is let go of while it sleeps.
+    Spin(&'a mut dyn FnMut(), Option<&'a Gate>),
 }
 
 /// What [`ChannelQueue::put`] does when a bounded queue is full. The
@@ -582,8 +584,8 @@ impl<R> ChannelQueue<R> {
                     }
                     let slept = match wait {
                         Wait::No => self.poll().map_or(Slept::TimedOut, Slept::Item),
-                        Wait::Until(deadline) => self.sleep_take(*deadline),
-                        Wait::Spin(idle) => self.spin_take(&mut **idle),
+                        Wait::Until(deadline) => self.sleep_take(*deadline, None),
+                        Wait::Spin(idle, gate) => self.spin_take(&mut **idle, *gate),
                     };
                     match slept {
                         Slept::Item(item) => item,
@@ -632,7 +634,7 @@ impl<R> ChannelQueue<R> {
 
     /// A blocking take for the listener: when the queue is empty, tells
     /// `idle`, then looks again for up to [`IDLE_SPIN`] before sleeping.
-    fn spin_take(&self, idle: &mut dyn FnMut()) -> Slept<R> {
+    fn spin_take(&self, idle: &mut dyn FnMut(), gate: Option<&Gate>) -> Slept<R> {
         if let Some(item) = self.poll() {
             return Slept::Item(item);
         }
@@ -659,15 +661,17 @@ impl<R> ChannelQueue<R> {
                 return Slept::Woken;
             }
             if start.elapsed() >= IDLE_SPIN {
-                return self.sleep_take(None);
+                return self.sleep_take(None, gate);
             }
             pauses = (pauses * 2).min(SPIN_PAUSES_MAX);
         }
     }
 
     /// Waits for an item until `deadline` (`None`: for ever). A listener's
-    /// thread also wakes when an item is held for its listener.
-    fn sleep_take(&self, deadline: Option<Instant>) -> Slept<R> {
+    /// thread also wakes when an item is held for its listener. With lanes,
+    /// `gate` is let go of while the thread sleeps (it holds no record
+    /// then) and taken again before it looks.
+    fn sleep_take(&self, deadline: Option<Instant>, gate: Option<&Gate>) -> Slept<R> {
         let Some(lanes) = &self.lanes else {
             return self.sleep_on_channel(deadline);
         };
@@ -678,7 +682,13 @@ impl<R> ChannelQueue<R> {
         if let Some(taken) = taken {
             return Slept::Item(Item::from(taken));
         }
+        if let Some(gate) = gate {
+            gate.leave();
+        }
         let slept = crate::tsan::unseen(|| self.sleep_on_channel(deadline));
+        if let Some(gate) = gate {
+            gate.enter();
+        }
         lanes.woke(matches!(slept, Slept::Item(Item::Wake)));
         match slept {
             Slept::Item(Item::Wake) => Slept::Again,
@@ -729,7 +739,19 @@ impl<R> ChannelQueue<R> {
     /// calls `idle` when it finds the queue empty and is about to wait
     /// (the end of a batch). First, once drops happened, the report record.
     #[inline]
+    #[cfg(test)]
     pub(crate) fn dequeue_for(&self, block: bool, idle: &mut dyn FnMut()) -> Dequeued<R> {
+        self.dequeue_gated(block, idle, None)
+    }
+
+    /// [`ChannelQueue::dequeue_for`] for a listener's thread holding its
+    /// crash `gate`, which it lets go of while it sleeps.
+    pub(crate) fn dequeue_gated(
+        &self,
+        block: bool,
+        idle: &mut dyn FnMut(),
+        gate: Option<&Gate>,
+    ) -> Dequeued<R> {
         if let Some(report) = self.take_report() {
             return Dequeued::Record(report);
         }
@@ -738,7 +760,11 @@ impl<R> ChannelQueue<R> {
         if self.lanes.is_none() {
             self.sample_depth();
         }
-        let mut wait = if block { Wait::Spin(idle) } else { Wait::No };
+        let mut wait = if block {
+            Wait::Spin(idle, gate)
+        } else {
+            Wait::No
+        };
         match self.take(&mut wait) {
             Some(Item::Record(mut r)) => {
                 if let Some(taken) = self.taken {
@@ -751,6 +777,23 @@ impl<R> ChannelQueue<R> {
             // `take` never gives a wake item.
             Some(Item::Wake) | None => Dequeued::Empty,
         }
+    }
+
+    /// The crash flush's take ([`crate::crash`]): every record queued now,
+    /// in order, up to a waiting stop or flush, to `visit`, consumed in
+    /// place. `None` without lanes, or when another thread held the
+    /// queue's locks until `give_up`.
+    pub(crate) fn crash_drain(
+        &self,
+        give_up: &dyn Fn() -> bool,
+        visit: &mut dyn FnMut(&R),
+    ) -> Option<u64> {
+        self.lanes.as_ref()?.crash_drain(give_up, visit)
+    }
+
+    /// True when the queue has lanes (the crash flush can drain it).
+    pub(crate) fn has_lanes(&self) -> bool {
+        self.lanes.is_some()
     }
 
     /// The queue's counters.
