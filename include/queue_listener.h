@@ -1966,7 +1966,8 @@ ql_status ql_listener_free(struct ql_listener *listener);
  * called (and if it returns, the listeners go on), or the default action
  * is taken by raising the signal again, so the process dies of it (with
  * its core dump). A handler the program installs after this call
- * replaces the library's: the program then chooses. See the README,
+ * replaces the library's (the program then chooses); the next call
+ * installs the library's again, chaining to that one. See the README,
  * "Crash flush".
  *
  * Again for the same listener: only adds signals. `ql_listener_free`

@@ -766,6 +766,16 @@ public:
         return s;
     }
 
+    /**
+     * Opts in to the crash flush (ql_listener_flush_on_crash): on a fatal
+     * signal (and SIGTERM / SIGINT with QL_CRASH_SIGTERM / QL_CRASH_SIGINT
+     * in `signals`), what the built-in file and fd handlers hold and every
+     * record queued are written before the process dies. Throws ql::error.
+     */
+    void flush_on_crash(ql_crash_signals signals = 0) const {
+        check(ql_listener_flush_on_crash(l_, signals), "ql_listener_flush_on_crash");
+    }
+
     /** The C listener, still owned by this object (nullptr once moved from). */
     ql_listener *native() const noexcept { return l_; }
 

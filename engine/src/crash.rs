@@ -27,7 +27,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Listeners that may opt in at once.
@@ -145,8 +145,15 @@ static SCRATCH: OnceLock<ScratchCell> = OnceLock::new();
 pub trait Flushable: Send + Sync {
     /// The listener's id.
     fn listener_id(&self) -> u64;
-    /// Writes what the listener's sinks hold and what its queue holds.
-    fn crash_flush(&self, scratch: &mut Scratch, give_up: &dyn Fn() -> bool) -> Flushed;
+    /// Writes what the listener's sinks hold and what its queue holds:
+    /// waits for its thread until `claim_until` says so, and for writes and
+    /// locks until `give_up` does.
+    fn crash_flush(
+        &self,
+        scratch: &mut Scratch,
+        claim_until: &dyn Fn() -> bool,
+        give_up: &dyn Fn() -> bool,
+    ) -> Flushed;
     /// The flush is over and the process lives on.
     fn crash_resume(&self);
 }
@@ -170,6 +177,12 @@ static SLOTS: [AtomicPtr<Arc<dyn Flushable>>; MAX_LISTENERS] =
 
 /// The thread id (gettid) of the thread flushing; 0 when none is.
 static CRASHING: AtomicI32 = AtomicI32::new(0);
+/// The thread id of the thread calling the program's previous action; 0
+/// when none is. That action may call the library's handler again (the
+/// program installed it over the library's, keeping the library's as its
+/// own previous one, and a later opt-in installed the library's over it):
+/// then the default action ends the cycle.
+static CHAINING: AtomicI32 = AtomicI32::new(0);
 
 /// Refused by [`register`]: [`MAX_LISTENERS`] are registered already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +207,7 @@ pub fn register(target: Arc<dyn Flushable>, signals: Signals) -> Result<(), Full
             line: Vec::with_capacity(LINE_ROOM),
         }))
     });
-    let _one = lock(&INSTALLING);
+    let _one = installing();
     let id = target.listener_id();
     let registered = SLOTS.iter().any(|slot| {
         let p = slot.load(Ordering::Acquire);
@@ -227,7 +240,7 @@ pub fn register(target: Arc<dyn Flushable>, signals: Signals) -> Result<(), Full
 /// flush is running, which may be reading it (then it is leaked: the
 /// process is dying, or the flush's program handler runs).
 pub fn unregister(id: u64) {
-    let _one = lock(&INSTALLING);
+    let _one = installing();
     for slot in &SLOTS {
         let p = slot.load(Ordering::Acquire);
         // SAFETY: as in `register`.
@@ -253,11 +266,13 @@ pub fn forget_after_fork() {
         slot.store(std::ptr::null_mut(), Ordering::SeqCst);
     }
     CRASHING.store(0, Ordering::SeqCst);
+    CHAINING.store(0, Ordering::SeqCst);
+    INSTALLING.store(false, Ordering::Release);
 }
 
 /// True when listener `id` is registered.
 pub fn is_registered(id: u64) -> bool {
-    let _one = lock(&INSTALLING);
+    let _one = installing();
     SLOTS.iter().any(|slot| {
         let p = slot.load(Ordering::Acquire);
         // SAFETY: as in `register`.
@@ -282,16 +297,33 @@ const NSIG: usize = 32;
 /// The actions the program had before the library installed its own, by
 /// signal number; written before the handler is installed, read by it.
 struct Previous(UnsafeCell<[libc::sigaction; NSIG]>);
-// SAFETY: an entry is written (under INSTALLING) before the handler for
-// its signal is installed, and only read afterwards.
+// SAFETY: an entry is written (under INSTALLING) only while the library's
+// handler is not the signal's action, and read by that handler.
 unsafe impl Sync for Previous {}
 
 static PREVIOUS: OnceLock<Previous> = OnceLock::new();
-static INSTALLED: [AtomicBool; NSIG] = [const { AtomicBool::new(false) }; NSIG];
-static INSTALLING: Mutex<()> = Mutex::new(());
 
-fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// Serializes registrations and installs: a spin lock, not a `Mutex`, so
+/// a `fork` child that inherits it held by a parent thread (which does not
+/// exist there) takes it back ([`forget_after_fork`]).
+static INSTALLING: AtomicBool = AtomicBool::new(false);
+
+struct Installing;
+
+fn installing() -> Installing {
+    while INSTALLING
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+    Installing
+}
+
+impl Drop for Installing {
+    fn drop(&mut self) {
+        INSTALLING.store(false, Ordering::Release);
+    }
 }
 
 fn previous() -> &'static Previous {
@@ -301,9 +333,10 @@ fn previous() -> &'static Previous {
     })
 }
 
-/// Installs the handler for each signal asked for and not yet handled,
-/// keeping the program's action to chain to. SIGTERM and SIGINT are left
-/// alone where the program ignores them. Under INSTALLING.
+/// Installs the handler for each signal asked for whose action is not the
+/// library's (never installed, or replaced by the program since), keeping
+/// the action it replaces to chain to. SIGTERM and SIGINT are left alone
+/// where the program ignores them. Under INSTALLING.
 fn install(signals: Signals) {
     let mut wanted: Vec<libc::c_int> = FATAL.to_vec();
     if signals.term {
@@ -313,24 +346,29 @@ fn install(signals: Signals) {
         wanted.push(libc::SIGINT);
     }
     let previous = previous();
+    let ours = on_signal as *const () as usize;
     for sig in wanted {
-        if INSTALLED[sig as usize].load(Ordering::Acquire) {
-            continue;
-        }
         // SAFETY: plain sigaction calls with valid structures; the entry
-        // of PREVIOUS for `sig` is not read before INSTALLED[sig] is set.
+        // of PREVIOUS for `sig` is written while the signal's action is
+        // not the library's handler, which alone reads it.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
             libc::sigaction(sig, std::ptr::null(), &mut old);
-            if matches!(sig, libc::SIGTERM | libc::SIGINT) && old.sa_sigaction == libc::SIG_IGN {
+            if old.sa_sigaction == ours
+                || (matches!(sig, libc::SIGTERM | libc::SIGINT)
+                    && old.sa_sigaction == libc::SIG_IGN)
+            {
                 continue;
             }
+            // As the program's action behaved for the rest of the
+            // program: system calls it interrupts restart or not, and the
+            // same signals are blocked while it runs.
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_sigaction = ours;
+            action.sa_flags =
+                libc::SA_SIGINFO | libc::SA_ONSTACK | (old.sa_flags & libc::SA_RESTART);
+            action.sa_mask = old.sa_mask;
             (*previous.0.get())[sig as usize] = old;
-            INSTALLED[sig as usize].store(true, Ordering::Release);
             libc::sigaction(sig, &action, std::ptr::null_mut());
         }
     }
@@ -343,31 +381,41 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, context: *
     let errno = unsafe { *libc::__errno_location() };
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
+    if CHAINING.load(Ordering::SeqCst) == me {
+        die_of(sig);
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = errno };
+        return;
+    }
     let start = Instant::now();
-    let mut flushing = false;
     loop {
         match CRASHING.compare_exchange(0, me, Ordering::SeqCst, Ordering::SeqCst) {
             Ok(_) => {
-                flushing = true;
+                flush_all();
+                // The listeners go on if the program's handler lets the
+                // process live; nothing is left held if it jumps away.
+                resume_all();
+                CHAINING.store(me, Ordering::SeqCst);
+                CRASHING.store(0, Ordering::SeqCst);
+                chain(sig, info, context);
+                CHAINING.store(0, Ordering::SeqCst);
                 break;
             }
-            // A fault inside this thread's own flush: no second flush.
-            Err(owner) if owner == me => break,
+            // This thread is inside its own flush or chained call (a fault
+            // there, or a program handler that calls the library's again):
+            // no second flush, no second call: the default action.
+            Err(owner) if owner == me => {
+                die_of(sig);
+                break;
+            }
             // Another thread is flushing (and will end the process): wait
-            // for it, within the bound.
-            Err(_) if start.elapsed() > FLUSH_BOUND + CLAIM_WAIT => break,
+            // for it, within the bound, then flush what is left.
+            Err(_) if start.elapsed() > FLUSH_BOUND + CLAIM_WAIT => {
+                chain(sig, info, context);
+                break;
+            }
             Err(_) => nap(),
         }
-    }
-    if flushing {
-        flush_all();
-    }
-    let lives_on = chain(sig, info, context);
-    if flushing {
-        if lives_on {
-            resume_all();
-        }
-        CRASHING.store(0, Ordering::SeqCst);
     }
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
@@ -391,9 +439,9 @@ fn flush_all() {
             // SAFETY: a registered entry; `unregister` does not free it
             // while CRASHING is set (set, SeqCst, before this load).
             let target = unsafe { &**p };
-            let claimed_by = Instant::now();
-            let wait = || give_up() || claimed_by.elapsed() > CLAIM_WAIT;
-            let flushed = target.crash_flush(scratch, &wait);
+            let claiming = Instant::now();
+            let claim_until = || give_up() || claiming.elapsed() > CLAIM_WAIT;
+            let flushed = target.crash_flush(scratch, &claim_until, &give_up);
             if flushed != Flushed::Done {
                 let note: &[u8] = match flushed {
                     Flushed::Busy => {
@@ -419,32 +467,29 @@ fn resume_all() {
 }
 
 /// Gives the signal to what the program had: its handler, called as the
-/// kernel would; or the default action, by restoring it and raising the
-/// signal again (it is delivered when this handler returns, so the process
-/// dies of it, with a core dump where the default makes one). True when
-/// the process lives on (the program's handler returned).
-fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) -> bool {
-    // SAFETY: INSTALLED[sig] was set after PREVIOUS[sig] was written.
+/// kernel would (reset to the default first if it asked for
+/// `SA_RESETHAND`); or the default action ([`die_of`]). An ignored fatal
+/// signal raised by a fault would come back at once, and the kernel would
+/// have killed the process: so does this. Returns when the process lives
+/// on.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // SAFETY: PREVIOUS[sig] was written before this handler became the
+    // signal's action.
     let old = unsafe { (*previous().0.get())[sig as usize] };
     let handler = old.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // An ignored fatal signal raised by a fault would come back at
-        // once; the kernel would have killed the process: so do we.
-        // SAFETY: plain signal calls.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-            if handler == libc::SIG_DFL || FATAL.contains(&sig) {
-                libc::raise(sig);
-            }
-        }
-        return handler == libc::SIG_IGN && !FATAL.contains(&sig);
+    if handler == libc::SIG_DFL || (handler == libc::SIG_IGN && FATAL.contains(&sig)) {
+        die_of(sig);
+        return;
     }
-    // SAFETY: the program's handler, called with the arguments its flags
-    // say it takes.
+    if handler == libc::SIG_IGN {
+        return;
+    }
+    // SAFETY: plain signal calls; the program's handler, called with the
+    // arguments its flags say it takes.
     unsafe {
+        if old.sa_flags & libc::SA_RESETHAND != 0 {
+            set_default(sig);
+        }
         if old.sa_flags & libc::SA_SIGINFO != 0 {
             let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
                 std::mem::transmute(handler);
@@ -454,5 +499,54 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_voi
             f(sig);
         }
     }
-    true
+}
+
+/// The signal's default action, from inside its handler: restored, and the
+/// signal raised again. It is blocked until this handler returns, and then
+/// delivered: the process dies of it, with a core dump where the default
+/// makes one. (A fault's signal would also come back by itself, when the
+/// faulting instruction runs again.)
+fn die_of(sig: libc::c_int) {
+    // SAFETY: plain signal calls.
+    unsafe {
+        set_default(sig);
+        libc::raise(sig);
+    }
+}
+
+/// # Safety
+/// A plain `sigaction` call.
+unsafe fn set_default(sig: libc::c_int) {
+    // SAFETY: an all-zero sigaction is SIG_DFL with an empty mask.
+    unsafe {
+        let action: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, &action, std::ptr::null_mut());
+    }
+}
+
+/// For a listener's thread: blocks every signal but those a fault or
+/// `abort` raises on the thread itself (and `SIGPROF`, for profilers).
+/// A signal the crash flush handles then never comes on a listener's
+/// thread unless that thread itself crashed (inside a handler): the flush
+/// tells the two cases apart by it. Other signals go to the program's
+/// threads, as before the library's thread existed.
+pub fn block_async_signals_for_thread() {
+    // SAFETY: plain signal-mask calls on a valid set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for sig in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGILL,
+            libc::SIGFPE,
+            libc::SIGABRT,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+            libc::SIGPROF,
+        ] {
+            libc::sigdelset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }

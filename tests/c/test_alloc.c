@@ -213,5 +213,20 @@ int main(void) {
          "ql_log_fields with 20 fields; produced, queued, handled, recycled) cost %ld allocations (none per record); a "
          "2000-byte message costs %ld",
          warm_up, steady, long_message);
+
+    /* The functions the README lists as async-signal-safe allocate
+     * nothing (a signal handler that interrupted malloc may call them). */
+    atomic_store(&allocations, 0);
+    atomic_store(&counting, true);
+    size_t texts = 0;
+    for (int32_t st = -2; st < 20; st++) texts += strlen(ql_status_str(st));
+    for (int32_t lv = -10; lv <= 60; lv += 5) texts += strlen(ql_level_name(lv));
+    texts += strlen(ql_version());
+    ql_reopen_files();
+    atomic_store(&counting, false);
+    CHECK(texts > 0);
+    CHECK_EQ_INT(atomic_load(&allocations), 0);
+    PASS("ql_status_str, ql_level_name, ql_version, ql_reopen_files (the README's "
+         "async-signal-safe list) allocate nothing");
     return qlt_end();
 }

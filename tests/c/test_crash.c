@@ -20,7 +20,9 @@
  * - without the opt-in: the queued records are lost (the test can fail);
  * - chaining: a program's SIGTERM handler installed before the opt-in is
  *   called after the flush; when it returns the process lives on and the
- *   listener goes on, with no record written twice.
+ *   listener goes on, with no record written twice. A SIGSEGV handler with
+ *   SA_RESETHAND that returns: the fault kills the process, no loop. A
+ *   program handler that calls the library's back: no endless cycle.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -334,6 +336,42 @@ static void crash_in_a_handler(void) {
          CRASH_AT);
 }
 
+/* ---------------------------------------------------------- bad input */
+
+static ql_dequeue_result never_dequeue(void *ctx, bool block, void **record_out) {
+    (void)ctx;
+    (void)block;
+    (void)record_out;
+    return QL_DEQUEUE_EMPTY;
+}
+
+static ql_enqueue_result never_sentinel(void *ctx) {
+    (void)ctx;
+    return QL_ENQUEUE_OK;
+}
+
+static void refused_setups(void) {
+    CHECK_EQ_STATUS(ql_listener_flush_on_crash(NULL, 0), QL_ERR_NULL);
+    ql_queue_vtable vt;
+    memset(&vt, 0, sizeof vt);
+    vt.dequeue = never_dequeue;
+    vt.enqueue_sentinel = never_sentinel;
+    ql_listener *l = NULL;
+    CHECK_OK(ql_listener_new(&vt, NULL, 0, NULL, false, &l));
+    CHECK_EQ_STATUS(ql_listener_flush_on_crash(l, 0), QL_ERR_UNSUPPORTED);
+    CHECK_OK(ql_listener_free(l));
+    ql_queue *q = NULL;
+    CHECK_OK(ql_queue_new(0, &q));
+    CHECK_OK(ql_listener_new_with_queue(q, NULL, 0, NULL, false, &l));
+    CHECK_EQ_STATUS(ql_listener_flush_on_crash(l, 4), QL_ERR_INVALID);
+    CHECK_OK(ql_listener_flush_on_crash(l, QL_CRASH_SIGTERM));
+    CHECK_OK(ql_listener_flush_on_crash(l, 0)); /* again: nothing changes */
+    CHECK_OK(ql_listener_free(l));
+    ql_queue_free(q);
+    PASS("ql_listener_flush_on_crash: NULL, a program's queue (QL_ERR_UNSUPPORTED), an unknown "
+         "flag (QL_ERR_INVALID) refused; twice is fine; free forgets it");
+}
+
 /* ------------------------------------------------------------ chaining */
 
 static volatile sig_atomic_t term_seen;
@@ -375,16 +413,84 @@ static void program_handler_chained(void) {
          "lived on and the listener went on, every record exactly once");
 }
 
+/* A program's SIGSEGV handler that returns (counted in shared memory). */
+static long *program_calls;
+static struct sigaction library_action;
+
+static void returning_handler(int sig) {
+    (void)sig;
+    __atomic_fetch_add(program_calls, 1, __ATOMIC_RELAXED);
+}
+
+/* A program handler installed over the library's that calls it back, as
+ * handlers that chain to the previous action do. */
+static void chaining_back(int sig, siginfo_t *info, void *context) {
+    __atomic_fetch_add(program_calls, 1, __ATOMIC_RELAXED);
+    library_action.sa_sigaction(sig, info, context);
+}
+
+/* resethand: a program SIGSEGV handler with SA_RESETHAND that returns: the
+ * fault comes back and the default kills the process (no loop).
+ * cycle: the program's handler chains back to the library's, which an
+ * opt-in made after it chains to it: the default ends the cycle. */
+static void program_handlers_kept(bool cycle) {
+    fresh_file();
+    *program_calls = 0;
+    pid_t pid = fork();
+    if (pid < 0) QLT_FAIL("fork");
+    if (pid == 0) {
+        no_core();
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sigemptyset(&sa.sa_mask);
+        if (!cycle) {
+            sa.sa_handler = returning_handler;
+            sa.sa_flags = SA_RESETHAND;
+            sigaction(SIGSEGV, &sa, NULL);
+            make_listener(QL_FLUSH_BATCH, NULL, true, 0);
+        } else {
+            make_listener(QL_FLUSH_BATCH, NULL, true, 0);
+            sa.sa_sigaction = chaining_back;
+            sa.sa_flags = SA_SIGINFO;
+            sigaction(SIGSEGV, &sa, &library_action);
+            if (!(library_action.sa_flags & SA_SIGINFO)) _exit(107);
+            ql_listener *again = listener;
+            if (ql_listener_flush_on_crash(again, 0) != QL_OK) _exit(108);
+        }
+        log_range(0, N_RECORDS);
+        crash_with(SIGSEGV);
+    }
+    expect_death(pid, SIGSEGV);
+    CHECK_EQ_INT(*program_calls, 1);
+    unsigned char *counts = read_counts(N_RECORDS);
+    for (int i = 0; i < N_RECORDS; i++)
+        if (counts[i] != 1) QLT_FAIL("program handler kept: record %d written %d times", i, counts[i]);
+    free(counts);
+    unlink(path);
+    if (cycle)
+        PASS("a program handler installed over the library's and calling it back, then a new "
+             "opt-in: called once, no endless cycle, died of SIGSEGV, every record once");
+    else
+        PASS("a program SIGSEGV handler with SA_RESETHAND that returns: called once after the "
+             "flush, then the fault killed the process (no loop), every record once");
+}
+
 int main(void) {
     qlt_begin("test_crash");
     acked = mmap(NULL, 2 * sizeof(long) * PRODUCERS, PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (acked == MAP_FAILED) QLT_FAIL("mmap");
     acked_at_crash = acked + PRODUCERS;
+    program_calls = mmap(NULL, sizeof(long), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                         -1, 0);
+    if (program_calls == MAP_FAILED) QLT_FAIL("mmap");
+    refused_setups();
     each_signal_each_place();
     without_opt_in_records_are_lost();
     crash_in_a_handler();
     program_handler_chained();
+    program_handlers_kept(false);
+    program_handlers_kept(true);
     unsigned seed = (unsigned)getpid();
     for (int round = 0; round < 5; round++) under_load(seed * 7919u + (unsigned)round * 104729u);
     return qlt_end();

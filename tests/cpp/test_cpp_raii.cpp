@@ -306,6 +306,9 @@ void test_errors() {
     CHECK(l.running());
     l.stop();
     check_throws(QL_ERR_NOT_RUNNING, "flush() on a stopped listener", [&] { l.flush(std::chrono::seconds(1)); });
+    // The crash flush: accepted on a built-in queue, an unknown flag refused.
+    l.flush_on_crash();
+    check_throws(QL_ERR_INVALID, "flush_on_crash() with an unknown flag", [&] { l.flush_on_crash(64); });
 
     // From inside a handler: stop() would wait for itself, start() is refused.
     {

@@ -63,6 +63,11 @@ pub(crate) struct QSlot {
     /// `on_drop` context.
     pub(crate) _drop_ctx: Option<Arc<DropCtx>>,
     pub(crate) freed: bool,
+    /// The queue took a program pointer (a put not refused as invalid).
+    pub(crate) took_pointers: bool,
+    /// A listener filtering by the built-in records' levels (no
+    /// `record_level` hook) was made on it: pointer puts are refused.
+    pub(crate) levels_required: bool,
 }
 
 impl QSlot {

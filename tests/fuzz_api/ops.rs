@@ -221,6 +221,8 @@ impl Fuzzer {
             listeners: Vec::new(),
             _drop_ctx: drop_ctx,
             freed: false,
+            took_pointers: false,
+            levels_required: false,
         });
         self.queues.len() - 1
     }
@@ -542,7 +544,17 @@ impl Fuzzer {
                 .as_ref()
                 .is_some_and(|v| v.enqueue_sentinel.is_some())
             || hooks.as_ref().is_some_and(|h| h.enqueue_sentinel.is_some());
-        let has_level = builtin || hooks.as_ref().is_some_and(|h| h.record_level.is_some());
+        let level_hook = hooks.as_ref().is_some_and(|h| h.record_level.is_some());
+        // Without a hook, only the built-in queue's own records, untouched
+        // by prepare, carry a level the library reads; then it refuses
+        // program pointers on that queue, and is refused once the queue
+        // took one (the background producer may put them at any time).
+        let levels_from_queue = respect && !level_hook;
+        let prepare_hook = hooks.as_ref().is_some_and(|h| h.prepare.is_some());
+        let (took, racing) = queue.map_or((false, false), |qi| {
+            (self.queues[qi].took_pointers, self.queues[qi].pinned)
+        });
+        let has_level = level_hook || (builtin && !prepare_hook && !took);
         let want = if null_out || null_handlers || null_queue {
             QL_ERR_NULL
         } else if invalid || !has_dequeue || !has_sentinel || (respect && !has_level) {
@@ -560,7 +572,9 @@ impl Fuzzer {
         );
         // On NULL and invalid alike, any documented failure is a failure;
         // both promise that nothing was kept or called.
-        let allowed: &[ql_status] = if want == QL_OK {
+        let allowed: &[ql_status] = if want == QL_OK && levels_from_queue && racing {
+            &[QL_OK, QL_ERR_INVALID]
+        } else if want == QL_OK {
             &[QL_OK]
         } else if want == QL_ERR_NULL && (invalid || !has_dequeue || !has_sentinel) {
             &[QL_ERR_NULL, QL_ERR_INVALID]
@@ -568,6 +582,9 @@ impl Fuzzer {
             &[want]
         };
         let got = self.expect(&what, got, allowed);
+        if let (QL_OK, true, Some(qi)) = (got, levels_from_queue, queue) {
+            self.queues[qi].levels_required = true;
+        }
         if got != QL_OK {
             // Everything stays ours: no callback was called.
             for d in &destroyed {
@@ -857,12 +874,17 @@ impl Fuzzer {
                 vec![QL_OK, QL_ERR_FULL],
             ),
         };
-        let allowed = if q.capacity == 0 {
+        let allowed = if q.levels_required {
+            vec![QL_ERR_INVALID]
+        } else if q.capacity == 0 {
             vec![QL_OK]
         } else {
             allowed
         };
         let got = self.expect(&format!("{what}(queue {qi})"), got, &allowed);
+        if got != QL_ERR_INVALID {
+            self.queues[qi].took_pointers = true;
+        }
         if got != QL_OK && !record.is_null() {
             // Refused: it stays the program's, which frees it.
             cover(C_REFUSED);
@@ -1316,7 +1338,10 @@ impl Fuzzer {
                         }
                     })
                     .unwrap_or(QL_OK);
-                if ![QL_OK, QL_ERR_FULL, QL_ERR_TIMEOUT].contains(&got) {
+                // QL_ERR_INVALID: a listener filtering by the built-in
+                // records' levels was made on the queue (op_put and
+                // test_handling check that rule exactly).
+                if ![QL_OK, QL_ERR_FULL, QL_ERR_TIMEOUT, QL_ERR_INVALID].contains(&got) {
                     world.violation(format!("background producer: status {got:?}"));
                 }
                 thread::sleep(Duration::from_micros(200));

@@ -47,6 +47,7 @@ pub(super) fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
     // A handler writing to a closed pipe or past RLIMIT_FSIZE gets EPIPE /
     // EFBIG, and the process lives on.
     crate::output::sys::block_write_signals_for_thread();
+    crate::crash::block_async_signals_for_thread();
     shared.gate.enter();
     let _end = ThreadEnd { shared: &shared };
     let mut backoff = Duration::from_millis(1);
@@ -241,11 +242,15 @@ impl<R: Send + 'static> crate::crash::Flushable for Shared<R> {
     fn crash_flush(
         &self,
         scratch: &mut crate::crash::Scratch,
+        claim_until: &dyn Fn() -> bool,
         give_up: &dyn Fn() -> bool,
     ) -> crate::crash::Flushed {
         use crate::crash::Flushed;
+        // The listener's thread gets no signal but its own faults and
+        // aborts (crash::block_async_signals_for_thread): here, a handler
+        // (or the library on that thread) crashed.
         let own = threads::current_listener() == self.id;
-        if !own && !self.gate.claim(give_up) {
+        if !own && !self.gate.claim(claim_until) {
             return Flushed::Busy;
         }
         let mut writable = false;

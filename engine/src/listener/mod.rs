@@ -262,9 +262,14 @@ impl<R: Send + 'static> Listener<R> {
             }
         }
         crate::crash::unregister(self.shared.id);
+        // A crash flush that read the registry before may be writing with
+        // the handlers: closing waits for it (it ends the process, or lets
+        // go when the program's handler lets the process live).
+        self.shared.gate.enter();
         for handler in self.shared.handlers.iter() {
             handler.close();
         }
+        self.shared.gate.leave();
         match (stopped, self.shared.with_losses(Ok(()))) {
             (Err(Error::Lost(a)), Err(Error::Lost(b))) => Err(Error::Lost(a + b)),
             (Err(Error::Lost(a)), _) => Err(Error::Lost(a)),

@@ -210,16 +210,6 @@ impl Pattern {
     /// checks against its room. Escaping writes at most 6 bytes for one
     /// (JSON's `\u00XX`); a number at most 340.
     pub fn max_line_len(&self, record: &RecordView) -> usize {
-        let literal: usize = self
-            .pieces
-            .iter()
-            .map(|piece| match piece {
-                Piece::Text(t) => t.len(),
-                _ => 64,
-            })
-            .sum();
-        let texts =
-            record.logger.len() + record.message.len() + record.file.len() + record.func.len();
         let fields = record.fields;
         let fields: usize = (0..fields.count())
             .map(|i| {
@@ -231,7 +221,32 @@ impl Pattern {
                 6 * f.key.len() + value + 350
             })
             .sum();
-        1024 + literal + 6 * texts + fields
+        let body: usize = match self.style {
+            // Every text once, the fields, the keys around them.
+            Style::Json | Style::Logfmt => {
+                6 * (record.logger.len()
+                    + record.message.len()
+                    + record.file.len()
+                    + record.func.len())
+                    + fields
+                    + 512
+            }
+            // Each piece as often as the pattern has it.
+            Style::Text => self
+                .pieces
+                .iter()
+                .map(|piece| match piece {
+                    Piece::Text(t) => t.len(),
+                    Piece::Logger => 6 * record.logger.len(),
+                    Piece::Message => 6 * record.message.len(),
+                    Piece::File => 6 * record.file.len(),
+                    Piece::Func => 6 * record.func.len(),
+                    Piece::Fields => fields,
+                    _ => 64,
+                })
+                .sum(),
+        };
+        1024 + body
     }
 
     /// Appends the record's line, with its `\n`, to `out`.
@@ -488,6 +503,29 @@ fn civil(t: i64) -> (i64, i64, i64, i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_line_len_bounds_every_style_and_repeated_pieces() {
+        // Control bytes take 4 bytes each escaped; the message 4 times over
+        // goes past a bound that counts each text once.
+        let nasty: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let r = LogRecord::new(5, &nasty, &[1u8; 5000], 0);
+        for (pattern, style) in [
+            (
+                "{message}{message}{message}{message}{logger} {fields}",
+                Style::Text,
+            ),
+            (DEFAULT_PATTERN, Style::Json),
+            (DEFAULT_PATTERN, Style::Logfmt),
+        ] {
+            let mut p = Pattern::parse(pattern).unwrap();
+            p.style = style;
+            let view: RecordView = (&r).into();
+            let mut out = Vec::new();
+            p.write_line(&mut LocalClock::default(), &view, &mut out);
+            assert!(out.len() <= p.max_line_len(&view), "{pattern} {style:?}");
+        }
+    }
 
     #[test]
     fn a_frozen_clock_writes_what_localtime_wrote() {

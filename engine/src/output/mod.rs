@@ -180,6 +180,9 @@ pub struct LineHandler {
     /// succeeds, records are only held (within [`RETRY_LIMIT`]), so a
     /// stalled reader costs one `write_timeout` per batch, not per record.
     failing: bool,
+    /// The crash flush may write lines here (its `crash_begin` wrote what
+    /// was held): the fd and its kind.
+    crash: Option<(std::os::fd::RawFd, sys::Kind)>,
 }
 
 impl LineHandler {
@@ -199,6 +202,7 @@ impl LineHandler {
             target,
             counters,
             failing: false,
+            crash: None,
         }
     }
 
@@ -238,23 +242,32 @@ impl LineHandler {
     }
 
     /// [`Sink::crash_begin`]: writes the held lines straight to the
-    /// target's fd (none: the sink is skipped) and freezes the clock.
+    /// target's fd (none: the sink is skipped) and freezes the clock. A
+    /// failed write skips the sink too (lines written after it would come
+    /// before the held ones).
     pub fn crash_begin(&mut self, give_up: &dyn Fn() -> bool) -> bool {
+        self.crash = None;
         let Some(fd) = self.target.crash_fd() else {
             return false;
         };
+        let kind = sys::kind(fd);
         self.clock.freeze();
         while !self.frames.is_empty() {
-            match sys::crash_write(fd, self.frames.unwritten(), give_up) {
+            match sys::crash_write(fd, kind, self.frames.unwritten(), give_up) {
                 Ok(n) => self.frames.advance(n, &self.counters),
                 Err(e) => {
-                    Counters::add(&self.counters.write_errors, 1);
-                    self.counters.last_errno.store(e, Ordering::Relaxed);
+                    self.crash_failed(e);
                     return false;
                 }
             }
         }
+        self.crash = Some((fd, kind));
         true
+    }
+
+    fn crash_failed(&self, e: i32) {
+        Counters::add(&self.counters.write_errors, 1);
+        self.counters.last_errno.store(e, Ordering::Relaxed);
     }
 
     /// [`Sink::crash_handle`]: one line, written at once. A record whose
@@ -266,7 +279,7 @@ impl LineHandler {
         line: &mut Vec<u8>,
         give_up: &dyn Fn() -> bool,
     ) {
-        let Some(fd) = self.target.crash_fd() else {
+        let Some((fd, kind)) = self.crash else {
             return;
         };
         const CUT: &[u8] = b" [cut at the crash]";
@@ -277,14 +290,15 @@ impl LineHandler {
         if need <= room {
             self.pattern.write_line(&mut self.clock, record, line);
         } else {
-            // 6 bytes of room per byte of message, at most.
-            let over = (need - room).div_ceil(6) + CUT.len();
-            let keep = record.message.len().saturating_sub(over);
-            let view = RecordView {
-                message: &record.message[..keep],
-                ..*record
-            };
-            if self.pattern.max_line_len(&view) + 6 * CUT.len() > room {
+            // Each byte of the message may take up to 6 per occurrence:
+            // cut until the bound fits.
+            let mut keep = record.message.len();
+            let mut view = *record;
+            while keep > 0 && self.pattern.max_line_len(&view) + CUT.len() > room {
+                keep /= 2;
+                view.message = &record.message[..keep];
+            }
+            if self.pattern.max_line_len(&view) + CUT.len() > room {
                 Counters::add(&self.counters.lost, 1);
                 return;
             }
@@ -296,12 +310,13 @@ impl LineHandler {
         }
         let mut at = 0;
         while at < line.len() {
-            match sys::crash_write(fd, &line[at..], give_up) {
+            match sys::crash_write(fd, kind, &line[at..], give_up) {
                 Ok(n) => at += n,
                 Err(e) => {
-                    Counters::add(&self.counters.write_errors, 1);
-                    self.counters.last_errno.store(e, Ordering::Relaxed);
+                    self.crash_failed(e);
                     Counters::add(&self.counters.lost, 1);
+                    // What follows could not start a line of its own.
+                    self.crash = None;
                     return;
                 }
             }

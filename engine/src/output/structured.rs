@@ -28,13 +28,16 @@ use super::format::{LocalClock, RecordView};
 use crate::fields::{self, FieldList, Value};
 use crate::record::level_name;
 
-fn level_into(level: i32, out: &mut Vec<u8>) {
-    match level_name(level) {
-        Some(name) => out.extend_from_slice(name.to_bytes()),
-        None => {
-            let _ = write!(out, "Level {level}");
-        }
+/// The level's name (`INFO`, or `Level 5`) in `room`, without allocating
+/// (the crash flush formats lines in a signal handler).
+fn level_text(level: i32, room: &mut [u8; 32]) -> &[u8] {
+    if let Some(name) = level_name(level) {
+        return name.to_bytes();
     }
+    let mut cursor = std::io::Cursor::new(&mut room[..]);
+    let _ = std::io::Write::write_fmt(&mut cursor, format_args!("Level {level}"));
+    let n = cursor.position() as usize;
+    &room[..n]
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -102,9 +105,8 @@ pub fn json_line(clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8>)
     out.extend_from_slice(b"{\"time\":\"");
     clock.write_rfc3339_micros(record.timestamp_ns, out);
     out.extend_from_slice(b"\",\"level\":\"");
-    let mut name = Vec::new();
-    level_into(record.level, &mut name);
-    json_string_into(&name, out);
+    let mut room = [0u8; 32];
+    json_string_into(level_text(record.level, &mut room), out);
     let _ = write!(
         out,
         "\",\"levelno\":{},\"thread\":{},\"logger\":\"",
@@ -255,9 +257,8 @@ pub fn logfmt_line(clock: &mut LocalClock, record: &RecordView, out: &mut Vec<u8
     out.extend_from_slice(b"time=");
     clock.write_rfc3339_micros(record.timestamp_ns, out);
     out.extend_from_slice(b" level=");
-    let mut name = Vec::new();
-    level_into(record.level, &mut name);
-    logfmt_value_into(&name, out);
+    let mut room = [0u8; 32];
+    logfmt_value_into(level_text(record.level, &mut room), out);
     let _ = write!(
         out,
         " levelno={} thread={} logger=",

@@ -200,26 +200,42 @@ fn write_kind(fd: RawFd, kind: Kind, buf: &[u8]) -> Result<usize, i32> {
     }
 }
 
-/// The crash flush's write (a fatal signal's handler): one `write(2)` of
-/// `buf` to `fd`, retried on `EINTR`, waiting (by `poll`, in slices of
-/// 10 ms) while the fd is full, until `give_up` says so (`EAGAIN`).
-/// `Ok(n)` with the bytes written. Async-signal-safe: system calls only.
-pub fn crash_write(fd: RawFd, buf: &[u8], give_up: &dyn Fn() -> bool) -> Result<usize, i32> {
+/// The crash flush's write (a fatal signal's handler): one write of `buf`
+/// to `fd`, retried on `EINTR`. Anything but a regular file is first
+/// waited for (`poll`, in slices of 10 ms, until `give_up`: `EAGAIN`) and
+/// given at most `PIPE_BUF` bytes, so a stalled pipe or terminal never
+/// blocks the handler. `Ok(n)` with the bytes written (never 0: a write
+/// that takes nothing is `EIO`). Async-signal-safe: system calls only.
+pub fn crash_write(
+    fd: RawFd,
+    kind: Kind,
+    buf: &[u8],
+    give_up: &dyn Fn() -> bool,
+) -> Result<usize, i32> {
+    let buf = if kind == Kind::Regular {
+        buf
+    } else {
+        &buf[..buf.len().min(libc::PIPE_BUF)]
+    };
     loop {
-        match write_once(fd, buf) {
-            Ok(n) => return Ok(n),
-            Err(libc::EAGAIN) => {
+        if kind != Kind::Regular {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 10) } == 0 {
                 if give_up() {
                     return Err(libc::EAGAIN);
                 }
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, 10) };
+                continue;
             }
+        }
+        match write_kind(fd, kind, buf) {
+            Ok(0) => return Err(libc::EIO),
+            Ok(n) => return Ok(n),
+            Err(libc::EAGAIN) if !give_up() => {}
             Err(e) => return Err(e),
         }
     }

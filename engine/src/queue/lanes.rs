@@ -1267,30 +1267,26 @@ impl<R> Lanes<R> {
             unsafe { lane.crash_mark(true) };
         }
         loop {
-            // The head record with the least key, as `scan` picks it.
+            // The head record with the least key among those put before
+            // the next control item, as `scan` picks it (a consumer takes
+            // every such record before the control item). None left: the
+            // next item is a control item (or nothing), where this stops.
             let mut best: Option<(usize, i64)> = None;
-            let mut control_first = false;
             for (i, lane) in registry.iter().enumerate() {
                 // SAFETY: under the drain lock.
                 let Some(slot) = (unsafe { lane.crash_head_slot() }) else {
                     continue;
                 };
-                match slot.control {
-                    None if slot.fence <= controls
-                        && best.is_none_or(|(_, key)| slot.key < key) =>
-                    {
-                        best = Some((i, slot.key));
-                    }
-                    Some(_) if slot.fence == controls => control_first = true,
-                    _ => {}
+                if slot.control.is_none()
+                    && slot.fence <= controls
+                    && best.is_none_or(|(_, key)| slot.key < key)
+                {
+                    best = Some((i, slot.key));
                 }
             }
             let Some((i, _)) = best else {
                 break;
             };
-            if control_first {
-                break;
-            }
             let lane = &registry[i];
             // SAFETY: under the drain lock; just seen.
             if let Some(slot) = unsafe { lane.crash_head_slot() } {
@@ -1706,6 +1702,56 @@ mod tests {
         });
         put(&lanes, 6, WhenFull::Refuse).unwrap();
         assert_eq!(drain(&lanes), ["5", "10", "11", "12", "b1", "1", "6"]);
+    }
+
+    #[test]
+    fn the_crash_drain_takes_what_a_consumer_would_up_to_a_control_item() {
+        let lanes = lanes(0);
+        std::thread::scope(|s| {
+            s.spawn(|| (10..12).for_each(|v| assert!(put(&lanes, v, WhenFull::Refuse).is_ok())));
+        });
+        put(&lanes, 5, WhenFull::Refuse).unwrap();
+        control(&lanes, 1);
+        put(&lanes, 6, WhenFull::Refuse).unwrap();
+        let mut seen = Vec::new();
+        let n = lanes.crash_drain(&|| false, &mut |v: &u64| seen.push(*v));
+        // The records put before the barrier, on any lane, in key order;
+        // the barrier and what follows it stay for the consumer.
+        assert_eq!((n, seen), (Some(3), vec![5, 10, 11]));
+        assert_eq!(drain(&lanes), ["b1", "6"]);
+    }
+
+    #[test]
+    fn the_crash_drain_leaves_what_is_put_after_it_began() {
+        let lanes = lanes(0);
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            // Another producer, its lane made before the flush, going on
+            // while the flush runs.
+            let lanes = &lanes;
+            s.spawn(move || {
+                put(lanes, 0, WhenFull::Refuse).unwrap();
+                done.send(()).unwrap();
+                wait.recv().unwrap();
+                put(lanes, 3, WhenFull::Refuse).unwrap();
+                done.send(()).unwrap();
+            });
+            finished.recv().unwrap();
+            put(lanes, 1, WhenFull::Refuse).unwrap();
+            put(lanes, 2, WhenFull::Refuse).unwrap();
+            let mut seen = Vec::new();
+            let n = lanes.crash_drain(&|| false, &mut |v: &u64| {
+                seen.push(*v);
+                if *v == 1 {
+                    go.send(()).unwrap();
+                    finished.recv().unwrap();
+                    put(lanes, 4, WhenFull::Refuse).unwrap();
+                }
+            });
+            assert_eq!((n, seen), (Some(3), vec![0, 1, 2]));
+        });
+        assert_eq!(drain(&lanes), ["3", "4"]);
     }
 
     #[test]
