@@ -1387,6 +1387,15 @@ typedef struct ql_syslog_options {
 #define QL_ERR_LOST 15
 
 /**
+ * Out of memory: an allocation whose size the caller chose (a message,
+ * fields, the arguments of a deferred format) or the queue's growth
+ * failed. A record of `ql_log` & co. is dropped and counted in the
+ * queue's dropped count; a program pointer stays the caller's. Nothing
+ * else changed.
+ */
+#define QL_ERR_NOMEM 16
+
+/**
  * `*record_out` holds a record.
  */
 #define QL_DEQUEUE_RECORD 0
@@ -2233,6 +2242,9 @@ ql_status ql_log(const struct ql_queue *queue,
  * dropped count, and `QL_ERR_FULL` (drop newest), `QL_ERR_TIMEOUT` (the
  * blocking deadline passed) or `QL_ERR_WOULD_DEADLOCK` (called on a
  * listener thread, where waiting could wait for itself) is returned.
+ * `QL_ERR_NOMEM` when the memory a long message or many fields need
+ * could not be allocated (or the queue could not grow): the record is
+ * dropped and counted the same way; the process goes on.
  *
  * `QL_ERR_NULL` when `queue` is NULL, or `message` is NULL with a nonzero
  * `len`. Any thread, concurrently.

@@ -15,7 +15,7 @@ use crate::listener::TakeBackHook;
 use crate::printf::{Arg, Format};
 use crate::queue::{ChannelQueue, EvictFn, LaneHooks, Options, Overflow, PutError, ReportFn};
 use crate::record::level::WARNING;
-use crate::record::{Call, LogRecord, RecordPool};
+use crate::record::{Call, LogRecord, NoMem, RecordPool};
 use crate::threads::fork_generation;
 
 /// A record as the C side sees it: an opaque pointer the program owns.
@@ -162,7 +162,7 @@ impl LogQueue {
     /// (block) and `level` as threshold; `None` for a capacity over
     /// [`crate::queue::MAX_CAPACITY`].
     pub fn new(capacity: usize, level: i32) -> Option<LogQueue> {
-        Some(LogQueue::wrap(ChannelQueue::new(capacity)?, level))
+        LogQueue::wrap(Options::new(capacity), level)
     }
 
     /// A queue as `options` say; `None` for a capacity over
@@ -178,35 +178,36 @@ impl LogQueue {
         let report = options
             .report_drops
             .then(|| Box::new(drop_report) as ReportFn<Entry>);
-        let queue = ChannelQueue::with_options(Options {
-            capacity: options.capacity,
-            overflow: options.overflow,
-            evicted,
-            report,
-        })?;
-        Some(LogQueue::wrap(queue, options.level))
+        LogQueue::wrap(
+            Options {
+                capacity: options.capacity,
+                overflow: options.overflow,
+                evicted,
+                report,
+            },
+            options.level,
+        )
     }
 
-    fn wrap(queue: ChannelQueue<Entry>, level: i32) -> LogQueue {
+    fn wrap(options: Options<Entry>, level: i32) -> Option<LogQueue> {
         // Enough spares for a full queue, plus the records in handlers.
-        let keep = match queue.capacity() {
+        let keep = match options.capacity {
             0 => 8192,
             capacity => capacity.min(1 << 16) + 64,
         };
+        let pool = Arc::new(RecordPool::new(keep));
+        let queue =
+            ChannelQueue::with_lanes(options, lane_hooks(&pool))?.with_taken(Entry::materialize);
         // Records are stamped by crate::clock: calibrate it now (once per
         // process, about 2 ms) rather than in the first log call.
         crate::clock::warm_up();
-        let pool = Arc::new(RecordPool::new(keep));
-        let queue = queue
-            .with_taken(Entry::materialize)
-            .with_lanes(lane_hooks(&pool));
-        LogQueue {
+        Some(LogQueue {
             queue: Arc::new(queue),
             pool,
             level: AtomicI32::new(level),
             generation: fork_generation(),
             levels: AtomicU8::new(0),
-        }
+        })
     }
 
     /// The channel queue (shared with the listeners on it).
@@ -312,18 +313,18 @@ impl LogQueue {
     /// lane (in the record its slot keeps, else one from the pool),
     /// counting a refusal as a drop.
     #[inline]
-    fn put_filled(&self, fill: impl FnOnce(&mut LogRecord)) -> Result<(), PutError<()>> {
+    fn put_filled(
+        &self,
+        fill: impl FnOnce(&mut LogRecord) -> Result<(), NoMem>,
+    ) -> Result<(), PutError<()>> {
         let blank = || Entry::Log(self.pool.take());
         self.queue
             .put_with(blank, |slot| {
                 if !matches!(slot, Entry::Log(_)) {
-                    *slot = Entry::Log(self.pool.take());
+                    *slot = Entry::Log(self.pool.try_take()?);
                 }
                 match slot {
-                    Entry::Log(record) => {
-                        fill(record);
-                        record.order_key
-                    }
+                    Entry::Log(record) => fill(record).ok().map(|()| record.order_key),
                     // Justified: made a built-in record just above.
                     Entry::Ptr(_) => unreachable!("the slot holds a built-in record"),
                 }
@@ -342,7 +343,13 @@ fn lane_hooks(pool: &Arc<RecordPool>) -> LaneHooks<Entry> {
     LaneHooks {
         blank: || Entry::Ptr(RawRecord(std::ptr::null_mut())),
         take_out: Box::new(move |slot: &mut Entry| match slot {
-            Entry::Log(_) => std::mem::replace(slot, Entry::Log(out.take())),
+            // Out of memory, the slot keeps a blank pointer entry: its
+            // next put makes a record (or is refused, QL_ERR_NOMEM).
+            Entry::Log(_) => std::mem::replace(
+                slot,
+                out.try_take()
+                    .map_or(Entry::Ptr(RawRecord(std::ptr::null_mut())), Entry::Log),
+            ),
             // The slot keeps no copy of a program's pointer.
             Entry::Ptr(_) => std::mem::replace(slot, Entry::Ptr(RawRecord(std::ptr::null_mut()))),
         }),

@@ -51,6 +51,23 @@ pub fn level_name(level: i32) -> Option<&'static CStr> {
 
 /// Bytes of text (logger name, message, file, function, field keys and
 /// string values, each with its NUL) kept inside the record itself.
+/// An allocation the caller sized (a message, fields, arguments) failed:
+/// the record was not made (its put drops it and counts the drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoMem;
+
+/// The message of a deferred record whose formatting could not get its
+/// room on the listener's thread.
+const NOT_FORMATTED: &[u8] = b"[message not formatted: out of memory]";
+
+/// `len` zero bytes on the heap, or [`NoMem`].
+fn zeroed(len: usize) -> Result<Box<[u8]>, NoMem> {
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len).map_err(|_| NoMem)?;
+    buf.resize(len, 0);
+    Ok(buf.into_boxed_slice())
+}
+
 pub const INLINE_TEXT: usize = 256;
 
 /// The longest message kept; a longer one is cut to this many bytes, the
@@ -227,7 +244,8 @@ impl LogRecord {
         record
     }
 
-    /// A record with fields and a source location (see [`LogRecord::fill_call`]).
+    /// A record with fields and a source location (see
+    /// [`LogRecord::fill_call`]; an allocation that fails leaves it empty).
     pub fn with(
         level: i32,
         logger: &[u8],
@@ -237,7 +255,7 @@ impl LogRecord {
         fields: &dyn FieldList,
     ) -> LogRecord {
         let mut record = LogRecord::empty();
-        record.fill_call(
+        let _ = record.fill_call(
             &Call {
                 level,
                 logger,
@@ -275,17 +293,34 @@ impl LogRecord {
     /// and fields already made: a record is reused for every kind of call
     /// (in a lane's slot, through the pool), so making its buffers now,
     /// once, keeps a later call of another kind from allocating.
-    fn with_room() -> LogRecord {
+    fn with_room() -> Option<Box<LogRecord>> {
         let mut record = LogRecord::empty();
-        record.args.reserve_exact(ARGS_ROOM);
-        record.arg_text.reserve_exact(ARG_TEXT_ROOM);
-        record.fields.reserve_exact(FIELDS_ROOM);
-        record
+        record.args.try_reserve_exact(ARGS_ROOM).ok()?;
+        record.arg_text.try_reserve_exact(ARG_TEXT_ROOM).ok()?;
+        record.fields.try_reserve_exact(FIELDS_ROOM).ok()?;
+        let layout = std::alloc::Layout::new::<LogRecord>();
+        // SAFETY: a LogRecord has a nonzero size.
+        let boxed = unsafe { std::alloc::alloc(layout) }.cast::<LogRecord>();
+        if boxed.is_null() {
+            return None;
+        }
+        // SAFETY: fresh memory for one LogRecord from the global allocator
+        // with its layout, as `Box::from_raw` expects.
+        unsafe {
+            boxed.write(record);
+            Some(Box::from_raw(boxed))
+        }
     }
 
-    /// Makes this record anew, reusing its storage.
+    /// Makes this record anew, reusing its storage (an allocation that
+    /// fails leaves it empty).
     pub fn fill(&mut self, level: i32, logger: &[u8], message: &[u8], user: usize) {
-        self.fill_call(&Call::plain(level, logger, user), message);
+        if self
+            .fill_call(&Call::plain(level, logger, user), message)
+            .is_err()
+        {
+            let _ = self.fill_call(&Call::plain(level, logger, user), b"");
+        }
     }
 
     /// Makes this record anew, reusing its storage: `fields` (already
@@ -293,11 +328,15 @@ impl LogRecord {
     /// context fields, each key once (its first value kept). A string value
     /// is cut like a message; file and function names past [`MAX_SOURCE`]
     /// bytes are cut.
-    pub fn fill_call(&mut self, call: &Call, message: &[u8]) {
+    ///
+    /// [`NoMem`] when the room for the text (message, fields) or the
+    /// fields could not be allocated: the record is then left as it was,
+    /// to be passed over (its caller drops it and counts the drop).
+    pub fn fill_call(&mut self, call: &Call, message: &[u8]) -> Result<(), NoMem> {
         crate::fields::with_context(|context| self.build(call, message, context))
     }
 
-    fn build(&mut self, call: &Call, message: &[u8], context: &dyn FieldList) {
+    fn build(&mut self, call: &Call, message: &[u8], context: &dyn FieldList) -> Result<(), NoMem> {
         let Call {
             level,
             logger,
@@ -362,6 +401,18 @@ impl LogRecord {
                 }
             });
         }
+        // What the caller sized is allocated first, fallibly: nothing of
+        // the record changes when it fails.
+        let heap = match (&self.text, total <= INLINE_TEXT) {
+            (Text::Heap(buf), false) if buf.len() == total => None,
+            (_, false) => Some(zeroed(total)?),
+            _ => None,
+        };
+        if all > self.fields.capacity() {
+            self.fields
+                .try_reserve(all - self.fields.len())
+                .map_err(|_| NoMem)?;
+        }
         self.level = level;
         self.thread_id = current_thread_id();
         (self.timestamp_ns, self.order_key) = crate::clock::now_and_key();
@@ -371,11 +422,11 @@ impl LogRecord {
         self.message_len = message_len as u32;
         self.file_len = file.len() as u32;
         self.func_len = func.len() as u32;
-        match (&self.text, total <= INLINE_TEXT) {
-            (Text::Inline(_), true) => {}
-            (_, true) => self.text = Text::Inline([0; INLINE_TEXT]),
-            (Text::Heap(buf), false) if buf.len() == total => {}
-            (_, false) => self.text = Text::Heap(vec![0; total].into_boxed_slice()),
+        match (&self.text, total <= INLINE_TEXT, heap) {
+            (_, _, Some(heap)) => self.text = Text::Heap(heap),
+            (Text::Inline(_), true, None) => {}
+            (_, true, None) => self.text = Text::Inline([0; INLINE_TEXT]),
+            (_, false, None) => {}
         }
         let buf: &mut [u8] = match &mut self.text {
             Text::Inline(buf) => buf,
@@ -400,7 +451,7 @@ impl LogRecord {
         self.deferred = None;
         self.text_len = total as u32;
         if all == 0 {
-            return;
+            return Ok(());
         }
         let slots = &mut self.fields;
         each_kept(&mut |f| {
@@ -418,6 +469,7 @@ impl LogRecord {
             };
             slots.push((key, key_len, slot));
         });
+        Ok(())
     }
 
     /// Makes this record anew as [`LogRecord::fill_call`] does, with its
@@ -426,14 +478,37 @@ impl LogRecord {
     /// [`LogRecord::materialize`]. String arguments are copied now (the
     /// caller may change them once the call returns), each cut like a
     /// message.
-    pub fn fill_deferred(&mut self, call: &Call, format: &'static Format, args: &[Arg<'_>]) {
-        self.fill_call(call, b"");
+    ///
+    /// [`NoMem`] as for [`LogRecord::fill_call`], or when the room for the
+    /// arguments could not be allocated.
+    pub fn fill_deferred(
+        &mut self,
+        call: &Call,
+        format: &'static Format,
+        args: &[Arg<'_>],
+    ) -> Result<(), NoMem> {
+        // Room for the arguments (at least the usual call's, made the first
+        // time this record defers: a recycled record then costs no
+        // allocation for it again), fallibly, first.
+        let text: usize = args
+            .iter()
+            .map(|arg| match arg {
+                Arg::Str(Some(text)) => {
+                    let (text, marker) = cut(text, MAX_MESSAGE);
+                    text.len() + marker.len()
+                }
+                _ => 0,
+            })
+            .sum();
         self.args.clear();
         self.arg_text.clear();
-        // Room for the usual call, made the first time this record defers:
-        // a recycled record then costs no allocation for it again.
-        self.args.reserve(ARGS_ROOM.max(args.len()));
-        self.arg_text.reserve(ARG_TEXT_ROOM);
+        self.args
+            .try_reserve(ARGS_ROOM.max(args.len()))
+            .map_err(|_| NoMem)?;
+        self.arg_text
+            .try_reserve(ARG_TEXT_ROOM.max(text))
+            .map_err(|_| NoMem)?;
+        self.fill_call(call, b"")?;
         for arg in args {
             let kept = match *arg {
                 Arg::Int(v) => Captured::Int(v),
@@ -451,6 +526,7 @@ impl LogRecord {
             self.args.push(kept);
         }
         self.deferred = Some(format);
+        Ok(())
     }
 
     /// True while the message is still to be formatted.
@@ -468,11 +544,20 @@ impl LogRecord {
         };
         let (args, n) = self.deferred_args();
         scratch.clear();
+        // The room the message can need, made fallibly first: out of
+        // memory, the record keeps its place with a marker for a message.
+        let room = format.max_len(&args[..n]).unwrap_or(0);
+        if scratch.try_reserve(room).is_err() {
+            let _ = self.set_message(b"", NOT_FORMATTED);
+            return;
+        }
         // The kinds matched when the record was made: fill_deferred's
         // caller checked them against the format.
         let _ = format.format(&args[..n], scratch);
         let (text, marker) = cut(scratch, MAX_MESSAGE);
-        self.set_message(text, marker);
+        if self.set_message(text, marker).is_err() {
+            let _ = self.set_message(b"", NOT_FORMATTED);
+        }
     }
 
     /// A deferred message's arguments, as the formatter takes them, and
@@ -523,10 +608,10 @@ impl LogRecord {
 
     /// Puts `text` and `marker` as the message of a record made with an
     /// empty one, moving what follows it (file, function, fields) along.
-    fn set_message(&mut self, text: &[u8], marker: &[u8]) {
+    fn set_message(&mut self, text: &[u8], marker: &[u8]) -> Result<(), NoMem> {
         let m = text.len() + marker.len();
         if m == 0 {
-            return;
+            return Ok(());
         }
         let start = self.message_start();
         let used = self.text_len as usize;
@@ -538,8 +623,8 @@ impl LogRecord {
                 buf[start + text.len()..start + m].copy_from_slice(marker);
             }
             _ => {
+                let mut buf = zeroed(total)?;
                 let old = self.text();
-                let mut buf = vec![0; total].into_boxed_slice();
                 buf[..start].copy_from_slice(&old[..start]);
                 buf[start..start + text.len()].copy_from_slice(text);
                 buf[start + text.len()..start + m].copy_from_slice(marker);
@@ -556,6 +641,7 @@ impl LogRecord {
         }
         self.message_len = m32;
         self.text_len = total as u32;
+        Ok(())
     }
 
     #[inline]
@@ -694,28 +780,43 @@ impl RecordPool {
         RecordPool { tx, rx }
     }
 
-    /// A spare record, or a new empty one when none is spare.
-    pub fn take(&self) -> Box<LogRecord> {
+    /// A spare record, or a new empty one when none is spare; `None` when
+    /// a new one could not be allocated.
+    pub fn try_take(&self) -> Option<Box<LogRecord>> {
         match self.rx.try_recv() {
             Ok(record) => {
                 crate::tsan::acquire(&*record as *const LogRecord as *const ());
-                record
+                Some(record)
             }
-            Err(_) => Box::new(LogRecord::with_room()),
+            Err(_) => LogRecord::with_room(),
         }
+    }
+
+    /// [`RecordPool::try_take`] where running out of memory aborts (a
+    /// record of a known small size).
+    pub fn take(&self) -> Box<LogRecord> {
+        self.try_take().unwrap_or_else(|| {
+            std::alloc::handle_alloc_error(std::alloc::Layout::new::<LogRecord>())
+        })
     }
 
     /// A record made from a spare one, or newly allocated when none is
     /// spare.
-    pub fn make(&self, level: i32, logger: &[u8], message: &[u8], user: usize) -> Box<LogRecord> {
+    pub fn make(
+        &self,
+        level: i32,
+        logger: &[u8],
+        message: &[u8],
+        user: usize,
+    ) -> Result<Box<LogRecord>, NoMem> {
         self.make_with(&Call::plain(level, logger, user), message)
     }
 
     /// [`RecordPool::make`] for any call (source location, fields).
-    pub fn make_with(&self, call: &Call, message: &[u8]) -> Box<LogRecord> {
+    pub fn make_with(&self, call: &Call, message: &[u8]) -> Result<Box<LogRecord>, NoMem> {
         let mut record = self.take();
-        record.fill_call(call, message);
-        record
+        record.fill_call(call, message)?;
+        Ok(record)
     }
 
     /// A record with its message still to be formatted (see
@@ -725,10 +826,10 @@ impl RecordPool {
         call: &Call,
         format: &'static Format,
         args: &[Arg<'_>],
-    ) -> Box<LogRecord> {
+    ) -> Result<Box<LogRecord>, NoMem> {
         let mut record = self.take();
-        record.fill_deferred(call, format, args);
-        record
+        record.fill_deferred(call, format, args)?;
+        Ok(record)
     }
 
     /// Takes a record back for reuse; dropped when the pool is full. A
@@ -823,18 +924,18 @@ mod tests {
     #[test]
     fn pool_reuses_records() {
         let pool = RecordPool::new(2);
-        let a = pool.make(10, b"a", b"first", 0);
+        let a = pool.make(10, b"a", b"first", 0).unwrap();
         let addr = &*a as *const LogRecord;
         pool.recycle(a);
         assert_eq!(pool.spare(), 1);
-        let b = pool.make(20, b"bb", b"second", 1);
+        let b = pool.make(20, b"bb", b"second", 1).unwrap();
         assert_eq!(&*b as *const LogRecord, addr);
         assert_eq!(
             (b.level, b.logger(), b.message()),
             (20, &b"bb"[..], &b"second"[..])
         );
         // Heap-backed records are not kept.
-        let big = pool.make(0, b"x", &[b'q'; 500], 0);
+        let big = pool.make(0, b"x", &[b'q'; 500], 0).unwrap();
         pool.recycle(big);
         assert_eq!(pool.spare(), 0);
         // A reused record can switch between inline and heap text.
@@ -878,16 +979,18 @@ mod tests {
             func: b"main",
         };
         let pool = RecordPool::new(1);
-        let r = pool.make_with(
-            &Call {
-                level: 20,
-                logger: b"app",
-                user: 0,
-                source: &src,
-                fields: &given,
-            },
-            b"hi",
-        );
+        let r = pool
+            .make_with(
+                &Call {
+                    level: 20,
+                    logger: b"app",
+                    user: 0,
+                    source: &src,
+                    fields: &given,
+                },
+                b"hi",
+            )
+            .unwrap();
         crate::fields::context_clear();
         assert!(r.is_inline());
         assert_eq!(
@@ -911,16 +1014,18 @@ mod tests {
         // Recycled, the record keeps its field slots: no allocation.
         let slots = r.fields.as_ptr();
         pool.recycle(r);
-        let r = pool.make_with(
-            &Call {
-                level: 20,
-                logger: b"app",
-                user: 0,
-                source: &src,
-                fields: &[given[0]],
-            },
-            b"again",
-        );
+        let r = pool
+            .make_with(
+                &Call {
+                    level: 20,
+                    logger: b"app",
+                    user: 0,
+                    source: &src,
+                    fields: &[given[0]],
+                },
+                b"again",
+            )
+            .unwrap();
         assert_eq!((r.count(), r.fields.as_ptr()), (1, slots));
         let r = LogRecord::new(20, b"app", b"plain", 0);
         assert_eq!((r.count(), r.file(), r.line), (0, &b""[..], 0));

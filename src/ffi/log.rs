@@ -107,6 +107,9 @@ pub unsafe extern "C" fn ql_log(
 /// dropped count, and `QL_ERR_FULL` (drop newest), `QL_ERR_TIMEOUT` (the
 /// blocking deadline passed) or `QL_ERR_WOULD_DEADLOCK` (called on a
 /// listener thread, where waiting could wait for itself) is returned.
+/// `QL_ERR_NOMEM` when the memory a long message or many fields need
+/// could not be allocated (or the queue could not grow): the record is
+/// dropped and counted the same way; the process goes on.
 ///
 /// `QL_ERR_NULL` when `queue` is NULL, or `message` is NULL with a nonzero
 /// `len`. Any thread, concurrently.

@@ -87,6 +87,12 @@ pub const QL_ERR_FORKED: ql_status = ql_status(14);
 /// previous `ql_stop`, `ql_stop_timeout` or `ql_listener_flush` returned:
 /// read which and why with `ql_listener_handler_stats`.
 pub const QL_ERR_LOST: ql_status = ql_status(15);
+/// Out of memory: an allocation whose size the caller chose (a message,
+/// fields, the arguments of a deferred format) or the queue's growth
+/// failed. A record of `ql_log` & co. is dropped and counted in the
+/// queue's dropped count; a program pointer stays the caller's. Nothing
+/// else changed.
+pub const QL_ERR_NOMEM: ql_status = ql_status(16);
 
 /// What a `dequeue` callback reports. Any other value counts as
 /// `QL_DEQUEUE_ERROR`.
@@ -148,6 +154,7 @@ pub(crate) fn status_of_put<R>(result: Result<(), PutError<R>>) -> ql_status {
         Err(PutError::Full(_)) => QL_ERR_FULL,
         Err(PutError::Timeout(_)) => QL_ERR_TIMEOUT,
         Err(PutError::WouldDeadlock(_)) => QL_ERR_WOULD_DEADLOCK,
+        Err(PutError::NoMem(_)) => QL_ERR_NOMEM,
     }
 }
 
@@ -187,6 +194,9 @@ pub extern "C" fn ql_status_str(status: ql_status) -> *const c_char {
             QL_ERR_FORKED => c"QL_ERR_FORKED: inherited from the parent process across fork()",
             QL_ERR_LOST => {
                 c"QL_ERR_LOST: done, but handlers counted records lost since the last stop or flush"
+            }
+            QL_ERR_NOMEM => {
+                c"QL_ERR_NOMEM: out of memory: the record was not made (a record of ql_log is dropped and counted)"
             }
             _ => c"unknown status",
         };

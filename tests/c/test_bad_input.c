@@ -210,10 +210,10 @@ static void status_strings(void) {
                              QL_ERR_WOULD_DEADLOCK, QL_ERR_FULL, QL_ERR_TIMEOUT, QL_ERR_EMPTY,
                              QL_ERR_SENTINEL, QL_ERR_QUEUE, QL_ERR_THREAD, QL_ERR_PANIC,
                              QL_ERR_NOT_RUNNING, QL_ERR_UNSUPPORTED, QL_ERR_FORKED,
-                             QL_ERR_LOST};
+                             QL_ERR_LOST, QL_ERR_NOMEM};
     const int n = (int)(sizeof all / sizeof all[0]);
     for (int i = 0; i < n; i++) {
-        CHECK_EQ_INT(all[i], i); /* the documented values 0..15 */
+        CHECK_EQ_INT(all[i], i); /* the documented values 0..16 */
         const char *s = ql_status_str(all[i]);
         CHECK(s != NULL);
         CHECK(s[0] != '\0');
@@ -223,7 +223,7 @@ static void status_strings(void) {
                 QLT_FAIL("statuses %d and %d share the text '%s'", i, j, s);
         }
     }
-    const ql_status unknown[] = {16, 12345, -1, INT32_MIN, INT32_MAX};
+    const ql_status unknown[] = {17, 12345, -1, INT32_MIN, INT32_MAX};
     for (int i = 0; i < 5; i++) {
         const char *s = ql_status_str(unknown[i]);
         CHECK(s != NULL);
@@ -235,7 +235,7 @@ static void status_strings(void) {
     unsigned a, b, c;
     char extra;
     if (sscanf(v, "%u.%u.%u%c", &a, &b, &c, &extra) != 3) QLT_FAIL("ql_version() is '%s'", v);
-    PASS("ql_status_str: %d distinct texts, 'unknown status' for 12, 12345, -1, INT32_MIN, "
+    PASS("ql_status_str: %d distinct texts, 'unknown status' for 17, 12345, -1, INT32_MIN, "
          "INT32_MAX; ql_version() = %s",
          n, v);
 }

@@ -124,4 +124,4 @@ pub(crate) fn cover(what: usize) {
     COVER[what].fetch_add(1, Ordering::Relaxed);
 }
 
-pub(crate) const KNOWN_STATUSES: std::ops::RangeInclusive<i32> = 0..=15;
+pub(crate) const KNOWN_STATUSES: std::ops::RangeInclusive<i32> = 0..=16;

@@ -261,6 +261,12 @@ impl<R: Send + 'static> Listener<R> {
                 return stopped;
             }
         }
+        if self.is_inherited() {
+            // The parent's: its handlers are the parent's to close (and
+            // its crash gate may have been copied held by the parent's
+            // thread, which does not exist here).
+            return stopped;
+        }
         crate::crash::unregister(self.shared.id);
         // A crash flush that read the registry before may be writing with
         // the handlers: closing waits for it (it ends the process, or lets

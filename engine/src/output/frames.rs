@@ -109,6 +109,12 @@ pub struct Frames {
 }
 
 impl Frames {
+    /// Makes room for a frame of up to `bytes` (and its length) without
+    /// aborting when memory runs out: `false` then, and nothing changed.
+    pub fn try_room(&mut self, bytes: usize) -> bool {
+        self.buf.try_reserve(bytes).is_ok() && self.lens.try_reserve(1).is_ok()
+    }
+
     /// Appends one frame made by `fill`, which appends its bytes to the
     /// buffer it is given.
     pub fn push(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {

@@ -210,6 +210,15 @@ impl LineHandler {
     /// failed (the record is held for a retry, or counted lost).
     pub fn handle(&mut self, record: &RecordView) -> Result<(), i32> {
         Counters::add(&self.counters.received, 1);
+        // The line's room, made fallibly (a long message, out of memory):
+        // the record is then counted lost, and the process goes on.
+        if !self.frames.try_room(self.pattern.max_line_len(record)) {
+            Counters::add(&self.counters.lost, 1);
+            self.counters
+                .last_errno
+                .store(libc::ENOMEM, Ordering::Relaxed);
+            return Err(libc::ENOMEM);
+        }
         let (pattern, clock) = (&self.pattern, &mut self.clock);
         self.frames
             .push(|buf| pattern.write_line(clock, record, buf));

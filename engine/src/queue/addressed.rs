@@ -72,7 +72,7 @@ impl<R> ChannelQueue<R> {
                 lanes,
                 Some(Control::Sentinel(listener)),
                 WhenFull::Refuse,
-                |_| 0,
+                |_| Some(0),
             );
             if put.is_ok() {
                 return SentinelPut::Ok;
@@ -108,12 +108,14 @@ impl<R> ChannelQueue<R> {
                 lanes,
                 Some(Control::Barrier(id)),
                 WhenFull::Wait(deadline),
-                |_| 0,
+                |_| Some(0),
             );
             let failed = match put {
                 Ok(()) => return Ok(()),
                 Err(Refused::Full | Refused::Timeout | Refused::DroppedItself) => Error::Timeout,
                 Err(Refused::WouldDeadlock) => Error::WouldDeadlock,
+                // Out of memory: the queue could not take it.
+                Err(Refused::NoMem) => Error::Queue,
             };
             self.unbooked(listener, Some(id));
             return Err(failed);

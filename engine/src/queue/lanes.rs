@@ -101,23 +101,36 @@ struct Segment<R> {
 }
 
 impl<R> Segment<R> {
-    fn new(blank: fn() -> R) -> *mut Segment<R> {
-        let slots = (0..SEGMENT)
-            .map(|_| {
-                UnsafeCell::new(Slot {
-                    key: 0,
-                    fence: 0,
-                    control: None,
-                    dead: false,
-                    void: false,
-                    value: blank(),
-                })
+    /// A new segment of blank slots; `None` when the memory could not be
+    /// allocated (a put then fails with [`Refused::NoMem`]).
+    fn try_new(blank: fn() -> R) -> Option<*mut Segment<R>> {
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(SEGMENT).ok()?;
+        slots.extend((0..SEGMENT).map(|_| {
+            UnsafeCell::new(Slot {
+                key: 0,
+                fence: 0,
+                control: None,
+                dead: false,
+                void: false,
+                value: blank(),
             })
-            .collect();
-        Box::into_raw(Box::new(Segment {
-            slots,
-            next: AtomicPtr::new(ptr::null_mut()),
-        }))
+        }));
+        let layout = std::alloc::Layout::new::<Segment<R>>();
+        // SAFETY: a segment's layout has a nonzero size.
+        let seg = unsafe { std::alloc::alloc(layout) }.cast::<Segment<R>>();
+        if seg.is_null() {
+            return None;
+        }
+        // SAFETY: fresh memory for one Segment, from the global allocator
+        // with Segment's layout, as `Box::from_raw` later expects.
+        unsafe {
+            seg.write(Segment {
+                slots: slots.into_boxed_slice(),
+                next: AtomicPtr::new(ptr::null_mut()),
+            })
+        };
+        Some(seg)
     }
 }
 
@@ -249,15 +262,24 @@ struct Depot<R> {
 }
 
 impl<R> Depot<R> {
-    fn take(&self) -> *mut Segment<R> {
+    fn try_take(&self) -> Option<*mut Segment<R>> {
         let spare = lock(&self.segments).pop();
         match spare {
             Some(SegmentPtr(seg)) => {
                 crate::tsan::acquire(seg as *const ());
-                seg
+                Some(seg)
             }
-            None => Segment::new(self.blank),
+            None => Segment::try_new(self.blank),
         }
+    }
+
+    /// A lane's first segment: out of memory aborts, as any small
+    /// bookkeeping allocation of a new thread's lane does (README, "Out of
+    /// memory").
+    fn take(&self) -> *mut Segment<R> {
+        self.try_take().unwrap_or_else(|| {
+            std::alloc::handle_alloc_error(std::alloc::Layout::new::<Segment<R>>())
+        })
     }
 
     /// Keeps `seg` (no longer linked or used by anyone) or frees it.
@@ -353,17 +375,13 @@ impl<R> Lane<R> {
     ///
     /// # Safety
     /// Only the lane's producer calls it.
-    unsafe fn push(&self, write: impl FnOnce(&mut Slot<R>)) {
+    unsafe fn push(&self, write: impl FnOnce(&mut Slot<R>)) -> Result<(), Refused> {
+        // SAFETY: the caller is the producer.
+        if !unsafe { self.has_slot() } {
+            return Err(Refused::NoMem);
+        }
         // SAFETY: the producer end is the caller's alone.
         let p = unsafe { &mut *self.producer.0.get() };
-        if p.tail - p.base == SEGMENT as u64 {
-            let next = self.spare_segment();
-            // SAFETY: `p.seg` is the producer's current segment, alive
-            // until the consumer leaves it (after this link is published).
-            unsafe { (*p.seg).next.store(next, Ordering::Release) };
-            p.seg = next;
-            p.base = p.tail;
-        }
         // SAFETY: slots from `head` to `tail` are the consumer's; this one
         // (at `tail`) is the producer's until published.
         let slot = unsafe { &mut *(*p.seg).slots[(p.tail - p.base) as usize].get() };
@@ -371,20 +389,44 @@ impl<R> Lane<R> {
         p.tail += 1;
         crate::tsan::release(self as *const Lane<R> as *const ());
         self.tail.0.store(p.tail, Ordering::Release);
+        Ok(())
+    }
+
+    /// Producer: makes sure the next push has a slot, linking a segment
+    /// in if the current one is full; false when none could be had (out of
+    /// memory).
+    ///
+    /// # Safety
+    /// Only the lane's producer calls it.
+    unsafe fn has_slot(&self) -> bool {
+        // SAFETY: the producer end is the caller's alone.
+        let p = unsafe { &mut *self.producer.0.get() };
+        if p.tail - p.base < SEGMENT as u64 {
+            return true;
+        }
+        let Some(next) = self.spare_segment() else {
+            return false;
+        };
+        // SAFETY: `p.seg` is the producer's current segment, alive until
+        // the consumer leaves it (after this link is published).
+        unsafe { (*p.seg).next.store(next, Ordering::Release) };
+        p.seg = next;
+        p.base = p.tail;
+        true
     }
 
     /// A segment for the producer: the lane's spare one, the depot's, or
     /// a new one.
-    fn spare_segment(&self) -> *mut Segment<R> {
+    fn spare_segment(&self) -> Option<*mut Segment<R>> {
         let spare = lock(&self.spare).pop();
         let seg = match spare {
             Some(SegmentPtr(seg)) => seg,
-            None => self.depot.take(),
+            None => self.depot.try_take()?,
         };
         crate::tsan::acquire(seg as *const ());
         // SAFETY: a spare segment is nobody else's.
         unsafe { (*seg).next.store(ptr::null_mut(), Ordering::Relaxed) };
-        seg
+        Some(seg)
     }
 
     /// Consumer: the head slot, if one is published.
@@ -718,6 +760,9 @@ pub(super) enum Refused {
     DroppedItself,
     Timeout,
     WouldDeadlock,
+    /// Out of memory: the record could not be made (its fill said so), or
+    /// the lane could not grow by a segment.
+    NoMem,
 }
 
 /// What [`Lanes::evict_oldest`] did.
@@ -809,7 +854,7 @@ impl<R> Lanes<R> {
         &self,
         control: Option<Control>,
         full: WhenFull,
-        write: impl FnOnce(&mut R) -> i64,
+        write: impl FnOnce(&mut R) -> Option<i64>,
         evicted: &mut dyn FnMut(R),
     ) -> Result<bool, Refused> {
         // A put from a signal handler that interrupted this thread inside
@@ -878,7 +923,7 @@ impl<R> Lanes<R> {
         lane: &Lane<R>,
         control: Option<Control>,
         full: WhenFull,
-        write: &mut Option<impl FnOnce(&mut R) -> i64>,
+        write: &mut Option<impl FnOnce(&mut R) -> Option<i64>>,
         evicted: &mut dyn FnMut(R),
     ) -> Result<bool, Refused> {
         // SAFETY (all calls on `lane` below): the caller is its producer.
@@ -911,11 +956,16 @@ impl<R> Lanes<R> {
                 },
             }
         }
-        // Room is reserved and only this thread fills the lane: the put
-        // cannot fail from here, so a control number taken is always
-        // pushed.
+        // Room is reserved and only this thread fills the lane. A lane that
+        // cannot grow (out of memory) gives the room back; past that the
+        // put cannot fail, so a control number taken is always pushed.
+        if !unsafe { lane.has_slot() } {
+            self.unreserve();
+            return Err(Refused::NoMem);
+        }
         let mut panicked = None;
-        match control {
+        let mut unmade = false;
+        let pushed = match control {
             Some(control) => {
                 let number = self.controls.0.fetch_add(1, Ordering::SeqCst);
                 unsafe {
@@ -925,7 +975,7 @@ impl<R> Lanes<R> {
                         slot.control = Some(control);
                         slot.fence = number;
                     })
-                };
+                }
             }
             None => {
                 let fence = self.controls.0.load(Ordering::SeqCst);
@@ -939,10 +989,16 @@ impl<R> Lanes<R> {
                             // A fill that panics still publishes its slot,
                             // void, so the room it holds comes back.
                             let value = AssertUnwindSafe(&mut slot.value);
+                            // One that could not make its record (out of
+                            // memory) too.
                             match catch_unwind(AssertUnwindSafe(move || write(value.0))) {
-                                Ok(key) => {
+                                Ok(Some(key)) => {
                                     slot.key = key;
                                     slot.void = false;
+                                }
+                                Ok(None) => {
+                                    slot.void = true;
+                                    unmade = true;
                                 }
                                 Err(payload) => {
                                     slot.void = true;
@@ -951,11 +1007,16 @@ impl<R> Lanes<R> {
                             }
                         }
                     })
-                };
+                }
             }
-        }
+        };
+        // Justified: `has_slot` made sure the lane had one.
+        debug_assert!(pushed.is_ok(), "a slot was made ready");
         if let Some(payload) = panicked {
             resume_unwind(payload);
+        }
+        if unmade {
+            return Err(Refused::NoMem);
         }
         // Dekker with a consumer going to sleep: it counts itself in
         // `sleepers`, then looks at the tails.
@@ -992,6 +1053,18 @@ impl<R> Lanes<R> {
                 Ok(_) => return true,
                 Err(now) => admitted = now,
             }
+        }
+    }
+
+    /// Producer: gives back the room [`Lanes::reserve`] admitted, for a put
+    /// that did not happen; waiting producers look again.
+    fn unreserve(&self) {
+        if self.cap == u64::MAX {
+            return;
+        }
+        self.reserved.0.fetch_sub(1, Ordering::SeqCst);
+        if self.blocked.load(Ordering::SeqCst) != 0 {
+            self.wake_producers();
         }
     }
 
@@ -1657,7 +1730,7 @@ mod tests {
             full,
             |slot| {
                 *slot = value;
-                value as i64
+                Some(value as i64)
             },
             &mut |_| {},
         )
@@ -1668,7 +1741,7 @@ mod tests {
             .put(
                 Some(Control::Barrier(id)),
                 WhenFull::Refuse,
-                |_| 0,
+                |_| Some(0),
                 &mut |_| {},
             )
             .unwrap();
@@ -1795,7 +1868,7 @@ mod tests {
                 WhenFull::Evict,
                 |slot| {
                     *slot = 2;
-                    2
+                    Some(2)
                 },
                 &mut |old| evicted.push(old),
             )
@@ -1866,7 +1939,7 @@ mod tests {
                 |slot| {
                     nested = Some(put(&lanes, 2, WhenFull::Refuse));
                     *slot = 1;
-                    1
+                    Some(1)
                 },
                 &mut |_| {},
             )
@@ -1876,6 +1949,19 @@ mod tests {
         // Outside, puts work again.
         put(&lanes, 3, WhenFull::Refuse).unwrap();
         assert_eq!(drain(&lanes), ["3"]);
+    }
+
+    #[test]
+    fn a_fill_that_cannot_make_its_record_is_refused_and_gives_its_room_back() {
+        let lanes = lanes(1);
+        assert_eq!(
+            lanes.put(None, WhenFull::Refuse, |_| None, &mut |_| {}),
+            Err(Refused::NoMem)
+        );
+        // The void slot is passed over and its room comes back.
+        assert_eq!(drain(&lanes), Vec::<String>::new());
+        put(&lanes, 4, WhenFull::Refuse).unwrap();
+        assert_eq!(drain(&lanes), ["4"]);
     }
 
     #[test]

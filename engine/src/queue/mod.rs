@@ -122,6 +122,9 @@ pub enum PutError<R> {
     /// The caller is a listener thread and the queue is full: waiting could
     /// wait for itself.
     WouldDeadlock(R),
+    /// Out of memory: the record could not be made (an allocation its
+    /// size needed failed), or the queue could not grow to hold it.
+    NoMem(R),
 }
 
 /// What a get produced, other than a record.
@@ -181,7 +184,30 @@ impl<R> ChannelQueue<R> {
             c if c <= MAX_CAPACITY => bounded(c),
             _ => return None,
         };
-        Some(ChannelQueue {
+        Some(Self::made(options, tx, rx))
+    }
+
+    /// A queue as `options` say, with per-thread lanes (see `lanes.rs`):
+    /// each putting thread writes into a FIFO of its own, the capacity
+    /// stays the queue's, and takers merge the lanes. Nothing is allocated
+    /// for the capacity up front. `None` when the capacity exceeds
+    /// [`MAX_CAPACITY`].
+    pub fn with_lanes(options: Options<R>, hooks: LaneHooks<R>) -> Option<Self>
+    where
+        R: Send + 'static,
+    {
+        if options.capacity > MAX_CAPACITY {
+            return None;
+        }
+        // Only wake items ride in the channel, one at a time.
+        let (tx, rx) = bounded(1);
+        let mut queue = Self::made(options, tx, rx);
+        queue.lanes = Some(Lanes::new(hooks, queue.capacity));
+        Some(queue)
+    }
+
+    fn made(options: Options<R>, tx: Sender<Item<R>>, rx: Receiver<Item<R>>) -> Self {
+        ChannelQueue {
             tx,
             rx,
             overflow: options.overflow,
@@ -195,7 +221,7 @@ impl<R> ChannelQueue<R> {
             held_version: AtomicU64::new(0),
             lanes: None,
             capacity: options.capacity,
-        })
+        }
     }
 
     /// The same queue, calling `taken` on each record as it is taken off
@@ -203,22 +229,6 @@ impl<R> ChannelQueue<R> {
     /// formats a deferred message there.
     pub fn with_taken(mut self, taken: fn(&mut R)) -> Self {
         self.taken = Some(taken);
-        self
-    }
-
-    /// The same queue with per-thread lanes (see `lanes.rs`): each
-    /// putting thread writes into a FIFO of its own, the capacity stays
-    /// the queue's, and takers merge the lanes. To be called before any
-    /// use.
-    pub fn with_lanes(mut self, hooks: LaneHooks<R>) -> Self
-    where
-        R: Send + 'static,
-    {
-        self.lanes = Some(Lanes::new(hooks, self.capacity));
-        // Only wake items ride in the channel now, one at a time.
-        let (tx, rx) = bounded(1);
-        self.tx = tx;
-        self.rx = rx;
         self
     }
 
@@ -429,24 +439,28 @@ impl<R> ChannelQueue<R> {
     }
 
     /// Puts a record that `write` fills in place in a slot (returning its
-    /// merge key), as the overflow policy says. On a queue without lanes,
+    /// merge key, or `None` when it could not make the record: out of
+    /// memory), as the overflow policy says. On a queue without lanes,
     /// `write` fills `blank()` and the record is put whole.
     #[inline]
     pub fn put_with(
         &self,
         blank: impl FnOnce() -> R,
-        write: impl FnOnce(&mut R) -> i64,
+        write: impl FnOnce(&mut R) -> Option<i64>,
     ) -> Result<(), PutError<()>>
     where
         R: Send + 'static,
     {
         let Some(lanes) = &self.lanes else {
             let mut record = blank();
-            write(&mut record);
+            if write(&mut record).is_none() {
+                return Err(PutError::NoMem(()));
+            }
             return self.put(record).map_err(|e| match e {
                 PutError::Full(_) => PutError::Full(()),
                 PutError::Timeout(_) => PutError::Timeout(()),
                 PutError::WouldDeadlock(_) => PutError::WouldDeadlock(()),
+                PutError::NoMem(_) => PutError::NoMem(()),
             });
         };
         match self.lane_put(lanes, None, self.when_full(), write) {
@@ -458,6 +472,7 @@ impl<R> ChannelQueue<R> {
             Err(Refused::Full) => Err(PutError::Full(())),
             Err(Refused::Timeout) => Err(PutError::Timeout(())),
             Err(Refused::WouldDeadlock) => Err(PutError::WouldDeadlock(())),
+            Err(Refused::NoMem) => Err(PutError::NoMem(())),
         }
     }
 
@@ -471,7 +486,7 @@ impl<R> ChannelQueue<R> {
             let record = record.take().expect("written once");
             let key = lanes.key(&record);
             lanes.put_in(slot, record);
-            key
+            Some(key)
         });
         match (put, record) {
             (Ok(()), _) => Ok(()),
@@ -486,6 +501,7 @@ impl<R> ChannelQueue<R> {
                 Refused::DroppedItself | Refused::Full => PutError::Full(record),
                 Refused::Timeout => PutError::Timeout(record),
                 Refused::WouldDeadlock => PutError::WouldDeadlock(record),
+                Refused::NoMem => PutError::NoMem(record),
             }),
             // Justified: a refused put never called `write`.
             (Err(_), None) => unreachable!("a refused put keeps its record"),
@@ -500,7 +516,7 @@ impl<R> ChannelQueue<R> {
         lanes: &Lanes<R>,
         control: Option<Control>,
         full: WhenFull,
-        write: impl FnOnce(&mut R) -> i64,
+        write: impl FnOnce(&mut R) -> Option<i64>,
     ) -> Result<(), Refused> {
         let wake = lanes.put(control, full, write, &mut |old| {
             self.count_drop();
