@@ -220,7 +220,10 @@ int main(void) {
     atomic_store(&counting, true);
     size_t texts = 0;
     for (int32_t st = -2; st < 20; st++) texts += strlen(ql_status_str(st));
-    for (int32_t lv = -10; lv <= 60; lv += 5) texts += strlen(ql_level_name(lv));
+    for (int32_t lv = -10; lv <= 60; lv += 5) {
+        const char *name = ql_level_name(lv); /* NULL for a level without a name */
+        if (name) texts += strlen(name);
+    }
     texts += strlen(ql_version());
     ql_reopen_files();
     atomic_store(&counting, false);

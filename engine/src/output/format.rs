@@ -210,41 +210,25 @@ impl Pattern {
     /// checks against its room. Escaping writes at most 6 bytes for one
     /// (JSON's `\u00XX`); a number at most 340.
     pub fn max_line_len(&self, record: &RecordView) -> usize {
-        let fields = record.fields;
-        let fields: usize = (0..fields.count())
-            .map(|i| {
-                let f = fields.field(i);
-                let value = match f.value {
-                    crate::fields::Value::Str(s) => 6 * s.len(),
-                    _ => 0,
-                };
-                6 * f.key.len() + value + 350
-            })
-            .sum();
         let body: usize = match self.style {
             // Every text once, the fields, the keys around them.
-            Style::Json | Style::Logfmt => {
-                6 * (record.logger.len()
-                    + record.message.len()
-                    + record.file.len()
-                    + record.func.len())
-                    + fields
-                    + 512
-            }
+            Style::Json | Style::Logfmt => max_record_len(record),
             // Each piece as often as the pattern has it.
-            Style::Text => self
-                .pieces
-                .iter()
-                .map(|piece| match piece {
-                    Piece::Text(t) => t.len(),
-                    Piece::Logger => 6 * record.logger.len(),
-                    Piece::Message => 6 * record.message.len(),
-                    Piece::File => 6 * record.file.len(),
-                    Piece::Func => 6 * record.func.len(),
-                    Piece::Fields => fields,
-                    _ => 64,
-                })
-                .sum(),
+            Style::Text => {
+                let fields = max_fields_len(record);
+                self.pieces
+                    .iter()
+                    .map(|piece| match piece {
+                        Piece::Text(t) => t.len(),
+                        Piece::Logger => 6 * record.logger.len(),
+                        Piece::Message => 6 * record.message.len(),
+                        Piece::File => 6 * record.file.len(),
+                        Piece::Func => 6 * record.func.len(),
+                        Piece::Fields => fields,
+                        _ => 64,
+                    })
+                    .sum()
+            }
         };
         1024 + body
     }
@@ -365,6 +349,31 @@ pub fn escape_into(text: &[u8], out: &mut Vec<u8>) {
         rest = &rest[i + 1..];
     }
     out.extend_from_slice(rest);
+}
+
+/// At least as many bytes as any one-record format of the library writes
+/// for `record` when it writes each text (logger, message, file, function)
+/// and field once, escaped (at most 6 bytes for one), with keys and
+/// punctuation around them: JSON, logfmt, syslog, journald. What a sink
+/// reserves (fallibly) before it formats a record.
+pub fn max_record_len(record: &RecordView) -> usize {
+    1024 + 6 * (record.logger.len() + record.message.len() + record.file.len() + record.func.len())
+        + max_fields_len(record)
+}
+
+/// [`max_record_len`]'s part for the fields.
+fn max_fields_len(record: &RecordView) -> usize {
+    let fields = record.fields;
+    (0..fields.count())
+        .map(|i| {
+            let f = fields.field(i);
+            let value = match f.value {
+                crate::fields::Value::Str(s) => 6 * s.len(),
+                _ => 0,
+            };
+            6 * f.key.len() + value + 350
+        })
+        .sum()
 }
 
 /// Local time formatting, with the date-time part cached per second.

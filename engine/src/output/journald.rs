@@ -640,6 +640,16 @@ impl JournaldSink {
 impl Sink for JournaldSink {
     fn handle(&mut self, record: &RecordView) -> Result<(), i32> {
         Counters::add(&self.counters.received, 1);
+        // The entry's room, made fallibly (a long record, out of memory):
+        // the record is then counted lost, and the process goes on.
+        let room = super::format::max_record_len(record) + self.fixed.identifier.len();
+        if !self.frames.try_room(room) {
+            Counters::add(&self.counters.lost, 1);
+            self.counters
+                .last_errno
+                .store(libc::ENOMEM, Ordering::Relaxed);
+            return Err(libc::ENOMEM);
+        }
         let fixed = &self.fixed;
         self.frames.push(|buf| encode(fixed, record, buf));
         if self.failing && !self.worth_a_try() {

@@ -256,6 +256,18 @@ impl Sink for SyslogSink {
         self.flush_failed = false;
         let mut msg = lock(&self.shared).spare.pop().unwrap_or_default();
         msg.clear();
+        // The message's room, made fallibly (a long record, out of
+        // memory): the record is then counted lost, and the process goes on.
+        if msg
+            .try_reserve(super::format::max_record_len(record))
+            .is_err()
+        {
+            add(&self.counters.lost, 1);
+            self.counters
+                .last_errno
+                .store(libc::ENOMEM, Ordering::Relaxed);
+            return Err(libc::ENOMEM);
+        }
         self.format.write(&mut self.clock, record, &mut msg);
         // A message cut to max_len keeps the allocation of its whole
         // formatted length (up to the record's 1 MiB message and 128
