@@ -1762,7 +1762,8 @@ ql_status ql_listener_new(const struct ql_queue_vtable *queue,
  * level built-in records carry. The library cannot read the level of a
  * program pointer (`ql_queue_put`) or of a record a `prepare` hook made, so
  * rather than pass those to every handler it refuses them, with
- * `QL_ERR_INVALID`: this call is refused when `hooks->prepare` is set, or
+ * `QL_ERR_INVALID`: this call is refused when `hooks->prepare` or
+ * `hooks->dequeue` is set, or
  * when the queue has already taken a program pointer record; once it
  * succeeds, the queue refuses program pointer records for its whole life.
  * A `record_level` hook lifts all three (it is asked for every record).
@@ -2024,8 +2025,10 @@ struct ql_queue_options ql_queue_options_default(void);
  * Makes a built-in queue.
  *
  * `capacity` is the most items (records plus sentinels) it holds; 0 means
- * unbounded. Bounded slots are allocated up front, so a capacity over
- * `QL_QUEUE_MAX_CAPACITY` is refused with `QL_ERR_INVALID`.
+ * unbounded; over `QL_QUEUE_MAX_CAPACITY` it is refused with
+ * `QL_ERR_INVALID`. Nothing is allocated for the capacity up front (the
+ * lanes grow as records come; a queue keeps a pool of spare records of
+ * at most 65 600 entries, about 1 MiB at the largest capacities).
  *
  * On success writes the new queue to `*queue_out` and returns `QL_OK`; the
  * caller owns it and frees it with `ql_queue_free`. On failure `*queue_out`
@@ -2107,6 +2110,8 @@ void ql_queue_free(struct ql_queue *queue);
  * listener on the queue was made with `respect_handler_level` and no
  * `record_level` hook: it could not read a program pointer's level (see
  * `ql_listener_new_with_queue`); the record stays the caller's.
+ * `QL_ERR_NOMEM` when the queue could not grow to hold it (out of
+ * memory); it stays the caller's.
  *
  * # Safety
  * `queue` must be NULL or a live queue from `ql_queue_new`.
@@ -2282,7 +2287,8 @@ ql_status ql_log_fields(const struct ql_queue *queue,
  *
  * As `ql_log_user`, and:
  * - `source`: NULL, or where the call was made; its strings are copied
- *   (file and function names past 1024 bytes are cut).
+ *   (file and function names past 1024 bytes are cut, as is a logger
+ *   name).
  * - `fields`, `field_count`: NULL and 0, or an array of `field_count`
  *   fields (at most `QL_FIELDS_MAX`), copied. The calling thread's
  *   context fields (`ql_context_set`) are added after them; a key given

@@ -49,8 +49,6 @@ pub fn level_name(level: i32) -> Option<&'static CStr> {
     })
 }
 
-/// Bytes of text (logger name, message, file, function, field keys and
-/// string values, each with its NUL) kept inside the record itself.
 /// An allocation the caller sized (a message, fields, arguments) failed:
 /// the record was not made (its put drops it and counts the drop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +66,8 @@ fn zeroed(len: usize) -> Result<Box<[u8]>, NoMem> {
     Ok(buf.into_boxed_slice())
 }
 
+/// Bytes of text (logger name, message, file, function, field keys and
+/// string values, each with its NUL) kept inside the record itself.
 pub const INLINE_TEXT: usize = 256;
 
 /// The longest message kept; a longer one is cut to this many bytes, the
@@ -326,7 +326,7 @@ impl LogRecord {
     /// Makes this record anew, reusing its storage: `fields` (already
     /// checked with [`crate::fields::check`]) then the calling thread's
     /// context fields, each key once (its first value kept). A string value
-    /// is cut like a message; file and function names past [`MAX_SOURCE`]
+    /// is cut like a message; logger, file and function names past [`MAX_SOURCE`]
     /// bytes are cut.
     ///
     /// [`NoMem`] when the room for the text (message, fields) or the
@@ -349,7 +349,8 @@ impl LogRecord {
         } else {
             logger
         };
-        let logger = &logger[..logger.len().min(u32::MAX as usize)];
+        // Cut like a source name: the text's offsets are 32-bit.
+        let logger = &logger[..logger.len().min(MAX_SOURCE)];
         let message = cut(message, MAX_MESSAGE);
         let file = &source.file[..source.file.len().min(MAX_SOURCE)];
         let func = &source.func[..source.func.len().min(MAX_SOURCE)];

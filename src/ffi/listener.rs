@@ -478,11 +478,13 @@ unsafe fn new_listener(
     } = queue;
     // Filtering by level needs every record's level: a `record_level` hook,
     // or the built-in queue's own records, untouched by `prepare` (whose
-    // replacement is an opaque pointer) and with no program pointers.
+    // replacement is an opaque pointer), not taken by a `dequeue` hook
+    // (whose records are opaque pointers), and with no program pointers.
     let levels_from_queue = respect_handler_level && hooks.record_level.is_none();
     if (!has_dequeue && hooks.dequeue.is_none())
         || (!has_enqueue_sentinel && hooks.enqueue_sentinel.is_none())
-        || (levels_from_queue && (built_in.is_none() || hooks.prepare.is_some()))
+        || (levels_from_queue
+            && (built_in.is_none() || hooks.prepare.is_some() || hooks.dequeue.is_some()))
         || handlers.iter().any(|h| h.handle.is_none())
     {
         return QL_ERR_INVALID;
@@ -578,7 +580,8 @@ pub unsafe extern "C" fn ql_listener_new(
 /// level built-in records carry. The library cannot read the level of a
 /// program pointer (`ql_queue_put`) or of a record a `prepare` hook made, so
 /// rather than pass those to every handler it refuses them, with
-/// `QL_ERR_INVALID`: this call is refused when `hooks->prepare` is set, or
+/// `QL_ERR_INVALID`: this call is refused when `hooks->prepare` or
+/// `hooks->dequeue` is set, or
 /// when the queue has already taken a program pointer record; once it
 /// succeeds, the queue refuses program pointer records for its whole life.
 /// A `record_level` hook lifts all three (it is asked for every record).

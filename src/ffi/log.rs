@@ -179,7 +179,8 @@ pub unsafe extern "C" fn ql_log_fields(
 ///
 /// As `ql_log_user`, and:
 /// - `source`: NULL, or where the call was made; its strings are copied
-///   (file and function names past 1024 bytes are cut).
+///   (file and function names past 1024 bytes are cut, as is a logger
+///   name).
 /// - `fields`, `field_count`: NULL and 0, or an array of `field_count`
 ///   fields (at most `QL_FIELDS_MAX`), copied. The calling thread's
 ///   context fields (`ql_context_set`) are added after them; a key given

@@ -155,8 +155,10 @@ macro_rules! admit_pointer {
 /// Makes a built-in queue.
 ///
 /// `capacity` is the most items (records plus sentinels) it holds; 0 means
-/// unbounded. Bounded slots are allocated up front, so a capacity over
-/// `QL_QUEUE_MAX_CAPACITY` is refused with `QL_ERR_INVALID`.
+/// unbounded; over `QL_QUEUE_MAX_CAPACITY` it is refused with
+/// `QL_ERR_INVALID`. Nothing is allocated for the capacity up front (the
+/// lanes grow as records come; a queue keeps a pool of spare records of
+/// at most 65 600 entries, about 1 MiB at the largest capacities).
 ///
 /// On success writes the new queue to `*queue_out` and returns `QL_OK`; the
 /// caller owns it and frees it with `ql_queue_free`. On failure `*queue_out`
@@ -309,6 +311,8 @@ pub unsafe extern "C" fn ql_queue_free(queue: *mut ql_queue) {
 /// listener on the queue was made with `respect_handler_level` and no
 /// `record_level` hook: it could not read a program pointer's level (see
 /// `ql_listener_new_with_queue`); the record stays the caller's.
+/// `QL_ERR_NOMEM` when the queue could not grow to hold it (out of
+/// memory); it stays the caller's.
 ///
 /// # Safety
 /// `queue` must be NULL or a live queue from `ql_queue_new`.

@@ -508,6 +508,13 @@ static int32_t replace_with_error(void *ctx, void *record, void **prepared_out) 
     return 0;
 }
 
+static ql_dequeue_result empty_dequeue(void *ctx, bool block, void **record_out) {
+    (void)ctx;
+    (void)block;
+    (void)record_out;
+    return QL_DEQUEUE_EMPTY;
+}
+
 static int32_t made_level(void *ctx, void *record) {
     (void)ctx;
     if (record == &made_error) return made_error.level;
@@ -585,6 +592,12 @@ static void builtin_levels_refuse_unknown(void) {
     l = untouched;
     CHECK_EQ_STATUS(ql_listener_new_with_queue(q, hs, 2, &hooks, true, &l), QL_ERR_INVALID);
     CHECK_EQ_PTR(l, untouched);
+    /* A dequeue hook hands opaque pointers too: refused the same way. */
+    ql_hooks taking;
+    memset(&taking, 0, sizeof taking);
+    taking.dequeue = empty_dequeue;
+    CHECK_EQ_STATUS(ql_listener_new_with_queue(q, hs, 2, &taking, true, &l), QL_ERR_INVALID);
+    CHECK_EQ_PTR(l, untouched);
     hooks.record_level = made_level;
     CHECK_OK(ql_listener_new_with_queue(q, hs, 2, &hooks, true, &l));
     long low0 = qlt_counter_get(&low.handled), high0 = qlt_counter_get(&high.handled);
@@ -631,8 +644,8 @@ static void builtin_levels_refuse_unknown(void) {
     qlt_log_destroy(&log);
     PASS("respect_handler_level on the built-in queue: program pointers refused (QL_ERR_INVALID, "
          "caller keeps them) once such a listener exists, such a listener refused once the "
-         "queue took one (race: exactly one side refused, %d/%d), a prepare hook needs "
-         "record_level, which filters by the prepared record's level",
+         "queue took one (race: exactly one side refused, %d/%d), a prepare or dequeue hook "
+         "needs record_level, which filters by the prepared record's level",
          listener_won, put_won);
 }
 

@@ -554,7 +554,8 @@ impl Fuzzer {
         let (took, racing) = queue.map_or((false, false), |qi| {
             (self.queues[qi].took_pointers, self.queues[qi].pinned)
         });
-        let has_level = level_hook || (builtin && !prepare_hook && !took);
+        let dequeue_hook = hooks.as_ref().is_some_and(|h| h.dequeue.is_some());
+        let has_level = level_hook || (builtin && !prepare_hook && !dequeue_hook && !took);
         let want = if null_out || null_handlers || null_queue {
             QL_ERR_NULL
         } else if invalid || !has_dequeue || !has_sentinel || (respect && !has_level) {

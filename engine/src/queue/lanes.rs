@@ -375,7 +375,7 @@ impl<R> Lane<R> {
     ///
     /// # Safety
     /// Only the lane's producer calls it.
-    unsafe fn push(&self, write: impl FnOnce(&mut Slot<R>)) -> Result<(), Refused> {
+    unsafe fn push(&self, write: impl FnOnce(&mut Slot<R>) -> bool) -> Result<(), Refused> {
         // SAFETY: the caller is the producer.
         if !unsafe { self.has_slot() } {
             return Err(Refused::NoMem);
@@ -385,7 +385,10 @@ impl<R> Lane<R> {
         // SAFETY: slots from `head` to `tail` are the consumer's; this one
         // (at `tail`) is the producer's until published.
         let slot = unsafe { &mut *(*p.seg).slots[(p.tail - p.base) as usize].get() };
-        write(slot);
+        if !write(slot) {
+            // Not made: the slot stays the producer's, for its next push.
+            return Err(Refused::NoMem);
+        }
         p.tail += 1;
         crate::tsan::release(self as *const Lane<R> as *const ());
         self.tail.0.store(p.tail, Ordering::Release);
@@ -964,7 +967,6 @@ impl<R> Lanes<R> {
             return Err(Refused::NoMem);
         }
         let mut panicked = None;
-        let mut unmade = false;
         let pushed = match control {
             Some(control) => {
                 let number = self.controls.0.fetch_add(1, Ordering::SeqCst);
@@ -974,6 +976,7 @@ impl<R> Lanes<R> {
                         slot.void = false;
                         slot.control = Some(control);
                         slot.fence = number;
+                        true
                     })
                 }
             }
@@ -983,39 +986,36 @@ impl<R> Lanes<R> {
                 unsafe {
                     lane.push(|slot| {
                         slot.dead = false;
+                        slot.void = false;
                         slot.control = None;
                         slot.fence = fence;
-                        if let Some(write) = write {
-                            // A fill that panics still publishes its slot,
-                            // void, so the room it holds comes back.
-                            let value = AssertUnwindSafe(&mut slot.value);
-                            // One that could not make its record (out of
-                            // memory) too.
-                            match catch_unwind(AssertUnwindSafe(move || write(value.0))) {
-                                Ok(Some(key)) => {
-                                    slot.key = key;
-                                    slot.void = false;
-                                }
-                                Ok(None) => {
-                                    slot.void = true;
-                                    unmade = true;
-                                }
-                                Err(payload) => {
-                                    slot.void = true;
-                                    panicked = Some(payload);
-                                }
+                        let Some(write) = write else {
+                            return false;
+                        };
+                        // A fill that panics, or cannot make its record
+                        // (out of memory), publishes nothing: the slot
+                        // stays the producer's and the room goes back.
+                        let value = AssertUnwindSafe(&mut slot.value);
+                        match catch_unwind(AssertUnwindSafe(move || write(value.0))) {
+                            Ok(Some(key)) => {
+                                slot.key = key;
+                                true
+                            }
+                            Ok(None) => false,
+                            Err(payload) => {
+                                panicked = Some(payload);
+                                false
                             }
                         }
                     })
                 }
             }
         };
-        // Justified: `has_slot` made sure the lane had one.
-        debug_assert!(pushed.is_ok(), "a slot was made ready");
-        if let Some(payload) = panicked {
-            resume_unwind(payload);
-        }
-        if unmade {
+        if pushed.is_err() {
+            self.unreserve();
+            if let Some(payload) = panicked {
+                resume_unwind(payload);
+            }
             return Err(Refused::NoMem);
         }
         // Dekker with a consumer going to sleep: it counts itself in
@@ -1958,8 +1958,9 @@ mod tests {
             lanes.put(None, WhenFull::Refuse, |_| None, &mut |_| {}),
             Err(Refused::NoMem)
         );
-        // The void slot is passed over and its room comes back.
-        assert_eq!(drain(&lanes), Vec::<String>::new());
+        // Nothing was published and the room came back at once: without
+        // any take, the queue (capacity 1) takes the next record.
+        assert_eq!(lanes.len(), 0);
         put(&lanes, 4, WhenFull::Refuse).unwrap();
         assert_eq!(drain(&lanes), ["4"]);
     }
@@ -1971,7 +1972,8 @@ mod tests {
             lanes.put(None, WhenFull::Refuse, |_| panic!("fill"), &mut |_| {})
         }));
         assert!(caught.is_err());
-        // The void slot is passed over and its room comes back.
+        // Nothing was published and the room came back at once.
+        assert_eq!(lanes.len(), 0);
         assert_eq!(drain(&lanes), Vec::<String>::new());
         put(&lanes, 4, WhenFull::Refuse).unwrap();
         assert_eq!(drain(&lanes), ["4"]);
