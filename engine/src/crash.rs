@@ -49,11 +49,17 @@ const FLUSH_BOUND: Duration = Duration::from_secs(5);
 
 /// Between a listener's thread and the crash flush: the thread holds it
 /// while it takes and handles records (and around its handlers' batch ends
-/// and flushes), and lets go of it between records and while it sleeps; the
-/// flush claims it when it is free, and the thread then parks, holding no
-/// record, until the flush lets go (when the process lives on).
+/// and flushes), and lets go of it while it sleeps, and between two records
+/// when a flush asks (`wanted`); the flush claims it when it is free, and
+/// the thread then parks, holding no record, until the flush lets go (when
+/// the process lives on).
 #[derive(Debug, Default)]
-pub struct Gate(AtomicU8);
+pub struct Gate {
+    state: AtomicU8,
+    /// A flush waits to claim the gate: the thread lets go of it at its
+    /// next record (one load per record otherwise).
+    wanted: AtomicBool,
+}
 
 const FREE: u8 = 0;
 const WORKING: u8 = 1;
@@ -62,7 +68,21 @@ const CLAIMED: u8 = 2;
 impl Gate {
     /// A free gate.
     pub const fn new() -> Gate {
-        Gate(AtomicU8::new(FREE))
+        Gate {
+            state: AtomicU8::new(FREE),
+            wanted: AtomicBool::new(false),
+        }
+    }
+
+    /// The listener's thread, between two records (holding none): lets a
+    /// flush that waits for the gate take it (and waits in `enter` while
+    /// it holds it).
+    #[inline]
+    pub fn pass(&self) {
+        if self.wanted.load(Ordering::Relaxed) {
+            self.leave();
+            self.enter();
+        }
     }
 
     /// The listener's thread, before it takes a record: waits (parked,
@@ -70,7 +90,7 @@ impl Gate {
     pub fn enter(&self) {
         loop {
             if self
-                .0
+                .state
                 .compare_exchange(FREE, WORKING, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
@@ -84,31 +104,34 @@ impl Gate {
 
     /// The listener's thread, holding no record.
     pub fn leave(&self) {
-        self.0.store(FREE, Ordering::Release);
+        self.state.store(FREE, Ordering::Release);
     }
 
     /// The crash flush: claims the gate once the thread lets go of it,
     /// or gives up.
     pub(crate) fn claim(&self, give_up: &dyn Fn() -> bool) -> bool {
-        loop {
+        self.wanted.store(true, Ordering::SeqCst);
+        let claimed = loop {
             match self
-                .0
+                .state
                 .compare_exchange(FREE, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return true,
+                Ok(_) => break true,
                 // A flush that claimed it already (a second signal after a
                 // program's handler let the process go on).
-                Err(CLAIMED) => return true,
-                Err(_) if give_up() => return false,
+                Err(CLAIMED) => break true,
+                Err(_) if give_up() => break false,
                 Err(_) => nap(),
             }
-        }
+        };
+        self.wanted.store(false, Ordering::SeqCst);
+        claimed
     }
 
     /// The crash flush is over and the process lives on.
     pub(crate) fn release(&self) {
         let _ = self
-            .0
+            .state
             .compare_exchange(CLAIMED, FREE, Ordering::AcqRel, Ordering::Acquire);
     }
 }

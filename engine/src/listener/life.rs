@@ -68,10 +68,9 @@ pub(super) fn monitor<R: Send + 'static>(shared: Arc<Shared<R>>) {
         }
     };
     loop {
-        // Between two records the thread holds none: a crash flush may
-        // take over here (the thread then waits in `enter`).
-        shared.gate.leave();
-        shared.gate.enter();
+        // Between two records the thread holds none: a crash flush that
+        // waits may take over here (the thread then waits in `enter`).
+        shared.gate.pass();
         let dequeued = if let Some(dequeue) = dequeue_hook {
             dequeue(&shared.queue, true)
         } else {
