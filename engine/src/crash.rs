@@ -27,6 +27,8 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, Ordering};
+
+use crate::threads::SpinLock;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -230,7 +232,7 @@ pub fn register(target: Arc<dyn Flushable>, signals: Signals) -> Result<(), Full
             line: Vec::with_capacity(LINE_ROOM),
         }))
     });
-    let _one = installing();
+    let _one = INSTALLING.lock();
     let id = target.listener_id();
     let registered = SLOTS.iter().any(|slot| {
         let p = slot.load(Ordering::Acquire);
@@ -263,7 +265,7 @@ pub fn register(target: Arc<dyn Flushable>, signals: Signals) -> Result<(), Full
 /// flush is running, which may be reading it (then it is leaked: the
 /// process is dying, or the flush's program handler runs).
 pub fn unregister(id: u64) {
-    let _one = installing();
+    let _one = INSTALLING.lock();
     for slot in &SLOTS {
         let p = slot.load(Ordering::Acquire);
         // SAFETY: as in `register`.
@@ -290,17 +292,7 @@ pub fn forget_after_fork() {
     }
     CRASHING.store(0, Ordering::SeqCst);
     CHAINING.store(0, Ordering::SeqCst);
-    INSTALLING.store(false, Ordering::Release);
-}
-
-/// True when listener `id` is registered.
-pub fn is_registered(id: u64) -> bool {
-    let _one = installing();
-    SLOTS.iter().any(|slot| {
-        let p = slot.load(Ordering::Acquire);
-        // SAFETY: as in `register`.
-        !p.is_null() && unsafe { (*p).listener_id() } == id
-    })
+    INSTALLING.reset_in_child();
 }
 
 // --------------------------------------------------------------- signals
@@ -329,25 +321,7 @@ static PREVIOUS: OnceLock<Previous> = OnceLock::new();
 /// Serializes registrations and installs: a spin lock, not a `Mutex`, so
 /// a `fork` child that inherits it held by a parent thread (which does not
 /// exist there) takes it back ([`forget_after_fork`]).
-static INSTALLING: AtomicBool = AtomicBool::new(false);
-
-struct Installing;
-
-fn installing() -> Installing {
-    while INSTALLING
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        std::thread::yield_now();
-    }
-    Installing
-}
-
-impl Drop for Installing {
-    fn drop(&mut self) {
-        INSTALLING.store(false, Ordering::Release);
-    }
-}
+static INSTALLING: SpinLock = SpinLock::new();
 
 fn previous() -> &'static Previous {
     PREVIOUS.get_or_init(|| {

@@ -95,34 +95,24 @@ pub(crate) fn as_listener_thread<T>(id: u64, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Which listener's thread waits, in a stop or flush, for which other
-/// listener's thread: `(waiting, waited for)`. A listener thread waits for
-/// at most one listener at a time (the call blocks it), so following the
-/// edges from any listener is a chain; a call that would close the chain
-/// into a cycle is refused ([`wait_for_listener`]).
-///
-/// Behind a spin lock held for a few instructions (no allocation while
-/// holding it, except a push that grows the list), not a `Mutex`: a `fork`
-/// child may inherit it held by a parent thread that does not exist there,
-/// and [`forget_waits_after_fork`] then takes it back.
-struct WaitGraph {
-    locked: AtomicBool,
-    edges: UnsafeCell<Vec<(u64, u64)>>,
-}
+/// A lock held for a few instructions that a `fork` child can take back
+/// ([`SpinLock::reset_in_child`]): a `Mutex` the child inherits held by a
+/// parent thread (which does not exist there) is never unlocked.
+pub(crate) struct SpinLock(AtomicBool);
 
-// SAFETY: `edges` is only touched while `locked` is held (WaitGraph::with).
-unsafe impl Sync for WaitGraph {}
+/// Held [`SpinLock`]; unlocks when dropped (also on unwind).
+pub(crate) struct SpinGuard<'a>(&'a AtomicBool);
 
-static WAITS: WaitGraph = WaitGraph {
-    locked: AtomicBool::new(false),
-    edges: UnsafeCell::new(Vec::new()),
-};
+impl SpinLock {
+    pub(crate) const fn new() -> SpinLock {
+        SpinLock(AtomicBool::new(false))
+    }
 
-impl WaitGraph {
-    fn with<T>(&self, f: impl FnOnce(&mut Vec<(u64, u64)>) -> T) -> T {
+    /// Spins a little, then yields, until the lock is had.
+    pub(crate) fn lock(&self) -> SpinGuard<'_> {
         let mut spins = 0u32;
         while self
-            .locked
+            .0
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
@@ -133,14 +123,47 @@ impl WaitGraph {
                 std::thread::yield_now();
             }
         }
-        struct Unlock<'a>(&'a AtomicBool);
-        impl Drop for Unlock<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        let _unlock = Unlock(&self.locked);
-        // SAFETY: the lock is held until `_unlock` drops.
+        SpinGuard(&self.0)
+    }
+
+    /// In a `fork` child, on the only thread: free, whoever held it.
+    pub(crate) fn reset_in_child(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for SpinGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Which listener's thread waits, in a stop or flush, for which other
+/// listener's thread: `(waiting, waited for)`. A listener thread waits for
+/// at most one listener at a time (the call blocks it), so following the
+/// edges from any listener is a chain; a call that would close the chain
+/// into a cycle is refused ([`wait_for_listener`]).
+///
+/// Behind a [`SpinLock`] held for a few instructions (no allocation while
+/// holding it, except a push that grows the list), which a `fork` child
+/// takes back ([`forget_waits_after_fork`]).
+struct WaitGraph {
+    lock: SpinLock,
+    edges: UnsafeCell<Vec<(u64, u64)>>,
+}
+
+// SAFETY: `edges` is only touched while `lock` is held (WaitGraph::with).
+unsafe impl Sync for WaitGraph {}
+
+static WAITS: WaitGraph = WaitGraph {
+    lock: SpinLock::new(),
+    edges: UnsafeCell::new(Vec::new()),
+};
+
+impl WaitGraph {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<(u64, u64)>) -> T) -> T {
+        let _held = self.lock.lock();
+        // SAFETY: the lock is held until `_held` drops.
         f(unsafe { &mut *self.edges.get() })
     }
 }
@@ -205,7 +228,7 @@ fn forget_waits_after_fork() {
     // hold a reference into `edges`. The old list is leaked, not read: the
     // parent may have been changing it.
     unsafe { std::ptr::write(WAITS.edges.get(), Vec::new()) };
-    WAITS.locked.store(false, Ordering::Release);
+    WAITS.lock.reset_in_child();
 }
 
 #[cfg(test)]

@@ -126,6 +126,29 @@ static void expect_death(pid_t pid, int sig) {
     CHECK_EQ_INT(WTERMSIG(status), sig);
 }
 
+static void fresh_file(void) {
+    snprintf(path, sizeof path, "/tmp/ql_crash_%d.log", (int)getpid());
+    unlink(path);
+}
+
+/* Every record 0..N_RECORDS-1 in the file exactly once (then the file is
+ * removed); `what` names the case in a failure. */
+static void expect_each_once(const char *what) {
+    unsigned char *counts = read_counts(N_RECORDS);
+    for (int i = 0; i < N_RECORDS; i++)
+        if (counts[i] != 1) QLT_FAIL("%s: record %d written %d times", what, i, counts[i]);
+    free(counts);
+    unlink(path);
+}
+
+/* A child for one case, with a fresh log file. */
+static pid_t spawn(void) {
+    fresh_file();
+    pid_t pid = fork();
+    if (pid < 0) QLT_FAIL("fork: %s", strerror(errno));
+    return pid;
+}
+
 /* -------------------------------------------------------- one listener */
 
 static ql_queue *queue;
@@ -192,28 +215,16 @@ static void child_place(int sig, int place, bool opt_in) {
     crash_with(sig);
 }
 
-static void fresh_file(void) {
-    snprintf(path, sizeof path, "/tmp/ql_crash_%d.log", (int)getpid());
-    unlink(path);
-}
-
 static void each_signal_each_place(void) {
     const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM, SIGINT};
     for (size_t s = 0; s < sizeof sigs / sizeof sigs[0]; s++) {
         for (int place = PLACE_QUEUED; place <= PLACE_MIXED; place++) {
-            fresh_file();
-            pid_t pid = fork();
-            if (pid < 0) QLT_FAIL("fork");
+            pid_t pid = spawn();
             if (pid == 0) child_place(sigs[s], place, true);
             expect_death(pid, sigs[s]);
-            unsigned char *counts = read_counts(N_RECORDS);
-            for (int i = 0; i < N_RECORDS; i++) {
-                if (counts[i] != 1)
-                    QLT_FAIL("signal %d, records %s: record %d written %d times", sigs[s],
-                             PLACES[place], i, counts[i]);
-            }
-            free(counts);
-            unlink(path);
+            char what[64];
+            snprintf(what, sizeof what, "signal %d, records %s", sigs[s], PLACES[place]);
+            expect_each_once(what);
         }
         PASS("%s: the child died of it; every record (queued, held in the handler, mixed) "
              "in the file exactly once",
@@ -222,9 +233,7 @@ static void each_signal_each_place(void) {
 }
 
 static void without_opt_in_records_are_lost(void) {
-    fresh_file();
-    pid_t pid = fork();
-    if (pid < 0) QLT_FAIL("fork");
+    pid_t pid = spawn();
     if (pid == 0) child_place(SIGSEGV, PLACE_QUEUED, false);
     expect_death(pid, SIGSEGV);
     unsigned char *counts = read_counts(N_RECORDS);
@@ -258,10 +267,8 @@ static void *produce(void *arg) {
 }
 
 static void under_load(unsigned seed) {
-    fresh_file();
     for (int k = 0; k < PRODUCERS; k++) acked[k] = acked_at_crash[k] = -1;
-    pid_t pid = fork();
-    if (pid < 0) QLT_FAIL("fork");
+    pid_t pid = spawn();
     if (pid == 0) {
         no_core();
         make_listener(QL_FLUSH_BATCH, NULL, true, 0);
@@ -307,30 +314,27 @@ static void under_load(unsigned seed) {
 static int32_t crash_on(void *ctx, void *record) {
     (void)ctx;
     const ql_record *r = record;
-    if (r->message_len >= 8 && strncmp(r->message, "rec 1234", 8) == 0 && r->message_len == 8)
-        crash_with(SIGSEGV);
+    char at[16];
+    int n = snprintf(at, sizeof at, "rec %d", CRASH_AT);
+    if (r->message_len == (size_t)n && memcmp(r->message, at, (size_t)n) == 0) crash_with(SIGSEGV);
     return 0;
 }
 
 static void crash_in_a_handler(void) {
-    fresh_file();
-    pid_t pid = fork();
-    if (pid < 0) QLT_FAIL("fork");
+    pid_t pid = spawn();
     if (pid == 0) {
         no_core();
         ql_handler crashing = {NULL, 0, crash_on, NULL, NULL, NULL};
         make_listener(QL_FLUSH_EXPLICIT, &crashing, true, 0);
         log_range(0, N_RECORDS);
         if (ql_start(listener) != QL_OK) _exit(100);
-        qlt_sleep_ms(10000); /* the handler crashes long before */
+        /* Returns only once every record was handled: the handler crashes
+         * the process before. */
+        ql_stop(listener);
         _exit(103);
     }
     expect_death(pid, SIGSEGV);
-    unsigned char *counts = read_counts(N_RECORDS);
-    for (int i = 0; i < N_RECORDS; i++)
-        if (counts[i] != 1) QLT_FAIL("crash in a handler: record %d written %d times", i, counts[i]);
-    free(counts);
-    unlink(path);
+    expect_each_once("crash in a handler");
     PASS("a crash on the listener's thread, inside a handler after the file handler at record "
          "%d: every record, the one in hand included, exactly once",
          CRASH_AT);
@@ -382,9 +386,7 @@ static void on_term(int sig) {
 }
 
 static void program_handler_chained(void) {
-    fresh_file();
-    pid_t pid = fork();
-    if (pid < 0) QLT_FAIL("fork");
+    pid_t pid = spawn();
     if (pid == 0) {
         no_core();
         signal(SIGTERM, on_term);
@@ -404,11 +406,7 @@ static void program_handler_chained(void) {
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         QLT_FAIL("child: %s %d", WIFEXITED(status) ? "exit" : "signal",
                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    unsigned char *counts = read_counts(N_RECORDS);
-    for (int i = 0; i < N_RECORDS; i++)
-        if (counts[i] != 1) QLT_FAIL("chained: record %d written %d times", i, counts[i]);
-    free(counts);
-    unlink(path);
+    expect_each_once("chained");
     PASS("a program's SIGTERM handler, installed first: called after the flush; the process "
          "lived on and the listener went on, every record exactly once");
 }
@@ -434,10 +432,8 @@ static void chaining_back(int sig, siginfo_t *info, void *context) {
  * cycle: the program's handler chains back to the library's, which an
  * opt-in made after it chains to it: the default ends the cycle. */
 static void program_handlers_kept(bool cycle) {
-    fresh_file();
     *program_calls = 0;
-    pid_t pid = fork();
-    if (pid < 0) QLT_FAIL("fork");
+    pid_t pid = spawn();
     if (pid == 0) {
         no_core();
         struct sigaction sa;
@@ -462,11 +458,7 @@ static void program_handlers_kept(bool cycle) {
     }
     expect_death(pid, SIGSEGV);
     CHECK_EQ_INT(*program_calls, 1);
-    unsigned char *counts = read_counts(N_RECORDS);
-    for (int i = 0; i < N_RECORDS; i++)
-        if (counts[i] != 1) QLT_FAIL("program handler kept: record %d written %d times", i, counts[i]);
-    free(counts);
-    unlink(path);
+    expect_each_once(cycle ? "program handler calling back" : "SA_RESETHAND handler");
     if (cycle)
         PASS("a program handler installed over the library's and calling it back, then a new "
              "opt-in: called once, no endless cycle, died of SIGSEGV, every record once");

@@ -88,9 +88,6 @@ struct Slot<R> {
     /// A record the drop-oldest policy took out from behind a control
     /// item: the consumer passes over it.
     dead: bool,
-    /// A put whose record could not be made (its fill panicked): the
-    /// consumer passes over it and gives its room back.
-    void: bool,
     /// The record; kept (with whatever it owns) when the slot is reused.
     value: R,
 }
@@ -112,7 +109,6 @@ impl<R> Segment<R> {
                 fence: 0,
                 control: None,
                 dead: false,
-                void: false,
                 value: blank(),
             })
         }));
@@ -224,8 +220,6 @@ struct ConsumerEnd<R> {
     head: u64,
     /// The producer's tail as last read.
     tail_seen: u64,
-    /// Void slots passed over whose room is not given back yet.
-    voided: u64,
     /// Records evicted from behind control items and not passed over yet.
     dead: u64,
     /// The crash flush takes nothing published after it began: the tail
@@ -352,7 +346,6 @@ impl<R> Lane<R> {
                 base: 0,
                 head: 0,
                 tail_seen: 0,
-                voided: 0,
                 dead: 0,
                 crash_end: u64::MAX,
             })),
@@ -440,11 +433,26 @@ impl<R> Lane<R> {
     // contract makes the slot exclusive.
     #[allow(clippy::mut_from_ref)]
     unsafe fn head_slot(&self, fresh: bool) -> Option<&mut Slot<R>> {
+        // SAFETY: the caller's promise.
+        unsafe { self.head_slot_for(fresh, false) }
+    }
+
+    /// [`Lane::head_slot`]; for the crash flush (`crash`), it reads the
+    /// tail every time, never past `crash_end`, and never waits for a lock:
+    /// a segment left behind goes to the spares if their lock is free and
+    /// they have room, else it is leaked (the process is about to die).
+    ///
+    /// # Safety
+    /// Only under the queue's drain lock.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn head_slot_for(&self, fresh: bool, crash: bool) -> Option<&mut Slot<R>> {
         // SAFETY: the consumer end is the drain lock holder's.
         let c = unsafe { &mut *self.consumer.0.get() };
         loop {
-            if fresh || c.head == c.tail_seen {
-                c.tail_seen = self.tail.0.load(Ordering::Acquire);
+            if fresh || crash || c.head == c.tail_seen {
+                // `crash_end` is the tail when a crash flush began (else
+                // u64::MAX): the head never passes it.
+                c.tail_seen = self.tail.0.load(Ordering::Acquire).min(c.crash_end);
                 if c.head == c.tail_seen {
                     return None;
                 }
@@ -456,30 +464,32 @@ impl<R> Lane<R> {
                 let next = unsafe { (*c.seg).next.load(Ordering::Acquire) };
                 let old = std::mem::replace(&mut c.seg, next);
                 c.base = c.head;
-                crate::tsan::release(old as *const ());
-                let mut spare = lock(&self.spare);
-                if spare.len() < LANE_SPARE {
-                    spare.push(SegmentPtr(old));
+                if crash {
+                    if let Ok(mut spare) = self.spare.try_lock() {
+                        if spare.len() < spare.capacity() {
+                            spare.push(SegmentPtr(old));
+                        }
+                    }
                 } else {
-                    drop(spare);
-                    self.depot.give(old);
+                    crate::tsan::release(old as *const ());
+                    let mut spare = lock(&self.spare);
+                    if spare.len() < LANE_SPARE {
+                        spare.push(SegmentPtr(old));
+                    } else {
+                        drop(spare);
+                        self.depot.give(old);
+                    }
                 }
             }
             // SAFETY: the slot at `head` is published and the consumer's.
             let slot = unsafe { &mut *(*c.seg).slots[(c.head - c.base) as usize].get() };
-            if !slot.dead && !slot.void {
+            if !slot.dead {
                 return Some(slot);
             }
             // Evicted from behind a control item (its room already given
-            // back), or a put that failed: pass over it.
-            if slot.void {
-                slot.void = false;
-                c.voided += 1;
-            }
-            if slot.dead {
-                slot.dead = false;
-                c.dead -= 1;
-            }
+            // back): pass over it.
+            slot.dead = false;
+            c.dead -= 1;
             c.head += 1;
             self.head.0.store(c.head, Ordering::Release);
         }
@@ -498,51 +508,6 @@ impl<R> Lane<R> {
         } else {
             u64::MAX
         };
-    }
-
-    /// [`Lane::head_slot`] for the crash flush: never waits for a lock or
-    /// allocates. Passed-over slots (evicted, void) are skipped as there;
-    /// a segment left behind goes to the spares if their lock is free, else
-    /// it is leaked (the process is about to die).
-    ///
-    /// # Safety
-    /// Only under the queue's drain lock.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn crash_head_slot(&self) -> Option<&mut Slot<R>> {
-        // SAFETY: the consumer end is the drain lock holder's.
-        let c = unsafe { &mut *self.consumer.0.get() };
-        loop {
-            c.tail_seen = self.tail.0.load(Ordering::Acquire).min(c.crash_end);
-            if c.head >= c.tail_seen {
-                return None;
-            }
-            if c.head - c.base == SEGMENT as u64 {
-                // SAFETY: as in head_slot.
-                let next = unsafe { (*c.seg).next.load(Ordering::Acquire) };
-                let old = std::mem::replace(&mut c.seg, next);
-                c.base = c.head;
-                if let Ok(mut spare) = self.spare.try_lock() {
-                    if spare.len() < spare.capacity() {
-                        spare.push(SegmentPtr(old));
-                    }
-                }
-            }
-            // SAFETY: as in head_slot.
-            let slot = unsafe { &mut *(*c.seg).slots[(c.head - c.base) as usize].get() };
-            if !slot.dead && !slot.void {
-                return Some(slot);
-            }
-            if slot.void {
-                slot.void = false;
-                c.voided += 1;
-            }
-            if slot.dead {
-                slot.dead = false;
-                c.dead -= 1;
-            }
-            c.head += 1;
-            self.head.0.store(c.head, Ordering::Release);
-        }
     }
 
     /// Consumer: the first record (not a control item, not evicted) from
@@ -567,7 +532,7 @@ impl<R> Lane<R> {
             }
             // SAFETY: the slot at `pos` is published and the consumer's.
             let slot = unsafe { &mut *(*seg).slots[(pos - base) as usize].get() };
-            if slot.control.is_none() && !slot.dead && !slot.void {
+            if slot.control.is_none() && !slot.dead {
                 return Some(slot);
             }
         }
@@ -606,16 +571,6 @@ impl<R> Lane<R> {
     unsafe fn count_dead(&self) {
         // SAFETY: the consumer end is the drain lock holder's.
         unsafe { (*self.consumer.0.get()).dead += 1 };
-    }
-
-    /// Consumer: void slots passed over since the last call.
-    ///
-    /// # Safety
-    /// Only under the queue's drain lock.
-    unsafe fn take_voided(&self) -> u64 {
-        // SAFETY: the consumer end is the drain lock holder's.
-        let c = unsafe { &mut *self.consumer.0.get() };
-        std::mem::take(&mut c.voided)
     }
 
     /// Consumer: gives the head slot back to the producer (after
@@ -973,7 +928,6 @@ impl<R> Lanes<R> {
                 unsafe {
                     lane.push(|slot| {
                         slot.dead = false;
-                        slot.void = false;
                         slot.control = Some(control);
                         slot.fence = number;
                         true
@@ -986,7 +940,6 @@ impl<R> Lanes<R> {
                 unsafe {
                     lane.push(|slot| {
                         slot.dead = false;
-                        slot.void = false;
                         slot.control = None;
                         slot.fence = fence;
                         let Some(write) = write else {
@@ -1201,10 +1154,6 @@ impl<R> Lanes<R> {
             let closed = lane.closed.load(Ordering::Acquire);
             // SAFETY: under the drain lock.
             let head = unsafe { lane.head_slot(fresh) };
-            // SAFETY: under the drain lock.
-            for _ in 0..unsafe { lane.take_voided() } {
-                self.release_room();
-            }
             let Some(slot) = head else {
                 scan.empty_closed |= closed;
                 scan.empty = true;
@@ -1347,7 +1296,7 @@ impl<R> Lanes<R> {
             let mut best: Option<(usize, i64)> = None;
             for (i, lane) in registry.iter().enumerate() {
                 // SAFETY: under the drain lock.
-                let Some(slot) = (unsafe { lane.crash_head_slot() }) else {
+                let Some(slot) = (unsafe { lane.head_slot_for(true, true) }) else {
                     continue;
                 };
                 if slot.control.is_none()
@@ -1362,7 +1311,7 @@ impl<R> Lanes<R> {
             };
             let lane = &registry[i];
             // SAFETY: under the drain lock; just seen.
-            if let Some(slot) = unsafe { lane.crash_head_slot() } {
+            if let Some(slot) = unsafe { lane.head_slot_for(true, true) } {
                 visit(&slot.value);
             }
             // SAFETY: as above.
